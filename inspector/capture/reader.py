@@ -1,0 +1,412 @@
+"""Read capture files (pcap, pcapng, gzip'd) as a stream of packet batches.
+
+The file is read in fixed-size chunks into one reusable buffer and the
+compiled walkers in ``decode.py`` turn whole records into columns, so memory
+does not grow with the size of the capture. A record cut by the end of the
+file, a damaged record header or an undecodable frame is counted as an
+anomaly; only a file that is not a capture at all raises ``CaptureError``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from inspector.capture import constants as C
+from inspector.capture import decode as D
+from inspector.errors import CaptureError
+
+CHUNK_BYTES = 8 * 1024 * 1024
+BATCH_ROWS = 131072
+
+
+@dataclass
+class PacketBatch:
+    """Decoded packets of one chunk. Views into reused buffers: consume
+    before asking the reader for the next batch."""
+
+    buf: np.ndarray  # uint8: the chunk the payload offsets point into
+    fields: np.ndarray  # int64 [decode.N_FIELDS, n]
+    addrs: np.ndarray  # uint64 [4, n]
+
+    @property
+    def n(self) -> int:
+        return self.fields.shape[1]
+
+
+@dataclass
+class InputStats:
+    """What one input file held: counts for the ``inputs`` table."""
+
+    file: str
+    format: str = ""
+    linktypes: set[int] = field(default_factory=set)
+    packets: int = 0
+    captured_bytes: int = 0
+    wire_bytes: int = 0
+    truncated_packets: int = 0  # captured shorter than on the wire (snaplen)
+    non_ip_packets: int = 0
+    anomalies: Counter[str] = field(default_factory=Counter)
+    anomaly_details: dict[str, str] = field(default_factory=dict)
+
+    def anomaly(self, kind: str, detail: str, count: int = 1) -> None:
+        self.anomalies[kind] += count
+        self.anomaly_details.setdefault(kind, detail)
+
+
+class _Chunker:
+    """A growable byte window over a stream: ``buf[pos:end]`` is unread."""
+
+    def __init__(self, stream: BinaryIO, path: str) -> None:
+        self.stream = stream
+        self.path = path
+        self.buf = np.empty(CHUNK_BYTES, dtype=np.uint8)
+        self.pos = 0
+        self.end = 0
+        self.eof = False
+        self.consumed_before = 0  # file offset of buf[0]
+
+    @property
+    def offset(self) -> int:
+        return self.consumed_before + self.pos
+
+    def fill(self, need: int = 0) -> None:
+        """Compact and read more; grow the buffer when one record needs it."""
+        remaining = self.end - self.pos
+        if need > self.buf.size:
+            bigger = np.empty(max(need, 2 * self.buf.size), dtype=np.uint8)
+            bigger[:remaining] = self.buf[self.pos : self.end]
+            self.buf = bigger
+        elif self.pos:
+            self.buf[:remaining] = self.buf[self.pos : self.end]
+        self.consumed_before += self.pos
+        self.pos, self.end = 0, remaining
+        view = memoryview(self.buf)
+        while self.end < self.buf.size and not self.eof:
+            try:
+                got = self.stream.readinto(view[self.end :])
+            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+                raise _DamagedStream(str(exc) or type(exc).__name__) from exc
+            if not got:
+                self.eof = True
+            else:
+                self.end += got
+
+    def available(self) -> int:
+        return self.end - self.pos
+
+    def take(self, size: int) -> bytes:
+        if self.available() < size:
+            self.fill(size)
+        data = self.buf[self.pos : self.pos + size].tobytes()
+        self.pos += len(data)
+        return data
+
+
+class _DamagedStream(Exception):
+    """The compressed stream under the capture broke mid-way."""
+
+
+def _open_stream(path: Path) -> tuple[BinaryIO, bool]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise CaptureError(path, "no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(path, "is a directory, not a capture file") from None
+    except OSError as exc:
+        raise CaptureError(path, f"cannot open: {exc.strerror or exc}") from None
+    head = raw.read(2)
+    raw.seek(0)
+    if head == C.GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+    return raw, False
+
+
+class CaptureReader:
+    """Iterate the packets of one capture file as ``PacketBatch`` objects.
+
+    Example::
+
+        reader = CaptureReader("migration.pcap.gz")
+        for batch in reader:
+            ...
+        reader.stats.packets
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.stats = InputStats(file=str(path))
+        self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
+        self._addrs = np.empty((4, BATCH_ROWS), dtype=np.uint64)
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        stream, gzipped = _open_stream(self.path)
+        with stream:
+            chunk = _Chunker(stream, str(self.path))
+            try:
+                chunk.fill()
+            except _DamagedStream as exc:
+                raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
+            if chunk.available() == 0:
+                raise CaptureError(self.path, "empty file, not a capture")
+            if chunk.available() < 4:
+                raise CaptureError(self.path, "too short to be a capture")
+            magic_le = int.from_bytes(chunk.buf[:4].tobytes(), "little")
+            magic_be = int.from_bytes(chunk.buf[:4].tobytes(), "big")
+            try:
+                if magic_le == C.PCAPNG_SHB:
+                    self.stats.format = "pcapng"
+                    yield from self._read_pcapng(chunk)
+                elif C.PCAP_MAGIC_US in (magic_le, magic_be) or C.PCAP_MAGIC_NS in (magic_le, magic_be):
+                    self.stats.format = "pcap"
+                    yield from self._read_pcap(chunk)
+                else:
+                    raise CaptureError(
+                        self.path,
+                        "not a pcap or pcapng capture (starts with "
+                        f"{chunk.buf[: min(4, chunk.end)].tobytes().hex()})",
+                    )
+            except _DamagedStream as exc:
+                if self.stats.packets == 0:
+                    raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
+                self.stats.anomaly(
+                    "damaged-compressed-stream",
+                    f"gzip data broke after {chunk.offset} bytes ({exc}); the rest was not read",
+                )
+            if gzipped:
+                self.stats.format += ".gz"
+
+    # -- classic pcap -------------------------------------------------------
+    def _read_pcap(self, chunk: _Chunker) -> Iterator[PacketBatch]:
+        if chunk.available() < 24:
+            raise CaptureError(self.path, "pcap file header cut short (< 24 bytes)")
+        head = chunk.take(24)
+        big = int.from_bytes(head[:4], "big") in (C.PCAP_MAGIC_US, C.PCAP_MAGIC_NS)
+        endian = ">" if big else "<"
+        magic, major, minor, _zone, _sigfigs, snaplen, linkfield = struct.unpack(endian + "IHHiIII", head)
+        if major != 2:
+            raise CaptureError(self.path, f"damaged pcap header: version {major}.{minor}, expected 2.4")
+        nano = magic == C.PCAP_MAGIC_NS
+        linktype = linkfield & 0xFFFF
+        self._require_linktype(linktype)
+        self.stats.linktypes.add(linktype)
+        while True:
+            n, pos, damaged = D.walk_pcap(
+                chunk.buf, chunk.pos, chunk.end, big, nano, linktype,
+                self._fields, self._addrs, 0, BATCH_ROWS,
+            )
+            chunk.pos = pos
+            if n:
+                yield self._batch(chunk, n)
+            if damaged:
+                self.stats.anomaly(
+                    "damaged-record-header",
+                    f"impossible record length at file offset {chunk.offset}; the rest was not read",
+                )
+                return
+            if n == BATCH_ROWS:
+                continue
+            if chunk.eof:
+                self._note_truncated_tail(chunk)
+                return
+            incl = _pcap_incl_len(chunk, big)
+            chunk.fill(16 + incl)
+
+    # -- pcapng -------------------------------------------------------------
+    def _read_pcapng(self, chunk: _Chunker) -> Iterator[PacketBatch]:
+        section = _PcapngSection(self.path)
+        while True:
+            n, pos, stop = D.walk_pcapng(
+                chunk.buf, chunk.pos, chunk.end, section.big,
+                section.linktype, section.pow2, section.exp, section.offset_s, section.snaplen,
+                section.count, self._fields, self._addrs, 0, BATCH_ROWS,
+            )
+            chunk.pos = pos
+            if n:
+                yield self._batch(chunk, n)
+            if stop == 1:
+                if not self._pcapng_meta_block(chunk, section):
+                    return
+                continue
+            if stop == 2:
+                self._damaged_pcapng(chunk, section)
+                return
+            if stop == 3:
+                self.stats.anomaly("undeclared-interface", "packet block for an interface with no description block")
+                chunk.take(_pcapng_block_len(chunk, section.big))
+                continue
+            if n == BATCH_ROWS:
+                continue
+            if chunk.eof:
+                self._note_truncated_tail(chunk)
+                self._require_any_supported(section)
+                return
+            need = _pcapng_block_len(chunk, section.big) if chunk.available() >= 8 else 12
+            chunk.fill(max(need, 12))
+
+    def _pcapng_meta_block(self, chunk: _Chunker, section: _PcapngSection) -> bool:
+        """Parse a non-packet block at ``chunk.pos``; False when the file ends."""
+        if chunk.available() < 12:
+            chunk.fill(12)
+            if chunk.available() < 12:
+                self._note_truncated_tail(chunk)
+                return False
+        btype_raw = chunk.buf[chunk.pos : chunk.pos + 4].tobytes()
+        if int.from_bytes(btype_raw, "little") == C.PCAPNG_SHB:
+            bom = chunk.buf[chunk.pos + 8 : chunk.pos + 12].tobytes()
+            if int.from_bytes(bom, "little") == C.PCAPNG_BYTE_ORDER_MAGIC:
+                section.start(big=False)
+            elif int.from_bytes(bom, "big") == C.PCAPNG_BYTE_ORDER_MAGIC:
+                section.start(big=True)
+            else:
+                self._damaged_pcapng(chunk, section, "bad byte-order magic in section header")
+                return False
+        elif section.count == 0 and not section.started:
+            raise CaptureError(self.path, "damaged pcapng: no section header block")
+        blen = _pcapng_block_len(chunk, section.big)
+        if blen < 12 or blen % 4 or blen > C.MAX_RECORD_BYTES:
+            self._damaged_pcapng(chunk, section)
+            return False
+        if chunk.available() < blen:
+            chunk.fill(blen)
+            if chunk.available() < blen:
+                self._note_truncated_tail(chunk)
+                return False
+        block = chunk.take(blen)
+        btype = struct.unpack((">" if section.big else "<") + "I", block[:4])[0]
+        if btype == C.PCAPNG_IDB:
+            linktype = section.add_interface(block)
+            self.stats.linktypes.add(linktype)
+            if linktype not in C.SUPPORTED_LINKTYPES:
+                self.stats.anomaly(
+                    "unsupported-link-type",
+                    f"interface {section.count - 1} has link type {linktype}, which is not decoded",
+                    0,
+                )
+        return True
+
+    def _damaged_pcapng(self, chunk: _Chunker, section: _PcapngSection, why: str = "") -> None:
+        why = why or f"impossible block length at file offset {chunk.offset}"
+        if self.stats.packets == 0 and not section.count:
+            raise CaptureError(self.path, f"damaged pcapng: {why}")
+        self.stats.anomaly("damaged-block-header", f"{why}; the rest was not read")
+
+    # -- shared -------------------------------------------------------------
+    def _require_linktype(self, linktype: int) -> None:
+        if linktype not in C.SUPPORTED_LINKTYPES:
+            supported = ", ".join(f"{k} ({v})" for k, v in sorted(C.SUPPORTED_LINKTYPES.items()))
+            raise CaptureError(self.path, f"unsupported link type {linktype}; supported: {supported}")
+
+    def _require_any_supported(self, section: _PcapngSection) -> None:
+        if section.count and not any(lt in C.SUPPORTED_LINKTYPES for lt in section.linktype[: section.count]):
+            self._require_linktype(int(section.linktype[0]))
+
+    def _note_truncated_tail(self, chunk: _Chunker) -> None:
+        left = chunk.available()
+        if left:
+            self.stats.anomaly(
+                "truncated-last-record",
+                f"file ends {left} bytes into a record at offset {chunk.offset}",
+            )
+            chunk.pos = chunk.end
+
+    def _batch(self, chunk: _Chunker, n: int) -> PacketBatch:
+        fields = self._fields[:, :n]
+        st = self.stats
+        st.packets += n
+        st.captured_bytes += int(fields[D.F_CAP_LEN].sum())
+        st.wire_bytes += int(fields[D.F_WIRE_LEN].sum())
+        st.truncated_packets += int(np.count_nonzero(fields[D.F_CAP_LEN] < fields[D.F_WIRE_LEN]))
+        status = np.bincount(fields[D.F_STATUS], minlength=8)
+        st.non_ip_packets += int(status[C.STATUS_NOT_IP])
+        for code, kind in C.STATUS_ANOMALY_KINDS.items():
+            if status[code]:
+                st.anomaly(kind, _STATUS_DETAILS[code], int(status[code]))
+        return PacketBatch(buf=chunk.buf, fields=fields, addrs=self._addrs[:, :n])
+
+
+_STATUS_DETAILS = {
+    C.STATUS_HEADERS_CUT: "snaplen ended inside the IP or transport header; packet not keyed to a flow",
+    C.STATUS_BAD_IP: "IP header with impossible version or lengths",
+    C.STATUS_BAD_L4: "TCP/UDP header with impossible lengths",
+    C.STATUS_FRAGMENT: "non-first IP fragment (fragments are not reassembled)",
+    C.STATUS_UNSUPPORTED_LINK: "packets on an interface whose link type is not decoded",
+}
+
+
+def _pcap_incl_len(chunk: _Chunker, big: bool) -> int:
+    if chunk.available() < 16:
+        return 0
+    raw = chunk.buf[chunk.pos + 8 : chunk.pos + 12].tobytes()
+    return int.from_bytes(raw, "big" if big else "little")
+
+
+def _pcapng_block_len(chunk: _Chunker, big: bool) -> int:
+    raw = chunk.buf[chunk.pos + 4 : chunk.pos + 8].tobytes()
+    return int.from_bytes(raw, "big" if big else "little")
+
+
+class _PcapngSection:
+    """Interfaces of the current pcapng section, as arrays for the walker."""
+
+    MAX_INTERFACES = 4096
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.big = False
+        self.started = False
+        self.count = 0
+        self.linktype = np.full(16, -1, dtype=np.int64)
+        self.pow2 = np.zeros(16, dtype=np.bool_)
+        self.exp = np.full(16, 6, dtype=np.int64)
+        self.offset_s = np.zeros(16, dtype=np.int64)
+        self.snaplen = np.zeros(16, dtype=np.int64)
+
+    def start(self, big: bool) -> None:
+        self.big = big
+        self.started = True
+        self.count = 0
+
+    def add_interface(self, block: bytes) -> int:
+        e = ">" if self.big else "<"
+        if len(block) < 20:
+            raise CaptureError(self.path, "damaged pcapng: interface description block too short")
+        linktype, _reserved, snaplen = struct.unpack(e + "HHI", block[8:16])
+        i = self.count
+        if i >= self.linktype.size:
+            if i >= self.MAX_INTERFACES:
+                raise CaptureError(self.path, f"damaged pcapng: more than {self.MAX_INTERFACES} interfaces")
+            for name in ("linktype", "pow2", "exp", "offset_s", "snaplen"):
+                arr = getattr(self, name)
+                setattr(self, name, np.concatenate([arr, np.zeros_like(arr)]))
+        self.linktype[i] = linktype
+        self.snaplen[i] = snaplen
+        self.pow2[i] = False
+        self.exp[i] = 6
+        self.offset_s[i] = 0
+        opts = block[16:-4]
+        at = 0
+        while at + 4 <= len(opts):
+            code, length = struct.unpack(e + "HH", opts[at : at + 4])
+            value = opts[at + 4 : at + 4 + length]
+            if code == 0:
+                break
+            if code == C.PCAPNG_OPT_IF_TSRESOL and length >= 1:
+                self.pow2[i] = bool(value[0] & 0x80)
+                self.exp[i] = value[0] & 0x7F
+            elif code == C.PCAPNG_OPT_IF_TSOFFSET and length >= 8:
+                self.offset_s[i] = struct.unpack(e + "q", value[:8])[0]
+            at += 4 + ((length + 3) & ~3)
+        if self.exp[i] > 18 or (self.pow2[i] and self.exp[i] > 62):
+            raise CaptureError(self.path, f"damaged pcapng: timestamp resolution option {self.exp[i]} is impossible")
+        self.count += 1
+        return int(linktype)

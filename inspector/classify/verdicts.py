@@ -1,0 +1,148 @@
+"""Verdicts from randomness statistics: per direction, then per flow.
+
+Direction rules, first match wins (N = payload bytes analysed):
+
+1. N < ``MIN_BYTES``: ``unknown``.
+2. At least 90 % printable bytes: ``plaintext`` (text). Ciphertext and
+   compressed data are ~37 % printable.
+3. At least ``MIN_BODY_BYTES`` after the 8 KiB head: judge the body windows.
+   Encryption never yields structured windows after its handshake, so
+   ``plain`` windows holding >= 2 % of the body mean ``plaintext``; other
+   non-random windows holding >= 10 % mean ``compressed``; else
+   ``encrypted``, more confident the more bytes were seen (compressed data
+   shows its bias within ~16 KiB).
+4. Only the head: the handshakes of TLS and SSH look like cleartext binary
+   (~5.9-6.8 bits/byte), so only a very low-entropy head is called
+   ``plaintext``; anything else is ``unknown``.
+
+A flow is ``plaintext`` if either direction is; otherwise it takes the
+verdict of the decided direction with more analysed bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
+
+MIN_BYTES = 16
+MIN_BODY_BYTES = 4096
+PLAIN_SHARE = 0.02
+NONRANDOM_SHARE = 0.10
+HEAD_PLAIN_ENTROPY = 4.0
+HEAD_PLAIN_MIN_BYTES = 2048
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
+    """Verdict, confidence and reason for each direction (row of ``stats``)."""
+    n = stats["analysed_bytes"].to_numpy()
+    body = stats["body_bytes"].to_numpy()
+    safe_body = np.maximum(body, 1)
+    plain_share = stats["body_plain"].to_numpy() / safe_body
+    nonrandom_share = (stats["body_plain"].to_numpy() + stats["body_compressed"].to_numpy()) / safe_body
+    printable = stats["printable"].fillna(0).to_numpy()
+    head_entropy = stats["head_entropy"].fillna(8).to_numpy()
+
+    too_little = n < MIN_BYTES
+    text = ~too_little & (printable >= 0.90)
+    judged_body = ~too_little & ~text & (body >= MIN_BODY_BYTES)
+    body_plain = judged_body & (plain_share >= PLAIN_SHARE)
+    body_compressed = judged_body & ~body_plain & (nonrandom_share >= NONRANDOM_SHARE)
+    body_encrypted = judged_body & ~body_plain & ~body_compressed
+    head_only = ~too_little & ~text & ~judged_body
+    head_plain = head_only & (head_entropy < HEAD_PLAIN_ENTROPY) & (n >= HEAD_PLAIN_MIN_BYTES)
+
+    verdict = np.select(
+        [text | body_plain | head_plain, body_compressed, body_encrypted],
+        ["plaintext", "compressed", "encrypted"],
+        "unknown",
+    )
+    confidence = np.select(
+        [
+            text,
+            body_plain,
+            head_plain,
+            body_compressed,
+            body_encrypted,
+        ],
+        [
+            0.6 + 0.39 * np.minimum(1.0, n / 1024),
+            np.minimum(0.99, 0.8 + 2 * plain_share),
+            np.full(n.shape, 0.7),
+            0.5 + 0.49 * np.minimum(1.0, nonrandom_share / 0.5) * np.minimum(1.0, body / 65536),
+            (1 - 0.5 * np.exp(-body / 32768)) * (1 - nonrandom_share),
+        ],
+        0.0,
+    )
+    confidence = np.round(np.minimum(confidence, 0.99), 2)
+    reasons = [
+        _direction_reason(kind, row)
+        for kind, row in zip(
+            np.select(
+                [too_little, text, body_plain, body_compressed, body_encrypted, head_plain],
+                ["little", "text", "plain", "compressed", "encrypted", "head_plain"],
+                "head_unknown",
+            ),
+            stats.itertuples(index=False),
+        )
+    ]
+    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reasons}, index=stats.index)
+
+
+def _direction_reason(kind: str, s) -> str:  # s: a row of direction_statistics
+    n = s.analysed_bytes
+    if kind == "little":
+        return "no payload" if n == 0 else f"only {n} B of payload"
+    if kind == "text":
+        return f"text: {s.printable:.0%} printable bytes over {human_bytes(n)}"
+    body = max(s.body_bytes, 1)
+    if kind == "plain":
+        return (f"structured cleartext in {s.body_plain / body:.0%} of {human_bytes(s.body_bytes)} "
+                f"after the head (median {s.entropy:.2f} bits/byte)")
+    if kind == "compressed":
+        return (f"high entropy (median {s.entropy:.3f} bits/byte) but not uniform (median chi2 "
+                f"{s.chi2:.0f}) in {(s.body_compressed + s.body_plain) / body:.0%} of "
+                f"{human_bytes(s.body_bytes)}: compressed, not encrypted")
+    if kind == "encrypted":
+        return (f"uniform bytes in {s.body_random / body:.0%} of {human_bytes(s.body_bytes)} "
+                f"(median chi2 {s.chi2:.0f}, {s.entropy:.3f} bits/byte, {s.windows} windows)")
+    if kind == "head_plain":
+        return f"low-entropy stream head ({s.head_entropy:.2f} bits/byte over {human_bytes(n)})"
+    return (f"only {human_bytes(n)}, mostly stream head ({s.head_entropy:.2f} bits/byte, "
+            f"chi2 {s.head_chi2:.0f}): too little to tell cleartext from a handshake or ciphertext")
+
+
+def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
+                  orig_bytes: np.ndarray, resp_bytes: np.ndarray) -> pd.DataFrame:
+    """Combine the two directions of each flow (rows aligned)."""
+    ov, rv = orig["verdict"].to_numpy(), resp["verdict"].to_numpy()
+    oc, rc = orig["confidence"].to_numpy(), resp["confidence"].to_numpy()
+    o_plain, r_plain = ov == "plaintext", rv == "plaintext"
+    o_known, r_known = ov != "unknown", rv != "unknown"
+    # Which direction speaks for the flow: plaintext first, then the bigger decided one.
+    use_orig = np.where(
+        o_plain | r_plain,
+        o_plain & (~r_plain | (oc >= rc)),
+        np.where(o_known & r_known, orig_bytes >= resp_bytes, o_known | ~r_known & (orig_bytes >= resp_bytes)),
+    )
+    verdict = np.where(use_orig, ov, rv)
+    confidence = np.where(use_orig, oc, rc)
+    other = np.where(use_orig, rv, ov)
+    disagree = (other != "unknown") & (other != verdict) & (verdict != "plaintext")
+    confidence = np.round(np.where(disagree, confidence * 0.8, confidence), 2)
+    o_reason, r_reason = orig["reason"].to_numpy(), resp["reason"].to_numpy()
+    reason = [
+        (f"orig: {a}" if u else f"resp: {b}") + (f" (the other direction looks {x})" if dis else "")
+        for u, a, b, x, dis in zip(use_orig, o_reason, r_reason, other, disagree)
+    ]
+    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reason})

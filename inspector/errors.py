@@ -1,0 +1,22 @@
+"""Errors the library raises; the CLI turns them into one-line messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InspectorError(Exception):
+    """Base class: anything the user can fix (bad input, bad option)."""
+
+
+class CaptureError(InspectorError):
+    """An input file that cannot be read as a capture."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(InspectorError):
+    """A watchlist file or option that does not make sense."""

@@ -1,0 +1,55 @@
+"""The flows table: every column, its dtype and what it means.
+
+Column names follow Zeek's conn.log (``orig``/``resp`` by role, payload byte
+counts) so reviewers read them without a legend. This dict is the single
+source for the DataFrame dtypes, the JSON schema and docs/schema.md.
+"""
+
+from __future__ import annotations
+
+FLOW_COLUMNS: dict[str, tuple[str, str]] = {
+    "ts": ("datetime64[ns, UTC]", "time of the first packet of the flow"),
+    "uid": ("string", "flow id, stable for the same flow in the same capture ('C' + 11 base62 chars)"),
+    "proto": ("string", "transport protocol: tcp, udp, icmp, ... (IP protocol number when unnamed)"),
+    "orig_h": ("string", "originator address: the sender of the first SYN; without a SYN, see 'Originator' in docs/schema.md"),
+    "orig_p": ("UInt16", "originator port (0 for protocols without ports)"),
+    "resp_h": ("string", "responder address"),
+    "resp_p": ("UInt16", "responder port"),
+    "duration": ("timedelta64[ns]", "last packet time minus first packet time"),
+    "orig_pkts": ("int64", "packets sent by the originator"),
+    "resp_pkts": ("int64", "packets sent by the responder"),
+    "orig_bytes": ("int64", "transport payload bytes sent by the originator, from IP lengths (counts bytes a snaplen cut off; retransmissions count again)"),
+    "resp_bytes": ("int64", "transport payload bytes sent by the responder"),
+    "watch": ("category", "watchlist role that matched: migration, libvirtd, ssh, internal-api or none"),
+    "verdict": ("category", "plaintext, compressed (cleartext, only compressed), encrypted or unknown (too little data)"),
+    "confidence": ("float64", "confidence in the verdict, 0-1 (0 for unknown)"),
+    "reason": ("string", "one line saying which direction decided and the statistics behind it"),
+    "orig_verdict": ("category", "verdict on the originator's payload alone"),
+    "resp_verdict": ("category", "verdict on the responder's payload alone"),
+    "orig_entropy": ("float64", "median Shannon entropy (bits/byte) of the originator's analysed windows; NaN without payload"),
+    "resp_entropy": ("float64", "same for the responder"),
+    "orig_chi2": ("float64", "median chi-square of the originator's windows against uniform bytes (255 d.o.f.; ~255 for ciphertext)"),
+    "resp_chi2": ("float64", "same for the responder"),
+    "orig_printable": ("float64", "share of the originator's analysed bytes that are printable ASCII, TAB, CR or LF"),
+    "resp_printable": ("float64", "same for the responder"),
+    "orig_analysed_bytes": ("int64", "originator payload bytes the statistics were computed on (captured bytes in sampled windows)"),
+    "resp_analysed_bytes": ("int64", "same for the responder"),
+    "orig_windows": ("int64", "number of analysed windows (8 KiB head, then 64 KiB windows) of the originator"),
+    "resp_windows": ("int64", "same for the responder"),
+    "orig_captured_bytes": ("int64", "originator payload bytes present in the capture (less than orig_bytes when a snaplen cut packets)"),
+    "resp_captured_bytes": ("int64", "same for the responder"),
+    "ip_version": ("int64", "4 or 6"),
+    "vlan": ("Int64", "outermost 802.1Q/802.1ad VLAN id of the first packet; <NA> when untagged"),
+    "input": ("string", "the input file the flow was first seen in"),
+}
+
+WINDOW_COLUMNS: dict[str, tuple[str, str]] = {
+    "uid": ("string", "flow id (joins flows.uid)"),
+    "direction": ("category", "orig or resp"),
+    "window": ("int64", "window index in the direction's byte stream: 0 is the 8 KiB head, then 64 KiB windows"),
+    "bytes": ("int64", "captured bytes in the window"),
+    "entropy": ("float64", "Shannon entropy, bits per byte"),
+    "chi2": ("float64", "chi-square against uniform bytes (255 degrees of freedom)"),
+    "printable": ("float64", "share of printable bytes"),
+    "label": ("category", "random, compressed or plain: see inspector.classify.statistics"),
+}

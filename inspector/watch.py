@@ -1,0 +1,132 @@
+"""The watchlist: which ports and networks carry migration and API traffic.
+
+Defaults follow the problem statement: the libvirt/QEMU migration port range
+49152-49261 (OpenStack's documented range; libvirt's own default is
+49152-49215), libvirtd 16509 (TCP) and 16514 (TLS), SSH 22. The internal API
+network(s) are named by the reviewer. A TOML file can override any of it::
+
+    [watch]
+    migration_ports = ["49152-49261"]
+    libvirtd_ports = [16509, 16514]
+    ssh_ports = [22]
+    internal_nets = ["192.168.24.0/24", "fd00:24::/64"]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from inspector.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Roles in priority order: a flow takes the first that matches.
+ROLES = ("migration", "libvirtd", "ssh", "internal-api", "none")
+
+
+def parse_ports(spec: str | int | list | tuple, what: str) -> frozenset[int]:
+    """'49152-49261,16509' or [16509, "49152-49215"] -> set of ports."""
+    items = spec if isinstance(spec, (list, tuple)) else str(spec).split(",")
+    ports: set[int] = set()
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            if "-" in text:
+                lo, hi = (int(x) for x in text.split("-", 1))
+            else:
+                lo = hi = int(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {text!r} is not a port or a range like 49152-49261") from None
+        if not (0 <= lo <= hi <= 65535):
+            raise ConfigError(f"{what}: {text!r} is outside 0-65535 or reversed")
+        ports.update(range(lo, hi + 1))
+    return frozenset(ports)
+
+
+def parse_networks(specs, what: str) -> tuple[IPNetwork, ...]:
+    nets = []
+    for spec in specs:
+        try:
+            nets.append(ipaddress.ip_network(str(spec).strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{what}: {spec!r} is not a network like 192.168.24.0/24") from None
+    return tuple(nets)
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    """Ports and networks whose flows a reviewer must see."""
+
+    migration_ports: frozenset[int] = field(default_factory=lambda: frozenset(range(49152, 49262)))
+    libvirtd_ports: frozenset[int] = frozenset({16509, 16514})
+    ssh_ports: frozenset[int] = frozenset({22})
+    internal_nets: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def default(cls) -> Watchlist:
+        return cls()
+
+    @classmethod
+    def from_toml(cls, path: str | Path, base: Watchlist | None = None) -> Watchlist:
+        """Read the ``[watch]`` table of a TOML file over ``base``."""
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such watchlist file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        table = data.get("watch", data)
+        known = {"migration_ports", "libvirtd_ports", "ssh_ports", "internal_nets"}
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown watchlist keys {sorted(unknown)}; known: {sorted(known)}")
+        wl = base or cls()
+        changes: dict = {}
+        for key in ("migration_ports", "libvirtd_ports", "ssh_ports"):
+            if key in table:
+                changes[key] = parse_ports(table[key], f"{path}: {key}")
+        if "internal_nets" in table:
+            changes["internal_nets"] = parse_networks(table["internal_nets"], f"{path}: internal_nets")
+        return replace(wl, **changes)
+
+    def with_internal_nets(self, specs) -> Watchlist:
+        nets = parse_networks(specs, "--internal-net")
+        return replace(self, internal_nets=self.internal_nets + nets) if nets else self
+
+    @property
+    def service_ports(self) -> frozenset[int]:
+        """Ports that mark the responder of a flow whose SYN was not captured."""
+        return self.migration_ports | self.libvirtd_ports | self.ssh_ports
+
+    def roles(self, orig_p: np.ndarray, resp_p: np.ndarray,
+              orig_h: list[str], resp_h: list[str]) -> np.ndarray:
+        """The watch role of each flow (see ``ROLES``)."""
+        def on(ports: frozenset[int]) -> np.ndarray:
+            table = np.zeros(65536, dtype=bool)
+            table[list(ports)] = True
+            return table[resp_p] | table[orig_p]
+
+        internal = np.zeros(len(orig_h), dtype=bool)
+        if self.internal_nets:
+            cache: dict[str, bool] = {}
+
+            def inside(host: str) -> bool:
+                if host not in cache:
+                    addr = ipaddress.ip_address(host)
+                    cache[host] = any(addr in net for net in self.internal_nets)
+                return cache[host]
+
+            internal = np.fromiter((inside(a) or inside(b) for a, b in zip(orig_h, resp_h)),
+                                   dtype=bool, count=len(orig_h))
+        return np.select(
+            [on(self.migration_ports), on(self.libvirtd_ports), on(self.ssh_ports), internal],
+            list(ROLES[:4]),
+            "none",
+        )
