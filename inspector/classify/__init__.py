@@ -19,8 +19,7 @@ def classify_flows(flows: pd.DataFrame, orig_slot: np.ndarray, resp_slot: np.nda
     verdicts = direction_verdicts(stats)
     orig_stats, resp_stats = stats.iloc[orig_slot], stats.iloc[resp_slot]
     orig_v, resp_v = verdicts.iloc[orig_slot], verdicts.iloc[resp_slot]
-    combined = flow_verdicts(orig_v, resp_v, orig_stats["analysed_bytes"].to_numpy(),
-                             resp_stats["analysed_bytes"].to_numpy())
+    combined = flow_verdicts(orig_v, resp_v, orig_stats, resp_stats)
     out = flows.copy()
     verdict_type = pd.CategoricalDtype(VERDICTS)
     out["verdict"] = combined["verdict"].to_numpy()

@@ -34,20 +34,20 @@ WINDOW_LABELS = ("random", "compressed", "plain")
 
 def label_windows(windows: np.ndarray) -> pd.DataFrame:
     """One row per finished window with its statistics and label."""
-    n = windows[K.WR_BYTES]
-    chi2 = windows[K.WR_CHI2]
+    n = windows[:, K.WR_BYTES]
+    chi2 = windows[:, K.WR_CHI2]
     z = (chi2 - 255.0) / np.sqrt(510.0)
     excess = np.maximum(chi2 - 255.0, 0.0) / np.maximum(n, 1.0)
     h2 = 8.0 - np.log2(1.0 + excess)
     label = np.where(z < Z_RANDOM, 0, np.where(h2 >= H2_COMPRESSED, 1, 2))
     return pd.DataFrame(
         {
-            "slot": windows[K.WR_SLOT].astype(np.int64),
-            "window": windows[K.WR_INDEX].astype(np.int64),
+            "slot": windows[:, K.WR_SLOT].astype(np.int64),
+            "window": windows[:, K.WR_INDEX].astype(np.int64),
             "bytes": n.astype(np.int64),
-            "entropy": windows[K.WR_ENTROPY],
+            "entropy": windows[:, K.WR_ENTROPY],
             "chi2": chi2,
-            "printable": windows[K.WR_PRINTABLE],
+            "printable": windows[:, K.WR_PRINTABLE],
             "label": pd.Categorical.from_codes(label, WINDOW_LABELS),
         }
     )

@@ -85,48 +85,75 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
         0.0,
     )
     confidence = np.round(np.minimum(confidence, 0.99), 2)
-    reasons = [
-        _direction_reason(kind, row)
-        for kind, row in zip(
-            np.select(
-                [too_little, text, body_plain, body_compressed, body_encrypted, head_plain],
-                ["little", "text", "plain", "compressed", "encrypted", "head_plain"],
-                "head_unknown",
-            ),
-            stats.itertuples(index=False),
-        )
-    ]
-    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reasons}, index=stats.index)
+    basis = np.select(
+        [too_little, text, body_plain, body_compressed, body_encrypted, head_plain],
+        ["little", "text", "plain", "compressed", "encrypted", "head_plain"],
+        "head_unknown",
+    )
+    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
 
 
-def _direction_reason(kind: str, s) -> str:  # s: a row of direction_statistics
-    n = s.analysed_bytes
-    if kind == "little":
-        return "no payload" if n == 0 else f"only {n} B of payload"
-    if kind == "text":
-        return f"text: {s.printable:.0%} printable bytes over {human_bytes(n)}"
-    body = max(s.body_bytes, 1)
-    if kind == "plain":
-        return (f"structured cleartext in {s.body_plain / body:.0%} of {human_bytes(s.body_bytes)} "
-                f"after the head (median {s.entropy:.2f} bits/byte)")
-    if kind == "compressed":
-        return (f"high entropy (median {s.entropy:.3f} bits/byte) but not uniform (median chi2 "
-                f"{s.chi2:.0f}) in {(s.body_compressed + s.body_plain) / body:.0%} of "
-                f"{human_bytes(s.body_bytes)}: compressed, not encrypted")
-    if kind == "encrypted":
-        return (f"uniform bytes in {s.body_random / body:.0%} of {human_bytes(s.body_bytes)} "
-                f"(median chi2 {s.chi2:.0f}, {s.entropy:.3f} bits/byte, {s.windows} windows)")
-    if kind == "head_plain":
-        return f"low-entropy stream head ({s.head_entropy:.2f} bits/byte over {human_bytes(n)})"
-    return (f"only {human_bytes(n)}, mostly stream head ({s.head_entropy:.2f} bits/byte, "
-            f"chi2 {s.head_chi2:.0f}): too little to tell cleartext from a handshake or ciphertext")
+def _human(n: pd.Series) -> pd.Series:
+    """Vectorised ``human_bytes``."""
+    n = n.astype(float)
+    out = n.round(0).astype(np.int64).astype(str) + " B"
+    for power, unit in ((1, "KiB"), (2, "MiB"), (3, "GiB")):
+        big = n >= 1024**power
+        if big.any():
+            out[big] = (n[big] / 1024**power).map("{:.1f}".format) + " " + unit
+    return out
+
+
+def _pct(x: pd.Series) -> pd.Series:
+    return (100 * x).round(0).astype(np.int64).astype(str) + "%"
+
+
+def _num(x: pd.Series, fmt: str) -> pd.Series:
+    return x.map(fmt.format)
+
+
+def direction_reasons(stats: pd.DataFrame, basis: np.ndarray) -> pd.Series:
+    """One line per direction saying what the verdict rests on (vectorised)."""
+    s = stats.reset_index(drop=True)
+    body = s["body_bytes"].clip(lower=1)
+    reasons = pd.Series("", index=s.index, dtype=object)
+    templates = {
+        "little": lambda t: pd.Series(np.where(t["analysed_bytes"] == 0, "no payload",
+                                               "only " + t["analysed_bytes"].astype(str) + " B of payload"),
+                                      index=t.index),
+        "text": lambda t: "text: " + _pct(t["printable"]) + " printable bytes over " + _human(t["analysed_bytes"]),
+        "plain": lambda t: ("structured cleartext in " + _pct(t["body_plain"] / body[t.index]) + " of "
+                            + _human(t["body_bytes"]) + " after the head (median "
+                            + _num(t["entropy"], "{:.2f}") + " bits/byte)"),
+        "compressed": lambda t: ("high entropy (median " + _num(t["entropy"], "{:.3f}")
+                                 + " bits/byte) but not uniform (median chi2 " + _num(t["chi2"], "{:.0f}")
+                                 + ") in " + _pct((t["body_compressed"] + t["body_plain"]) / body[t.index])
+                                 + " of " + _human(t["body_bytes"]) + ": compressed, not encrypted"),
+        "encrypted": lambda t: ("uniform bytes in " + _pct(t["body_random"] / body[t.index]) + " of "
+                                + _human(t["body_bytes"]) + " (median chi2 " + _num(t["chi2"], "{:.0f}") + ", "
+                                + _num(t["entropy"], "{:.3f}") + " bits/byte, " + t["windows"].astype(str)
+                                + " windows)"),
+        "head_plain": lambda t: ("low-entropy stream head (" + _num(t["head_entropy"], "{:.2f}")
+                                 + " bits/byte over " + _human(t["analysed_bytes"]) + ")"),
+        "head_unknown": lambda t: ("only " + _human(t["analysed_bytes"]) + ", mostly stream head ("
+                                   + _num(t["head_entropy"], "{:.2f}") + " bits/byte, chi2 "
+                                   + _num(t["head_chi2"], "{:.0f}")
+                                   + "): too little to tell cleartext from a handshake or ciphertext"),
+    }
+    for kind, build in templates.items():
+        rows = s[basis == kind]
+        if len(rows):
+            reasons[rows.index] = build(rows)
+    return reasons
 
 
 def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
-                  orig_bytes: np.ndarray, resp_bytes: np.ndarray) -> pd.DataFrame:
+                  orig_stats: pd.DataFrame, resp_stats: pd.DataFrame) -> pd.DataFrame:
     """Combine the two directions of each flow (rows aligned)."""
     ov, rv = orig["verdict"].to_numpy(), resp["verdict"].to_numpy()
     oc, rc = orig["confidence"].to_numpy(), resp["confidence"].to_numpy()
+    orig_bytes = orig_stats["analysed_bytes"].to_numpy()
+    resp_bytes = resp_stats["analysed_bytes"].to_numpy()
     o_plain, r_plain = ov == "plaintext", rv == "plaintext"
     o_known, r_known = ov != "unknown", rv != "unknown"
     # Which direction speaks for the flow: plaintext first, then the bigger decided one.
@@ -140,9 +167,9 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     other = np.where(use_orig, rv, ov)
     disagree = (other != "unknown") & (other != verdict) & (verdict != "plaintext")
     confidence = np.round(np.where(disagree, confidence * 0.8, confidence), 2)
-    o_reason, r_reason = orig["reason"].to_numpy(), resp["reason"].to_numpy()
-    reason = [
-        (f"orig: {a}" if u else f"resp: {b}") + (f" (the other direction looks {x})" if dis else "")
-        for u, a, b, x, dis in zip(use_orig, o_reason, r_reason, other, disagree)
-    ]
+    deciding = pd.concat([orig_stats.reset_index(drop=True)[use_orig],
+                          resp_stats.reset_index(drop=True)[~use_orig]]).sort_index()
+    basis = np.where(use_orig, orig["basis"].to_numpy(), resp["basis"].to_numpy())
+    reason = np.where(use_orig, "orig: ", "resp: ") + direction_reasons(deciding, basis).to_numpy().astype(str)
+    reason = np.where(disagree, reason + " (the other direction looks " + other.astype(str) + ")", reason)
     return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reason})

@@ -24,11 +24,11 @@ _BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 
 def originator_is_a(flow: np.ndarray, service_ports: frozenset[int]) -> np.ndarray:
     """True where endpoint A (the lower one) is the originator."""
-    syn, synack, first = flow[K.FL_SYN_DIR], flow[K.FL_SYNACK_DIR], flow[K.FL_FIRST_DIR]
+    syn, synack, first = flow[:, K.FL_SYN_DIR], flow[:, K.FL_SYNACK_DIR], flow[:, K.FL_FIRST_DIR]
     table = np.zeros(65536, dtype=bool)
     table[list(service_ports)] = True
     table[:1024] = True
-    a_port, b_port = flow[K.FL_A_PORT], flow[K.FL_B_PORT]
+    a_port, b_port = flow[:, K.FL_A_PORT], flow[:, K.FL_B_PORT]
     a_service, b_service = table[a_port], table[b_port]
     return np.select(
         [syn >= 0, synack >= 0, b_service & ~a_service, a_service & ~b_service],
@@ -39,8 +39,12 @@ def originator_is_a(flow: np.ndarray, service_ports: frozenset[int]) -> np.ndarr
 
 def format_addresses(hi: np.ndarray, lo: np.ndarray, version: np.ndarray) -> list[str]:
     """Text form of IPv4-mapped or IPv6 addresses, formatting each distinct one once."""
-    pairs = np.stack([hi, lo, version.astype(np.uint64)], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    if (version == 4).all():  # the common case: factorise one word, no row sort
+        inverse, uniq_lo = pd.factorize(lo)
+        uniq = np.stack([np.zeros_like(uniq_lo), uniq_lo, np.full_like(uniq_lo, 4)], axis=1)
+    else:
+        pairs = np.stack([hi, lo, version.astype(np.uint64)], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
     text = [
         str(ipaddress.IPv4Address(int(l) & 0xFFFFFFFF)) if v == 4
         else str(ipaddress.IPv6Address((int(h) << 64) | int(l)))
@@ -76,42 +80,42 @@ def build_flows(state: FlowState, service_ports: frozenset[int],
     direction, which the classifier needs to find their windows.
     """
     f = state.flow
-    n = f.shape[1]
+    n = f.shape[0]
     orig_a = originator_is_a(f, service_ports)
-    a_hi, a_lo, b_hi, b_lo = state.flow_addr
-    version = f[K.FL_IP_VERSION]
+    a_hi, a_lo, b_hi, b_lo = state.flow_addr.T
+    version = f[:, K.FL_IP_VERSION]
     o_hi, o_lo = np.where(orig_a, a_hi, b_hi), np.where(orig_a, a_lo, b_lo)
     r_hi, r_lo = np.where(orig_a, b_hi, a_hi), np.where(orig_a, b_lo, a_lo)
     hosts = format_addresses(np.concatenate([o_hi, r_hi]), np.concatenate([o_lo, r_lo]),
                              np.concatenate([version, version])) if n else []
-    orig_p = np.where(orig_a, f[K.FL_A_PORT], f[K.FL_B_PORT])
-    resp_p = np.where(orig_a, f[K.FL_B_PORT], f[K.FL_A_PORT])
+    orig_p = np.where(orig_a, f[:, K.FL_A_PORT], f[:, K.FL_B_PORT])
+    resp_p = np.where(orig_a, f[:, K.FL_B_PORT], f[:, K.FL_A_PORT])
     orig_slot = 2 * np.arange(n) + np.where(orig_a, 0, 1)
     resp_slot = 2 * np.arange(n) + np.where(orig_a, 1, 0)
     s = state.slot
-    proto = f[K.FL_PROTO]
+    proto = f[:, K.FL_PROTO]
     frame = pd.DataFrame(
         {
-            "ts": pd.to_datetime(f[K.FL_FIRST_TS], unit="ns", utc=True),
-            "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[K.FL_FIRST_TS]]) if n else [],
+            "ts": pd.to_datetime(f[:, K.FL_FIRST_TS], unit="ns", utc=True),
+            "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[:, K.FL_FIRST_TS]]) if n else [],
             "proto": [IP_PROTOCOL_NAMES.get(int(p), str(int(p))) for p in proto],
             "orig_h": hosts[:n],
             "orig_p": orig_p,
             "resp_h": hosts[n:],
             "resp_p": resp_p,
-            "duration": pd.to_timedelta(f[K.FL_LAST_TS] - f[K.FL_FIRST_TS], unit="ns"),
-            "orig_pkts": s[K.SL_PKTS, orig_slot],
-            "resp_pkts": s[K.SL_PKTS, resp_slot],
-            "orig_bytes": s[K.SL_BYTES, orig_slot],
-            "resp_bytes": s[K.SL_BYTES, resp_slot],
-            "orig_captured_bytes": s[K.SL_CAP_BYTES, orig_slot],
-            "resp_captured_bytes": s[K.SL_CAP_BYTES, resp_slot],
+            "duration": pd.to_timedelta(f[:, K.FL_LAST_TS] - f[:, K.FL_FIRST_TS], unit="ns"),
+            "orig_pkts": s[orig_slot, K.SL_PKTS],
+            "resp_pkts": s[resp_slot, K.SL_PKTS],
+            "orig_bytes": s[orig_slot, K.SL_BYTES],
+            "resp_bytes": s[resp_slot, K.SL_BYTES],
+            "orig_captured_bytes": s[orig_slot, K.SL_CAP_BYTES],
+            "resp_captured_bytes": s[resp_slot, K.SL_CAP_BYTES],
             "ip_version": version,
-            "vlan": pd.array(np.where(f[K.FL_VLAN] >= 0, f[K.FL_VLAN], 0), dtype="Int64"),
+            "vlan": pd.array(np.where(f[:, K.FL_VLAN] >= 0, f[:, K.FL_VLAN], 0), dtype="Int64"),
             "input": [inputs[i] for i in state.input_index] if n else [],
         }
     )
-    frame.loc[f[K.FL_VLAN] < 0, "vlan"] = pd.NA
+    frame.loc[f[:, K.FL_VLAN] < 0, "vlan"] = pd.NA
     frame["orig_p"] = frame["orig_p"].astype("UInt16")
     frame["resp_p"] = frame["resp_p"].astype("UInt16")
     return frame, orig_slot, resp_slot

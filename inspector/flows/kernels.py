@@ -14,7 +14,7 @@ from numba import njit
 from inspector.capture import constants as C
 from inspector.capture import decode as D
 
-# Rows of FlowTable.flow (int64, one column per flow)
+# Columns of FlowTable.flow (int64, one row per flow)
 FL_FIRST_TS = 0
 FL_LAST_TS = 1
 FL_SYN_DIR = 2  # direction (0 = A->B, 1 = B->A) of the first SYN without ACK, -1 none
@@ -26,9 +26,9 @@ FL_A_PORT = 7
 FL_B_PORT = 8
 FL_PROTO = 9
 FL_IP_VERSION = 10
-N_FLOW_ROWS = 11
+N_FLOW_COLS = 11
 
-# Rows of FlowTable.slot (int64, one column per flow direction: 2*flow + dir)
+# Columns of FlowTable.slot (int64, one row per flow direction: 2*flow + dir)
 SL_PKTS = 0
 SL_BYTES = 1  # transport payload bytes on the wire
 SL_CAP_BYTES = 2  # payload bytes captured (snaplen may cut)
@@ -37,16 +37,16 @@ SL_CUR_WIN = 4  # index of the window being filled, -1 none
 SL_WIN_N = 5  # captured bytes in the window being filled
 SL_ROW = 6  # histogram row in use, -1 none
 SL_FIN = 7
-N_SLOT_ROWS = 8
+N_SLOT_COLS = 8
 
-# Rows of FlowTable.windows (float64, one column per finished window)
+# Columns of FlowTable.windows (float64, one row per finished window)
 WR_SLOT = 0
 WR_INDEX = 1  # window index in the direction's byte stream (0 = head)
 WR_BYTES = 2  # captured bytes histogrammed (<= window size)
 WR_ENTROPY = 3  # Shannon entropy, bits per byte
 WR_CHI2 = 4  # chi-square against 256 equiprobable byte values (255 d.o.f.)
 WR_PRINTABLE = 5  # share of bytes that are printable ASCII, TAB, CR or LF
-N_WINDOW_ROWS = 6
+N_WINDOW_COLS = 6
 
 # Windows: full-stream statistics would be dominated by framing (TLS record
 # headers push a 19 MB TLS stream to chi2 ~6600); 64 KiB windows keep TLS and
@@ -130,8 +130,8 @@ def is_sampled_window(w):
 @njit(cache=True)
 def _finish_window(s, slot, hist, windows, n_windows):
     """Turn the histogram of slot ``s``'s current window into one result row."""
-    n = slot[SL_WIN_N, s]
-    row = slot[SL_ROW, s]
+    n = slot[s, SL_WIN_N]
+    row = slot[s, SL_ROW]
     if n == 0 or row < 0:
         return n_windows
     expected = n / 256.0
@@ -148,30 +148,30 @@ def _finish_window(s, slot, hist, windows, n_windows):
             hist[row, b] = 0
         chi2 += (c - expected) * (c - expected) / expected
     k = n_windows
-    windows[WR_SLOT, k] = s
-    windows[WR_INDEX, k] = slot[SL_CUR_WIN, s]
-    windows[WR_BYTES, k] = n
-    windows[WR_ENTROPY, k] = entropy
-    windows[WR_CHI2, k] = chi2
-    windows[WR_PRINTABLE, k] = printable / n
-    slot[SL_WIN_N, s] = 0
+    windows[k, WR_SLOT] = s
+    windows[k, WR_INDEX] = slot[s, SL_CUR_WIN]
+    windows[k, WR_BYTES] = n
+    windows[k, WR_ENTROPY] = entropy
+    windows[k, WR_CHI2] = chi2
+    windows[k, WR_PRINTABLE] = printable / n
+    slot[s, SL_WIN_N] = 0
     return k + 1
 
 
 @njit(cache=True)
 def _release(s, slot, free_rows, n_free):
-    row = slot[SL_ROW, s]
+    row = slot[s, SL_ROW]
     if row >= 0:
         free_rows[n_free] = row
         n_free += 1
-        slot[SL_ROW, s] = -1
+        slot[s, SL_ROW] = -1
     return n_free
 
 
 @njit(cache=True)
 def _add_payload(s, buf, off, cap, wire, slot, hist, free_rows, n_free, windows, n_windows):
     """Histogram the captured payload into the sampled windows of slot ``s``."""
-    pos = slot[SL_STREAM_OFF, s]
+    pos = slot[s, SL_STREAM_OFF]
     j = 0
     while j < cap:
         if pos < HEAD_BYTES:
@@ -179,21 +179,21 @@ def _add_payload(s, buf, off, cap, wire, slot, hist, free_rows, n_free, windows,
         else:
             w = 1 + (pos - HEAD_BYTES) // WINDOW_BYTES
         take = min(cap - j, HEAD_BYTES + w * WINDOW_BYTES - pos)
-        if w != slot[SL_CUR_WIN, s]:
+        if w != slot[s, SL_CUR_WIN]:
             n_windows = _finish_window(s, slot, hist, windows, n_windows)
-            slot[SL_CUR_WIN, s] = w
+            slot[s, SL_CUR_WIN] = w
         if is_sampled_window(w):
-            row = slot[SL_ROW, s]
+            row = slot[s, SL_ROW]
             if row < 0:
                 n_free -= 1
                 row = free_rows[n_free]
-                slot[SL_ROW, s] = row
+                slot[s, SL_ROW] = row
             for k in range(off + j, off + j + take):
                 hist[row, buf[k]] += 1
-            slot[SL_WIN_N, s] += take
+            slot[s, SL_WIN_N] += take
         pos += take
         j += take
-    slot[SL_STREAM_OFF, s] += max(wire, cap)
+    slot[s, SL_STREAM_OFF] += max(wire, cap)
     return n_free, n_windows
 
 
@@ -213,45 +213,45 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
         f = flow_ids[i]
         if f < 0:
             continue
-        if n_free < 1 or n_windows + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[1]:
+        if n_free < 1 or n_windows + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[0]:
             return i, n_free, n_windows, collisions
         d = dirs[i]
         if d == 0:
-            same = addrs[0, i] == flow_addr[0, f] and addrs[1, i] == flow_addr[1, f] \
-                and addrs[2, i] == flow_addr[2, f] and addrs[3, i] == flow_addr[3, f] \
-                and fields[D.F_SPORT, i] == flow[FL_A_PORT, f] and fields[D.F_DPORT, i] == flow[FL_B_PORT, f]
+            same = addrs[0, i] == flow_addr[f, 0] and addrs[1, i] == flow_addr[f, 1] \
+                and addrs[2, i] == flow_addr[f, 2] and addrs[3, i] == flow_addr[f, 3] \
+                and fields[D.F_SPORT, i] == flow[f, FL_A_PORT] and fields[D.F_DPORT, i] == flow[f, FL_B_PORT]
         else:
-            same = addrs[2, i] == flow_addr[0, f] and addrs[3, i] == flow_addr[1, f] \
-                and addrs[0, i] == flow_addr[2, f] and addrs[1, i] == flow_addr[3, f] \
-                and fields[D.F_DPORT, i] == flow[FL_A_PORT, f] and fields[D.F_SPORT, i] == flow[FL_B_PORT, f]
-        if not same or fields[D.F_PROTO, i] != flow[FL_PROTO, f]:
+            same = addrs[2, i] == flow_addr[f, 0] and addrs[3, i] == flow_addr[f, 1] \
+                and addrs[0, i] == flow_addr[f, 2] and addrs[1, i] == flow_addr[f, 3] \
+                and fields[D.F_DPORT, i] == flow[f, FL_A_PORT] and fields[D.F_SPORT, i] == flow[f, FL_B_PORT]
+        if not same or fields[D.F_PROTO, i] != flow[f, FL_PROTO]:
             collisions += 1
             continue
         ts = fields[D.F_TS, i]
-        if flow[FL_FIRST_DIR, f] < 0:
-            flow[FL_FIRST_DIR, f] = d
-            flow[FL_FIRST_TS, f] = ts
-            flow[FL_LAST_TS, f] = ts
-            flow[FL_VLAN, f] = fields[D.F_VLAN, i]
+        if flow[f, FL_FIRST_DIR] < 0:
+            flow[f, FL_FIRST_DIR] = d
+            flow[f, FL_FIRST_TS] = ts
+            flow[f, FL_LAST_TS] = ts
+            flow[f, FL_VLAN] = fields[D.F_VLAN, i]
         else:
-            if ts < flow[FL_FIRST_TS, f]:
-                flow[FL_FIRST_TS, f] = ts
-            if ts > flow[FL_LAST_TS, f]:
-                flow[FL_LAST_TS, f] = ts
+            if ts < flow[f, FL_FIRST_TS]:
+                flow[f, FL_FIRST_TS] = ts
+            if ts > flow[f, FL_LAST_TS]:
+                flow[f, FL_LAST_TS] = ts
         s = 2 * f + d
-        slot[SL_PKTS, s] += 1
+        slot[s, SL_PKTS] += 1
         wire = fields[D.F_PAYLOAD_LEN, i]
         cap = fields[D.F_PAYLOAD_CAP, i]
-        slot[SL_BYTES, s] += wire
-        slot[SL_CAP_BYTES, s] += cap
+        slot[s, SL_BYTES] += wire
+        slot[s, SL_CAP_BYTES] += cap
         flags = fields[D.F_TCP_FLAGS, i]
         if fields[D.F_PROTO, i] == C.IPPROTO_TCP:
             if flags & C.TCP_SYN:
                 if flags & C.TCP_ACK:
-                    if flow[FL_SYNACK_DIR, f] < 0:
-                        flow[FL_SYNACK_DIR, f] = d
-                elif flow[FL_SYN_DIR, f] < 0:
-                    flow[FL_SYN_DIR, f] = d
+                    if flow[f, FL_SYNACK_DIR] < 0:
+                        flow[f, FL_SYNACK_DIR] = d
+                elif flow[f, FL_SYN_DIR] < 0:
+                    flow[f, FL_SYN_DIR] = d
         if wire > 0 or cap > 0:
             n_free, n_windows = _add_payload(
                 s, buf, fields[D.F_PAYLOAD_OFF, i], cap, wire, slot, hist,
@@ -259,10 +259,10 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
             )
         if fields[D.F_PROTO, i] == C.IPPROTO_TCP and flags & (C.TCP_FIN | C.TCP_RST):
             if flags & C.TCP_FIN:
-                slot[SL_FIN, s] = 1
-            if flags & C.TCP_RST or (slot[SL_FIN, 2 * f] and slot[SL_FIN, 2 * f + 1]):
-                if not flow[FL_CLOSED, f]:
-                    flow[FL_CLOSED, f] = 1
+                slot[s, SL_FIN] = 1
+            if flags & C.TCP_RST or (slot[2 * f, SL_FIN] and slot[2 * f + 1, SL_FIN]):
+                if not flow[f, FL_CLOSED]:
+                    flow[f, FL_CLOSED] = 1
                     for t in (2 * f, 2 * f + 1):
                         n_windows = _finish_window(t, slot, hist, windows, n_windows)
                         n_free = _release(t, slot, free_rows, n_free)

@@ -22,9 +22,9 @@ from inspector.flows import kernels as K
 class FlowState:
     """Raw flow state at the end of the input, for the next stage.
 
-    ``flow``/``flow_addr``/``slot`` have one column per flow (per direction
-    for ``slot``: column ``2*flow + dir``); rows are named in ``kernels``.
-    ``windows`` has one column per finished window, see ``kernels.WR_*``.
+    ``flow``/``flow_addr``/``slot`` have one row per flow (per direction
+    for ``slot``: row ``2*flow + dir``); columns are named in ``kernels``.
+    ``windows`` has one row per finished window, see ``kernels.WR_*``.
     """
 
     flow: np.ndarray
@@ -36,13 +36,12 @@ class FlowState:
 
 
 def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
-    """Return ``arr`` with at least ``need`` columns (doubling)."""
-    cap = arr.shape[-1]
+    """Return ``arr`` with at least ``need`` rows (doubling)."""
+    cap = arr.shape[0]
     if need <= cap:
         return arr
-    new_cap = max(need, 2 * cap)
-    out = np.full(arr.shape[:-1] + (new_cap,), fill, dtype=arr.dtype)
-    out[..., :cap] = arr
+    out = np.full((max(need, 2 * cap),) + arr.shape[1:], fill, dtype=arr.dtype)
+    out[:cap] = arr
     return out
 
 
@@ -52,22 +51,22 @@ class FlowTable:
     def __init__(self, initial_flows: int = 1024, initial_rows: int = 256) -> None:
         self.index: dict[int, int] = {}
         self.n_flows = 0
-        self.flow = np.full((K.N_FLOW_ROWS, initial_flows), -1, dtype=np.int64)
-        self.flow_addr = np.zeros((4, initial_flows), dtype=np.uint64)
+        self.flow = np.full((initial_flows, K.N_FLOW_COLS), -1, dtype=np.int64)
+        self.flow_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
         self.input_index = np.zeros(initial_flows, dtype=np.int64)
         self.slot = self._empty_slots(2 * initial_flows)
         self.hist = np.zeros((initial_rows, 256), dtype=np.uint32)
         self.free_rows = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
         self.n_free = initial_rows
-        self.windows = np.zeros((K.N_WINDOW_ROWS, 4096), dtype=np.float64)
+        self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
         self.n_windows = 0
         self.hash_collisions = 0
 
     @staticmethod
     def _empty_slots(n: int) -> np.ndarray:
-        slot = np.zeros((K.N_SLOT_ROWS, n), dtype=np.int64)
-        slot[K.SL_CUR_WIN] = -1
-        slot[K.SL_ROW] = -1
+        slot = np.zeros((n, K.N_SLOT_COLS), dtype=np.int64)
+        slot[:, K.SL_CUR_WIN] = -1
+        slot[:, K.SL_ROW] = -1
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> None:
@@ -114,25 +113,25 @@ class FlowTable:
         self.flow = _grow(self.flow, need, -1)
         self.flow_addr = _grow(self.flow_addr, need)
         self.input_index = _grow(self.input_index, need)
-        if 2 * need > self.slot.shape[1]:
-            grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[1]))
-            grown[:, : self.slot.shape[1]] = self.slot
+        if 2 * need > self.slot.shape[0]:
+            grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[0]))
+            grown[: self.slot.shape[0]] = self.slot
             self.slot = grown
         fids = ids[new_codes]
         flipped = dirs[first] == 1
         f, a = batch.fields, batch.addrs
         src_hi, src_lo, dst_hi, dst_lo = (a[r, first] for r in range(4))
-        self.flow_addr[0, fids] = np.where(flipped, dst_hi, src_hi)
-        self.flow_addr[1, fids] = np.where(flipped, dst_lo, src_lo)
-        self.flow_addr[2, fids] = np.where(flipped, src_hi, dst_hi)
-        self.flow_addr[3, fids] = np.where(flipped, src_lo, dst_lo)
+        self.flow_addr[fids, 0] = np.where(flipped, dst_hi, src_hi)
+        self.flow_addr[fids, 1] = np.where(flipped, dst_lo, src_lo)
+        self.flow_addr[fids, 2] = np.where(flipped, src_hi, dst_hi)
+        self.flow_addr[fids, 3] = np.where(flipped, src_lo, dst_lo)
         sport, dport = f[D.F_SPORT, first], f[D.F_DPORT, first]
-        self.flow[:, fids] = -1
-        self.flow[K.FL_CLOSED, fids] = 0
-        self.flow[K.FL_A_PORT, fids] = np.where(flipped, dport, sport)
-        self.flow[K.FL_B_PORT, fids] = np.where(flipped, sport, dport)
-        self.flow[K.FL_PROTO, fids] = f[D.F_PROTO, first]
-        self.flow[K.FL_IP_VERSION, fids] = f[D.F_IP_VERSION, first]
+        self.flow[fids] = -1
+        self.flow[fids, K.FL_CLOSED] = 0
+        self.flow[fids, K.FL_A_PORT] = np.where(flipped, dport, sport)
+        self.flow[fids, K.FL_B_PORT] = np.where(flipped, sport, dport)
+        self.flow[fids, K.FL_PROTO] = f[D.F_PROTO, first]
+        self.flow[fids, K.FL_IP_VERSION] = f[D.F_IP_VERSION, first]
         self.input_index[fids] = input_index
         self.n_flows = need
 
@@ -145,7 +144,7 @@ class FlowTable:
                 [np.arange(2 * old - 1, old - 1, -1, dtype=np.int64), np.zeros(old, dtype=np.int64)]
             )
             self.n_free = old
-        self.windows = _grow(self.windows, 2 * self.windows.shape[1])
+        self.windows = _grow(self.windows, 2 * self.windows.shape[0])
 
     def finish(self) -> FlowState:
         """Close every open window and hand the state to classification."""
@@ -156,10 +155,10 @@ class FlowTable:
         )
         n = self.n_flows
         return FlowState(
-            flow=self.flow[:, :n],
-            flow_addr=self.flow_addr[:, :n],
-            slot=self.slot[:, : 2 * n],
-            windows=self.windows[:, : self.n_windows],
+            flow=self.flow[:n],
+            flow_addr=self.flow_addr[:n],
+            slot=self.slot[: 2 * n],
+            windows=self.windows[: self.n_windows],
             input_index=self.input_index[:n],
             hash_collisions=self.hash_collisions,
         )

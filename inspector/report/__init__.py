@@ -1,0 +1,1 @@
+"""Reports: terminal summary, JSON and CSV, all from an ``Analysis``."""

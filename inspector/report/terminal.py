@@ -1,0 +1,84 @@
+"""The terminal summary: inputs, verdict counts, and a table of flows.
+
+Strings that came from the wire are passed to rich as ``Text`` (never as
+markup), so nothing in a capture can restyle or forge the output. Colours
+appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from inspector.analysis import Analysis
+from inspector.classify.verdicts import VERDICTS, human_bytes
+
+VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}
+# Reviewers read the exposed flows first.
+VERDICT_ORDER = {v: i for i, v in enumerate(("plaintext", "compressed", "unknown", "encrypted"))}
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def summary_flows(flows: pd.DataFrame, show_all: bool) -> pd.DataFrame:
+    """The flows the summary lists, most exposed and largest first."""
+    shown = flows if show_all else flows[flows["watch"] != "none"]
+    order = shown["verdict"].astype(str).map(VERDICT_ORDER)
+    size = shown["orig_bytes"] + shown["resp_bytes"]
+    return shown.assign(_o=order, _s=-size).sort_values(["_o", "_s"], kind="stable").drop(columns=["_o", "_s"])
+
+
+def render(analysis: Analysis, console: Console, *, show_all: bool = False, limit: int = 100) -> None:
+    inputs = analysis.inputs
+    packets = int(inputs["packets"].sum())
+    console.print(
+        Text.assemble(
+            ("inspector ", "bold"),
+            f"{len(inputs)} file(s), {packets:,} packets, {human_bytes(int(inputs['wire_bytes'].sum()))}, "
+            f"{len(analysis.flows):,} flows, {len(analysis.watched):,} watched",
+        )
+    )
+    for row in analysis.anomalies.itertuples(index=False):
+        console.print(Text(f"  anomaly: {row.file}: {row.kind} x{row.count}: {row.detail}", style="yellow"))
+    truncated = int(inputs["truncated_packets"].sum())
+    if truncated:
+        console.print(Text(f"  {truncated:,} packets were cut short by the snaplen; "
+                           "statistics use the captured bytes", style="yellow"))
+
+    flows = summary_flows(analysis.flows, show_all)
+    scope = "all flows" if show_all else "watched flows"
+    if flows.empty:
+        hint = "" if show_all else " (use --all to list every flow)"
+        console.print(Text(f"No {scope}{hint}.", style="bold"))
+        return
+    counts = flows["verdict"].value_counts()
+    line = Text(f"{scope}: ")
+    for verdict in VERDICTS:
+        if counts.get(verdict, 0):
+            line.append(f"{counts[verdict]} {verdict}  ", style=VERDICT_STYLE[verdict])
+    console.print(line)
+
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    table.add_column("watch", no_wrap=True)
+    table.add_column("originator -> responder", no_wrap=True)
+    table.add_column("bytes o/r", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1, min_width=30)
+    for row in flows.head(limit).itertuples(index=False):
+        verdict = str(row.verdict)
+        table.add_row(
+            Text(str(row.watch)),
+            Text(f"{_endpoint(row.orig_h, row.orig_p)} -> {_endpoint(row.resp_h, row.resp_p)} {row.proto}"),
+            Text(f"{human_bytes(row.orig_bytes)} / {human_bytes(row.resp_bytes)}"),
+            Text(verdict, style=VERDICT_STYLE[verdict]),
+            Text(f"{row.confidence:.2f}"),
+            Text(str(row.reason)),
+        )
+    console.print(table)
+    if len(flows) > limit:
+        console.print(Text(f"... {len(flows) - limit} more; raise --limit or see --json/--csv", style="dim"))
