@@ -406,7 +406,7 @@ class _PcapngSection:
             elif code == C.PCAPNG_OPT_IF_TSOFFSET and length >= 8:
                 self.offset_s[i] = struct.unpack(e + "q", value[:8])[0]
             at += 4 + ((length + 3) & ~3)
-        if self.exp[i] > 18 or (self.pow2[i] and self.exp[i] > 62):
+        if (not self.pow2[i] and self.exp[i] > 18) or (self.pow2[i] and self.exp[i] > 62):
             raise CaptureError(self.path, f"damaged pcapng: timestamp resolution option {self.exp[i]} is impossible")
         self.count += 1
         return int(linktype)

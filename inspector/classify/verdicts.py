@@ -6,14 +6,18 @@ Direction rules, first match wins (N = payload bytes analysed):
 2. At least 90 % printable bytes: ``plaintext`` (text). Ciphertext and
    compressed data are ~37 % printable.
 3. At least ``MIN_BODY_BYTES`` after the 8 KiB head: judge the body windows.
-   Encryption never yields structured windows after its handshake, so
-   ``plain`` windows holding >= 2 % of the body mean ``plaintext``; other
-   non-random windows holding >= 10 % mean ``compressed``; else
-   ``encrypted``, more confident the more bytes were seen (compressed data
-   shows its bias within ~16 KiB).
+   Encryption never yields non-random windows after its handshake.
+   ``plain`` windows holding >= 20 % of the body mean ``plaintext``; other
+   non-random windows holding >= 10 % mean ``compressed`` (compressed
+   streams keep some framing in clear: multifd headers score as ``plain``
+   in ~4 % of a zstd channel); else ``encrypted``, more confident the more
+   bytes were seen (compressed data shows its bias within ~16 KiB).
 4. Only the head: the handshakes of TLS and SSH look like cleartext binary
    (~5.9-6.8 bits/byte), so only a very low-entropy head is called
-   ``plaintext``; anything else is ``unknown``.
+   ``plaintext``. A head of uniform bytes (TLS 1.3 encrypts its handshake
+   after the ServerHello) is ``encrypted`` from ``HEAD_RANDOM_MIN_BYTES``
+   on, with a confidence that says compressed data is not yet ruled out.
+   Anything else is ``unknown``.
 
 A flow is ``plaintext`` if either direction is; otherwise it takes the
 verdict of the decided direction with more analysed bytes.
@@ -28,10 +32,12 @@ VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
 
 MIN_BYTES = 16
 MIN_BODY_BYTES = 4096
-PLAIN_SHARE = 0.02
+PLAIN_SHARE = 0.20
 NONRANDOM_SHARE = 0.10
 HEAD_PLAIN_ENTROPY = 4.0
 HEAD_PLAIN_MIN_BYTES = 2048
+HEAD_RANDOM_MIN_BYTES = 2048
+COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
 
 
 def human_bytes(n: float) -> str:
@@ -52,6 +58,7 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
     nonrandom_share = (stats["body_plain"].to_numpy() + stats["body_compressed"].to_numpy()) / safe_body
     printable = stats["printable"].fillna(0).to_numpy()
     head_entropy = stats["head_entropy"].fillna(8).to_numpy()
+    head_random = (stats["head_label"] == "random").to_numpy()
 
     too_little = n < MIN_BYTES
     text = ~too_little & (printable >= 0.90)
@@ -61,9 +68,10 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
     body_encrypted = judged_body & ~body_plain & ~body_compressed
     head_only = ~too_little & ~text & ~judged_body
     head_plain = head_only & (head_entropy < HEAD_PLAIN_ENTROPY) & (n >= HEAD_PLAIN_MIN_BYTES)
+    head_encrypted = head_only & head_random & (n >= HEAD_RANDOM_MIN_BYTES)
 
     verdict = np.select(
-        [text | body_plain | head_plain, body_compressed, body_encrypted],
+        [text | body_plain | head_plain, body_compressed, body_encrypted | head_encrypted],
         ["plaintext", "compressed", "encrypted"],
         "unknown",
     )
@@ -74,20 +82,22 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
             head_plain,
             body_compressed,
             body_encrypted,
+            head_encrypted,
         ],
         [
             0.6 + 0.39 * np.minimum(1.0, n / 1024),
-            np.minimum(0.99, 0.8 + 2 * plain_share),
+            np.minimum(0.99, 0.7 + plain_share),
             np.full(n.shape, 0.7),
             0.5 + 0.49 * np.minimum(1.0, nonrandom_share / 0.5) * np.minimum(1.0, body / 65536),
             (1 - 0.5 * np.exp(-body / 32768)) * (1 - nonrandom_share),
+            0.5 + 0.4 * np.minimum(1.0, n / COMPRESSION_VISIBLE_BYTES),
         ],
         0.0,
     )
     confidence = np.round(np.minimum(confidence, 0.99), 2)
     basis = np.select(
-        [too_little, text, body_plain, body_compressed, body_encrypted, head_plain],
-        ["little", "text", "plain", "compressed", "encrypted", "head_plain"],
+        [too_little, text, body_plain, body_compressed, body_encrypted, head_plain, head_encrypted],
+        ["little", "text", "plain", "compressed", "encrypted", "head_plain", "head_encrypted"],
         "head_unknown",
     )
     return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
@@ -135,6 +145,9 @@ def direction_reasons(stats: pd.DataFrame, basis: np.ndarray) -> pd.Series:
                                 + " windows)"),
         "head_plain": lambda t: ("low-entropy stream head (" + _num(t["head_entropy"], "{:.2f}")
                                  + " bits/byte over " + _human(t["analysed_bytes"]) + ")"),
+        "head_encrypted": lambda t: ("uniform bytes over " + _human(t["analysed_bytes"]) + " (chi2 "
+                                     + _num(t["head_chi2"], "{:.0f}") + ", " + _num(t["head_entropy"], "{:.2f}")
+                                     + " bits/byte); under 16 KiB compressed data is not ruled out"),
         "head_unknown": lambda t: ("only " + _human(t["analysed_bytes"]) + ", mostly stream head ("
                                    + _num(t["head_entropy"], "{:.2f}") + " bits/byte, chi2 "
                                    + _num(t["head_chi2"], "{:.0f}")
