@@ -99,11 +99,15 @@ def _write_flows_csv(result, handle) -> None:
 
 
 @main.command("schema")
-def schema_command() -> None:
-    """Print the JSON Schema of `analyze --json` output."""
-    from inspector.report.json_report import json_schema
+@click.option("--markdown", is_flag=True, help="Print the flows columns as a Markdown table instead.")
+def schema_command(markdown: bool) -> None:
+    """Print the JSON Schema of `analyze --json` output.
 
-    click.echo(json.dumps(json_schema(), indent=1))
+    Example: inspector schema > result.schema.json
+    """
+    from inspector.report.json_report import columns_markdown, json_schema
+
+    click.echo(columns_markdown() if markdown else json.dumps(json_schema(), indent=1))
 
 
 def run() -> None:

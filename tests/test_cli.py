@@ -122,3 +122,10 @@ def test_hostile_strings_survive_json_round_trip(tmp_path):
     document = json.loads(out.read_text())
     assert document["flows"][0]["input"] == str(path)
     assert document["inputs"][0]["file"] == str(path)
+
+
+def test_schema_doc_lists_every_column():
+    from inspector.report.json_report import columns_markdown
+
+    doc = (ROOT / "docs" / "schema.md").read_text()
+    assert columns_markdown() in doc, "regenerate the tables with `inspector schema --markdown`"

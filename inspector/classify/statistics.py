@@ -27,7 +27,6 @@ from inspector.flows import kernels as K
 
 Z_RANDOM = 5.0  # one-sided z on chi2(255); ciphertext windows sit at ~0 +- 1
 H2_COMPRESSED = 7.0  # collision entropy bound between compressed and plain
-TEXT_PRINTABLE = 0.90  # share of printable bytes that makes a direction text
 
 WINDOW_LABELS = ("random", "compressed", "plain")
 

@@ -3,8 +3,10 @@
 Direction rules, first match wins (N = payload bytes analysed):
 
 1. N < ``MIN_BYTES``: ``unknown``.
-2. At least 90 % printable bytes: ``plaintext`` (text). Ciphertext and
-   compressed data are ~37 % printable.
+2. At least 97 % printable bytes: ``plaintext`` (text: HTTP, JSON, config).
+   Ciphertext and compressed data are ~37 % printable; an SSH banner with
+   its KEXINIT name lists, the cleartext start of an encrypted session, is
+   92-95 %.
 3. At least ``MIN_BODY_BYTES`` after the 8 KiB head: judge the body windows.
    Encryption never yields non-random windows after its handshake.
    ``plain`` windows holding >= 20 % of the body mean ``plaintext``; other
@@ -31,6 +33,7 @@ import pandas as pd
 VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
 
 MIN_BYTES = 16
+TEXT_PRINTABLE = 0.97
 MIN_BODY_BYTES = 4096
 PLAIN_SHARE = 0.20
 NONRANDOM_SHARE = 0.10
@@ -61,7 +64,7 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
     head_random = (stats["head_label"] == "random").to_numpy()
 
     too_little = n < MIN_BYTES
-    text = ~too_little & (printable >= 0.90)
+    text = ~too_little & (printable >= TEXT_PRINTABLE)
     judged_body = ~too_little & ~text & (body >= MIN_BODY_BYTES)
     body_plain = judged_body & (plain_share >= PLAIN_SHARE)
     body_compressed = judged_body & ~body_plain & (nonrandom_share >= NONRANDOM_SHARE)
@@ -103,61 +106,29 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
 
 
-def _human(n: pd.Series) -> pd.Series:
-    """Vectorised ``human_bytes``."""
-    n = n.astype(float)
-    out = n.round(0).astype(np.int64).astype(str) + " B"
-    for power, unit in ((1, "KiB"), (2, "MiB"), (3, "GiB")):
-        big = n >= 1024**power
-        if big.any():
-            out[big] = (n[big] / 1024**power).map("{:.1f}".format) + " " + unit
-    return out
+_REASONS = {
+    "little": lambda s: "no payload" if s.analysed_bytes == 0 else f"only {s.analysed_bytes} B of payload",
+    "text": lambda s: f"text: {s.printable:.0%} printable bytes over {human_bytes(s.analysed_bytes)}",
+    "plain": lambda s: (f"structured cleartext in {s.body_plain / s.body_bytes:.0%} of "
+                        f"{human_bytes(s.body_bytes)} after the head (median {s.entropy:.2f} bits/byte)"),
+    "compressed": lambda s: (f"high entropy (median {s.entropy:.3f} bits/byte) but not uniform (median "
+                             f"chi2 {s.chi2:.0f}) in {(s.body_compressed + s.body_plain) / s.body_bytes:.0%} "
+                             f"of {human_bytes(s.body_bytes)}: compressed, not encrypted"),
+    "encrypted": lambda s: (f"uniform bytes in {s.body_random / s.body_bytes:.0%} of {human_bytes(s.body_bytes)} "
+                            f"(median chi2 {s.chi2:.0f}, {s.entropy:.3f} bits/byte, {s.windows} windows)"),
+    "head_plain": lambda s: (f"low-entropy stream head ({s.head_entropy:.2f} bits/byte over "
+                             f"{human_bytes(s.analysed_bytes)})"),
+    "head_encrypted": lambda s: (f"uniform bytes over {human_bytes(s.analysed_bytes)} (chi2 {s.head_chi2:.0f}, "
+                                 f"{s.head_entropy:.2f} bits/byte); under 16 KiB compressed data is not ruled out"),
+    "head_unknown": lambda s: (f"only {human_bytes(s.analysed_bytes)}, mostly stream head "
+                               f"({s.head_entropy:.2f} bits/byte, chi2 {s.head_chi2:.0f}): too little to tell "
+                               "cleartext from a handshake or ciphertext"),
+}
 
 
-def _pct(x: pd.Series) -> pd.Series:
-    return (100 * x).round(0).astype(np.int64).astype(str) + "%"
-
-
-def _num(x: pd.Series, fmt: str) -> pd.Series:
-    return x.map(fmt.format)
-
-
-def direction_reasons(stats: pd.DataFrame, basis: np.ndarray) -> pd.Series:
-    """One line per direction saying what the verdict rests on (vectorised)."""
-    s = stats.reset_index(drop=True)
-    body = s["body_bytes"].clip(lower=1)
-    reasons = pd.Series("", index=s.index, dtype=object)
-    templates = {
-        "little": lambda t: pd.Series(np.where(t["analysed_bytes"] == 0, "no payload",
-                                               "only " + t["analysed_bytes"].astype(str) + " B of payload"),
-                                      index=t.index),
-        "text": lambda t: "text: " + _pct(t["printable"]) + " printable bytes over " + _human(t["analysed_bytes"]),
-        "plain": lambda t: ("structured cleartext in " + _pct(t["body_plain"] / body[t.index]) + " of "
-                            + _human(t["body_bytes"]) + " after the head (median "
-                            + _num(t["entropy"], "{:.2f}") + " bits/byte)"),
-        "compressed": lambda t: ("high entropy (median " + _num(t["entropy"], "{:.3f}")
-                                 + " bits/byte) but not uniform (median chi2 " + _num(t["chi2"], "{:.0f}")
-                                 + ") in " + _pct((t["body_compressed"] + t["body_plain"]) / body[t.index])
-                                 + " of " + _human(t["body_bytes"]) + ": compressed, not encrypted"),
-        "encrypted": lambda t: ("uniform bytes in " + _pct(t["body_random"] / body[t.index]) + " of "
-                                + _human(t["body_bytes"]) + " (median chi2 " + _num(t["chi2"], "{:.0f}") + ", "
-                                + _num(t["entropy"], "{:.3f}") + " bits/byte, " + t["windows"].astype(str)
-                                + " windows)"),
-        "head_plain": lambda t: ("low-entropy stream head (" + _num(t["head_entropy"], "{:.2f}")
-                                 + " bits/byte over " + _human(t["analysed_bytes"]) + ")"),
-        "head_encrypted": lambda t: ("uniform bytes over " + _human(t["analysed_bytes"]) + " (chi2 "
-                                     + _num(t["head_chi2"], "{:.0f}") + ", " + _num(t["head_entropy"], "{:.2f}")
-                                     + " bits/byte); under 16 KiB compressed data is not ruled out"),
-        "head_unknown": lambda t: ("only " + _human(t["analysed_bytes"]) + ", mostly stream head ("
-                                   + _num(t["head_entropy"], "{:.2f}") + " bits/byte, chi2 "
-                                   + _num(t["head_chi2"], "{:.0f}")
-                                   + "): too little to tell cleartext from a handshake or ciphertext"),
-    }
-    for kind, build in templates.items():
-        rows = s[basis == kind]
-        if len(rows):
-            reasons[rows.index] = build(rows)
-    return reasons
+def direction_reasons(stats: pd.DataFrame, basis: np.ndarray) -> list[str]:
+    """One line per direction saying what its verdict rests on."""
+    return [_REASONS[kind](row) for kind, row in zip(basis, stats.itertuples(index=False))]
 
 
 def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
@@ -183,6 +154,9 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     deciding = pd.concat([orig_stats.reset_index(drop=True)[use_orig],
                           resp_stats.reset_index(drop=True)[~use_orig]]).sort_index()
     basis = np.where(use_orig, orig["basis"].to_numpy(), resp["basis"].to_numpy())
-    reason = np.where(use_orig, "orig: ", "resp: ") + direction_reasons(deciding, basis).to_numpy().astype(str)
-    reason = np.where(disagree, reason + " (the other direction looks " + other.astype(str) + ")", reason)
+    reason = [
+        ("orig: " if u else "resp: ") + text + (f" (the other direction looks {o})" if d else "")
+        for u, text, o, d in zip(use_orig.tolist(), direction_reasons(deciding, basis), other.tolist(),
+                                 disagree.tolist())
+    ]
     return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reason})

@@ -160,3 +160,15 @@ def json_schema() -> dict[str, Any]:
             },
         },
     }
+
+
+def columns_markdown() -> str:
+    """The flows and windows columns as Markdown tables (docs/schema.md)."""
+    from inspector.flows.schema import WINDOW_COLUMNS
+
+    lines = []
+    for title, columns in (("flows", FLOW_COLUMNS), ("windows", WINDOW_COLUMNS)):
+        lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
+        lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
+        lines.append("")
+    return "\n".join(lines)
