@@ -121,14 +121,19 @@ def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, **kw)
 
 
-def listening(port: int) -> bool:
-    """True if something listens on 127.0.0.1:port (read /proc; no probe connection)."""
-    want = f"0100007F:{port:04X}"
-    with open("/proc/net/tcp") as f:
+def listening(port: int, host: str = LOOPBACK, pid: int | None = None) -> bool:
+    """True if something listens on host:port (read /proc; no probe connection).
+
+    With pid, the table of that process's network namespace is read
+    (/proc/PID/net/tcp), e.g. for a QEMU started inside a namespace.
+    """
+    want = f"{struct.unpack('<I', socket.inet_aton(host))[0]:08X}:{port:04X}"
+    table = f"/proc/{pid}/net/tcp" if pid else "/proc/net/tcp"
+    with open(table) as f:
         next(f)
         for line in f:
             parts = line.split()
-            if parts[1] == want and parts[3] == "0A":
+            if parts[1] in (want, f"00000000:{port:04X}") and parts[3] == "0A":
                 return True
     return False
 
@@ -172,18 +177,25 @@ class Capture:
     -B 131072 (a 128 MiB kernel buffer): loopback carries 64 KiB GSO segments
     and a migration bursts at memory speed; the default 2 MiB buffer drops.
     A capture with any kernel drop is rejected.
+
+    bpf replaces the 'tcp port N' filter (several ports); with netns, tcpdump
+    runs inside that network namespace (ip netns exec) on interface iface.
     """
 
-    def __init__(self, raw: Path, port: int) -> None:
+    def __init__(self, raw: Path, port: int, *, bpf: str | None = None, iface: str = "lo",
+                 netns: str | None = None) -> None:
         self.raw, self.port = raw, port
+        self.bpf = bpf or f"tcp port {port}"
+        self.iface, self.netns = iface, netns
         self.proc: subprocess.Popen | None = None
         self.stderr = b""
 
     def __enter__(self) -> "Capture":
         self.proc = PROCS.start(
             "tcpdump",
-            ["tcpdump", "-i", "lo", "-s", "0", "-U", "-n", "-Z", "root", "-B", "131072",
-             "-w", str(self.raw), f"tcp port {self.port}"],
+            [*netns_exec(self.netns),
+             "tcpdump", "-i", self.iface, "-s", "0", "-U", "-n", "-Z", "root", "-B", "131072",
+             "-w", str(self.raw), self.bpf],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on lo, ..." once the capture is really open
         deadline = time.monotonic() + 20
@@ -222,6 +234,76 @@ class Capture:
             raise RuntimeError(f"tcpdump dropped {m.group(1)} packets; rerun ({text.strip()!r})")
         if not re.search(r"\d+ packets? captured", text):
             raise RuntimeError(f"tcpdump did not report its statistics: {text.strip()!r}")
+
+
+# --------------------------------------------------------------------------
+# network namespaces (only ones created here; removed afterwards)
+
+
+def netns_exec(ns: str | None) -> list[str]:
+    """argv prefix that runs a program inside network namespace ns (none: as is)."""
+    return ["ip", "netns", "exec", ns] if ns else []
+
+
+class NetnsPair:
+    """Two network namespaces joined by a veth pair, removed again on exit.
+
+    Each namespace gets its loopback up and one end of the veth pair with the
+    given address (a /24 that exists only between these two namespaces) and
+    MTU.  With offload=False, TSO/GSO/GRO and checksum offload are switched off
+    on both ends (ethtool -K), so the TCP stack cuts real MSS-sized segments
+    and tcpdump sees Ethernet-sized frames with valid checksums.  Nothing is
+    created in the root namespace: both ends are made directly inside the
+    namespaces.  Processes started inside must be stopped before exit.
+    """
+
+    def __init__(self, tag: str, addrs: tuple[str, str], mtu: int = 1500, offload: bool = False) -> None:
+        suffix = f"{os.getpid() % 100000}"
+        self.ns = (f"insp-{tag}-a-{suffix}", f"insp-{tag}-b-{suffix}")
+        self.dev = (f"insp{suffix}a", f"insp{suffix}b")      # <= 15 characters
+        self.addrs, self.mtu, self.offload = addrs, mtu, offload
+        self.created: list[str] = []
+
+    def __enter__(self) -> "NetnsPair":
+        try:
+            for ns in self.ns:
+                if Path("/run/netns", ns).exists():
+                    raise RuntimeError(f"network namespace {ns} already exists")
+                run(["ip", "netns", "add", ns])
+                self.created.append(ns)
+            run(["ip", "link", "add", self.dev[0], "netns", self.ns[0], "type", "veth",
+                 "peer", "name", self.dev[1], "netns", self.ns[1]])
+            for ns, dev, addr in zip(self.ns, self.dev, self.addrs):
+                ip = ["ip", "-n", ns]
+                run([*ip, "link", "set", "lo", "up"])
+                run([*ip, "link", "set", dev, "mtu", str(self.mtu)])
+                run([*ip, "addr", "add", f"{addr}/24", "dev", dev])
+                if not self.offload:
+                    run([*netns_exec(ns), "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                         "tx", "off", "rx", "off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                run([*ip, "link", "set", dev, "up"])
+            wait_for(lambda: all(b"state UP" in run(["ip", "-n", ns, "link", "show", dev],
+                                                    capture_output=True).stdout
+                                 for ns, dev in zip(self.ns, self.dev)),
+                     "veth pair up", 10)
+            return self
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        for ns in reversed(self.created):     # deleting a namespace also deletes its veth end
+            with contextlib.suppress(Exception):
+                run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        self.created.clear()
+
+    def offloads(self) -> dict:
+        """ethtool -k state of the first veth end (for the manifest)."""
+        out = run([*netns_exec(self.ns[0]), "ethtool", "-k", self.dev[0]], capture_output=True, text=True).stdout
+        keys = ("tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload",
+                "tx-checksumming", "rx-checksumming")
+        return {k: v.split()[0] for line in out.splitlines() if ":" in line
+                for k, v in [line.strip().split(":", 1)] if k in keys}
 
 
 def write_output(raw: Path, dest: Path) -> None:

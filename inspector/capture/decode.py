@@ -155,37 +155,25 @@ def _decode_ipv6(buf, i, end, wire_end, fields, addrs, n):
     nxt = np.int64(buf[i + 6])
     off = i + 40
     for _ in range(16):  # bounded walk of the extension-header chain
-        if (
-            nxt == C.IPV6_HOPOPTS
-            or nxt == C.IPV6_ROUTING
-            or nxt == C.IPV6_DSTOPTS
-            or nxt == C.IPV6_MOBILITY
-        ):
-            if off + 8 > end:
-                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
-                return
-            nxt_new = np.int64(buf[off])
-            off += (np.int64(buf[off + 1]) + 1) * 8
-            nxt = nxt_new
-        elif nxt == C.IPV6_AH:
-            if off + 8 > end:
-                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
-                return
-            nxt_new = np.int64(buf[off])
-            off += (np.int64(buf[off + 1]) + 2) * 4
-            nxt = nxt_new
-        elif nxt == C.IPV6_FRAGMENT:
-            if off + 8 > end:
-                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
-                return
-            fields[F_PROTO, n] = buf[off]
-            if (_be16(buf, off + 2) & 0xFFF8) != 0:
+        is_ext = (nxt == C.IPV6_HOPOPTS or nxt == C.IPV6_ROUTING or nxt == C.IPV6_DSTOPTS
+                  or nxt == C.IPV6_MOBILITY or nxt == C.IPV6_AH or nxt == C.IPV6_FRAGMENT)
+        if not is_ext:
+            break
+        if off + 8 > end:
+            fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+            return
+        if nxt == C.IPV6_FRAGMENT:
+            if (_be16(buf, off + 2) & 0xFFF8) != 0:  # not the first fragment
+                fields[F_PROTO, n] = buf[off]
                 fields[F_STATUS, n] = C.STATUS_FRAGMENT
                 return
-            nxt = np.int64(buf[off])
-            off += 8
+            length = 8
+        elif nxt == C.IPV6_AH:
+            length = (np.int64(buf[off + 1]) + 2) * 4  # RFC 4302: 4-octet units
         else:
-            break
+            length = (np.int64(buf[off + 1]) + 1) * 8  # RFC 8200: 8-octet units
+        nxt = np.int64(buf[off])
+        off += length
         if off > ip_end:
             fields[F_STATUS, n] = C.STATUS_BAD_IP
             return
