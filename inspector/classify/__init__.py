@@ -21,13 +21,11 @@ def classify_flows(flows: pd.DataFrame, orig_slot: np.ndarray, resp_slot: np.nda
     orig_v, resp_v = verdicts.iloc[orig_slot], verdicts.iloc[resp_slot]
     combined = flow_verdicts(orig_v, resp_v, orig_stats, resp_stats)
     out = flows.copy()
-    verdict_type = pd.CategoricalDtype(VERDICTS)
-    out["verdict"] = combined["verdict"].to_numpy()
-    out["verdict"] = out["verdict"].astype(verdict_type)
+    out["verdict"] = pd.Categorical.from_codes(combined["verdict"].to_numpy(), VERDICTS)
     out["confidence"] = combined["confidence"].to_numpy()
     out["reason"] = combined["reason"].to_numpy()
     for role, st, v in (("orig", orig_stats, orig_v), ("resp", resp_stats, resp_v)):
-        out[f"{role}_verdict"] = pd.Categorical(v["verdict"].to_numpy(), dtype=verdict_type)
+        out[f"{role}_verdict"] = pd.Categorical.from_codes(v["verdict"].to_numpy(), VERDICTS)
         out[f"{role}_entropy"] = st["entropy"].to_numpy()
         out[f"{role}_chi2"] = st["chi2"].to_numpy()
         out[f"{role}_printable"] = st["printable"].to_numpy()

@@ -27,10 +27,15 @@ verdict of the decided direction with more analysed bytes.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 import pandas as pd
 
 VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
+PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
+# What a direction's verdict rests on: picks the reason text.
+BASES = ("little", "text", "plain", "compressed", "encrypted", "head_plain", "head_encrypted", "head_unknown")
 
 MIN_BYTES = 16
 TEXT_PRINTABLE = 0.97
@@ -45,11 +50,13 @@ COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
 
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    if n < 1024:
+        return f"{n:.0f} B"
+    if n < 1048576:
+        return f"{n / 1024:.1f} KiB"
+    if n < 1073741824:
+        return f"{n / 1048576:.1f} MiB"
+    return f"{n / 1073741824:.1f} GiB"
 
 
 def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
@@ -73,11 +80,11 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
     head_plain = head_only & (head_entropy < HEAD_PLAIN_ENTROPY) & (n >= HEAD_PLAIN_MIN_BYTES)
     head_encrypted = head_only & head_random & (n >= HEAD_RANDOM_MIN_BYTES)
 
-    verdict = np.select(
+    verdict = np.select(  # codes into VERDICTS
         [text | body_plain | head_plain, body_compressed, body_encrypted | head_encrypted],
-        ["plaintext", "compressed", "encrypted"],
-        "unknown",
-    )
+        [PLAINTEXT, COMPRESSED, ENCRYPTED],
+        UNKNOWN,
+    ).astype(np.int8)
     confidence = np.select(
         [
             text,
@@ -98,11 +105,11 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
         0.0,
     )
     confidence = np.round(np.minimum(confidence, 0.99), 2)
-    basis = np.select(
+    basis = np.select(  # codes into BASES
         [too_little, text, body_plain, body_compressed, body_encrypted, head_plain, head_encrypted],
-        ["little", "text", "plain", "compressed", "encrypted", "head_plain", "head_encrypted"],
-        "head_unknown",
-    )
+        list(range(7)),
+        7,
+    ).astype(np.int8)
     return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
 
 
@@ -126,9 +133,15 @@ _REASONS = {
 }
 
 
-def direction_reasons(stats: pd.DataFrame, basis: np.ndarray) -> list[str]:
-    """One line per direction saying what its verdict rests on."""
-    return [_REASONS[kind](row) for kind, row in zip(basis, stats.itertuples(index=False))]
+_ReasonRow = namedtuple("_ReasonRow", "analysed_bytes printable body_bytes body_plain body_compressed "
+                        "body_random entropy chi2 windows head_entropy head_chi2")
+
+
+def direction_reasons(columns: dict[str, np.ndarray], basis: np.ndarray) -> list[str]:
+    """One line per direction saying what its verdict (``basis`` code) rests on."""
+    builders = [_REASONS[name] for name in BASES]
+    rows = map(_ReasonRow._make, zip(*(columns[name].tolist() for name in _ReasonRow._fields)))
+    return [builders[b](row) for b, row in zip(basis.tolist(), rows)]
 
 
 def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
@@ -138,8 +151,8 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     oc, rc = orig["confidence"].to_numpy(), resp["confidence"].to_numpy()
     orig_bytes = orig_stats["analysed_bytes"].to_numpy()
     resp_bytes = resp_stats["analysed_bytes"].to_numpy()
-    o_plain, r_plain = ov == "plaintext", rv == "plaintext"
-    o_known, r_known = ov != "unknown", rv != "unknown"
+    o_plain, r_plain = ov == PLAINTEXT, rv == PLAINTEXT
+    o_known, r_known = ov != UNKNOWN, rv != UNKNOWN
     # Which direction speaks for the flow: plaintext first, then the bigger decided one.
     use_orig = np.where(
         o_plain | r_plain,
@@ -149,13 +162,13 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     verdict = np.where(use_orig, ov, rv)
     confidence = np.where(use_orig, oc, rc)
     other = np.where(use_orig, rv, ov)
-    disagree = (other != "unknown") & (other != verdict) & (verdict != "plaintext")
+    disagree = (other != UNKNOWN) & (other != verdict) & (verdict != PLAINTEXT)
     confidence = np.round(np.where(disagree, confidence * 0.8, confidence), 2)
-    deciding = pd.concat([orig_stats.reset_index(drop=True)[use_orig],
-                          resp_stats.reset_index(drop=True)[~use_orig]]).sort_index()
+    deciding = {name: np.where(use_orig, orig_stats[name].to_numpy(), resp_stats[name].to_numpy())
+                for name in _ReasonRow._fields}
     basis = np.where(use_orig, orig["basis"].to_numpy(), resp["basis"].to_numpy())
     reason = [
-        ("orig: " if u else "resp: ") + text + (f" (the other direction looks {o})" if d else "")
+        ("orig: " if u else "resp: ") + text + (f" (the other direction looks {VERDICTS[o]})" if d else "")
         for u, text, o, d in zip(use_orig.tolist(), direction_reasons(deciding, basis), other.tolist(),
                                  disagree.tolist())
     ]
