@@ -10,7 +10,7 @@ transport payload lengths (payload lengths always come from the IP and UDP
 length fields, so snaplen cuts do not change them either).
 
 Expectations never come from the code under test: ``oracle_flows`` decodes
-the *base* capture with dpkt and applies the flow rules of docs/contract.md.
+the *base* capture with dpkt and applies the flow rules of docs/schema.md.
 
 Layout of this module:
   * a tiny pcap reader/writer and a pcapng writer (struct, no dependencies),
@@ -721,7 +721,7 @@ class OFlow:
 
 def oracle_flows(pkts: list[OPkt], *, snaplen: int | None = None,
                  extra_link_bytes: int = 0) -> dict[tuple, OFlow]:
-    """Bidirectional flows per docs/contract.md.
+    """Bidirectional flows per the rules in docs/schema.md.
 
     Originator: sender of the first SYN without ACK; else the side not on a
     well-known port (< 1024) ... else the sender of the first packet.  (The
