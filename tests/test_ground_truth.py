@@ -18,12 +18,17 @@ import inspector
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 MANIFEST = json.loads((CAPTURES / "manifest.json").read_text())
-LABELLED = [(c["name"], flow) for c in MANIFEST["captures"] for flow in c["flows"]]
+ENTRIES = MANIFEST["captures"] + MANIFEST.get("variants", [])
+LABELLED = [(c["name"], flow) for c in ENTRIES for flow in c["flows"]]
+# Derived variants that statistics alone get wrong: snaplen 256 keeps only
+# segment starts, where multifd headers and TLS record headers are
+# overrepresented. The signature detectors (issue 3) are expected to fix them.
+STATISTICS_ONLY_MISSES = {"qemu-multifd-zstd-snap256", "qemu-tls-mtu1500-snap256"}
 
 
 @cache
 def analysed(name: str) -> inspector.Analysis:
-    entry = next(c for c in MANIFEST["captures"] if c["name"] == name)
+    entry = next(c for c in ENTRIES if c["name"] == name)
     return inspector.analyze(CAPTURES / entry["file"])
 
 
@@ -35,30 +40,40 @@ def find(result: inspector.Analysis, flow: dict):
     return match.iloc[0]
 
 
-@pytest.mark.parametrize("name, flow", LABELLED,
-                         ids=[f"{n}:{f['orig_p']}->{f['resp_p']}" for n, f in LABELLED])
+@pytest.mark.parametrize(
+    "name, flow",
+    [pytest.param(n, f, marks=[pytest.mark.xfail(strict=False, reason="needs signatures")]
+                  if n in STATISTICS_ONLY_MISSES else []) for n, f in LABELLED],
+    ids=[f"{n}:{f['orig_p']}->{f['resp_p']}" for n, f in LABELLED],
+)
 def test_verdict_matches_ground_truth(name, flow):
     row = find(analysed(name), flow)
     assert row.verdict == flow["truth"], f"{row.verdict} ({row.confidence}): {row.reason}"
     if flow["truth"] != "unknown":
         assert row.confidence >= 0.5, row.reason
-    for key in ("orig_pkts", "resp_pkts", "orig_bytes", "resp_bytes"):
+    for key in ("orig_pkts", "resp_pkts", "orig_bytes", "resp_bytes", "orig_captured_bytes",
+                "resp_captured_bytes"):
         if key in flow:
             assert row[key] == flow[key], key
 
 
-@pytest.mark.parametrize("capture", MANIFEST["captures"], ids=lambda c: c["name"])
+@pytest.mark.parametrize("capture", ENTRIES, ids=lambda c: c["name"])
 def test_no_unlabelled_flows(capture):
     result = analysed(capture["name"])
     assert len(result.flows) == len(capture["flows"])
-    assert result.anomalies.empty, result.anomalies
     assert int(result.inputs["packets"].iloc[0]) > 0
+    if capture.get("kind") == "snaplen":
+        assert int(result.inputs["truncated_packets"].iloc[0]) > 0
+    else:
+        assert result.anomalies.empty, result.anomalies
 
 
 def test_migration_flows_are_watched():
     for name, flow in LABELLED:
-        if flow["protocol"].startswith("qemu"):
+        if flow["protocol"].startswith("qemu") and 49152 <= flow["resp_p"] <= 49261:
             assert find(analysed(name), flow).watch == "migration"
+        if flow["protocol"] == "libvirt-rpc":
+            assert find(analysed(name), flow).watch == "libvirtd"
 
 
 def test_captures_stay_small():
