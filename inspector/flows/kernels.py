@@ -32,12 +32,27 @@ N_FLOW_COLS = 11
 SL_PKTS = 0
 SL_BYTES = 1  # transport payload bytes on the wire
 SL_CAP_BYTES = 2  # payload bytes captured (snaplen may cut)
-SL_STREAM_OFF = 3  # payload bytes seen so far in this direction (wire count)
+SL_MAX_END = 3  # highest stream offset reached (TCP: from sequence numbers)
 SL_CUR_WIN = 4  # index of the window being filled, -1 none
 SL_WIN_N = 5  # captured bytes in the window being filled
 SL_ROW = 6  # histogram row in use, -1 none
 SL_FIN = 7
-N_SLOT_COLS = 8
+SL_BASE_SEQ = 8  # TCP sequence number of stream offset 0, -1 until known
+SL_AT_START = 9  # 1 when offset 0 is the true stream start (SYN seen), 0 mid-stream
+SL_MISSED = 10  # bytes never seen in gaps of the stream (like Zeek's missed_bytes)
+SL_GAP_START = 11  # the latest gap, so that a late segment filling it is not counted
+SL_GAP_END = 12
+SL_HEAD_ROW = 13  # row of the head buffer pool in use, -1 none
+SL_HEAD_STATE = 14  # 0 none, 1 collecting, 2 handed over
+SL_HEAD_LEN = 15  # contiguous head bytes from offset 0 when handed over
+N_SLOT_COLS = 16
+
+# FlowTable.counters (int64): free/used counts of the shared pools
+CT_FREE_HIST = 0
+CT_WINDOWS = 1
+CT_FREE_HEADS = 2
+CT_READY = 3  # slots whose head is complete, listed in FlowTable.ready
+N_COUNTERS = 4
 
 # Columns of FlowTable.windows (float64, one row per finished window)
 WR_SLOT = 0
@@ -56,6 +71,9 @@ WINDOW_BYTES = 65536
 # handshakes of encrypted protocols (TLS hellos and certificates, SSH banner
 # and KEXINIT: 1-6 KiB). Windows 1, 2, ... are WINDOW_BYTES long after it.
 HEAD_BYTES = 8192
+# The first HEAD_CAPTURE bytes of each direction are reassembled (by TCP
+# sequence number, first copy wins) for the protocol detectors.
+HEAD_CAPTURE = 16384
 # Every window of the first DENSE_WINDOWS (1 MiB) is analysed, then 8 per
 # doubling of the stream (stride 2, 4, 8, ...): cost and state grow with the
 # logarithm of a direction's size, not its length.
@@ -169,9 +187,10 @@ def _release(s, slot, free_rows, n_free):
 
 
 @njit(cache=True)
-def _add_payload(s, buf, off, cap, wire, slot, hist, free_rows, n_free, windows, n_windows):
-    """Histogram the captured payload into the sampled windows of slot ``s``."""
-    pos = slot[s, SL_STREAM_OFF]
+def _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows):
+    """Histogram captured payload at stream offset ``pos`` into the sampled
+    windows of slot ``s``. Bytes of windows already finished (retransmissions,
+    late segments) are not counted again."""
     j = 0
     while j < cap:
         if pos < HEAD_BYTES:
@@ -179,33 +198,113 @@ def _add_payload(s, buf, off, cap, wire, slot, hist, free_rows, n_free, windows,
         else:
             w = 1 + (pos - HEAD_BYTES) // WINDOW_BYTES
         take = min(cap - j, HEAD_BYTES + w * WINDOW_BYTES - pos)
-        if w != slot[s, SL_CUR_WIN]:
-            n_windows = _finish_window(s, slot, hist, windows, n_windows)
+        if w > slot[s, SL_CUR_WIN]:
+            counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
             slot[s, SL_CUR_WIN] = w
-        if is_sampled_window(w):
+        if w == slot[s, SL_CUR_WIN] and is_sampled_window(w):
             row = slot[s, SL_ROW]
             if row < 0:
-                n_free -= 1
-                row = free_rows[n_free]
+                counters[CT_FREE_HIST] -= 1
+                row = free_rows[counters[CT_FREE_HIST]]
                 slot[s, SL_ROW] = row
             for k in range(off + j, off + j + take):
                 hist[row, buf[k]] += 1
             slot[s, SL_WIN_N] += take
         pos += take
         j += take
-    slot[s, SL_STREAM_OFF] += max(wire, cap)
-    return n_free, n_windows
+
+
+@njit(cache=True)
+def _stream_offset(s, proto, seq, wire, slot):
+    """Where this payload starts in the direction's stream; -1 to ignore it.
+
+    TCP uses sequence numbers (unwrapped past 4 GiB), so retransmissions and
+    reordering land where they belong and gaps are counted as missed bytes.
+    Other protocols append datagrams in capture order.
+    """
+    max_end = slot[s, SL_MAX_END]
+    if proto != C.IPPROTO_TCP:
+        if max_end == 0:
+            slot[s, SL_AT_START] = 1
+        slot[s, SL_MAX_END] = max_end + wire
+        return max_end
+    if slot[s, SL_BASE_SEQ] < 0:  # no SYN seen: the capture starts mid-stream
+        slot[s, SL_BASE_SEQ] = seq
+        slot[s, SL_AT_START] = 0
+    rel32 = (seq - slot[s, SL_BASE_SEQ]) & 0xFFFFFFFF
+    delta = ((rel32 - (max_end & 0xFFFFFFFF) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    pos = max_end + delta
+    if pos < 0:
+        return -1
+    end = pos + wire
+    if pos > max_end:  # a hole: count it until a late segment fills it
+        slot[s, SL_MISSED] += pos - max_end
+        slot[s, SL_GAP_START] = max_end
+        slot[s, SL_GAP_END] = pos
+    elif end <= max_end and slot[s, SL_GAP_START] < slot[s, SL_GAP_END]:
+        g0, g1 = slot[s, SL_GAP_START], slot[s, SL_GAP_END]
+        if pos <= g0 < end:
+            filled = min(end, g1) - g0
+            slot[s, SL_MISSED] -= filled
+            slot[s, SL_GAP_START] = g0 + filled
+        elif pos < g1 <= end:
+            filled = g1 - max(pos, g0)
+            slot[s, SL_MISSED] -= filled
+            slot[s, SL_GAP_END] = g1 - filled
+    if end > max_end:
+        slot[s, SL_MAX_END] = end
+    return pos
+
+
+@njit(cache=True)
+def _hand_over_head(s, slot, head_cov, ready, counters):
+    """Mark slot ``s``'s head complete: its contiguous length, and list it."""
+    if slot[s, SL_HEAD_STATE] != 1:
+        return
+    row = slot[s, SL_HEAD_ROW]
+    n = 0
+    while n < HEAD_CAPTURE and head_cov[row, n >> 3] & (1 << (n & 7)):
+        n += 1
+    slot[s, SL_HEAD_LEN] = n
+    slot[s, SL_HEAD_STATE] = 2
+    ready[counters[CT_READY]] = s
+    counters[CT_READY] += 1
+
+
+@njit(cache=True)
+def _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters):
+    """Copy the part of the payload that falls in the first HEAD_CAPTURE bytes."""
+    state = slot[s, SL_HEAD_STATE]
+    if state == 2:
+        return
+    if state == 0:
+        if pos >= HEAD_CAPTURE:  # started past the head (mid-stream remainder)
+            return
+        counters[CT_FREE_HEADS] -= 1
+        row = head_free[counters[CT_FREE_HEADS]]
+        head_cov[row, :] = 0
+        slot[s, SL_HEAD_ROW] = row
+        slot[s, SL_HEAD_STATE] = 1
+    row = slot[s, SL_HEAD_ROW]
+    for k in range(max(pos, 0), min(pos + cap, HEAD_CAPTURE)):
+        bit = 1 << (k & 7)
+        if not head_cov[row, k >> 3] & bit:  # first copy wins
+            heads[row, k] = buf[off + k - pos]
+            head_cov[row, k >> 3] |= bit
+    if slot[s, SL_MAX_END] >= HEAD_CAPTURE:
+        _hand_over_head(s, slot, head_cov, ready, counters)
 
 
 @njit(cache=True)
 def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slot, hist,
-                 free_rows, n_free, windows, n_windows):
+                 free_rows, windows, heads, head_cov, head_free, ready, counters):
     """Fold packets ``start..`` of a batch into the flow state.
 
-    Returns ``(stop, n_free, n_windows, collisions)``. It stops early, at
-    packet ``stop``, when it is out of free histogram rows or window rows; the
-    caller grows them and calls again from ``stop``. A collision is a packet
-    whose key hash matched a flow with other endpoints (it is not counted).
+    Returns ``(stop, collisions)``. It stops early, at packet ``stop``, when a
+    pool (histogram rows, window rows, head buffers, the ready list) may run
+    out; the caller drains or grows them and calls again from ``stop``. A
+    collision is a packet whose key hash matched a flow with other endpoints
+    (it is not counted).
     """
     collisions = 0
     n = fields.shape[1]
@@ -213,8 +312,10 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
         f = flow_ids[i]
         if f < 0:
             continue
-        if n_free < 1 or n_windows + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[0]:
-            return i, n_free, n_windows, collisions
+        if (counters[CT_FREE_HIST] < 1 or counters[CT_FREE_HEADS] < 1
+                or counters[CT_READY] + 2 > ready.shape[0]
+                or counters[CT_WINDOWS] + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[0]):
+            return i, collisions
         d = dirs[i]
         if d == 0:
             same = addrs[0, i] == flow_addr[f, 0] and addrs[1, i] == flow_addr[f, 1] \
@@ -224,7 +325,8 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
             same = addrs[2, i] == flow_addr[f, 0] and addrs[3, i] == flow_addr[f, 1] \
                 and addrs[0, i] == flow_addr[f, 2] and addrs[1, i] == flow_addr[f, 3] \
                 and fields[D.F_DPORT, i] == flow[f, FL_A_PORT] and fields[D.F_SPORT, i] == flow[f, FL_B_PORT]
-        if not same or fields[D.F_PROTO, i] != flow[f, FL_PROTO]:
+        proto = fields[D.F_PROTO, i]
+        if not same or proto != flow[f, FL_PROTO]:
             collisions += 1
             continue
         ts = fields[D.F_TS, i]
@@ -245,34 +347,39 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
         slot[s, SL_BYTES] += wire
         slot[s, SL_CAP_BYTES] += cap
         flags = fields[D.F_TCP_FLAGS, i]
-        if fields[D.F_PROTO, i] == C.IPPROTO_TCP:
-            if flags & C.TCP_SYN:
-                if flags & C.TCP_ACK:
-                    if flow[f, FL_SYNACK_DIR] < 0:
-                        flow[f, FL_SYNACK_DIR] = d
-                elif flow[f, FL_SYN_DIR] < 0:
-                    flow[f, FL_SYN_DIR] = d
+        if proto == C.IPPROTO_TCP and flags & C.TCP_SYN:
+            if flags & C.TCP_ACK:
+                if flow[f, FL_SYNACK_DIR] < 0:
+                    flow[f, FL_SYNACK_DIR] = d
+            elif flow[f, FL_SYN_DIR] < 0:
+                flow[f, FL_SYN_DIR] = d
+            if slot[s, SL_BASE_SEQ] < 0:  # the SYN takes one sequence number
+                slot[s, SL_BASE_SEQ] = (fields[D.F_TCP_SEQ, i] + 1) & 0xFFFFFFFF
+                slot[s, SL_AT_START] = 1
         if wire > 0 or cap > 0:
-            n_free, n_windows = _add_payload(
-                s, buf, fields[D.F_PAYLOAD_OFF, i], cap, wire, slot, hist,
-                free_rows, n_free, windows, n_windows,
-            )
-        if fields[D.F_PROTO, i] == C.IPPROTO_TCP and flags & (C.TCP_FIN | C.TCP_RST):
+            pos = _stream_offset(s, proto, fields[D.F_TCP_SEQ, i], max(wire, cap), slot)
+            if pos >= 0:
+                off = fields[D.F_PAYLOAD_OFF, i]
+                _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows)
+                _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters)
+        if proto == C.IPPROTO_TCP and flags & (C.TCP_FIN | C.TCP_RST):
             if flags & C.TCP_FIN:
                 slot[s, SL_FIN] = 1
             if flags & C.TCP_RST or (slot[2 * f, SL_FIN] and slot[2 * f + 1, SL_FIN]):
                 if not flow[f, FL_CLOSED]:
                     flow[f, FL_CLOSED] = 1
                     for t in (2 * f, 2 * f + 1):
-                        n_windows = _finish_window(t, slot, hist, windows, n_windows)
-                        n_free = _release(t, slot, free_rows, n_free)
-    return n, n_free, n_windows, collisions
+                        counters[CT_WINDOWS] = _finish_window(t, slot, hist, windows, counters[CT_WINDOWS])
+                        counters[CT_FREE_HIST] = _release(t, slot, free_rows, counters[CT_FREE_HIST])
+                        _hand_over_head(t, slot, head_cov, ready, counters)
+    return n, collisions
 
 
 @njit(cache=True)
-def finish_all(n_slots, slot, hist, free_rows, n_free, windows, n_windows):
-    """End of input: close every window still being filled."""
+def finish_all(n_slots, slot, hist, free_rows, windows, head_cov, ready, counters):
+    """End of input: close every window still being filled and hand over
+    every head still collecting. ``ready`` must have room for all of them."""
     for s in range(n_slots):
-        n_windows = _finish_window(s, slot, hist, windows, n_windows)
-        n_free = _release(s, slot, free_rows, n_free)
-    return n_free, n_windows
+        counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
+        counters[CT_FREE_HIST] = _release(s, slot, free_rows, counters[CT_FREE_HIST])
+        _hand_over_head(s, slot, head_cov, ready, counters)

@@ -8,6 +8,7 @@ lookup per distinct flow in a batch (not per packet).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,21 +46,37 @@ def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
     return out
 
 
-class FlowTable:
-    """Accumulates flows over any number of batches and input files."""
+HeadHandler = Callable[[int, bytes, bool], None]
+"""Called with (slot, reassembled head bytes, starts at the stream start)."""
 
-    def __init__(self, initial_flows: int = 1024, initial_rows: int = 256) -> None:
+
+class FlowTable:
+    """Accumulates flows over any number of batches and input files.
+
+    ``on_head`` receives the reassembled first bytes of each direction as
+    soon as they are complete (or the flow ends), so head buffers live only
+    while a direction's head is being filled.
+    """
+
+    def __init__(self, on_head: HeadHandler | None = None, initial_flows: int = 1024,
+                 initial_rows: int = 256) -> None:
+        self.on_head = on_head
         self.index: dict[int, int] = {}
         self.n_flows = 0
         self.flow = np.full((initial_flows, K.N_FLOW_COLS), -1, dtype=np.int64)
         self.flow_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
         self.input_index = np.zeros(initial_flows, dtype=np.int64)
         self.slot = self._empty_slots(2 * initial_flows)
+        self.counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
         self.hist = np.zeros((initial_rows, 256), dtype=np.uint32)
         self.free_rows = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
-        self.n_free = initial_rows
+        self.counters[K.CT_FREE_HIST] = initial_rows
+        self.heads = np.zeros((initial_rows, K.HEAD_CAPTURE), dtype=np.uint8)
+        self.head_cov = np.zeros((initial_rows, K.HEAD_CAPTURE // 8), dtype=np.uint8)
+        self.head_free = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
+        self.counters[K.CT_FREE_HEADS] = initial_rows
+        self.ready = np.zeros(1024, dtype=np.int64)
         self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
-        self.n_windows = 0
         self.hash_collisions = 0
 
     @staticmethod
@@ -67,6 +84,8 @@ class FlowTable:
         slot = np.zeros((n, K.N_SLOT_COLS), dtype=np.int64)
         slot[:, K.SL_CUR_WIN] = -1
         slot[:, K.SL_ROW] = -1
+        slot[:, K.SL_BASE_SEQ] = -1
+        slot[:, K.SL_HEAD_ROW] = -1
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> None:
@@ -77,15 +96,28 @@ class FlowTable:
         flow_ids = flow_of_code[codes]
         start = 0
         while start < batch.n:
-            start, self.n_free, self.n_windows, collisions = K.update_flows(
+            start, collisions = K.update_flows(
                 start, batch.fields, batch.addrs, batch.buf, flow_ids, dirs,
-                self.flow, self.flow_addr, self.slot, self.hist,
-                self.free_rows, self.n_free, self.windows, self.n_windows,
+                self.flow, self.flow_addr, self.slot, self.hist, self.free_rows, self.windows,
+                self.heads, self.head_cov, self.head_free, self.ready, self.counters,
             )
             self.hash_collisions += collisions
+            self._drain_heads()
             if start < batch.n:
                 self._grow_work_space()
 
+    def _drain_heads(self) -> None:
+        """Hand complete heads to ``on_head`` and recycle their buffers."""
+        c = self.counters
+        for s in self.ready[: c[K.CT_READY]].tolist():
+            row = int(self.slot[s, K.SL_HEAD_ROW])
+            if self.on_head is not None:
+                length = int(self.slot[s, K.SL_HEAD_LEN])
+                self.on_head(s, self.heads[row, :length].tobytes(), bool(self.slot[s, K.SL_AT_START]))
+            self.head_free[c[K.CT_FREE_HEADS]] = row
+            c[K.CT_FREE_HEADS] += 1
+            self.slot[s, K.SL_HEAD_ROW] = -1
+        c[K.CT_READY] = 0
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:
         ids = np.empty(uniques.size, dtype=np.int64)
@@ -136,29 +168,39 @@ class FlowTable:
         self.n_flows = need
 
     def _grow_work_space(self) -> None:
-        """More free histogram rows and window result columns."""
-        if self.n_free < 1:
-            old = self.hist.shape[0]
-            self.hist = np.concatenate([self.hist, np.zeros_like(self.hist)])
-            self.free_rows = np.concatenate(
-                [np.arange(2 * old - 1, old - 1, -1, dtype=np.int64), np.zeros(old, dtype=np.int64)]
-            )
-            self.n_free = old
-        self.windows = _grow(self.windows, 2 * self.windows.shape[0])
+        """Double whichever pool ran short: histogram rows, head buffers, windows."""
+        c = self.counters
+        if c[K.CT_FREE_HIST] < 1:
+            self.hist, self.free_rows = _grow_pool(self.hist, self.free_rows, c, K.CT_FREE_HIST)
+        if c[K.CT_FREE_HEADS] < 1:
+            old = self.heads.shape[0]
+            self.heads, self.head_free = _grow_pool(self.heads, self.head_free, c, K.CT_FREE_HEADS)
+            self.head_cov = np.concatenate([self.head_cov, np.zeros_like(self.head_cov[:old])])
+        if self.windows.shape[0] - c[K.CT_WINDOWS] < 512:  # a 16 MiB record spans 256 windows
+            self.windows = _grow(self.windows, 2 * self.windows.shape[0])
 
     def finish(self) -> FlowState:
-        """Close every open window and hand the state to classification."""
-        self.windows = _grow(self.windows, self.n_windows + 2 * self.n_flows + 1)
-        self.n_free, self.n_windows = K.finish_all(
-            2 * self.n_flows, self.slot, self.hist, self.free_rows, self.n_free,
-            self.windows, self.n_windows,
-        )
+        """Close every open window, hand over every head, return the state."""
+        self.windows = _grow(self.windows, int(self.counters[K.CT_WINDOWS]) + 2 * self.n_flows + 1)
+        self.ready = _grow(self.ready, 2 * self.n_flows + 1)
+        K.finish_all(2 * self.n_flows, self.slot, self.hist, self.free_rows, self.windows,
+                     self.head_cov, self.ready, self.counters)
+        self._drain_heads()
         n = self.n_flows
         return FlowState(
             flow=self.flow[:n],
             flow_addr=self.flow_addr[:n],
             slot=self.slot[: 2 * n],
-            windows=self.windows[: self.n_windows],
+            windows=self.windows[: self.counters[K.CT_WINDOWS]],
             input_index=self.input_index[:n],
             hash_collisions=self.hash_collisions,
         )
+
+
+def _grow_pool(rows: np.ndarray, free: np.ndarray, counters: np.ndarray, which: int):
+    """Double a pool of rows and put the new ones on its free stack."""
+    old = rows.shape[0]
+    rows = np.concatenate([rows, np.zeros_like(rows)])
+    free = np.concatenate([np.arange(2 * old - 1, old - 1, -1, dtype=np.int64), np.zeros(old, dtype=np.int64)])
+    counters[which] = old
+    return rows, free

@@ -107,6 +107,7 @@ _JSON_TYPES = {
     "string": {"type": "string"},
     "UInt16": {"type": "integer", "minimum": 0, "maximum": 65535},
     "int64": {"type": "integer"},
+    "bool": {"type": "boolean"},
     "Int64": {"type": ["integer", "null"]},
     "float64": {"type": ["number", "null"]},
     "datetime64[ns, UTC]": {"type": "string", "format": "date-time"},

@@ -1,0 +1,142 @@
+"""Detection and Detector: what a protocol detector returns and how it is registered.
+
+A detector reads reassembled stream bytes of one flow direction and returns
+one :class:`Detection` or ``None``. It never raises on any input (``detect``
+also guards every call) and its work is bounded by the length of the data:
+every loop advances, and every loop has a cap.
+
+Detectors read only framing (headers, names, lengths, flags). Evidence lines
+and fields never carry payload beyond framing: no guest memory, no disk
+data, no credential values (a token is reported as "present, N chars").
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Optional
+
+# What a detection proves about the confidentiality of the stream it was found in.
+CLEARTEXT = "cleartext"   # protocol framing readable in clear: the stream is not encrypted
+ENCRYPTED = "encrypted"   # a validated TLS/SSH session whose encrypted phase is seen or announced
+NOTHING = "nothing"       # recognised, but proves neither (e.g. a greeting before STARTTLS)
+PROVES = (CLEARTEXT, ENCRYPTED, NOTHING)
+
+ORIG, RESP = "orig", "resp"
+BOTH = frozenset({ORIG, RESP})
+ANY = "any"            # direction unknown: run every detector
+
+EVIDENCE_MAX = 240     # characters in one evidence line
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One recognised protocol unit in a stream direction.
+
+    ``offset`` is where the evidence starts in the bytes given to the
+    detector. ``fields`` holds what was extracted; its keys are documented
+    by each detector module. ``direction`` is filled in by ``detect`` /
+    ``detect_flow`` ('orig', 'resp', or 'both' for a combined handshake).
+    """
+
+    protocol: str
+    offset: int
+    evidence: str
+    proves: str
+    fields: Mapping[str, object] = field(default_factory=dict, hash=False)
+    direction: str = ""
+
+    def shifted(self, by: int, **changes) -> "Detection":
+        """The same detection for bytes that start ``by`` earlier."""
+        return replace(self, offset=self.offset + by, **changes)
+
+
+Detect = Callable[[bytes], Optional[Detection]]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One row of the detector table.
+
+    ``at_start`` reads a stream from its first byte; ``mid_stream`` reads
+    bytes from an arbitrary point. ``prefixes`` is a cheap filter for
+    ``at_start``: when not empty, ``at_start`` runs only on data that
+    starts with one of them. ``source`` says where the format is defined.
+    """
+
+    name: str
+    protocol: str
+    directions: frozenset
+    at_start: Optional[Detect]
+    mid_stream: Optional[Detect]
+    prefixes: tuple = ()
+    source: str = ""
+
+
+# --------------------------------------------------------------------- helpers
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def u16(data: bytes, pos: int) -> int | None:
+    return _U16.unpack_from(data, pos)[0] if 0 <= pos and pos + 2 <= len(data) else None
+
+
+def u32(data: bytes, pos: int) -> int | None:
+    return _U32.unpack_from(data, pos)[0] if 0 <= pos and pos + 4 <= len(data) else None
+
+
+def u64(data: bytes, pos: int) -> int | None:
+    return _U64.unpack_from(data, pos)[0] if 0 <= pos and pos + 8 <= len(data) else None
+
+
+_NAME_OK = re.compile(rb"[\x21-\x7e]+\Z")
+
+
+def name_at(data: bytes, pos: int, length: int) -> str | None:
+    """``length`` bytes at ``pos`` as a name of visible ASCII, else None."""
+    if length <= 0 or pos < 0 or pos + length > len(data):
+        return None
+    raw = data[pos:pos + length]
+    return raw.decode("ascii") if _NAME_OK.match(raw) else None
+
+
+def cstring(data: bytes, pos: int, maxlen: int) -> str | None:
+    """A NUL-terminated visible-ASCII name of at most ``maxlen`` bytes at ``pos``."""
+    end = data.find(b"\0", pos, pos + maxlen + 1)
+    if end <= pos:
+        return None
+    return name_at(data, pos, end - pos)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(text: str, limit: int = 60) -> str:
+    """A name safe for one evidence line: control characters escaped, length capped."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def listing(names, limit: int = 6) -> str:
+    """'a, b, c' with '(+N more)' past ``limit``."""
+    names = list(names)
+    shown = ", ".join(clean(str(n), 40) for n in names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def line(*parts: str) -> str:
+    """Join non-empty parts with '; ' into one evidence line of bounded length."""
+    text = "; ".join(p for p in parts if p)
+    return text if len(text) <= EVIDENCE_MAX else text[:EVIDENCE_MAX - 3] + "..."
+
+
+def human(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1048576:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1048576:.1f} MiB"
