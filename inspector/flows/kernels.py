@@ -44,8 +44,9 @@ SL_GAP_START = 11  # the latest gap, so that a late segment filling it is not co
 SL_GAP_END = 12
 SL_HEAD_ROW = 13  # row of the head buffer pool in use, -1 none
 SL_HEAD_STATE = 14  # 0 none, 1 collecting, 2 handed over
-SL_HEAD_LEN = 15  # contiguous head bytes from offset 0 when handed over
-N_SLOT_COLS = 16
+SL_HEAD_LEN = 15  # contiguous head bytes from offset 0
+SL_HEAD_OOO = 16  # end of bytes kept after a hole in the head (0: none, bitmap unused)
+N_SLOT_COLS = 17
 
 # FlowTable.counters (int64): free/used counts of the shared pools
 CT_FREE_HIST = 0
@@ -257,15 +258,10 @@ def _stream_offset(s, proto, seq, wire, slot):
 
 
 @njit(cache=True)
-def _hand_over_head(s, slot, head_cov, ready, counters):
-    """Mark slot ``s``'s head complete: its contiguous length, and list it."""
+def _hand_over_head(s, slot, ready, counters):
+    """List slot ``s``'s head as complete (SL_HEAD_LEN contiguous bytes)."""
     if slot[s, SL_HEAD_STATE] != 1:
         return
-    row = slot[s, SL_HEAD_ROW]
-    n = 0
-    while n < HEAD_CAPTURE and head_cov[row, n >> 3] & (1 << (n & 7)):
-        n += 1
-    slot[s, SL_HEAD_LEN] = n
     slot[s, SL_HEAD_STATE] = 2
     ready[counters[CT_READY]] = s
     counters[CT_READY] += 1
@@ -273,7 +269,12 @@ def _hand_over_head(s, slot, head_cov, ready, counters):
 
 @njit(cache=True)
 def _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters):
-    """Copy the part of the payload that falls in the first HEAD_CAPTURE bytes."""
+    """Copy the part of the payload that falls in the first HEAD_CAPTURE bytes.
+
+    In-order data is appended with one copy (SL_HEAD_LEN is the contiguous
+    length); a segment after a hole is kept aside, byte by byte with a
+    coverage bitmap, until the hole is filled. The first copy of a byte wins.
+    """
     state = slot[s, SL_HEAD_STATE]
     if state == 2:
         return
@@ -281,18 +282,31 @@ def _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, co
         if pos >= HEAD_CAPTURE:  # started past the head (mid-stream remainder)
             return
         counters[CT_FREE_HEADS] -= 1
-        row = head_free[counters[CT_FREE_HEADS]]
-        head_cov[row, :] = 0
-        slot[s, SL_HEAD_ROW] = row
+        slot[s, SL_HEAD_ROW] = head_free[counters[CT_FREE_HEADS]]
         slot[s, SL_HEAD_STATE] = 1
+        slot[s, SL_HEAD_LEN] = 0
+        slot[s, SL_HEAD_OOO] = 0
     row = slot[s, SL_HEAD_ROW]
-    for k in range(max(pos, 0), min(pos + cap, HEAD_CAPTURE)):
-        bit = 1 << (k & 7)
-        if not head_cov[row, k >> 3] & bit:  # first copy wins
-            heads[row, k] = buf[off + k - pos]
-            head_cov[row, k >> 3] |= bit
+    lo, hi = max(pos, 0), min(pos + cap, HEAD_CAPTURE)
+    contig = slot[s, SL_HEAD_LEN]
+    if lo < hi and hi > contig:
+        if lo <= contig and slot[s, SL_HEAD_OOO] <= contig:  # the common, in-order case
+            heads[row, contig:hi] = buf[off + contig - pos: off + hi - pos]
+            contig = hi
+        else:
+            if slot[s, SL_HEAD_OOO] == 0:  # first hole: start the bitmap
+                head_cov[row, :] = 0
+            for k in range(max(lo, contig), hi):
+                bit = 1 << (k & 7)
+                if not head_cov[row, k >> 3] & bit:
+                    heads[row, k] = buf[off + k - pos]
+                    head_cov[row, k >> 3] |= bit
+            slot[s, SL_HEAD_OOO] = max(slot[s, SL_HEAD_OOO], hi)
+            while contig < HEAD_CAPTURE and head_cov[row, contig >> 3] & (1 << (contig & 7)):
+                contig += 1
+        slot[s, SL_HEAD_LEN] = contig
     if slot[s, SL_MAX_END] >= HEAD_CAPTURE:
-        _hand_over_head(s, slot, head_cov, ready, counters)
+        _hand_over_head(s, slot, ready, counters)
 
 
 @njit(cache=True)
@@ -371,15 +385,15 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
                     for t in (2 * f, 2 * f + 1):
                         counters[CT_WINDOWS] = _finish_window(t, slot, hist, windows, counters[CT_WINDOWS])
                         counters[CT_FREE_HIST] = _release(t, slot, free_rows, counters[CT_FREE_HIST])
-                        _hand_over_head(t, slot, head_cov, ready, counters)
+                        _hand_over_head(t, slot, ready, counters)
     return n, collisions
 
 
 @njit(cache=True)
-def finish_all(n_slots, slot, hist, free_rows, windows, head_cov, ready, counters):
+def finish_all(n_slots, slot, hist, free_rows, windows, ready, counters):
     """End of input: close every window still being filled and hand over
     every head still collecting. ``ready`` must have room for all of them."""
     for s in range(n_slots):
         counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
         counters[CT_FREE_HIST] = _release(s, slot, free_rows, counters[CT_FREE_HIST])
-        _hand_over_head(s, slot, head_cov, ready, counters)
+        _hand_over_head(s, slot, ready, counters)

@@ -75,7 +75,7 @@ class FlowTable:
         self.head_cov = np.zeros((initial_rows, K.HEAD_CAPTURE // 8), dtype=np.uint8)
         self.head_free = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
         self.counters[K.CT_FREE_HEADS] = initial_rows
-        self.ready = np.zeros(1024, dtype=np.int64)
+        self.ready = np.zeros(65536, dtype=np.int64)
         self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
@@ -184,7 +184,7 @@ class FlowTable:
         self.windows = _grow(self.windows, int(self.counters[K.CT_WINDOWS]) + 2 * self.n_flows + 1)
         self.ready = _grow(self.ready, 2 * self.n_flows + 1)
         K.finish_all(2 * self.n_flows, self.slot, self.hist, self.free_rows, self.windows,
-                     self.head_cov, self.ready, self.counters)
+                     self.ready, self.counters)
         self._drain_heads()
         n = self.n_flows
         return FlowState(

@@ -264,8 +264,10 @@ class _Walk:
                 self.units += 1
                 pos += 5
             elif t == EOF:
+                # only the VM description (or the end of the stream) follows EOF
+                if self.eof or (pos + 1 < n and d[pos + 1] != VMDESCRIPTION):
+                    return pos, "bad"
                 self.eof = True
-                self.units += 1
                 pos += 1
             elif t == VMDESCRIPTION:
                 size = u32(d, pos + 1)
@@ -362,8 +364,6 @@ class _Walk:
 
     def summary(self) -> str:
         parts = []
-        if self.names:
-            parts.append(f"sections {listing(self.names, 5)}")
         recs = []
         if self.pages:
             recs.append(f"{self.pages} PAGE ({human(self.pages * TARGET_PAGE_SIZE)} guest memory in clear)")
@@ -375,8 +375,10 @@ class _Walk:
             recs.append(f"{self.compressed} COMPRESS_PAGE")
         if recs:
             parts.append("RAM records " + ", ".join(recs))
+        if self.names:
+            parts.append(f"{len(self.names)} section{'s' if len(self.names) != 1 else ''}: {listing(self.names, 3)}")
         if self.blocks:
-            parts.append(f"blocks {listing(self.blocks, 3)}")
+            parts.append(f"blocks {listing(self.blocks, 2)}")
         if self.vmdesc is not None:
             dev = f" ({self.vmdesc_devices} devices)" if self.vmdesc_devices is not None else ""
             parts.append(f"VM description JSON{dev}")
