@@ -129,3 +129,19 @@ def test_schema_doc_lists_every_column():
 
     doc = (ROOT / "docs" / "schema.md").read_text()
     assert columns_markdown() in doc, "regenerate the tables with `inspector schema --markdown`"
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_summary_fits_the_terminal(width):
+    from rich.console import Console
+
+    import inspector
+    from inspector.report import terminal
+
+    captures = ROOT / "captures"
+    result = inspector.analyze([captures / "qemu-plain.pcap.gz", captures / "https-api.pcap.gz"])
+    console = Console(width=width, record=True, color_system=None)
+    terminal.render(result, console, show_all=True)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "plaintext" in text and "encrypted" in text and "49152" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +31,33 @@ def summary_flows(flows: pd.DataFrame, show_all: bool) -> pd.DataFrame:
     order = shown["verdict"].astype(str).map(VERDICT_ORDER)
     size = shown["orig_bytes"] + shown["resp_bytes"]
     return shown.assign(_o=order, _s=-size).sort_values(["_o", "_s"], kind="stable").drop(columns=["_o", "_s"])
+
+
+WIDE = 110  # narrower terminals get the stacked layout
+
+
+def _flow_text(row) -> str:
+    return f"{_endpoint(row.orig_h, row.orig_p)} -> {_endpoint(row.resp_h, row.resp_p)} {row.proto}"
+
+
+def _bytes_text(row) -> str:
+    return f"{human_bytes(row.orig_bytes)} / {human_bytes(row.resp_bytes)}"
+
+
+def _table(flows: pd.DataFrame) -> Table:
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    table.add_column("watch", no_wrap=True)
+    table.add_column("originator -> responder", overflow="fold", max_width=44)
+    table.add_column("bytes o/r", justify="right", max_width=12)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1, min_width=24)
+    for row in flows.itertuples(index=False):
+        verdict = str(row.verdict)
+        table.add_row(Text(str(row.watch)), Text(_flow_text(row)), Text(_bytes_text(row)),
+                      Text(verdict, style=VERDICT_STYLE[verdict]), Text(f"{row.confidence:.2f}"),
+                      Text(str(row.reason)))
+    return table
 
 
 def render(analysis: Analysis, console: Console, *, show_all: bool = False, limit: int = 100) -> None:
@@ -62,23 +90,16 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
             line.append(f"{counts[verdict]} {verdict}  ", style=VERDICT_STYLE[verdict])
     console.print(line)
 
-    table = Table(show_lines=False, header_style="bold", expand=False)
-    table.add_column("watch", no_wrap=True)
-    table.add_column("originator -> responder", no_wrap=True)
-    table.add_column("bytes o/r", justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("conf", justify="right", no_wrap=True)
-    table.add_column("reason", overflow="fold", ratio=1, min_width=30)
-    for row in flows.head(limit).itertuples(index=False):
-        verdict = str(row.verdict)
-        table.add_row(
-            Text(str(row.watch)),
-            Text(f"{_endpoint(row.orig_h, row.orig_p)} -> {_endpoint(row.resp_h, row.resp_p)} {row.proto}"),
-            Text(f"{human_bytes(row.orig_bytes)} / {human_bytes(row.resp_bytes)}"),
-            Text(verdict, style=VERDICT_STYLE[verdict]),
-            Text(f"{row.confidence:.2f}"),
-            Text(str(row.reason)),
-        )
-    console.print(table)
+    shown = flows.head(limit)
+    if console.width >= WIDE:
+        console.print(_table(shown))
+    else:  # narrow terminal: one line of facts per flow, the reason indented below
+        for row in shown.itertuples(index=False):
+            verdict = str(row.verdict)
+            console.print(Text.assemble(
+                (f"{verdict:<10}", VERDICT_STYLE[verdict]), f" {row.confidence:.2f}  {row.watch}  ",
+                _flow_text(row), f"  {_bytes_text(row)}",
+            ))
+            console.print(Padding(Text(str(row.reason), style="dim"), (0, 0, 0, 4)))
     if len(flows) > limit:
         console.print(Text(f"... {len(flows) - limit} more; raise --limit or see --json/--csv", style="dim"))
