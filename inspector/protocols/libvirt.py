@@ -178,7 +178,8 @@ def _detection(c: _Chain, pos: int, head: str) -> Detection:
     elif t:
         parts.append(f"QEMU page records in STREAM payloads ({human(t['guest_bytes'])} guest memory)")
     if c.stream_messages:
-        parts.append(f"{c.stream_messages} STREAM messages ({human(c.stream_bytes)})")
+        parts.append(f"{c.stream_messages} STREAM message{'s' if c.stream_messages != 1 else ''} "
+                     f"({human(c.stream_bytes)})")
     if c.calls:
         parts.append(f"calls {listing(c.calls, 3)}")
     if c.keepalives:

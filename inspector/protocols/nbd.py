@@ -26,7 +26,7 @@ from .base import CLEARTEXT, NOTHING, Detection, clean, human, line, listing, na
 
 NBDMAGIC = b"NBDMAGIC"
 IHAVEOPT = b"IHAVEOPT"                     # NBD_OPTS_MAGIC
-CLISERV_MAGIC = b"\x00\x42\x02\x81\x86\x12\x53"   # oldstyle
+CLISERV_MAGIC = (0x00420281861253).to_bytes(8, "big")   # oldstyle
 OPT_REPLY_MAGIC = bytes.fromhex("0003e889045565a9")
 REQUEST_MAGIC = bytes.fromhex("25609513")
 EXT_REQUEST_MAGIC = bytes.fromhex("21e41c71")
@@ -165,7 +165,7 @@ def server_at_start(data: bytes) -> Detection | None:
     if data[:8] != NBDMAGIC:
         return None
     f = _fields("server")
-    if data[8:15] == CLISERV_MAGIC:
+    if data[8:16] == CLISERV_MAGIC:
         f["style"] = "oldstyle"
         size = u64(data, 16)
         f["chained"] = _replies(data, 16 + 8 + 4 + 124, f)

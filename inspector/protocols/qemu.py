@@ -68,6 +68,7 @@ RAM_IDSTR = "ram"           # the iterative section holding page records
 
 MAX_UNITS = 200_000         # records + sections walked per call (a 16 KiB head holds < 2000)
 FOOTER_TRIES = 16
+ZERO_RUN_STEP = 9 * 1024       # bytes of ZERO records matched per step (bounds work per candidate)
 MIN_CHAIN = 3               # records/sections needed to accept a mid-stream sync point
 
 # A run of ZERO|CONTINUE records (9 bytes each, fill byte 0, offsets < 1 TiB): the
@@ -75,13 +76,21 @@ MIN_CHAIN = 3               # records/sections needed to accept a mid-stream syn
 _HI_NIBBLE = b"".join(re.escape(bytes([b << 4])) for b in range(16))
 _ZERO_RUN = re.compile(rb"(?:\x00\x00\x00[\x00-\xff]{3}[" + _HI_NIBBLE + rb"]\x22\x00)+", re.S)
 # Mid-stream sync candidates: a page record header (ZERO, PAGE, XBZRLE, EOS, +CONTINUE) ...
-_RECORD_CAND = re.compile(rb"(?=\x00\x00\x00[\x00-\xff]{3}[" + _HI_NIBBLE +
-                          rb"][\x02\x08\x10\x22\x28\x40\x60])", re.S)
+# (no lookahead: a literal first byte lets the regex engine skip ahead in C; the
+# search is restarted one byte after each candidate, so overlapping ones are seen)
+_RECORD_CAND = re.compile(rb"\x00\x00\x00[\x00-\xff]{3}[" + _HI_NIBBLE +
+                          rb"][\x02\x08\x10\x22\x28\x40\x60]", re.S)
 # ... a START/FULL section header with a short idstr ...
-_SECTION_CAND = re.compile(rb"(?=[\x01\x04]\x00\x00[\x00-\xff]{2}[\x01-\x7f][\x21-\x7e])", re.S)
+_SECTION_CAND = re.compile(rb"[\x01\x04]\x00\x00[\x00-\xff]{2}[\x01-\x7f][\x21-\x7e]", re.S)
 # ... or the VM description that ends the stream.
 _VMDESC_CAND = re.compile(rb"\x06[\x00-\xff]{4}\{\"page_size\"", re.S)
 _PAGE_SIZE_JSON = re.compile(rb"\"page_size\":\s*(\d{1,7})")
+# Inside the VM description JSON (its opening may be before the window): device entries.
+_VMDESC_DEVICE = re.compile(rb'\{"name": "([\x21-\x7e]{1,64})", "instance_id": \d{1,6}, '
+                            rb'"vmsd_name": "[\x21-\x7e]{1,64}", "version": \d{1,6}')
+# ... or its field entries (migration/vmstate.c vmsd_desc_field_start)
+_VMDESC_FIELD = re.compile(rb'\{"name": "[\x21-\x7e]{1,64}", (?:"index": \d{1,6}, )?"type": "[\x20-\x7e]{1,32}", '
+                           rb'(?:"size": \d|"struct": \{"vmsd_name": ")')
 
 
 class _Walk:
@@ -90,7 +99,9 @@ class _Walk:
     def __init__(self, data: bytes, strict: bool):
         self.d = data
         self.n = len(data)
-        self.strict = strict          # mid-stream: zero fill byte must be 0
+        # strict (mid-stream): ZERO fill byte 0, bare EOS/HOOK/FLUSH headers, page offsets
+        # that never repeat, footers that match the section being walked
+        self.strict = strict
         self.units = 0
         self.version = None
         self.machine = None
@@ -105,21 +116,27 @@ class _Walk:
         self.vmdesc_devices = None
         self.page_size = None
         self.stop = ""
+        self.last_offset = -1         # strict: page offsets of one block ascend ...
+        self.wraps = 0                # ... but for one wrap-around (a pass resumes mid-block)
+        self.current = None           # id of the section being walked, when known
 
     # -- page records
     def records(self, pos: int) -> tuple[int, str]:
         d, n = self.d, self.n
         while self.units < MAX_UNITS:
-            if pos + 8 > n:
+            if pos < 0 or pos + 8 > n:
                 return pos, "end"
-            m = _ZERO_RUN.match(d, pos)
+            m = _ZERO_RUN.match(d, pos, pos + ZERO_RUN_STEP)
             if m:
                 k = (m.end() - pos) // 9
-                self.zero += k
-                self.n_records += k
-                self.units += k
-                pos = m.end()
-                continue
+                if self.strict:      # the records before the first repeated offset
+                    k = self.ascending(u64(d, q) & ~0xFFF for q in range(pos, m.end(), 9))
+                if k:
+                    self.zero += k
+                    self.n_records += k
+                    self.units += k
+                    pos += 9 * k
+                    continue
             h = u64(d, pos)
             flags = h & FLAG_MASK
             kind = flags & ~CONTINUE
@@ -127,6 +144,15 @@ class _Walk:
                 return pos, "bad"
             if flags & CONTINUE and kind not in NAMED_KINDS:
                 return pos, "bad"
+            if self.strict:
+                # EOS, HOOK, MULTIFD_FLUSH are the bare flag; page offsets ascend within a block
+                if kind not in NAMED_KINDS and kind != MEM_SIZE and h != kind:
+                    return pos, "bad"
+                if kind in NAMED_KINDS:
+                    if not flags & CONTINUE:
+                        self.last_offset, self.wraps = -1, 0
+                    if not self.ascending((h & ~0xFFF,)):
+                        return pos, "bad"
             p = pos + 8
             if kind in NAMED_KINDS and not flags & CONTINUE:
                 if p >= n:
@@ -167,12 +193,30 @@ class _Walk:
                 if p < 0:
                     return pos, "bad"
             self.n_records += 1
-            self.units += 1
             if kind == EOS:
                 self.eos += 1
+                self.last_offset, self.wraps = -1, 0
                 return p, "eos"
+            self.units += 1
             pos = p
         return pos, "cap"
+
+    def ascending(self, offsets) -> int:
+        """Strict mode: how many of ``offsets`` follow the rule, which is that page offsets
+        in a block never repeat and wrap around at most once per pass (state kept for them).
+
+        Measured on qemu-xbzrle-running: the dirty-page scan of a pass resumes where the
+        previous one stopped and wraps to the start of the block (0x5f000 -> 0x20000).
+        """
+        ok = 0
+        for off in offsets:
+            if off == self.last_offset or (off < self.last_offset and self.wraps >= 1):
+                break
+            if off < self.last_offset:
+                self.wraps += 1
+            self.last_offset = off
+            ok += 1
+        return ok
 
     def block_list(self, pos: int, total: int) -> int:
         """RAM_SAVE_FLAG_MEM_SIZE: (u8 len + idstr + be64 used_length)... summing to ``total``."""
@@ -241,6 +285,7 @@ class _Walk:
                 self.sections[sid] = name
                 self.names[name] = None
                 self.units += 1
+                self.current = sid
                 pos, status = self.section_body(p, sid, name)
                 if status:
                     return pos, status
@@ -254,14 +299,19 @@ class _Walk:
                     name = RAM_IDSTR if self.looks_like_record(pos + 5) else ""
                 if name is None:
                     return pos, "bad"
-                self.units += 1
+                self.current = sid
+                self.units += 0 if self.strict else 1
                 pos, status = self.section_body(pos + 5, sid, name)
                 if status:
                     return pos, status
             elif t == FOOTER:
-                if u32(d, pos + 1) is None:
+                sid = u32(d, pos + 1)
+                if sid is None:
                     return pos, "end"
-                self.units += 1
+                if self.strict and self.current is not None and sid != self.current:
+                    return pos, "bad"
+                self.units += 1 if self.current == sid else 0
+                self.current = None
                 pos += 5
             elif t == EOF:
                 # only the VM description (or the end of the stream) follows EOF
@@ -427,6 +477,17 @@ def main_mid_stream(data: bytes) -> Detection | None:
                              line(f"QEMU migration {what} chained from offset {pos} ({w.units} units)",
                                   w.summary()),
                              CLEARTEXT, w.fields())
+    devices = [m for _, m in zip(range(64), _VMDESC_DEVICE.finditer(data))]
+    entries = [m for _, m in zip(range(8), _VMDESC_FIELD.finditer(data))]
+    if len(devices) >= 2 or (len(entries) >= 4 and b'"vmsd_name": "' in data):
+        first = min(m.start() for m in devices + entries)
+        w = _Walk(data, strict=True)
+        w.vmdesc = (first, None)
+        names = list(dict.fromkeys(m.group(1).decode() for m in devices))
+        return Detection("qemu-migration", first,
+                         line(f"QEMU VM description JSON from offset {first}",
+                              f"devices {listing(names, 4)}" if names else "VMState field entries"),
+                         CLEARTEXT, w.fields())
     return None
 
 
@@ -533,8 +594,8 @@ def _multifd_evidence(f: dict, head: str) -> str:
         magic = " (frame magic seen)" if f["compression_magic_seen"] else ""
         pages = f"{comp}-compressed pages{magic}"
     blocks = f"ramblock {listing(f['ramblocks'], 3)}" if f["ramblocks"] else ""
-    return line(head, f"{f['packets']} packets, {f['normal_pages']} pages", pages, blocks,
-                "headers in clear")
+    packets = f"{f['packets']} packet{'s' if f['packets'] != 1 else ''}"
+    return line(head, f"{packets}, {f['normal_pages']} pages", pages, blocks, "headers in clear")
 
 
 def multifd_at_start(data: bytes) -> Detection | None:

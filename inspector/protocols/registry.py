@@ -1,0 +1,172 @@
+"""The detector table and the functions that run it.
+
+``DETECTORS`` is data: one row per (protocol, role), each naming which
+side of a flow sends what it matches, a cheap prefix filter, and where the
+format is defined. ``detect`` runs the rows for one direction; ``detect_flow``
+runs both directions and merges the two halves of a TLS or SSH handshake
+into one detection.
+
+Rules ``detect`` applies:
+- ``at_start=True``: rows whose ``at_start`` accepts the data (after the
+  prefix filter). If none does, the mid-stream rows run too: a stream may
+  open with something unknown (a preamble, a protocol not in the table)
+  and turn into a known framing later.
+- ``at_start=False``: only the mid-stream rows.
+- In-band upgrades: a detection whose fields carry ``tls_from`` (NBD
+  STARTTLS, MySQL SSLRequest) hands the bytes from there to the TLS rows,
+  with offsets counted in the original data.
+- A detector that raises is a bug, but never the caller's problem: the
+  exception is swallowed and the row yields nothing.
+- Results are ordered by offset; one per (protocol, offset).
+"""
+
+from __future__ import annotations
+
+from . import http, libvirt, nbd, qemu, services, ssh, tls
+from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
+
+O, R = frozenset({ORIG}), frozenset({RESP})
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
+             (qemu.QEVM,), "qemu migration/savevm.c, migration/ram.c"),
+    Detector("qemu-multifd", "qemu-multifd", O, qemu.multifd_at_start, qemu.multifd_mid_stream,
+             (qemu.MULTIFD_HEAD,), "qemu migration/multifd.h"),
+    Detector("libvirt-rpc", "libvirt-rpc", BOTH, libvirt.at_start, libvirt.mid_stream,
+             (), "libvirt src/rpc/virnetprotocol.x, src/remote/remote_protocol.x"),
+    Detector("nbd-server", "nbd", R, nbd.server_at_start, nbd.server_mid_stream,
+             (nbd.NBDMAGIC,), "NBD doc/proto.md"),
+    Detector("nbd-client", "nbd", O, nbd.client_at_start, nbd.client_mid_stream,
+             (b"\x00\x00\x00",), "NBD doc/proto.md"),
+    Detector("tls-client-hello", "tls", O, tls.client_at_start, None,
+             (b"\x16\x03",), "RFC 8446 4.1.2, RFC 5246 7.4.1.2"),
+    Detector("tls-server-hello", "tls", R, tls.server_at_start, None,
+             (b"\x16\x03",), "RFC 8446 4.1.3, RFC 5246 7.4.1.3"),
+    Detector("tls-records", "tls", BOTH, None, tls.mid_stream,
+             (), "RFC 8446 5.1, RFC 5246 6.2"),
+    Detector("ssh", "ssh", BOTH, ssh.at_start, None,
+             (), "RFC 4253 4.2, 6, 7.1"),
+    Detector("http-request", "http", O, http.request_at_start, None,
+             tuple(m + b" " for m in http.METHODS), "RFC 9112 3"),
+    Detector("http-response", "http", R, http.response_at_start, None,
+             (b"HTTP/1.",), "RFC 9112 4"),
+    Detector("http-messages", "http", BOTH, None, http.mid_stream,
+             (), "RFC 9112"),
+    Detector("amqp-client", "amqp", O, services.amqp_client_at_start, None,
+             (b"AMQP",), "AMQP 0-9-1 specification 4.2.2"),
+    Detector("amqp-server", "amqp", R, services.amqp_server_at_start, None,
+             (b"\x01\x00\x00",), "AMQP 0-9-1 specification 4.2.3"),
+    Detector("amqp-frames", "amqp", BOTH, None, services.amqp_mid_stream,
+             (), "AMQP 0-9-1 specification 4.2.3"),
+    Detector("mysql-server", "mysql", R, services.mysql_server_at_start, None,
+             (), "MySQL protocol: Connection Phase, Protocol::HandshakeV10"),
+    Detector("mysql-client", "mysql", O, services.mysql_client_at_start, None,
+             (), "MySQL protocol: Protocol::SSLRequest, HandshakeResponse41"),
+    Detector("rfb-server", "rfb", R, services.rfb_server_at_start, None,
+             (b"RFB ",), "rfbproto.rst 7.1"),
+    Detector("rfb-client", "rfb", O, services.rfb_client_at_start, None,
+             (b"RFB ",), "rfbproto.rst 7.1"),
+    Detector("spice-link", "spice", BOTH, services.spice_at_start, None,
+             (services.SPICE_MAGIC,), "spice-protocol spice/protocol.h"),
+    Detector("redis-client", "redis", O, services.redis_client_at_start, services.redis_mid_stream,
+             (), "Redis serialization protocol (RESP)"),
+    Detector("redis-server", "redis", R, services.redis_server_at_start, None,
+             (b"+", b"-", b":", b"$", b"*", b"%", b"_"), "Redis serialization protocol (RESP)"),
+    Detector("memcached", "memcached", BOTH, services.memcached_at_start, None,
+             (), "memcached protocol.txt, protocol_binary.h"),
+    Detector("ovsdb", "ovsdb", BOTH, services.ovsdb_at_start, services.ovsdb_mid_stream,
+             (), "RFC 7047 4"),
+)
+
+_TLS_AT_START = tuple(d for d in DETECTORS if d.protocol == "tls" and d.at_start is not None)
+
+
+def _run(fn, data: bytes) -> Detection | None:
+    try:
+        det = fn(data)
+    except Exception:   # noqa: BLE001 - a detector bug must not stop an analysis
+        return None
+    return det if isinstance(det, Detection) else None
+
+
+def _wanted(d: Detector, direction: str) -> bool:
+    return direction == ANY or direction in d.directions
+
+
+def detect(data: bytes, *, direction: str, at_start: bool) -> list[Detection]:
+    """Detections in one direction of a flow, ordered by offset.
+
+    ``data``: the reassembled stream bytes (from the first byte of the
+    stream when ``at_start``, else from an arbitrary point). ``direction``:
+    'orig', 'resp', or 'any' when the roles are unknown.
+    """
+    if not isinstance(data, bytes):
+        try:
+            data = bytes(data)
+        except (TypeError, ValueError):
+            return []
+    tag = direction if direction in (ORIG, RESP) else ""
+    found: list[Detection] = []
+    if at_start:
+        for d in DETECTORS:
+            if d.at_start is None or not _wanted(d, direction):
+                continue
+            if d.prefixes and not data.startswith(d.prefixes):
+                continue
+            det = _run(d.at_start, data)
+            if det is not None:
+                found.append(det)
+    if not found:
+        for d in DETECTORS:
+            if d.mid_stream is not None and _wanted(d, direction):
+                det = _run(d.mid_stream, data)
+                if det is not None:
+                    found.append(det)
+    for det in list(found):
+        start = det.fields.get("tls_from") if isinstance(det.fields, dict) else None
+        if isinstance(start, int) and 0 < start < len(data):
+            rest = data[start:]
+            for d in _TLS_AT_START:
+                if _wanted(d, direction) and rest.startswith(d.prefixes):
+                    up = _run(d.at_start, rest)
+                    if up is not None:
+                        found.append(up.shifted(start))
+    seen, out = set(), []
+    for det in sorted(found, key=lambda x: x.offset):
+        key = (det.protocol, det.offset)
+        if key not in seen:
+            seen.add(key)
+            out.append(det.shifted(0, direction=tag) if tag else det)
+    return out
+
+
+def _role(det: Detection) -> str | None:
+    return det.fields.get("role") if isinstance(det.fields, dict) else None
+
+
+def detect_flow(orig: bytes, resp: bytes, *, orig_at_start: bool = True,
+                resp_at_start: bool = True) -> list[Detection]:
+    """Detections in both directions of a flow.
+
+    The two halves of a TLS handshake (ClientHello from orig, ServerHello
+    from resp) become one 'tls' detection with direction 'both' (version and
+    cipher from the server, SNI and offered versions from the client); the
+    two SSH banners/KEXINITs become one 'ssh' detection with the negotiated
+    algorithms. Offsets of a merged detection are those of the orig side.
+    """
+    o = detect(orig, direction=ORIG, at_start=orig_at_start)
+    r = detect(resp, direction=RESP, at_start=resp_at_start)
+    out = o + r
+    ch = next((d for d in o if d.protocol == "tls" and _role(d) == "client"), None)
+    sh = next((d for d in r if d.protocol == "tls" and _role(d) == "server"), None)
+    if ch is not None and sh is not None:
+        merged = _run(lambda _x: tls.combine(ch, sh), b"")
+        if merged is not None:
+            out = [d for d in out if d is not ch and d is not sh] + [merged]
+    cs = next((d for d in o if d.protocol == "ssh"), None)
+    ss = next((d for d in r if d.protocol == "ssh"), None)
+    if cs is not None and ss is not None:
+        merged = _run(lambda _x: ssh.combine(cs, ss), b"")
+        if merged is not None:
+            out = [d for d in out if d is not cs and d is not ss] + [merged]
+    return out
