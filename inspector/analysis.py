@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.classify import classify_flows
-from inspector.flows.frame import build_flows
+from inspector.classify.evidence import DetectionCollector, apply_evidence
+from inspector.flows.frame import build_flows, originator_is_a
 from inspector.flows.schema import FLOW_COLUMNS
 from inspector.flows.table import FlowTable
 from inspector.watch import ROLES, Watchlist
@@ -25,11 +27,12 @@ ANOMALY_COLUMNS = ["file", "kind", "count", "detail"]
 
 @dataclass
 class Analysis:
-    """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows) and
-    on ``file`` (inputs, anomalies)."""
+    """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows,
+    evidence) and on ``file`` (inputs, anomalies)."""
 
     flows: pd.DataFrame
     windows: pd.DataFrame
+    evidence: pd.DataFrame
     inputs: pd.DataFrame
     anomalies: pd.DataFrame
     watch: Watchlist = field(default_factory=Watchlist)
@@ -59,7 +62,10 @@ def analyze(
     """
     path_list = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
-    table = FlowTable()
+    table: FlowTable
+    collector = DetectionCollector(
+        lambda flow: bool(originator_is_a(table.flow[flow : flow + 1], watch.service_ports)[0]))
+    table = FlowTable(on_head=collector.on_head)
     stats: list[InputStats] = []
     for i, path in enumerate(path_list):
         reader = CaptureReader(path)
@@ -71,6 +77,7 @@ def analyze(
     state = table.finish()
     flows, orig_slot, resp_slot = build_flows(state, watch.service_ports, [str(p) for p in path_list])
     flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
+    flows, evidence = apply_evidence(flows, collector.finish(), np.arange(len(flows)))
     flows["watch"] = pd.Categorical(
         watch.roles(flows["orig_p"].to_numpy("int64"), flows["resp_p"].to_numpy("int64"),
                     flows["orig_h"].tolist(), flows["resp_h"].tolist()),
@@ -80,7 +87,7 @@ def analyze(
     if state.hash_collisions and stats:
         stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
                           state.hash_collisions)
-    return Analysis(flows=flows, windows=windows, inputs=_inputs_frame(stats),
+    return Analysis(flows=flows, windows=windows, evidence=evidence, inputs=_inputs_frame(stats),
                     anomalies=_anomalies_frame(stats), watch=watch)
 
 

@@ -48,12 +48,6 @@ def cut_capture(src: Path, dst: Path, limit: int) -> None:
             writer.writepkt(bytes(eth), ts)
 
 
-# Cut to 1-1.5 KiB, an SSH session is only its banner and KEXINIT name lists:
-# genuinely cleartext text (97 % printable). Statistics cannot know the
-# encryption that would follow; the SSH signature (issue 3) will.
-SSH_PREAMBLE_ONLY = {1024, 1536}
-
-
 @pytest.mark.parametrize("capture", MANIFEST["captures"], ids=lambda c: c["name"])
 @pytest.mark.parametrize("limit", LIMITS)
 def test_prefixes_never_cross_the_line(capture, limit, tmp_path):
@@ -64,19 +58,22 @@ def test_prefixes_never_cross_the_line(capture, limit, tmp_path):
         row = flows[(flows.orig_p == truth["orig_p"]) & (flows.resp_p == truth["resp_p"])].iloc[0]
         if row.verdict == "unknown" or row.confidence < CONFIDENT:
             continue
-        if truth["protocol"] == "ssh" and limit in SSH_PREAMBLE_ONLY:
-            continue
         assert SIDE[row.verdict] == SIDE[truth["truth"]], (
             f"{capture['name']} cut to {limit} B per direction: {row.verdict} ({row.reason}), "
             f"truth {truth['truth']}")
 
 
-def test_tiny_binary_samples_are_unknown(tmp_path):
-    """64 bytes of a migration or TLS stream are not enough for any verdict."""
-    for name in ("qemu-tls", "qemu-multifd-zstd", "ssh-bulk"):
+def test_tiny_samples_need_a_signature(tmp_path):
+    """64 bytes of binary payload are not enough for statistics: a verdict
+    then comes only from recognised framing, and is right."""
+    for name in ("qemu-tls", "qemu-multifd-zstd", "ssh-bulk", "https-api"):
         capture = next(c for c in MANIFEST["captures"] if c["name"] == name)
         cut = tmp_path / f"{name}.pcap"
         cut_capture(CAPTURES / capture["file"], cut, 64)
         flows = inspector.analyze(cut).flows
         binary = flows[flows.orig_printable < 0.9]
-        assert (binary.verdict == "unknown").all(), binary[["verdict", "reason"]]
+        unexplained = binary[binary.protocol == ""]
+        assert (unexplained.verdict == "unknown").all(), unexplained[["verdict", "reason"]]
+        for truth in capture["flows"]:
+            row = flows[(flows.orig_p == truth["orig_p"]) & (flows.resp_p == truth["resp_p"])].iloc[0]
+            assert row.verdict == "unknown" or SIDE[row.verdict] == SIDE[truth["truth"]], row.reason

@@ -24,8 +24,16 @@ FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "verdict": ("category", "plaintext, compressed (cleartext, only compressed), encrypted or unknown (too little data)"),
     "confidence": ("float64", "confidence in the verdict, 0-1 (0 for unknown)"),
     "reason": ("string", "one line saying which direction decided and the statistics behind it"),
-    "orig_verdict": ("category", "verdict on the originator's payload alone"),
-    "resp_verdict": ("category", "verdict on the responder's payload alone"),
+    "protocol": ("string", "protocol recognised from its framing (qemu-migration, qemu-multifd, libvirt-rpc, nbd, ssh, tls, http, amqp, mysql, rfb, spice, redis, memcached, ovsdb); empty when none"),
+    "tls_version": ("string", "negotiated TLS version (from the ServerHello)"),
+    "tls_cipher": ("string", "negotiated TLS cipher suite"),
+    "tls_sni": ("string", "server name the client asked for (QEMU sends none)"),
+    "tls_client_cert_requested": ("string", "True/False when the CertificateRequest is visible (TLS 1.2); empty for TLS 1.3, where it is encrypted"),
+    "ssh_client": ("string", "SSH client software from its banner"),
+    "ssh_server": ("string", "SSH server software from its banner"),
+    "ssh_cipher": ("string", "negotiated SSH cipher (client to server)"),
+    "orig_verdict": ("category", "verdict on the originator's payload statistics alone"),
+    "resp_verdict": ("category", "verdict on the responder's payload statistics alone"),
     "orig_entropy": ("float64", "median Shannon entropy (bits/byte) of the originator's analysed windows; NaN without payload"),
     "resp_entropy": ("float64", "same for the responder"),
     "orig_chi2": ("float64", "median chi-square of the originator's windows against uniform bytes (255 d.o.f.; ~255 for ciphertext)"),
@@ -55,4 +63,14 @@ WINDOW_COLUMNS: dict[str, tuple[str, str]] = {
     "chi2": ("float64", "chi-square against uniform bytes (255 degrees of freedom)"),
     "printable": ("float64", "share of printable bytes"),
     "label": ("category", "random, compressed or plain: see inspector.classify.statistics"),
+}
+
+EVIDENCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "uid": ("string", "flow id (joins flows.uid)"),
+    "direction": ("string", "orig, resp, or both (a TLS or SSH handshake merged from both sides)"),
+    "protocol": ("string", "protocol the detector recognised"),
+    "offset": ("int64", "where the evidence starts in that direction's reassembled stream head"),
+    "proves": ("string", "cleartext (framing in clear), encrypted (validated TLS/SSH session) or nothing"),
+    "evidence": ("string", "one line a reviewer reads: what was seen (never payload or credential values)"),
+    "fields": ("string", "extracted fields as a JSON object"),
 }

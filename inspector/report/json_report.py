@@ -24,9 +24,10 @@ from inspector.watch import ROLES, Watchlist
 SCHEMA_VERSION = 1
 
 
-def json_ready_flows(flows: pd.DataFrame) -> pd.DataFrame:
-    """Flows with JSON-friendly columns: RFC 3339 ``ts`` (UTC) and
-    ``duration`` in seconds; missing values become null when written."""
+def json_ready_flows(flows: pd.DataFrame, evidence: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Flows with JSON-friendly columns: RFC 3339 ``ts`` (UTC), ``duration``
+    in seconds, and an ``evidence`` list per flow; missing values become null
+    when written."""
     out = pd.DataFrame(index=flows.index)
     for name, (dtype, _doc) in FLOW_COLUMNS.items():
         col = flows[name]
@@ -37,18 +38,30 @@ def json_ready_flows(flows: pd.DataFrame) -> pd.DataFrame:
             out[name] = col.dt.total_seconds()
         else:
             out[name] = col
+    out["evidence"] = _evidence_lists(flows["uid"], evidence)
     return out
 
 
-def flow_records(flows: pd.DataFrame) -> list[dict[str, Any]]:
+def _evidence_lists(uids: pd.Series, evidence: pd.DataFrame | None) -> list[list[dict[str, Any]]]:
+    if evidence is None or evidence.empty:
+        return [[] for _ in range(len(uids))]
+    by_uid: dict[str, list[dict[str, Any]]] = {}
+    for row in evidence.itertuples(index=False):
+        item = {"direction": row.direction, "protocol": row.protocol, "offset": int(row.offset),
+                "proves": row.proves, "evidence": row.evidence, "fields": json.loads(row.fields)}
+        by_uid.setdefault(row.uid, []).append(item)
+    return [by_uid.get(uid, []) for uid in uids.tolist()]
+
+
+def flow_records(flows: pd.DataFrame, evidence: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """Flows as JSON-ready dicts."""
-    return json.loads("[" + ",".join(_json_lines(flows)) + "]")
+    return json.loads("[" + ",".join(_json_lines(flows, evidence)) + "]")
 
 
-def _json_lines(flows: pd.DataFrame, chunk: int = 20000):
+def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = 20000):
     """One JSON object per flow, encoded by pandas' C encoder in chunks."""
     for start in range(0, len(flows), chunk):
-        text = json_ready_flows(flows.iloc[start : start + chunk]).to_json(
+        text = json_ready_flows(flows.iloc[start : start + chunk], evidence).to_json(
             orient="records", lines=True, date_format="iso", double_precision=6)
         # pandas escapes every '/' as '\/'; '\/' only ever stands for '/'.
         yield from text.replace("\\/", "/").rstrip("\n").split("\n")
@@ -88,7 +101,7 @@ def result_document(analysis: Analysis, flows: bool = True) -> dict[str, Any]:
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in analysis.anomalies.to_dict("records")
         ],
-        **({"flows": flow_records(analysis.flows)} if flows else {}),
+        **({"flows": flow_records(analysis.flows, analysis.evidence)} if flows else {}),
     }
 
 
@@ -97,7 +110,7 @@ def write_json(analysis: Analysis, handle: IO[str]) -> None:
     head = json.dumps(result_document(analysis, flows=False), indent=1, allow_nan=False)
     handle.write(head[:-2] + ',\n "flows": [')
     sep = "\n  "
-    for line in _json_lines(analysis.flows):
+    for line in _json_lines(analysis.flows, analysis.evidence):
         handle.write(sep + line)
         sep = ",\n  "
     handle.write("\n ]\n}\n")
@@ -117,11 +130,31 @@ _ENUMS = {"watch": list(ROLES), "verdict": list(VERDICTS), "orig_verdict": list(
           "resp_verdict": list(VERDICTS)}
 
 
+_EVIDENCE_SCHEMA = {
+    "type": "array",
+    "description": "what the protocol detectors saw in this flow, one object per detection",
+    "items": {
+        "type": "object",
+        "required": ["direction", "protocol", "offset", "proves", "evidence", "fields"],
+        "properties": {
+            "direction": {"enum": ["orig", "resp", "both"]},
+            "protocol": {"type": "string"},
+            "offset": {"type": "integer", "minimum": 0},
+            "proves": {"enum": ["cleartext", "encrypted", "nothing"]},
+            "evidence": {"type": "string"},
+            "fields": {"type": "object"},
+        },
+    },
+}
+
+
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the document ``write_json`` writes."""
     flow_props = {}
     for name, (dtype, doc) in FLOW_COLUMNS.items():
         prop = {"enum": _ENUMS[name]} if name in _ENUMS else dict(_JSON_TYPES[dtype])
+        if dtype == "string" and name.startswith(("tls_", "ssh_")):  # absent without a handshake
+            prop["type"] = ["string", "null"]
         prop["description"] = doc
         flow_props[name] = prop
     flow_props["confidence"].update({"type": "number", "minimum": 0, "maximum": 1})
@@ -157,7 +190,8 @@ def json_schema() -> dict[str, Any]:
             },
             "flows": {
                 "type": "array",
-                "items": {"type": "object", "required": list(FLOW_COLUMNS), "properties": flow_props},
+                "items": {"type": "object", "required": list(FLOW_COLUMNS) + ["evidence"],
+                          "properties": {**flow_props, "evidence": _EVIDENCE_SCHEMA}},
             },
         },
     }
@@ -165,10 +199,11 @@ def json_schema() -> dict[str, Any]:
 
 def columns_markdown() -> str:
     """The flows and windows columns as Markdown tables (docs/schema.md)."""
-    from inspector.flows.schema import WINDOW_COLUMNS
+    from inspector.flows.schema import EVIDENCE_COLUMNS, WINDOW_COLUMNS
 
     lines = []
-    for title, columns in (("flows", FLOW_COLUMNS), ("windows", WINDOW_COLUMNS)):
+    for title, columns in (("flows", FLOW_COLUMNS), ("windows", WINDOW_COLUMNS),
+                           ("evidence", EVIDENCE_COLUMNS)):
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
         lines.append("")
