@@ -13,7 +13,7 @@ import pandas as pd
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
-from inspector.flows.frame import build_flows, originator_is_a
+from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.schema import FLOW_COLUMNS
 from inspector.flows.table import FlowTable
 from inspector.watch import ROLES, Watchlist
@@ -64,7 +64,7 @@ def analyze(
     watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
     table: FlowTable
     collector = DetectionCollector(
-        lambda flow: bool(originator_is_a(table.flow[flow : flow + 1], watch.service_ports)[0]))
+        lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
     table = FlowTable(on_head=collector.on_head)
     stats: list[InputStats] = []
     for i, path in enumerate(path_list):

@@ -37,6 +37,21 @@ def originator_is_a(flow: np.ndarray, service_ports: frozenset[int]) -> np.ndarr
     )
 
 
+def originator_is_a_one(flow_row: np.ndarray, service_ports: frozenset[int]) -> bool:
+    """``originator_is_a`` for one flow (a row of the flow table), without numpy overhead."""
+    syn, synack, first = int(flow_row[K.FL_SYN_DIR]), int(flow_row[K.FL_SYNACK_DIR]), int(flow_row[K.FL_FIRST_DIR])
+    if syn >= 0:
+        return syn == 0
+    if synack >= 0:
+        return synack == 1
+    a_port, b_port = int(flow_row[K.FL_A_PORT]), int(flow_row[K.FL_B_PORT])
+    a_service = a_port < 1024 or a_port in service_ports
+    b_service = b_port < 1024 or b_port in service_ports
+    if a_service != b_service:
+        return b_service
+    return first == 0
+
+
 def format_addresses(hi: np.ndarray, lo: np.ndarray, version: np.ndarray) -> list[str]:
     """Text form of IPv4-mapped or IPv6 addresses, formatting each distinct one once."""
     if (version == 4).all():  # the common case: factorise one word, no row sort

@@ -26,6 +26,8 @@ read from the joined payloads, or None), chained.
 
 from __future__ import annotations
 
+import struct
+
 from .base import CLEARTEXT, NOTHING, Detection, human, line, listing, u32
 from . import qemu
 
@@ -87,11 +89,14 @@ MAX_MESSAGES = 100_000
 MIN_CHAIN = 3
 
 
+_HEADER = struct.Struct(">7I")  # len, prog, vers, proc, type, serial, status
+
+
 def _header(d: bytes, pos: int):
     """Header at pos as a tuple, or None if it is not a plausible libvirt header."""
-    if pos + HEADER_SIZE > len(d):
+    if pos < 0 or pos + HEADER_SIZE > len(d):
         return None
-    length, prog, vers, proc, typ, serial, status = (u32(d, pos + 4 * i) for i in range(7))
+    length, prog, vers, proc, typ, serial, status = _HEADER.unpack_from(d, pos)
     known = PROGRAMS.get(prog)
     if (known is None or vers != known[1] or not HEADER_SIZE <= length <= MESSAGE_MAX
             or typ not in TYPES or status not in STATUS or proc >= PROC_MAX):

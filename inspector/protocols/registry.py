@@ -8,9 +8,10 @@ into one detection.
 
 Rules ``detect`` applies:
 - ``at_start=True``: rows whose ``at_start`` accepts the data (after the
-  prefix filter). If none does, the mid-stream rows run too: a stream may
-  open with something unknown (a preamble, a protocol not in the table)
-  and turn into a known framing later.
+  prefix filter). If none does and ``fallback`` is set, the mid-stream rows
+  run too: a stream may open with something unknown (a preamble, a protocol
+  not in the table) and turn into a known framing later. That scan costs
+  ~0.1 ms per 4 KiB head, so the analysis of many short flows turns it off.
 - ``at_start=False``: only the mid-stream rows.
 - In-band upgrades: a detection whose fields carry ``tls_from`` (NBD
   STARTTLS, MySQL SSLRequest) hands the bytes from there to the TLS rows,
@@ -93,7 +94,14 @@ def _wanted(d: Detector, direction: str) -> bool:
     return direction == ANY or direction in d.directions
 
 
-def detect(data: bytes, *, direction: str, at_start: bool) -> list[Detection]:
+# The rows each direction runs, computed once (detect runs once per flow direction).
+_START_ROWS = {side: tuple(d for d in DETECTORS if d.at_start is not None and _wanted(d, side))
+               for side in (ORIG, RESP, ANY)}
+_MID_ROWS = {side: tuple(d for d in DETECTORS if d.mid_stream is not None and _wanted(d, side))
+             for side in (ORIG, RESP, ANY)}
+
+
+def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True) -> list[Detection]:
     """Detections in one direction of a flow, ordered by offset.
 
     ``data``: the reassembled stream bytes (from the first byte of the
@@ -105,23 +113,23 @@ def detect(data: bytes, *, direction: str, at_start: bool) -> list[Detection]:
             data = bytes(data)
         except (TypeError, ValueError):
             return []
+    if not data:
+        return []
     tag = direction if direction in (ORIG, RESP) else ""
+    side = tag or ANY
     found: list[Detection] = []
     if at_start:
-        for d in DETECTORS:
-            if d.at_start is None or not _wanted(d, direction):
-                continue
+        for d in _START_ROWS[side]:
             if d.prefixes and not data.startswith(d.prefixes):
                 continue
             det = _run(d.at_start, data)
             if det is not None:
                 found.append(det)
-    if not found:
-        for d in DETECTORS:
-            if d.mid_stream is not None and _wanted(d, direction):
-                det = _run(d.mid_stream, data)
-                if det is not None:
-                    found.append(det)
+    if not found and (fallback or not at_start):
+        for d in _MID_ROWS[side]:
+            det = _run(d.mid_stream, data)
+            if det is not None:
+                found.append(det)
     for det in list(found):
         start = det.fields.get("tls_from") if isinstance(det.fields, dict) else None
         if isinstance(start, int) and 0 < start < len(data):
@@ -145,7 +153,7 @@ def _role(det: Detection) -> str | None:
 
 
 def detect_flow(orig: bytes, resp: bytes, *, orig_at_start: bool = True,
-                resp_at_start: bool = True) -> list[Detection]:
+                resp_at_start: bool = True, fallback: bool = True) -> list[Detection]:
     """Detections in both directions of a flow.
 
     The two halves of a TLS handshake (ClientHello from orig, ServerHello
@@ -154,8 +162,8 @@ def detect_flow(orig: bytes, resp: bytes, *, orig_at_start: bool = True,
     two SSH banners/KEXINITs become one 'ssh' detection with the negotiated
     algorithms. Offsets of a merged detection are those of the orig side.
     """
-    o = detect(orig, direction=ORIG, at_start=orig_at_start)
-    r = detect(resp, direction=RESP, at_start=resp_at_start)
+    o = detect(orig, direction=ORIG, at_start=orig_at_start, fallback=fallback)
+    r = detect(resp, direction=RESP, at_start=resp_at_start, fallback=fallback)
     out = o + r
     ch = next((d for d in o if d.protocol == "tls" and _role(d) == "client"), None)
     sh = next((d for d in r if d.protocol == "tls" and _role(d) == "server"), None)
