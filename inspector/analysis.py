@@ -49,11 +49,14 @@ def analyze(
     watch: Watchlist | None = None,
     internal_nets: Iterable[str] = (),
     on_progress: Callable[[int], None] | None = None,
+    detectors: bool = True,
 ) -> Analysis:
     """Read capture files, build bidirectional flows and classify them.
 
     Several files are read in order as one capture (a flow seen in two files
     is one flow). ``on_progress`` is called with the packets of each batch.
+    ``detectors=False`` leaves verdicts to the payload statistics alone (to
+    measure what the protocol evidence adds).
 
     Example::
 
@@ -65,7 +68,7 @@ def analyze(
     table: FlowTable
     collector = DetectionCollector(
         lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
-    table = FlowTable(on_head=collector.on_head)
+    table = FlowTable(on_head=collector.on_head if detectors else None)
     stats: list[InputStats] = []
     for i, path in enumerate(path_list):
         reader = CaptureReader(path)
