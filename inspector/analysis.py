@@ -13,6 +13,7 @@ import pandas as pd
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
+from inspector.events import build_events
 from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.schema import FLOW_COLUMNS
 from inspector.flows.table import FlowTable
@@ -28,11 +29,12 @@ ANOMALY_COLUMNS = ["file", "kind", "count", "detail"]
 @dataclass
 class Analysis:
     """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows,
-    evidence) and on ``file`` (inputs, anomalies)."""
+    evidence), on ``event`` (flows, events) and on ``file`` (inputs, anomalies)."""
 
     flows: pd.DataFrame
     windows: pd.DataFrame
     evidence: pd.DataFrame
+    events: pd.DataFrame
     inputs: pd.DataFrame
     anomalies: pd.DataFrame
     watch: Watchlist = field(default_factory=Watchlist)
@@ -86,11 +88,13 @@ def analyze(
                     flows["orig_h"].tolist(), flows["resp_h"].tolist()),
         categories=ROLES,
     )
+    events, event_of = build_events(flows, evidence)
+    flows["event"] = pd.array(event_of, dtype="string")
     flows = _typed(flows[list(FLOW_COLUMNS)].sort_values("ts", kind="stable").reset_index(drop=True))
     if state.hash_collisions and stats:
         stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
                           state.hash_collisions)
-    return Analysis(flows=flows, windows=windows, evidence=evidence, inputs=_inputs_frame(stats),
+    return Analysis(flows=flows, windows=windows, evidence=evidence, events=events, inputs=_inputs_frame(stats),
                     anomalies=_anomalies_frame(stats), watch=watch)
 
 

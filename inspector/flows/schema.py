@@ -24,6 +24,7 @@ FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "verdict": ("category", "plaintext, compressed (cleartext, only compressed), encrypted or unknown (too little data)"),
     "confidence": ("float64", "confidence in the verdict, 0-1 (0 for unknown)"),
     "reason": ("string", "one line saying which direction decided and the statistics behind it"),
+    "event": ("string", "the migration event the flow belongs to (joins events.event); empty when none"),
     "protocol": ("string", "protocol recognised from its framing (qemu-migration, qemu-multifd, libvirt-rpc, nbd, ssh, tls, http, amqp, mysql, rfb, spice, redis, memcached, ovsdb); empty when none"),
     "tls_version": ("string", "negotiated TLS version (from the ServerHello)"),
     "tls_cipher": ("string", "negotiated TLS cipher suite"),
@@ -68,6 +69,7 @@ WINDOW_COLUMNS: dict[str, tuple[str, str]] = {
 EVIDENCE_COLUMNS: dict[str, tuple[str, str]] = {
     "uid": ("string", "flow id (joins flows.uid)"),
     "direction": ("string", "orig, resp, or both (a TLS or SSH handshake merged from both sides)"),
+    "event": ("string", "the migration event the flow belongs to (joins events.event); empty when none"),
     "protocol": ("string", "protocol the detector recognised"),
     "offset": ("int64", "where the evidence starts in that direction's reassembled stream head"),
     "proves": ("string", "cleartext (framing in clear), encrypted (validated TLS/SSH session) or nothing"),

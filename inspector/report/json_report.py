@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis import ANOMALY_COLUMNS, INPUT_COLUMNS, Analysis
+from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.classify.verdicts import VERDICTS
 from inspector.flows.schema import FLOW_COLUMNS
 from inspector.watch import ROLES, Watchlist
@@ -67,6 +68,18 @@ def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int =
         yield from text.replace("\\/", "/").rstrip("\n").split("\n")
 
 
+def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
+    """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list)."""
+    records = []
+    for row in events.to_dict("records"):
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for key in ("start", "end"):
+            row[key] = pd.Timestamp(row[key]).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        row["uids"] = row["uids"].split(",") if row["uids"] else []
+        records.append(row)
+    return records
+
+
 def watchlist_dict(watch: Watchlist) -> dict[str, Any]:
     return {
         "migration_ports": _ranges(watch.migration_ports),
@@ -101,6 +114,7 @@ def result_document(analysis: Analysis, flows: bool = True) -> dict[str, Any]:
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in analysis.anomalies.to_dict("records")
         ],
+        "events": event_records(analysis.events),
         **({"flows": flow_records(analysis.flows, analysis.evidence)} if flows else {}),
     }
 
@@ -163,7 +177,7 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "inspector analysis result",
         "type": "object",
-        "required": ["schema_version", "tool", "watchlist", "inputs", "anomalies", "flows"],
+        "required": ["schema_version", "tool", "watchlist", "inputs", "anomalies", "events", "flows"],
         "properties": {
             "schema_version": {"const": SCHEMA_VERSION},
             "tool": {"type": "object", "required": ["name", "version"]},
@@ -188,6 +202,18 @@ def json_schema() -> dict[str, Any]:
                 "items": {"type": "object", "required": ANOMALY_COLUMNS,
                           "properties": {"count": count, "kind": {"type": "string"}}},
             },
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": list(EVENT_COLUMNS),
+                    "properties": {
+                        **{name: {"description": doc} for name, (_t, doc) in EVENT_COLUMNS.items()},
+                        "protection": {"enum": list(PROTECTIONS), "description": EVENT_COLUMNS["protection"][1]},
+                        "uids": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
             "flows": {
                 "type": "array",
                 "items": {"type": "object", "required": list(FLOW_COLUMNS) + ["evidence"],
@@ -202,7 +228,7 @@ def columns_markdown() -> str:
     from inspector.flows.schema import EVIDENCE_COLUMNS, WINDOW_COLUMNS
 
     lines = []
-    for title, columns in (("flows", FLOW_COLUMNS), ("windows", WINDOW_COLUMNS),
+    for title, columns in (("flows", FLOW_COLUMNS), ("events", EVENT_COLUMNS), ("windows", WINDOW_COLUMNS),
                            ("evidence", EVIDENCE_COLUMNS)):
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]

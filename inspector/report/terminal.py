@@ -34,6 +34,23 @@ def summary_flows(flows: pd.DataFrame, show_all: bool) -> pd.DataFrame:
 
 
 WIDE = 110  # narrower terminals get the stacked layout
+PROTECTION_STYLE = {"none": "bold red", "libvirt tunnel over plain TCP": "bold red",
+                    "compressed only": "yellow", "unknown": "dim"}
+
+
+def _render_events(events: pd.DataFrame, console: Console) -> None:
+    """One line per migration event: who, when, what moved, how protected."""
+    if events.empty:
+        return
+    console.print(Text(f"migration events: {len(events)}", style="bold"))
+    for row in events.itertuples(index=False):
+        clear = row.ram_bytes_clear + row.disk_bytes_clear
+        moved = f"RAM {human_bytes(row.ram_bytes)}" + (f", disk {human_bytes(row.disk_bytes)}" if row.disk_bytes else "")
+        console.print(Text.assemble(
+            f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} ({row.channels}): {moved}; ",
+            (f"protection {row.protection}", PROTECTION_STYLE.get(row.protection, "green")),
+            (f"; {human_bytes(clear)} in clear" if clear else "", "bold red" if clear else ""),
+        ))
 
 
 def _flow_text(row) -> str:
@@ -77,6 +94,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
         console.print(Text(f"  {truncated:,} packets were cut short by the snaplen; "
                            "statistics use the captured bytes", style="yellow"))
 
+    _render_events(analysis.events, console)
     flows = summary_flows(analysis.flows, show_all)
     scope = "all flows" if show_all else "watched flows"
     if flows.empty:

@@ -1,0 +1,185 @@
+"""Migration events: the flows of one live migration, grouped and judged.
+
+One migration is several flows from the source host to the destination:
+a main channel, multifd channels, NBD disk flows, and the libvirtd
+connection (which carries everything when the migration is tunnelled).
+Flows are grouped by (source, destination) when their time spans overlap
+(a main channel may also follow within ``GAP``); a main channel that opens
+after the previous one closed starts the next migration. Each event says what moved (RAM and disk bytes, how
+many of them in clear) and how it was protected.
+
+Protection, in order:
+``libvirt tunnel over plain TCP``  a libvirt RPC stream carries the QEMU stream in clear
+``none``                           RAM or disk bytes crossed in clear, uncompressed
+``compressed only``                cleartext, but >= 80 % of the cleartext bytes are compressed
+``SSH``                            an SSH flow carries the volume; cleartext legs are loopback only
+``libvirt tunnel over TLS``        the data flows through libvirtd's TLS port
+``TLS``                            QEMU native TLS on the migration flows
+``unknown``                        data flows whose protection could not be established
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+GAP = pd.Timedelta(seconds=30)
+BULK_BYTES = 64 * 1024  # a migration data flow moves at least this much
+LOOPBACK_PREFIXES = ("127.", "::1")
+
+EVENT_COLUMNS: dict[str, tuple[str, str]] = {
+    "event": ("string", "event id ('M' + number, in time order)"),
+    "src_h": ("string", "source host (originator of the migration flows)"),
+    "dst_h": ("string", "destination host"),
+    "start": ("datetime64[ns, UTC]", "first packet of the event's flows"),
+    "end": ("datetime64[ns, UTC]", "last packet of the event's flows"),
+    "protection": ("string", "how guest data was protected on the wire (see inspector/events.py)"),
+    "ram_bytes": ("int64", "bytes of the RAM/device-state channels (main, multifd, libvirt tunnel, TLS-wrapped migration)"),
+    "ram_bytes_clear": ("int64", "of which on flows proven or judged cleartext"),
+    "disk_bytes": ("int64", "bytes of the NBD disk flows"),
+    "disk_bytes_clear": ("int64", "of which in clear"),
+    "flows": ("int64", "number of flows in the event"),
+    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
+    "channels": ("string", "the kinds of flows seen, e.g. 'main, 2 multifd, nbd, libvirtd'"),
+}
+
+CLEAR = ("plaintext", "compressed")
+PROTECTIONS = ("libvirt tunnel over plain TCP", "none", "compressed only", "SSH", "libvirt tunnel over TLS",
+               "TLS", "unknown")
+MAIN_KINDS = ("main", "migration", "tls-migration", "tunnel", "tunnel-tls")
+
+
+@dataclass(frozen=True)
+class _Role:
+    kind: str  # main, multifd, nbd, tunnel, tls-migration, libvirtd, ssh
+    carries: str  # ram, disk or control
+
+
+def _tunnel_flows(evidence: pd.DataFrame) -> set[str]:
+    """uids of libvirt RPC flows whose STREAM messages carry a migration."""
+    uids = set()
+    for row in evidence[evidence["protocol"] == "libvirt-rpc"].itertuples(index=False):
+        fields = json.loads(row.fields)
+        if fields.get("tunnel") or fields.get("tunnelled_qevm"):
+            uids.add(row.uid)
+    return uids
+
+
+def _role(row, tunnels: set[str]) -> _Role | None:
+    data = row.orig_bytes + row.resp_bytes
+    if row.protocol == "qemu-migration":
+        return _Role("main", "ram")
+    if row.protocol == "qemu-multifd":
+        return _Role("multifd", "ram")
+    if row.protocol == "nbd":
+        return _Role("nbd", "disk")
+    if row.uid in tunnels:
+        return _Role("tunnel", "ram")
+    if row.watch == "migration" and data >= BULK_BYTES:
+        return _Role("tls-migration" if row.protocol == "tls" else "migration", "ram")
+    if row.watch == "libvirtd":
+        if row.protocol == "tls" and data >= 16 * BULK_BYTES:
+            return _Role("tunnel-tls", "ram")
+        return _Role("libvirtd", "control")
+    if row.protocol == "ssh" and data >= 16 * BULK_BYTES:
+        return _Role("ssh", "ram")
+    return None
+
+
+def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The events table and, per flow, its event id ('' when none)."""
+    tunnels = _tunnel_flows(evidence)
+    event_of = np.full(len(flows), "", dtype=object)
+    candidates = []
+    for i, row in enumerate(flows.itertuples(index=False)):
+        role = _role(row, tunnels)
+        if role is not None:
+            candidates.append((row.ts, i, row, role))
+    groups: list[dict] = []
+    open_groups: dict[tuple[str, str], dict] = {}
+    for ts, i, row, role in sorted(candidates, key=lambda c: (c[0], c[1])):
+        key = (row.orig_h, row.resp_h)
+        end = row.ts + row.duration
+        group = open_groups.get(key)
+        is_main = role.kind in MAIN_KINDS
+        # A main channel that opens after the previous one closed is the next migration.
+        # Channels and tunnels must overlap the event; a main channel may follow within GAP.
+        reach = group["end"] + GAP if group is not None and is_main else (group["end"] if group else None)
+        if (group is None or ts > reach
+                or (is_main and group["main_end"] is not None and ts > group["main_end"])):
+            group = {"src": row.orig_h, "dst": row.resp_h, "start": ts, "end": end, "members": [],
+                     "main_end": None}
+            open_groups[key] = group
+            groups.append(group)
+        group["end"] = max(group["end"], end)
+        if is_main:
+            group["main_end"] = end if group["main_end"] is None else max(group["main_end"], end)
+        group["members"].append((i, row, role))
+    # An SSH or libvirtd flow alone is not evidence of a migration (scp looks the same).
+    groups = [g for g in groups if any(r.kind not in ("ssh", "libvirtd") for _, _, r in g["members"])]
+    records = []
+    for number, group in enumerate(sorted(groups, key=lambda g: g["start"]), start=1):
+        event = f"M{number}"
+        for i, _, _ in group["members"]:
+            event_of[i] = event
+        records.append({"event": event, "src_h": group["src"], "dst_h": group["dst"],
+                        "start": group["start"], "end": group["end"], **_judge(group["members"])})
+    events = pd.DataFrame(records, columns=list(EVENT_COLUMNS))
+    for name, (dtype, _doc) in EVENT_COLUMNS.items():
+        if dtype == "int64":
+            events[name] = events[name].astype("int64")
+        elif dtype == "string":
+            events[name] = events[name].astype("string")
+        else:
+            events[name] = pd.to_datetime(events[name], utc=True)
+    return events, event_of
+
+
+def _judge(members) -> dict:
+    ram = ram_clear = disk = disk_clear = 0
+    kinds: dict[str, int] = {}
+    clear_kinds = set()
+    clear_bytes = compressed_bytes = 0
+    clear_on_wire = False
+    ssh_bytes = data_bytes = 0
+    for _, row, role in members:
+        kinds[role.kind] = kinds.get(role.kind, 0) + 1
+        moved = int(row.orig_bytes + row.resp_bytes)
+        clear = str(row.verdict) in CLEAR
+        loopback = row.orig_h.startswith(LOOPBACK_PREFIXES) and row.resp_h.startswith(LOOPBACK_PREFIXES)
+        if role.carries == "ram":
+            ram += moved
+            ram_clear += moved if clear else 0
+        elif role.carries == "disk":
+            disk += moved
+            disk_clear += moved if clear else 0
+        if role.kind == "ssh":
+            ssh_bytes += moved
+        elif role.carries != "control":
+            data_bytes += moved
+        if clear and role.carries != "control":
+            clear_kinds.add(role.kind)
+            clear_bytes += moved
+            compressed_bytes += moved if str(row.verdict) == "compressed" else 0
+            clear_on_wire |= not loopback
+    if "tunnel" in clear_kinds:
+        protection = "libvirt tunnel over plain TCP"
+    elif clear_kinds and ssh_bytes and not clear_on_wire:
+        protection = "SSH"  # the cleartext legs are loopback: they never leave their hosts
+    elif clear_kinds:
+        # multifd keeps device state on a plaintext main channel; the RAM is the bulk
+        protection = "compressed only" if compressed_bytes >= 0.8 * clear_bytes else "none"
+    elif "tunnel-tls" in kinds:
+        protection = "libvirt tunnel over TLS"
+    elif any(str(row.verdict) == "encrypted" for _, row, role in members if role.carries != "control"):
+        protection = "SSH" if ssh_bytes >= 0.5 * max(data_bytes, 1) else "TLS"
+    else:
+        protection = "unknown"
+    order = ("main", "migration", "tls-migration", "multifd", "nbd", "tunnel", "tunnel-tls", "ssh", "libvirtd")
+    channels = ", ".join(f"{kinds[k]} {k}" if kinds[k] > 1 else k for k in order if k in kinds)
+    return {"protection": protection, "ram_bytes": ram, "ram_bytes_clear": ram_clear, "disk_bytes": disk,
+            "disk_bytes_clear": disk_clear, "flows": len(members),
+            "uids": ",".join(row.uid for _, row, _ in members), "channels": channels}
