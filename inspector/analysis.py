@@ -70,7 +70,7 @@ def analyze(
     table: FlowTable
     collector = DetectionCollector(
         lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
-    table = FlowTable(on_head=collector.on_head if detectors else None)
+    table = FlowTable(on_region=collector.on_region if detectors else None)
     stats: list[InputStats] = []
     for i, path in enumerate(path_list):
         reader = CaptureReader(path)

@@ -69,7 +69,12 @@ def test_reordered_and_retransmitted_segments_miss_nothing(plain_mtu1500, tmp_pa
 
 def heads_of(path: Path) -> dict[int, tuple[bytes, bool]]:
     heads: dict[int, tuple[bytes, bool]] = {}
-    table = FlowTable(on_head=lambda slot, data, at_start: heads.__setitem__(slot, (data, at_start)))
+
+    def keep_head(slot: int, index: int, offset: int, data: bytes, at_start: bool) -> None:
+        if index == 0:
+            heads[slot] = (data, at_start)
+
+    table = FlowTable(on_region=keep_head)
     for batch in CaptureReader(path):
         table.add(batch)
     table.finish()
@@ -85,7 +90,7 @@ def test_heads_are_reassembled_from_the_stream_start(plain_mtu1500, tmp_path):
         heads = [h for h in heads_of(capture).values() if h[0]]
         assert len(heads) == 1
         head, at_start = heads[0]
-        assert at_start and len(head) == K.HEAD_CAPTURE
+        assert at_start and len(head) == K.REGION_BYTES
         assert head.startswith(b"QEVM\x00\x00\x00\x03")
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from inspector.classify.verdicts import VERDICTS
-from inspector.protocols import CLEARTEXT, ENCRYPTED, Detection, detect_flow
+from inspector.flows.kernels import PROBE_FIRST
+from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, detect, detect_flow
 
 # When a flow shows several protocols, the one named in the flows table.
 PROTOCOL_PRIORITY = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http",
@@ -37,7 +38,8 @@ DETAIL_COLUMNS = {
 
 
 class DetectionCollector:
-    """Pairs the two heads of each flow as they arrive and runs the detectors.
+    """Runs the detectors on reassembled regions: the two heads of each flow
+    together, probes further in one by one.
 
     ``orientation(flow)`` says whether endpoint A is the originator; it is
     asked when the second head of a flow arrives, by which time the SYN (if
@@ -49,6 +51,17 @@ class DetectionCollector:
         self.orientation = orientation
         self.pending: dict[int, tuple[bytes, bool]] = {}
         self.found: dict[int, list[Detection]] = {}
+
+    def on_region(self, slot: int, index: int, offset: int, data: bytes, at_start: bool) -> None:
+        """Heads (region 0) are paired per flow; probes further in are read at once."""
+        if index == 0:
+            self.on_head(slot, data, at_start)
+        elif data:
+            flow, direction = divmod(slot, 2)
+            side = ORIG if self.orientation(flow) == (direction == 0) else RESP
+            hits = [d.shifted(offset) for d in detect(data, direction=side, at_start=False)]
+            if hits:
+                self.found.setdefault(flow, []).extend(hits)
 
     def on_head(self, slot: int, data: bytes, at_start: bool) -> None:
         flow, direction = divmod(slot, 2)
@@ -66,7 +79,7 @@ class DetectionCollector:
         hits = detect_flow(orig[0], resp[0], orig_at_start=orig[1], resp_at_start=resp[1],
                            fallback=False)
         if hits:
-            self.found[flow] = hits
+            self.found[flow] = hits + self.found.get(flow, [])
 
     def finish(self) -> dict[int, list[Detection]]:
         """Flows with one head only (the other direction never sent data)."""
@@ -76,6 +89,12 @@ class DetectionCollector:
             self.pending[2 * flow + 1 - direction] = (b"", False)
             self.on_head(slot, data, at_start)
         return self.found
+
+
+def _preference(d: Detection) -> tuple:
+    """What names a flow: the stream head before probes further in (a libvirt
+    tunnel's probes see the QEMU stream it carries), then protocol rank."""
+    return (d.offset >= PROBE_FIRST, _RANK.get(d.protocol, len(_RANK)), d.offset)
 
 
 def _field(fields, path):
@@ -111,7 +130,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         hits = found.get(flow)
         if not hits:
             continue
-        best = min(hits, key=lambda d: (_RANK.get(d.protocol, len(_RANK)), d.offset))
+        best = min(hits, key=_preference)
         protocol[i] = best.protocol
         for col, (proto, path) in DETAIL_COLUMNS.items():
             for d in hits:
@@ -120,7 +139,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         clear = [d for d in hits if d.proves == CLEARTEXT]
         sealed = [d for d in hits if d.proves == ENCRYPTED]
         if clear:
-            proof = min(clear, key=lambda d: (_RANK.get(d.protocol, len(_RANK)), d.offset))
+            proof = min(clear, key=_preference)
             verdict[i] = "compressed" if _compressed(clear) or (
                 verdict[i] == "compressed" and proof.protocol != "qemu-migration") else "plaintext"
             confidence[i] = 0.99

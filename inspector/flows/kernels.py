@@ -42,17 +42,22 @@ SL_AT_START = 9  # 1 when offset 0 is the true stream start (SYN seen), 0 mid-st
 SL_MISSED = 10  # bytes never seen in gaps of the stream (like Zeek's missed_bytes)
 SL_GAP_START = 11  # the latest gap, so that a late segment filling it is not counted
 SL_GAP_END = 12
-SL_HEAD_ROW = 13  # row of the head buffer pool in use, -1 none
-SL_HEAD_STATE = 14  # 0 none, 1 collecting, 2 handed over
-SL_HEAD_LEN = 15  # contiguous head bytes from offset 0
-SL_HEAD_OOO = 16  # end of bytes kept after a hole in the head (0: none, bitmap unused)
-N_SLOT_COLS = 17
+SL_REG_ROW = 13  # row of the region buffer pool in use, -1 none
+SL_REG_STATE = 14  # 0 waiting for the region, 1 collecting
+SL_REG_LEN = 15  # contiguous bytes from the region start
+SL_REG_OOO = 16  # end of bytes kept after a hole (0: none, bitmap unused)
+SL_REG_INDEX = 17  # 0: the head, k >= 1: the probe at PROBE_FIRST << (k - 1)
+SL_REG_START = 18  # stream offset of the region's first byte
+N_SLOT_COLS = 19
+
+# Columns of FlowTable.ready (int64): regions handed over, one row each
+RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX = range(5)
 
 # FlowTable.counters (int64): free/used counts of the shared pools
 CT_FREE_HIST = 0
 CT_WINDOWS = 1
 CT_FREE_HEADS = 2
-CT_READY = 3  # slots whose head is complete, listed in FlowTable.ready
+CT_READY = 3  # regions handed over, listed in FlowTable.ready
 N_COUNTERS = 4
 
 # Columns of FlowTable.windows (float64, one row per finished window)
@@ -72,9 +77,13 @@ WINDOW_BYTES = 65536
 # handshakes of encrypted protocols (TLS hellos and certificates, SSH banner
 # and KEXINIT: 1-6 KiB). Windows 1, 2, ... are WINDOW_BYTES long after it.
 HEAD_BYTES = 8192
-# The first HEAD_CAPTURE bytes of each direction are reassembled (by TCP
-# sequence number, first copy wins) for the protocol detectors.
-HEAD_CAPTURE = 16384
+# Regions of each direction are reassembled (by TCP sequence number, first
+# copy wins) for the protocol detectors: the head (the first REGION_BYTES),
+# then probes of REGION_BYTES from 1 MiB, 2 MiB, 4 MiB, ... into the stream,
+# where mid-stream framing (page records, multifd or libvirt headers) shows.
+REGION_BYTES = 16384
+PROBE_FIRST = 1 << 20
+MAX_PROBES = 12
 # Every window of the first DENSE_WINDOWS (1 MiB) is analysed, then 8 per
 # doubling of the stream (stride 2, 4, 8, ...): cost and state grow with the
 # logarithm of a direction's size, not its length.
@@ -257,56 +266,75 @@ def _stream_offset(s, proto, seq, wire, slot):
     return pos
 
 
+@njit(cache=True, inline="always")
+def _region_start(index):
+    return 0 if index == 0 else PROBE_FIRST << (index - 1)
+
+
 @njit(cache=True)
-def _hand_over_head(s, slot, ready, counters):
-    """List slot ``s``'s head as complete (SL_HEAD_LEN contiguous bytes)."""
-    if slot[s, SL_HEAD_STATE] != 1:
+def _hand_over_region(s, slot, ready, counters):
+    """List the region being collected and move on to the next one.
+
+    The buffer row goes with the ready entry, so the slot can start its next
+    region at once; the caller frees the row after reading it.
+    """
+    if slot[s, SL_REG_STATE] != 1:
         return
-    slot[s, SL_HEAD_STATE] = 2
-    ready[counters[CT_READY]] = s
-    counters[CT_READY] += 1
+    k = counters[CT_READY]
+    ready[k, RD_SLOT] = s
+    ready[k, RD_ROW] = slot[s, SL_REG_ROW]
+    ready[k, RD_START] = slot[s, SL_REG_START]
+    ready[k, RD_LEN] = slot[s, SL_REG_LEN]
+    ready[k, RD_INDEX] = slot[s, SL_REG_INDEX]
+    counters[CT_READY] = k + 1
+    slot[s, SL_REG_STATE] = 0
+    slot[s, SL_REG_ROW] = -1
+    slot[s, SL_REG_INDEX] += 1
 
 
 @njit(cache=True)
-def _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters):
-    """Copy the part of the payload that falls in the first HEAD_CAPTURE bytes.
+def _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters):
+    """Copy the part of the payload that falls in the region being collected.
 
-    In-order data is appended with one copy (SL_HEAD_LEN is the contiguous
+    In-order data is appended with one copy (SL_REG_LEN is the contiguous
     length); a segment after a hole is kept aside, byte by byte with a
     coverage bitmap, until the hole is filled. The first copy of a byte wins.
     """
-    state = slot[s, SL_HEAD_STATE]
-    if state == 2:
-        return
-    if state == 0:
-        if pos >= HEAD_CAPTURE:  # started past the head (mid-stream remainder)
+    if slot[s, SL_REG_STATE] == 0:
+        index = slot[s, SL_REG_INDEX]
+        while index <= MAX_PROBES and pos >= _region_start(index) + REGION_BYTES:
+            index += 1  # the stream jumped past this region (a gap, or a mid-stream start)
+        slot[s, SL_REG_INDEX] = index
+        if index > MAX_PROBES or pos + cap <= _region_start(index):
             return
         counters[CT_FREE_HEADS] -= 1
-        slot[s, SL_HEAD_ROW] = head_free[counters[CT_FREE_HEADS]]
-        slot[s, SL_HEAD_STATE] = 1
-        slot[s, SL_HEAD_LEN] = 0
-        slot[s, SL_HEAD_OOO] = 0
-    row = slot[s, SL_HEAD_ROW]
-    lo, hi = max(pos, 0), min(pos + cap, HEAD_CAPTURE)
-    contig = slot[s, SL_HEAD_LEN]
+        slot[s, SL_REG_ROW] = head_free[counters[CT_FREE_HEADS]]
+        slot[s, SL_REG_STATE] = 1
+        slot[s, SL_REG_START] = max(pos, _region_start(index)) if index else 0
+        slot[s, SL_REG_LEN] = 0
+        slot[s, SL_REG_OOO] = 0
+    row = slot[s, SL_REG_ROW]
+    start = slot[s, SL_REG_START]
+    lo, hi = max(pos, start) - start, min(pos + cap, start + REGION_BYTES) - start
+    contig = slot[s, SL_REG_LEN]
     if lo < hi and hi > contig:
-        if lo <= contig and slot[s, SL_HEAD_OOO] <= contig:  # the common, in-order case
-            heads[row, contig:hi] = buf[off + contig - pos: off + hi - pos]
+        if lo <= contig and slot[s, SL_REG_OOO] <= contig:  # the common, in-order case
+            heads[row, contig:hi] = buf[off + start + contig - pos: off + start + hi - pos]
             contig = hi
         else:
-            if slot[s, SL_HEAD_OOO] == 0:  # first hole: start the bitmap
+            if slot[s, SL_REG_OOO] == 0:  # first hole: start the bitmap
                 head_cov[row, :] = 0
             for k in range(max(lo, contig), hi):
                 bit = 1 << (k & 7)
                 if not head_cov[row, k >> 3] & bit:
-                    heads[row, k] = buf[off + k - pos]
+                    heads[row, k] = buf[off + start + k - pos]
                     head_cov[row, k >> 3] |= bit
-            slot[s, SL_HEAD_OOO] = max(slot[s, SL_HEAD_OOO], hi)
-            while contig < HEAD_CAPTURE and head_cov[row, contig >> 3] & (1 << (contig & 7)):
+            slot[s, SL_REG_OOO] = max(slot[s, SL_REG_OOO], hi)
+            while contig < REGION_BYTES and head_cov[row, contig >> 3] & (1 << (contig & 7)):
                 contig += 1
-        slot[s, SL_HEAD_LEN] = contig
-    if slot[s, SL_MAX_END] >= HEAD_CAPTURE:
-        _hand_over_head(s, slot, ready, counters)
+        slot[s, SL_REG_LEN] = contig
+    if slot[s, SL_MAX_END] >= start + REGION_BYTES:
+        _hand_over_region(s, slot, ready, counters)
 
 
 @njit(cache=True)
@@ -375,7 +403,7 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
             if pos >= 0:
                 off = fields[D.F_PAYLOAD_OFF, i]
                 _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows)
-                _add_head(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters)
+                _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters)
         if proto == C.IPPROTO_TCP and flags & (C.TCP_FIN | C.TCP_RST):
             if flags & C.TCP_FIN:
                 slot[s, SL_FIN] = 1
@@ -385,7 +413,7 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
                     for t in (2 * f, 2 * f + 1):
                         counters[CT_WINDOWS] = _finish_window(t, slot, hist, windows, counters[CT_WINDOWS])
                         counters[CT_FREE_HIST] = _release(t, slot, free_rows, counters[CT_FREE_HIST])
-                        _hand_over_head(t, slot, ready, counters)
+                        _hand_over_region(t, slot, ready, counters)
     return n, collisions
 
 
@@ -396,4 +424,4 @@ def finish_all(n_slots, slot, hist, free_rows, windows, ready, counters):
     for s in range(n_slots):
         counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
         counters[CT_FREE_HIST] = _release(s, slot, free_rows, counters[CT_FREE_HIST])
-        _hand_over_head(s, slot, ready, counters)
+        _hand_over_region(s, slot, ready, counters)

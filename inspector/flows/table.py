@@ -46,21 +46,22 @@ def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
     return out
 
 
-HeadHandler = Callable[[int, bytes, bool], None]
-"""Called with (slot, reassembled head bytes, starts at the stream start)."""
+RegionHandler = Callable[[int, int, int, bytes, bool], None]
+"""Called with (slot, region index (0 = head), stream offset of the first
+byte, the reassembled bytes, whether they start at the true stream start)."""
 
 
 class FlowTable:
     """Accumulates flows over any number of batches and input files.
 
-    ``on_head`` receives the reassembled first bytes of each direction as
-    soon as they are complete (or the flow ends), so head buffers live only
-    while a direction's head is being filled.
+    ``on_region`` receives each reassembled region of a direction (its head,
+    then probes further in) as soon as it is complete or the flow ends, so
+    region buffers live only while a region is being filled.
     """
 
-    def __init__(self, on_head: HeadHandler | None = None, initial_flows: int = 1024,
+    def __init__(self, on_region: RegionHandler | None = None, initial_flows: int = 1024,
                  initial_rows: int = 256) -> None:
-        self.on_head = on_head
+        self.on_region = on_region
         self.index: dict[int, int] = {}
         self.n_flows = 0
         self.flow = np.full((initial_flows, K.N_FLOW_COLS), -1, dtype=np.int64)
@@ -71,11 +72,11 @@ class FlowTable:
         self.hist = np.zeros((initial_rows, 256), dtype=np.uint32)
         self.free_rows = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
         self.counters[K.CT_FREE_HIST] = initial_rows
-        self.heads = np.zeros((initial_rows, K.HEAD_CAPTURE), dtype=np.uint8)
-        self.head_cov = np.zeros((initial_rows, K.HEAD_CAPTURE // 8), dtype=np.uint8)
+        self.heads = np.zeros((initial_rows, K.REGION_BYTES), dtype=np.uint8)
+        self.head_cov = np.zeros((initial_rows, K.REGION_BYTES // 8), dtype=np.uint8)
         self.head_free = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
         self.counters[K.CT_FREE_HEADS] = initial_rows
-        self.ready = np.zeros(65536, dtype=np.int64)
+        self.ready = np.zeros((65536, 5), dtype=np.int64)
         self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
@@ -85,7 +86,7 @@ class FlowTable:
         slot[:, K.SL_CUR_WIN] = -1
         slot[:, K.SL_ROW] = -1
         slot[:, K.SL_BASE_SEQ] = -1
-        slot[:, K.SL_HEAD_ROW] = -1
+        slot[:, K.SL_REG_ROW] = -1
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> None:
@@ -107,17 +108,16 @@ class FlowTable:
                 self._grow_work_space()
 
     def _drain_heads(self) -> None:
-        """Hand complete heads to ``on_head`` and recycle their buffers."""
+        """Hand complete regions to ``on_region`` and recycle their buffers."""
         c = self.counters
-        for s in self.ready[: c[K.CT_READY]].tolist():
-            row = int(self.slot[s, K.SL_HEAD_ROW])
-            if self.on_head is not None:
-                length = int(self.slot[s, K.SL_HEAD_LEN])
-                self.on_head(s, self.heads[row, :length].tobytes(), bool(self.slot[s, K.SL_AT_START]))
+        for s, row, start, length, index in self.ready[: c[K.CT_READY]].tolist():
+            if self.on_region is not None:
+                at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
+                self.on_region(s, index, start, self.heads[row, :length].tobytes(), at_start)
             self.head_free[c[K.CT_FREE_HEADS]] = row
             c[K.CT_FREE_HEADS] += 1
-            self.slot[s, K.SL_HEAD_ROW] = -1
         c[K.CT_READY] = 0
+
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:
         ids = np.empty(uniques.size, dtype=np.int64)
@@ -182,7 +182,7 @@ class FlowTable:
     def finish(self) -> FlowState:
         """Close every open window, hand over every head, return the state."""
         self.windows = _grow(self.windows, int(self.counters[K.CT_WINDOWS]) + 2 * self.n_flows + 1)
-        self.ready = _grow(self.ready, 2 * self.n_flows + 1)
+        self.ready = _grow(self.ready, 2 * self.n_flows + 1)  # one open region per direction
         K.finish_all(2 * self.n_flows, self.slot, self.hist, self.free_rows, self.windows,
                      self.ready, self.counters)
         self._drain_heads()
