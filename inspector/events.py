@@ -21,6 +21,7 @@ Protection, in order:
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +55,13 @@ MAIN_KINDS = ("main", "migration", "tls-migration", "tunnel", "tunnel-tls")
 
 @dataclass(frozen=True)
 class _Role:
-    kind: str  # main, multifd, nbd, tunnel, tls-migration, libvirtd, ssh
+    kind: str  # main, multifd, nbd, tunnel, tls-migration, migration, tunnel-tls, libvirtd, ssh
     carries: str  # ram, disk or control
+
+
+ROLES = {kind: _Role(kind, carries) for kind, carries in (
+    ("main", "ram"), ("multifd", "ram"), ("nbd", "disk"), ("tunnel", "ram"), ("tls-migration", "ram"),
+    ("migration", "ram"), ("tunnel-tls", "ram"), ("libvirtd", "control"), ("ssh", "ram"))}
 
 
 def _tunnel_flows(evidence: pd.DataFrame) -> set[str]:
@@ -68,56 +74,56 @@ def _tunnel_flows(evidence: pd.DataFrame) -> set[str]:
     return uids
 
 
-def _role(row, tunnels: set[str]) -> _Role | None:
-    data = row.orig_bytes + row.resp_bytes
-    if row.protocol == "qemu-migration":
-        return _Role("main", "ram")
-    if row.protocol == "qemu-multifd":
-        return _Role("multifd", "ram")
-    if row.protocol == "nbd":
-        return _Role("nbd", "disk")
-    if row.uid in tunnels:
-        return _Role("tunnel", "ram")
-    if row.watch == "migration" and data >= BULK_BYTES:
-        return _Role("tls-migration" if row.protocol == "tls" else "migration", "ram")
-    if row.watch == "libvirtd":
-        if row.protocol == "tls" and data >= 16 * BULK_BYTES:
-            return _Role("tunnel-tls", "ram")
-        return _Role("libvirtd", "control")
-    if row.protocol == "ssh" and data >= 16 * BULK_BYTES:
-        return _Role("ssh", "ram")
-    return None
+def _roles(flows: pd.DataFrame, tunnels: set[str]) -> np.ndarray:
+    """The role kind of each flow in a migration, '' for none (vectorised)."""
+    protocol = flows["protocol"].to_numpy(dtype=object, na_value="")
+    watch = flows["watch"].astype(str).to_numpy(dtype=object)
+    data = (flows["orig_bytes"] + flows["resp_bytes"]).to_numpy()
+    tunnel = flows["uid"].isin(tunnels).to_numpy()
+    migration_port, libvirtd_port = watch == "migration", watch == "libvirtd"
+    return np.select(
+        [protocol == "qemu-migration", protocol == "qemu-multifd", protocol == "nbd", tunnel,
+         migration_port & (data >= BULK_BYTES) & (protocol == "tls"), migration_port & (data >= BULK_BYTES),
+         libvirtd_port & (protocol == "tls") & (data >= 16 * BULK_BYTES), libvirtd_port,
+         (protocol == "ssh") & (data >= 16 * BULK_BYTES)],
+        ["main", "multifd", "nbd", "tunnel", "tls-migration", "migration", "tunnel-tls", "libvirtd", "ssh"],
+        "",
+    )
+
+
+_Member = namedtuple("_Member", "uid orig_h resp_h orig_bytes resp_bytes verdict")
 
 
 def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The events table and, per flow, its event id ('' when none)."""
-    tunnels = _tunnel_flows(evidence)
     event_of = np.full(len(flows), "", dtype=object)
-    candidates = []
-    for i, row in enumerate(flows.itertuples(index=False)):
-        role = _role(row, tunnels)
-        if role is not None:
-            candidates.append((row.ts, i, row, role))
+    kinds = _roles(flows, _tunnel_flows(evidence))
+    picked = np.flatnonzero(kinds != "")
+    sub = flows.iloc[picked]
+    starts = sub["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ends = starts + sub["duration"].to_numpy(dtype="timedelta64[ns]").astype(np.int64)
+    members = map(_Member._make, zip(*(sub[c].astype(str).tolist() if c in ("verdict", "uid", "orig_h", "resp_h")
+                                       else sub[c].tolist() for c in _Member._fields)))
+    gap = GAP.value
     groups: list[dict] = []
     open_groups: dict[tuple[str, str], dict] = {}
-    for ts, i, row, role in sorted(candidates, key=lambda c: (c[0], c[1])):
+    for _, i, start, end, kind, row in sorted(zip(starts.tolist(), range(len(picked)), starts.tolist(),
+                                                  ends.tolist(), kinds[picked].tolist(), members)):
+        role = ROLES[kind]
         key = (row.orig_h, row.resp_h)
-        end = row.ts + row.duration
         group = open_groups.get(key)
-        is_main = role.kind in MAIN_KINDS
-        # A main channel that opens after the previous one closed is the next migration.
+        is_main = kind in MAIN_KINDS
         # Channels and tunnels must overlap the event; a main channel may follow within GAP.
-        reach = group["end"] + GAP if group is not None and is_main else (group["end"] if group else None)
-        if (group is None or ts > reach
-                or (is_main and group["main_end"] is not None and ts > group["main_end"])):
-            group = {"src": row.orig_h, "dst": row.resp_h, "start": ts, "end": end, "members": [],
+        if (group is None or start > group["end"] + (gap if is_main else 0)
+                or (is_main and group["main_end"] is not None and start > group["main_end"])):
+            group = {"src": row.orig_h, "dst": row.resp_h, "start": start, "end": end, "members": [],
                      "main_end": None}
             open_groups[key] = group
             groups.append(group)
         group["end"] = max(group["end"], end)
         if is_main:
             group["main_end"] = end if group["main_end"] is None else max(group["main_end"], end)
-        group["members"].append((i, row, role))
+        group["members"].append((int(picked[i]), row, role))
     # An SSH or libvirtd flow alone is not evidence of a migration (scp looks the same).
     groups = [g for g in groups if any(r.kind not in ("ssh", "libvirtd") for _, _, r in g["members"])]
     records = []
@@ -134,7 +140,7 @@ def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFr
         elif dtype == "string":
             events[name] = events[name].astype("string")
         else:
-            events[name] = pd.to_datetime(events[name], utc=True)
+            events[name] = pd.to_datetime(events[name].astype("int64"), unit="ns", utc=True)
     return events, event_of
 
 
