@@ -1,4 +1,5 @@
-"""Classification: randomness statistics per direction, then verdicts."""
+"""Classification: randomness statistics per direction, then verdicts; protocol
+evidence (``evidence.py``) then overrides what framing proves."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 
-from .base import CLEARTEXT, NOTHING, Detection, human, line, listing, u32
+from .base import CLEARTEXT, NOTHING, Detection, human, line, listing
 from . import qemu
 
 HEADER_SIZE = 28

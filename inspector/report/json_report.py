@@ -10,7 +10,6 @@ in step.
 from __future__ import annotations
 
 import json
-import math
 from typing import IO, Any
 
 import numpy as np
