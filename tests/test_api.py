@@ -74,3 +74,9 @@ def test_watched_and_internal_nets():
     assert (v4["watch"] == "internal-api").all()
     assert len(result.watched) >= len(v4)
     assert [str(n) for n in result.watch.internal_nets] == ["127.0.0.0/8"]
+
+
+def test_progress_callback_counts_every_packet():
+    seen = []
+    result = inspector.analyze(BASE, on_progress=seen.append)
+    assert sum(seen) == result.inputs["packets"].iloc[0] > 0
