@@ -32,6 +32,8 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
+from inspector.units import human_bytes
+
 VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
 PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
 # What a direction's verdict rests on: picks the reason text.
@@ -46,17 +48,6 @@ HEAD_PLAIN_ENTROPY = 4.0
 HEAD_PLAIN_MIN_BYTES = 2048
 HEAD_RANDOM_MIN_BYTES = 2048
 COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    if n < 1048576:
-        return f"{n / 1024:.1f} KiB"
-    if n < 1073741824:
-        return f"{n / 1048576:.1f} MiB"
-    return f"{n / 1073741824:.1f} GiB"
 
 
 def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:

@@ -132,11 +132,3 @@ def line(*parts: str) -> str:
     """Join non-empty parts with '; ' into one evidence line of bounded length."""
     text = "; ".join(p for p in parts if p)
     return text if len(text) <= EVIDENCE_MAX else text[:EVIDENCE_MAX - 3] + "..."
-
-
-def human(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1048576:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1048576:.1f} MiB"

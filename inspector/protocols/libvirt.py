@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import struct
 
-from .base import CLEARTEXT, NOTHING, Detection, human, line, listing
+from inspector.units import human_bytes
+
+from .base import CLEARTEXT, NOTHING, Detection, line, listing
 from . import qemu
 
 HEADER_SIZE = 28
@@ -178,13 +180,13 @@ def _detection(c: _Chain, pos: int, head: str) -> Detection:
     t = f["tunnel"]
     if f["tunnelled_qevm"]:
         what = f"machine {t['machine']}, " if t and t.get("machine") else ""
-        exposed = f"{human(t['guest_bytes'])} guest memory" if t else "QEMU stream"
+        exposed = f"{human_bytes(t['guest_bytes'])} guest memory" if t else "QEMU stream"
         parts.append(f"tunnelled migration in clear: STREAM payload starts QEVM v3 ({what}{exposed})")
     elif t:
-        parts.append(f"QEMU page records in STREAM payloads ({human(t['guest_bytes'])} guest memory)")
+        parts.append(f"QEMU page records in STREAM payloads ({human_bytes(t['guest_bytes'])} guest memory)")
     if c.stream_messages:
         parts.append(f"{c.stream_messages} STREAM message{'s' if c.stream_messages != 1 else ''} "
-                     f"({human(c.stream_bytes)})")
+                     f"({human_bytes(c.stream_bytes)})")
     if c.calls:
         parts.append(f"calls {listing(c.calls, 3)}")
     if c.keepalives:

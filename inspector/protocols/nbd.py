@@ -22,7 +22,9 @@ given), replies, chained.
 
 from __future__ import annotations
 
-from .base import CLEARTEXT, NOTHING, Detection, clean, human, line, listing, name_at, u16, u32, u64
+from inspector.units import human_bytes
+
+from .base import CLEARTEXT, NOTHING, Detection, clean, line, listing, name_at, u16, u32, u64
 
 NBDMAGIC = b"NBDMAGIC"
 IHAVEOPT = b"IHAVEOPT"                     # NBD_OPTS_MAGIC
@@ -122,7 +124,7 @@ def _request_text(f: dict) -> str:
         return ""
     total = sum(f["requests"].values())
     kinds = ", ".join(f"{n} {k}" for k, n in f["requests"].items())
-    exposed = f" ({human(f['write_bytes'])} of disk data in clear)" if f["write_bytes"] else ""
+    exposed = f" ({human_bytes(f['write_bytes'])} of disk data in clear)" if f["write_bytes"] else ""
     return f"{total} requests: {kinds}{exposed}"
 
 
@@ -170,7 +172,7 @@ def server_at_start(data: bytes) -> Detection | None:
         size = u64(data, 16)
         f["chained"] = _replies(data, 16 + 8 + 4 + 124, f)
         return Detection("nbd", 0, line("NBD oldstyle greeting (no negotiation, no TLS possible)",
-                                        f"export size {human(size or 0)}"), CLEARTEXT, f)
+                                        f"export size {human_bytes(size or 0)}"), CLEARTEXT, f)
     if data[8:16] != IHAVEOPT:
         return None
     f["style"] = "newstyle"

@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import re
 
-from .base import (CLEARTEXT, Detection, clean, cstring, human, line, listing, name_at,
+from inspector.units import human_bytes
+
+from .base import (CLEARTEXT, Detection, clean, cstring, line, listing, name_at,
                    u16, u32, u64)
 
 # ------------------------------------------------------------------ main channel
@@ -416,11 +418,11 @@ class _Walk:
         parts = []
         recs = []
         if self.pages:
-            recs.append(f"{self.pages} PAGE ({human(self.pages * TARGET_PAGE_SIZE)} guest memory in clear)")
+            recs.append(f"{self.pages} PAGE ({human_bytes(self.pages * TARGET_PAGE_SIZE)} guest memory in clear)")
         if self.zero:
             recs.append(f"{self.zero} ZERO")
         if self.xbzrle:
-            recs.append(f"{self.xbzrle} XBZRLE ({human(self.xbzrle_bytes)} of deltas)")
+            recs.append(f"{self.xbzrle} XBZRLE ({human_bytes(self.xbzrle_bytes)} of deltas)")
         if self.compressed:
             recs.append(f"{self.compressed} COMPRESS_PAGE")
         if recs:
@@ -589,7 +591,7 @@ def _multifd_evidence(f: dict, head: str) -> str:
     if comp is None:
         pages = "no page payload yet"
     elif comp == "none":
-        pages = f"raw 4 KiB pages ({human(f['guest_bytes'])} guest memory in clear)"
+        pages = f"raw 4 KiB pages ({human_bytes(f['guest_bytes'])} guest memory in clear)"
     else:
         magic = " (frame magic seen)" if f["compression_magic_seen"] else ""
         pages = f"{comp}-compressed pages{magic}"

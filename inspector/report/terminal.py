@@ -14,7 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.analysis import Analysis
-from inspector.classify.verdicts import VERDICTS, human_bytes
+from inspector.classify.verdicts import VERDICTS
+from inspector.units import human_bytes
 
 VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}
 # Reviewers read the exposed flows first.

@@ -1,0 +1,14 @@
+"""Human-readable sizes, shared by reasons, evidence lines and reports."""
+
+from __future__ import annotations
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB' (B, KiB, MiB, GiB)."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    if n < 1048576:
+        return f"{n / 1024:.1f} KiB"
+    if n < 1073741824:
+        return f"{n / 1048576:.1f} MiB"
+    return f"{n / 1073741824:.1f} GiB"
