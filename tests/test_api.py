@@ -80,3 +80,23 @@ def test_progress_callback_counts_every_packet():
     seen = []
     result = inspector.analyze(BASE, on_progress=seen.append)
     assert sum(seen) == result.inputs["packets"].iloc[0] > 0
+
+
+def test_scalar_and_column_originator_rules_agree():
+    """The detectors orient a flow with the one-row rule while its packets are
+    still arriving; the flows table uses the column rule. They must agree."""
+    import numpy as np
+
+    from inspector.capture.reader import CaptureReader
+    from inspector.flows.frame import originator_is_a, originator_is_a_one
+    from inspector.flows.table import FlowTable
+
+    service = inspector.Watchlist().service_ports
+    captures = Path(__file__).resolve().parents[1] / "captures"
+    for path in [BASE, captures / "qemu-ssh-tunnel.pcap.gz", captures / "variants" / "qemu-plain-mtu1500-midflow.pcap.gz"]:
+        table = FlowTable()
+        for batch in CaptureReader(path):
+            table.add(batch)
+        flow = table.finish().flow
+        column = originator_is_a(flow, service)
+        assert np.array_equal(column, [originator_is_a_one(row, service) for row in flow])

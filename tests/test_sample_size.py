@@ -10,42 +10,23 @@ lean either way there, but must say so with a low confidence.
 
 from __future__ import annotations
 
-import gzip
 import json
+import sys
 from pathlib import Path
 
-import dpkt
 import pytest
 
 import inspector
 
-CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from accuracy import cut_capture  # noqa: E402 - the accuracy report's cutter, one copy
+
+CAPTURES = ROOT / "captures"
 MANIFEST = json.loads((CAPTURES / "manifest.json").read_text())
 LIMITS = [64, 256, 1024, 1536, 2048, 4096, 16384, 65536, 262144]
 SIDE = {"plaintext": "cleartext", "compressed": "cleartext", "encrypted": "encrypted"}
 CONFIDENT = 0.8
-
-
-def cut_capture(src: Path, dst: Path, limit: int) -> None:
-    """Copy ``src`` keeping at most ``limit`` payload bytes per flow direction."""
-    opener = gzip.open if src.suffix == ".gz" else open
-    sent: dict[tuple, int] = {}
-    with opener(src, "rb") as fin, open(dst, "wb") as fout:
-        reader = dpkt.pcap.Reader(fin)
-        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink(), snaplen=262144)
-        for ts, frame in reader:
-            eth = dpkt.ethernet.Ethernet(frame)
-            ip, tcp = eth.data, eth.data.data
-            key = (ip.src, tcp.sport, ip.dst, tcp.dport)
-            room = limit - sent.get(key, 0)
-            if tcp.data:
-                if room <= 0:
-                    continue
-                tcp.data = tcp.data[:room]
-                sent[key] = sent.get(key, 0) + len(tcp.data)
-                ip.len = ip.hl * 4 + len(bytes(tcp))
-                ip.sum = 0
-            writer.writepkt(bytes(eth), ts)
 
 
 @pytest.mark.parametrize("capture", MANIFEST["captures"], ids=lambda c: c["name"])

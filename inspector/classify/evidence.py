@@ -68,8 +68,12 @@ class DetectionCollector:
         other = self.pending.pop(2 * flow + 1 - direction, None)
         if other is None:
             self.pending[slot] = (data, at_start)
-            return
-        a, b = ((data, at_start), other) if direction == 0 else (other, (data, at_start))
+        else:
+            self._detect(flow, direction, (data, at_start), other)
+
+    def _detect(self, flow: int, direction: int, head: tuple[bytes, bool], other: tuple[bytes, bool]) -> None:
+        """Run the detectors on both heads of a flow (``head`` is ``direction``'s)."""
+        a, b = (head, other) if direction == 0 else (other, head)
         if not a[0] and not b[0]:
             return
         orig, resp = (a, b) if self.orientation(flow) else (b, a)
@@ -83,11 +87,9 @@ class DetectionCollector:
 
     def finish(self) -> dict[int, list[Detection]]:
         """Flows with one head only (the other direction never sent data)."""
-        for slot, (data, at_start) in list(self.pending.items()):
-            del self.pending[slot]
-            flow, direction = divmod(slot, 2)
-            self.pending[2 * flow + 1 - direction] = (b"", False)
-            self.on_head(slot, data, at_start)
+        for slot, head in self.pending.items():
+            self._detect(slot // 2, slot % 2, head, (b"", False))
+        self.pending.clear()
         return self.found
 
 

@@ -70,15 +70,7 @@ def format_addresses(hi: np.ndarray, lo: np.ndarray, version: np.ndarray) -> lis
 
 def flow_uids(words: list[np.ndarray]) -> np.ndarray:
     """Deterministic Zeek-style ids ('C' + 11 base62 chars) from key words."""
-    h = np.full(words[0].shape, 0x9E3779B97F4A7C15, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for w in words:
-            h ^= w.astype(np.uint64)
-            h ^= h >> np.uint64(30)
-            h *= np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(27)
-            h *= np.uint64(0x94D049BB133111EB)
-            h ^= h >> np.uint64(31)
+    h = K.mix_rows(np.stack([w.astype(np.uint64) for w in words], axis=1))
     chars = np.empty((h.size, 12), dtype=np.uint8)
     chars[:, 0] = ord("C")
     for i in range(11, 0, -1):

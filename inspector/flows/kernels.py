@@ -133,6 +133,18 @@ def flow_keys(fields, addrs):
 
 
 @njit(cache=True)
+def mix_rows(words):
+    """One 64-bit hash per row of ``words`` (uint64 [n, m]), same mixer as the keys."""
+    out = np.empty(words.shape[0], dtype=np.uint64)
+    for i in range(words.shape[0]):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for j in range(words.shape[1]):
+            h = _mix(h, words[i, j])
+        out[i] = h
+    return out
+
+
+@njit(cache=True)
 def first_index(codes, k):
     """Index of the first packet of each of ``k`` codes."""
     first = np.full(k, -1, dtype=np.int64)

@@ -1,7 +1,7 @@
 """The JSON result: a stable contract for users and later tools.
 
 Top level: ``schema_version``, ``tool``, ``watchlist``, ``inputs``,
-``anomalies`` and ``flows`` (one object per flow with every column of
+``anomalies``, ``events`` and ``flows`` (one object per flow with every column of
 ``inspector.flows.schema.FLOW_COLUMNS``). ``json_schema()`` returns the JSON
 Schema of this document; docs/result.schema.json is a copy the tests keep
 in step.
@@ -53,11 +53,6 @@ def _evidence_lists(uids: pd.Series, evidence: pd.DataFrame | None) -> list[list
     return [by_uid.get(uid, []) for uid in uids.tolist()]
 
 
-def flow_records(flows: pd.DataFrame, evidence: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """Flows as JSON-ready dicts."""
-    return json.loads("[" + ",".join(_json_lines(flows, evidence)) + "]")
-
-
 def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = 20000):
     """One JSON object per flow, encoded by pandas' C encoder in chunks."""
     for start in range(0, len(flows), chunk):
@@ -70,8 +65,7 @@ def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int =
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list)."""
     records = []
-    for row in events.to_dict("records"):
-        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    for row in map(_native, events.to_dict("records")):
         for key in ("start", "end"):
             row[key] = pd.Timestamp(row[key]).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         row["uids"] = row["uids"].split(",") if row["uids"] else []
@@ -99,28 +93,28 @@ def _ranges(ports: frozenset[int]) -> list[str]:
     return out
 
 
-def result_document(analysis: Analysis, flows: bool = True) -> dict[str, Any]:
-    """The whole result as a dict (``flows=False`` leaves the flows out)."""
+def _native(row: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> Python values, for json."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def document_head(analysis: Analysis) -> dict[str, Any]:
+    """Everything of the result document but the flows (streamed after it)."""
     from inspector import __version__
 
-    inputs = analysis.inputs.to_dict("records")
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "inspector", "version": __version__},
         "watchlist": watchlist_dict(analysis.watch),
-        "inputs": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in inputs],
-        "anomalies": [
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in analysis.anomalies.to_dict("records")
-        ],
+        "inputs": [_native(row) for row in analysis.inputs.to_dict("records")],
+        "anomalies": [_native(row) for row in analysis.anomalies.to_dict("records")],
         "events": event_records(analysis.events),
-        **({"flows": flow_records(analysis.flows, analysis.evidence)} if flows else {}),
     }
 
 
 def write_json(analysis: Analysis, handle: IO[str]) -> None:
     """Write the document, one flow per line, without building it whole in memory."""
-    head = json.dumps(result_document(analysis, flows=False), indent=1, allow_nan=False)
+    head = json.dumps(document_head(analysis), indent=1, allow_nan=False)
     handle.write(head[:-2] + ',\n "flows": [')
     sep = "\n  "
     for line in _json_lines(analysis.flows, analysis.evidence):
