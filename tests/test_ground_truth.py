@@ -20,10 +20,8 @@ CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 MANIFEST = json.loads((CAPTURES / "manifest.json").read_text())
 ENTRIES = MANIFEST["captures"] + MANIFEST.get("variants", [])
 LABELLED = [(c["name"], flow) for c in ENTRIES for flow in c["flows"]]
-# Flows the classifier still gets wrong, with why. With snaplen 256 the
-# multifd channels show only their init packet and a first SYNC header (no
-# compression flag yet) in contiguous bytes, and every later header is cut.
-KNOWN_MISSES = {("qemu-multifd-zstd-snap256", "qemu-multifd")}
+# Flows the classifier still gets wrong, with why (none at present).
+KNOWN_MISSES: set[tuple[str, str]] = set()
 
 
 @cache

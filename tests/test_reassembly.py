@@ -10,10 +10,12 @@ import dpkt
 import pytest
 
 import inspector
+from inspector.classify.evidence import DetectionCollector
+from inspector.protocols.qemu import MULTIFD_HEAD
 from capture_variants import Rec, read_pcap, write_pcap
 from inspector.capture.reader import CaptureReader
 from inspector.flows import kernels as K
-from inspector.flows.table import FlowTable
+from inspector.flows.table import FlowTable, Region
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -68,11 +70,16 @@ def test_reordered_and_retransmitted_segments_miss_nothing(plain_mtu1500, tmp_pa
 
 
 def heads_of(path: Path) -> dict[int, tuple[bytes, bool]]:
-    heads: dict[int, tuple[bytes, bool]] = {}
+    return {slot: (r.data, r.at_start) for slot, r in regions_of(path).items()}
 
-    def keep_head(slot: int, index: int, offset: int, data: bytes, at_start: bool) -> None:
-        if index == 0:
-            heads[slot] = (data, at_start)
+
+def regions_of(path: Path) -> dict[int, Region]:
+    """The head region of every direction of every flow in a capture."""
+    heads: dict[int, Region] = {}
+
+    def keep_head(region: Region) -> None:
+        if region.index == 0:
+            heads[region.slot] = region
 
     table = FlowTable(on_region=keep_head)
     for batch in CaptureReader(path):
@@ -100,3 +107,35 @@ def test_mid_stream_capture_has_no_start():
     assert heads and not any(at_start for _, at_start in heads)
     assert not any(h.startswith(b"QEVM") for h, _ in heads)
     assert migration_flow(path).mid_stream
+
+
+def test_segment_starts_beyond_a_hole_come_as_islands():
+    """Snaplen 256 keeps ~190 bytes of each 64 KiB segment: the head is the
+    first 254 bytes, and the multifd packet header that starts the next
+    segment arrives as an island at its true stream offset."""
+    path = CAPTURES / "variants" / "qemu-multifd-zstd-snap256.pcap.gz"
+    multifd = [r for r in regions_of(path).values() if r.data.startswith(MULTIFD_HEAD)]
+    assert len(multifd) == 2
+    for region in multifd:
+        assert len(region.data) < 300 and region.at_start
+        offset, island = region.islands[0]
+        assert offset > len(region.data) and island.startswith(MULTIFD_HEAD)
+        assert all(a[0] + len(a[1]) < b[0] for a, b in zip(region.islands, region.islands[1:]))
+
+
+def test_islands_add_detail_but_never_name_a_protocol():
+    """Next to a proof of the same protocol an island adds its fields; an
+    island alone (nothing proven by contiguous bytes) names nothing."""
+    path = CAPTURES / "variants" / "qemu-multifd-zstd-snap256.pcap.gz"
+    region = next(r for r in regions_of(path).values() if r.data.startswith(MULTIFD_HEAD))
+    flow, island_at = region.slot // 2, region.islands[0][0]
+
+    def collect(head: Region) -> list:
+        collector = DetectionCollector(lambda _flow: region.slot % 2 == 0)
+        collector.on_region(head)
+        return collector.finish().get(flow, [])
+
+    found = collect(region)
+    assert [d.offset for d in found] == [0, island_at]
+    assert found[1].fields["compression"] == "zstd"
+    assert collect(Region(region.slot, 0, 0, b"\0" * 64, True, region.islands)) == []

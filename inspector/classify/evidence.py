@@ -16,6 +16,7 @@ import pandas as pd
 
 from inspector.classify.verdicts import VERDICTS
 from inspector.flows.kernels import PROBE_FIRST
+from inspector.flows.table import Region
 from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, detect, detect_flow
 
 # When a flow shows several protocols, the one named in the flows table.
@@ -45,51 +46,75 @@ class DetectionCollector:
     asked when the second head of a flow arrives, by which time the SYN (if
     any) has been seen. Memory: one head per flow whose other head is
     still being filled.
+
+    Islands (bytes seen beyond a hole, e.g. segment starts under a short
+    snaplen) are scanned mid-stream, but their detections only add detail
+    to a protocol the flow's contiguous bytes proved: a few hundred bytes
+    are too little to name a protocol on their own.
     """
 
     def __init__(self, orientation: Callable[[int], bool]) -> None:
         self.orientation = orientation
-        self.pending: dict[int, tuple[bytes, bool]] = {}
+        self.pending: dict[int, Region] = {}
         self.found: dict[int, list[Detection]] = {}
+        self.from_islands: dict[int, list[Detection]] = {}
 
-    def on_region(self, slot: int, index: int, offset: int, data: bytes, at_start: bool) -> None:
+    def on_region(self, region: Region) -> None:
         """Heads (region 0) are paired per flow; probes further in are read at once."""
-        if index == 0:
-            self.on_head(slot, data, at_start)
-        elif data:
-            flow, direction = divmod(slot, 2)
-            side = ORIG if self.orientation(flow) == (direction == 0) else RESP
-            hits = [d.shifted(offset) for d in detect(data, direction=side, at_start=False)]
+        flow, direction = divmod(region.slot, 2)
+        if region.index == 0:
+            other = self.pending.pop(2 * flow + 1 - direction, None)
+            if other is None:
+                self.pending[region.slot] = region
+            else:
+                self._detect_heads(flow, region, other)
+            return
+        side = self._side(flow, direction)
+        if region.data:
+            hits = [d.shifted(region.offset) for d in detect(region.data, direction=side, at_start=False)]
             if hits:
                 self.found.setdefault(flow, []).extend(hits)
+        self._scan_islands(flow, side, region)
 
-    def on_head(self, slot: int, data: bytes, at_start: bool) -> None:
-        flow, direction = divmod(slot, 2)
-        other = self.pending.pop(2 * flow + 1 - direction, None)
-        if other is None:
-            self.pending[slot] = (data, at_start)
-        else:
-            self._detect(flow, direction, (data, at_start), other)
+    def _side(self, flow: int, direction: int) -> str:
+        return ORIG if self.orientation(flow) == (direction == 0) else RESP
 
-    def _detect(self, flow: int, direction: int, head: tuple[bytes, bool], other: tuple[bytes, bool]) -> None:
-        """Run the detectors on both heads of a flow (``head`` is ``direction``'s)."""
-        a, b = (head, other) if direction == 0 else (other, head)
-        if not a[0] and not b[0]:
+    def _scan_islands(self, flow: int, side: str, region: Region) -> None:
+        for offset, data in region.islands:
+            hits = [d.shifted(offset) for d in detect(data, direction=side, at_start=False)]
+            if hits:
+                self.from_islands.setdefault(flow, []).extend(hits)
+
+    def _detect_heads(self, flow: int, head: Region, other: Region | None) -> None:
+        """Run the detectors on both heads of a flow."""
+        orig, resp = (head, other) if self._side(flow, head.slot % 2) == ORIG else (other, head)
+        orig_data, orig_start = (orig.data, orig.at_start) if orig else (b"", False)
+        resp_data, resp_start = (resp.data, resp.at_start) if resp else (b"", False)
+        for region in (orig, resp):
+            if region is not None:
+                self._scan_islands(flow, ORIG if region is orig else RESP, region)
+        if not orig_data and not resp_data:
             return
-        orig, resp = (a, b) if self.orientation(flow) else (b, a)
         # Heads that start at the stream start get the start-of-stream rows only:
         # scanning every unknown head for mid-stream framing would cost ~0.1 ms
         # a head (20 s for 100k flows); heads captured mid-stream get the scan.
-        hits = detect_flow(orig[0], resp[0], orig_at_start=orig[1], resp_at_start=resp[1],
+        hits = detect_flow(orig_data, resp_data, orig_at_start=orig_start, resp_at_start=resp_start,
                            fallback=False)
         if hits:
             self.found[flow] = hits + self.found.get(flow, [])
 
     def finish(self) -> dict[int, list[Detection]]:
-        """Flows with one head only (the other direction never sent data)."""
+        """Flows with one head only (the other direction never sent data), and
+        island detections of protocols that contiguous bytes proved."""
         for slot, head in self.pending.items():
-            self._detect(slot // 2, slot % 2, head, (b"", False))
+            self._detect_heads(slot // 2, head, None)
         self.pending.clear()
+        for flow, hits in self.from_islands.items():
+            proven = {d.protocol for d in self.found.get(flow, ())}
+            kept = [d for d in hits if d.protocol in proven]
+            if kept:
+                self.found[flow].extend(kept)
+        self.from_islands.clear()
         return self.found
 
 
@@ -107,9 +132,10 @@ def _field(fields, path):
     return fields
 
 
-def _compressed(hits: list[Detection]) -> bool:
-    return any(_field(d.fields, ("compression",)) not in (None, "none") for d in hits
-               if d.proves == CLEARTEXT)
+def _compressed(hits: list[Detection]) -> Detection | None:
+    """The first cleartext detection whose fields name a compression method."""
+    return next((d for d in hits if d.proves == CLEARTEXT
+                 and _field(d.fields, ("compression",)) not in (None, "none")), None)
 
 
 def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
@@ -142,10 +168,13 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         sealed = [d for d in hits if d.proves == ENCRYPTED]
         if clear:
             proof = min(clear, key=_preference)
-            verdict[i] = "compressed" if _compressed(clear) or (
+            squeezed = _compressed(clear)
+            verdict[i] = "compressed" if squeezed is not None or (
                 verdict[i] == "compressed" and proof.protocol != "qemu-migration") else "plaintext"
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
+            if squeezed is not None and squeezed is not proof:
+                reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
         elif sealed:
             proof = sealed[0]
             verdict[i] = "encrypted"

@@ -51,7 +51,8 @@ SL_REG_START = 18  # stream offset of the region's first byte
 N_SLOT_COLS = 19
 
 # Columns of FlowTable.ready (int64): regions handed over, one row each
-RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX = range(5)
+RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX, RD_KEPT_END = range(6)
+N_READY_COLS = 6
 
 # FlowTable.counters (int64): free/used counts of the shared pools
 CT_FREE_HIST = 0
@@ -298,6 +299,7 @@ def _hand_over_region(s, slot, ready, counters):
     ready[k, RD_START] = slot[s, SL_REG_START]
     ready[k, RD_LEN] = slot[s, SL_REG_LEN]
     ready[k, RD_INDEX] = slot[s, SL_REG_INDEX]
+    ready[k, RD_KEPT_END] = slot[s, SL_REG_OOO]
     counters[CT_READY] = k + 1
     slot[s, SL_REG_STATE] = 0
     slot[s, SL_REG_ROW] = -1

@@ -46,9 +46,30 @@ def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
     return out
 
 
-RegionHandler = Callable[[int, int, int, bytes, bool], None]
-"""Called with (slot, region index (0 = head), stream offset of the first
-byte, the reassembled bytes, whether they start at the true stream start)."""
+MAX_ISLANDS = 16
+"""Islands handed over per region; a snaplen-cut stream has one per segment."""
+MIN_ISLAND = 8
+
+
+@dataclass(frozen=True)
+class Region:
+    """A reassembled region of one direction's stream.
+
+    ``data`` is the contiguous part from ``offset``. When a hole follows it
+    (lost packets, or a snaplen that cut every segment), the bytes seen beyond
+    the hole come as ``islands``: (stream offset, bytes) runs in stream order,
+    so detectors can still read headers that start a segment.
+    """
+
+    slot: int             # 2 * flow + direction (0: endpoint A sent)
+    index: int            # 0: the head, then probes further in
+    offset: int           # stream offset of data[0]
+    data: bytes
+    at_start: bool        # data starts at the true stream start
+    islands: tuple[tuple[int, bytes], ...] = ()
+
+
+RegionHandler = Callable[[Region], None]
 
 
 class FlowTable:
@@ -76,7 +97,7 @@ class FlowTable:
         self.head_cov = np.zeros((initial_rows, K.REGION_BYTES // 8), dtype=np.uint8)
         self.head_free = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
         self.counters[K.CT_FREE_HEADS] = initial_rows
-        self.ready = np.zeros((65536, 5), dtype=np.int64)
+        self.ready = np.zeros((65536, K.N_READY_COLS), dtype=np.int64)
         self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
@@ -110,13 +131,24 @@ class FlowTable:
     def _drain_heads(self) -> None:
         """Hand complete regions to ``on_region`` and recycle their buffers."""
         c = self.counters
-        for s, row, start, length, index in self.ready[: c[K.CT_READY]].tolist():
+        for s, row, start, length, index, kept_end in self.ready[: c[K.CT_READY]].tolist():
             if self.on_region is not None:
                 at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
-                self.on_region(s, index, start, self.heads[row, :length].tobytes(), at_start)
+                islands = self._islands(row, start, length, kept_end) if kept_end > length else ()
+                self.on_region(Region(s, index, start, self.heads[row, :length].tobytes(),
+                                      at_start, islands))
             self.head_free[c[K.CT_FREE_HEADS]] = row
             c[K.CT_FREE_HEADS] += 1
         c[K.CT_READY] = 0
+
+    def _islands(self, row: int, start: int, length: int, kept_end: int) -> tuple[tuple[int, bytes], ...]:
+        """Runs of bytes kept after the first hole of a region (coverage bitmap)."""
+        bitmap = self.head_cov[row, : (kept_end + 7) // 8]
+        covered = np.unpackbits(bitmap, bitorder="little")[:kept_end]
+        covered[:length] = 0
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], covered.astype(np.int8), [0]))))
+        runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= MIN_ISLAND]
+        return tuple((start + a, self.heads[row, a:b].tobytes()) for a, b in runs[:MAX_ISLANDS])
 
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:

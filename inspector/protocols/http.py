@@ -212,9 +212,9 @@ def mid_stream(data: bytes) -> Detection | None:
         if start >= 0 and start not in tried:
             tried.add(start)
             if data.startswith(b"HTTP/", start):
-                det = _response_detection(data, start, f"HTTP response at offset {start},", mid=True)
+                det = _response_detection(data, start, "HTTP response mid-stream,", mid=True)
             else:
-                det = _request_detection(data, start, f"HTTP request at offset {start},", mid=True)
+                det = _request_detection(data, start, "HTTP request mid-stream,", mid=True)
             if det is not None:
                 return det
         i = data.find(b"HTTP/1.", i + 1)

@@ -476,7 +476,7 @@ def main_mid_stream(data: bytes) -> Detection | None:
             w.stop = status
             what = "page records" if mode == "records" else "sections"
             return Detection("qemu-migration", pos,
-                             line(f"QEMU migration {what} chained from offset {pos} ({w.units} units)",
+                             line(f"QEMU migration {what} chained mid-stream ({w.units} units)",
                                   w.summary()),
                              CLEARTEXT, w.fields())
     devices = [m for _, m in zip(range(64), _VMDESC_DEVICE.finditer(data))]
@@ -487,7 +487,7 @@ def main_mid_stream(data: bytes) -> Detection | None:
         w.vmdesc = (first, None)
         names = list(dict.fromkeys(m.group(1).decode() for m in devices))
         return Detection("qemu-migration", first,
-                         line(f"QEMU VM description JSON from offset {first}",
+                         line("QEMU VM description JSON",
                               f"devices {listing(names, 4)}" if names else "VMState field entries"),
                          CLEARTEXT, w.fields())
     return None
@@ -625,7 +625,7 @@ def multifd_mid_stream(data: bytes) -> Detection | None:
         if _multifd_chain(data, pos, f):
             f["ramblocks"] = list(f["ramblocks"])
             return Detection("qemu-multifd", pos,
-                             _multifd_evidence(f, f"multifd packet header at offset {pos}"),
+                             _multifd_evidence(f, "multifd packet header mid-stream"),
                              CLEARTEXT, f)
         pos = data.find(MULTIFD_HEAD, pos + 1)
     return None

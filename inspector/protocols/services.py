@@ -161,7 +161,7 @@ def amqp_mid_stream(data: bytes) -> Detection | None:
         f = _amqp_fields()
         if _amqp_frames(data, pos, f) >= 3:
             f["protocol_version"] = "0-9-1"
-            return _amqp_detection(f, pos, f"AMQP frames chained from offset {pos}")
+            return _amqp_detection(f, pos, "AMQP frames chained mid-stream")
     return None
 
 
@@ -431,7 +431,7 @@ def redis_mid_stream(data: bytes) -> Detection | None:
         f = {"commands": [], "inline": False}
         n = _redis_commands(data, m.start(), f)
         if n >= 2 or (n == 1 and data.find(b"*", m.end()) < 0):
-            return _redis_detection(f, m.start(), f"Redis RESP commands from offset {m.start()}")
+            return _redis_detection(f, m.start(), "Redis RESP commands mid-stream")
     return None
 
 

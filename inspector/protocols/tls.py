@@ -439,7 +439,7 @@ def mid_stream(data: bytes) -> Detection | None:
             kinds = {}
             for r in records:
                 kinds[RECORD_TYPES[r[1]]] = kinds.get(RECORD_TYPES[r[1]], 0) + 1
-            ev = line(f"TLS record chain from offset {pos}: {n} records "
+            ev = line(f"TLS record chain mid-stream: {n} records "
                       f"({', '.join(f'{v} {k}' for k, v in kinds.items())})",
                       "payload readable: NULL cipher?" if readable else "")
             proves = ENCRYPTED if app and not readable else NOTHING
