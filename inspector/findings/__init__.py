@@ -1,0 +1,2 @@
+"""Findings: rules (kept as data) over flows, events and secrets found in
+cleartext payload, each with severity, risks, proof and remediation."""
