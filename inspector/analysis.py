@@ -16,6 +16,7 @@ from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.events import build_events
 from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.schema import FLOW_COLUMNS
+from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS
 from inspector.flows.table import FlowTable
 from inspector.watch import ROLES, Watchlist
 
@@ -29,7 +30,8 @@ ANOMALY_COLUMNS = ["file", "kind", "count", "detail"]
 @dataclass
 class Analysis:
     """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows,
-    evidence), on ``event`` (flows, events) and on ``file`` (inputs, anomalies)."""
+    evidence, secrets, findings' uids), on ``event`` (flows, events) and on
+    ``file`` (inputs, anomalies)."""
 
     flows: pd.DataFrame
     windows: pd.DataFrame
@@ -38,6 +40,8 @@ class Analysis:
     inputs: pd.DataFrame
     anomalies: pd.DataFrame
     watch: Watchlist = field(default_factory=Watchlist)
+    findings: pd.DataFrame = field(default_factory=lambda: empty_frame(FINDING_COLUMNS))
+    secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COLUMNS))
 
     @property
     def watched(self) -> pd.DataFrame:
@@ -125,3 +129,12 @@ def _anomalies_frame(stats: list[InputStats]) -> pd.DataFrame:
         for kind, count in s.anomalies.items()
     ]
     return pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
+
+
+def empty_frame(columns: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """A table with no rows and the documented dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(dtype)) for name, (dtype, _doc) in columns.items()})
+
+
+def _pandas_dtype(dtype: str) -> str:
+    return "object" if dtype == "category" else dtype
