@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,10 @@ from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.events import build_events
 from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.schema import FLOW_COLUMNS
-from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS
+from inspector.findings.engine import build_findings
+from inspector.findings.facts import Facts
+from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS
+from inspector.findings.secrets import PATTERNS, SecretScanner
 from inspector.flows.table import FlowTable
 from inspector.watch import ROLES, Watchlist
 
@@ -25,6 +29,21 @@ PathLike = str | os.PathLike
 INPUT_COLUMNS = ["file", "format", "linktypes", "packets", "captured_bytes", "wire_bytes",
                  "truncated_packets", "non_ip_packets", "anomalies"]
 ANOMALY_COLUMNS = ["file", "kind", "count", "detail"]
+
+
+class Progress(NamedTuple):
+    """What ``analyze`` has read so far, for progress bars."""
+
+    packets: int
+    file_bytes: int        # bytes of the input files read (compressed bytes for gzip)
+    file_bytes_total: int
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -42,6 +61,7 @@ class Analysis:
     watch: Watchlist = field(default_factory=Watchlist)
     findings: pd.DataFrame = field(default_factory=lambda: empty_frame(FINDING_COLUMNS))
     secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COLUMNS))
+    secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COUNT_COLUMNS))
 
     @property
     def watched(self) -> pd.DataFrame:
@@ -54,15 +74,17 @@ def analyze(
     *,
     watch: Watchlist | None = None,
     internal_nets: Iterable[str] = (),
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     detectors: bool = True,
+    secrets: bool = True,
 ) -> Analysis:
     """Read capture files, build bidirectional flows and classify them.
 
     Several files are read in order as one capture (a flow seen in two files
-    is one flow). ``on_progress`` is called with the packets of each batch.
+    is one flow). ``on_progress`` gets a ``Progress`` after each batch.
     ``detectors=False`` leaves verdicts to the payload statistics alone (to
-    measure what the protocol evidence adds).
+    measure what the protocol evidence adds). ``secrets=False`` skips the scan
+    of cleartext payload for secrets (``Analysis.secrets``).
 
     Example::
 
@@ -75,18 +97,25 @@ def analyze(
     collector = DetectionCollector(
         lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
     table = FlowTable(on_region=collector.on_region if detectors else None)
+    scanner = SecretScanner(PATTERNS if secrets else ())
     stats: list[InputStats] = []
+    total = sum(_size(p) for p in path_list)
+    done_files = packets = 0
     for i, path in enumerate(path_list):
         reader = CaptureReader(path)
         for batch in reader:
-            table.add(batch, i)
+            flow_ids, dirs = table.add(batch, i)
+            scanner.scan(batch, flow_ids, dirs, table.slot)
+            packets += batch.n
             if on_progress:
-                on_progress(batch.n)
+                on_progress(Progress(packets, done_files + reader.file_bytes_read, total))
+        done_files += _size(path)
         stats.append(reader.stats)
     state = table.finish()
     flows, orig_slot, resp_slot = build_flows(state, watch.service_ports, [str(p) for p in path_list])
     flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
     flows, evidence = apply_evidence(flows, collector.finish(), np.arange(len(flows)))
+    secret_rows, secret_counts = scanner.finish(flows, orig_slot)
     flows["watch"] = pd.Categorical(
         watch.roles(flows["orig_p"].to_numpy("int64"), flows["resp_p"].to_numpy("int64"),
                     flows["orig_h"].tolist(), flows["resp_h"].tolist()),
@@ -98,8 +127,11 @@ def analyze(
     if state.hash_collisions and stats:
         stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
                           state.hash_collisions)
-    return Analysis(flows=flows, windows=windows, evidence=evidence, events=events, inputs=_inputs_frame(stats),
-                    anomalies=_anomalies_frame(stats), watch=watch)
+    result = Analysis(flows=flows, windows=windows, evidence=evidence, events=events,
+                      secrets=secret_rows, secret_counts=secret_counts,
+                      inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats), watch=watch)
+    result.findings = build_findings(Facts.of(result))
+    return result
 
 
 def _typed(flows: pd.DataFrame) -> pd.DataFrame:

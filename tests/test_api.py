@@ -76,10 +76,12 @@ def test_watched_and_internal_nets():
     assert [str(n) for n in result.watch.internal_nets] == ["127.0.0.0/8"]
 
 
-def test_progress_callback_counts_every_packet():
+def test_progress_callback_counts_every_packet_and_byte():
     seen = []
-    result = inspector.analyze(BASE, on_progress=seen.append)
-    assert sum(seen) == result.inputs["packets"].iloc[0] > 0
+    result = inspector.analyze([BASE, BASE], on_progress=seen.append)
+    assert seen[-1].packets == result.inputs["packets"].sum() > 0
+    assert seen[-1].file_bytes == seen[-1].file_bytes_total == 2 * BASE.stat().st_size
+    assert all(a.file_bytes <= b.file_bytes for a, b in zip(seen, seen[1:]))
 
 
 def test_scalar_and_column_originator_rules_agree():

@@ -145,11 +145,21 @@ class CaptureReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.stats = InputStats(file=str(path))
+        self._raw: BinaryIO | None = None
         self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
         self._addrs = np.empty((4, BATCH_ROWS), dtype=np.uint64)
 
+    @property
+    def file_bytes_read(self) -> int:
+        """Bytes of the file read so far (compressed bytes for gzip): for progress."""
+        try:
+            return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+        except (OSError, ValueError):
+            return 0
+
     def __iter__(self) -> Iterator[PacketBatch]:
         stream, gzipped = _open_stream(self.path)
+        self._raw = stream.fileobj if gzipped else stream  # type: ignore[attr-defined]
         with stream:
             chunk = _Chunker(stream, str(self.path))
             try:

@@ -21,6 +21,7 @@ FINDING_COLUMNS: dict[str, tuple[str, str]] = {
     "risks": ("string", "risks realised, comma-separated: denial of service, data leakage, data manipulation, code injection"),
     "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
     "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
+    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
     "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
     "events": ("string", "migration event ids, comma-separated (joins events.event)"),
     "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),
@@ -38,3 +39,11 @@ SECRET_COLUMNS: dict[str, tuple[str, str]] = {
     "label": ("string", "what matched, without the secret: e.g. 'password = <12 bytes>'"),
     "excerpt": ("object", "bytes around the match (raw; reports show them only with --show-payload)"),
 }
+
+SECRET_COUNT_COLUMNS: dict[str, tuple[str, str]] = {
+    "uid": ("string", "flow uid (joins flows.uid)"),
+    "direction": ("string", "orig or resp"),
+    "kind": SECRET_COLUMNS["kind"],
+    "count": ("int64", "matches in this flow direction (exact; the secrets table keeps the first few)"),
+}
+"""Columns of ``Analysis.secret_counts``: every match counted, not only the rows kept."""

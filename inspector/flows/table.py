@@ -110,8 +110,12 @@ class FlowTable:
         slot[:, K.SL_REG_ROW] = -1
         return slot
 
-    def add(self, batch: PacketBatch, input_index: int = 0) -> None:
-        """Fold a batch of decoded packets into the table."""
+    def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Fold a batch of decoded packets into the table.
+
+        Returns each packet's flow id (-1: not decoded) and direction (0:
+        endpoint A sent it), for consumers of the packets' payload.
+        """
         keys, dirs = K.flow_keys(batch.fields, batch.addrs)
         codes, uniques = pd.factorize(keys)
         flow_of_code = self._flow_ids(np.asarray(uniques, dtype=np.uint64), codes, dirs, batch, input_index)
@@ -127,6 +131,7 @@ class FlowTable:
             self._drain_heads()
             if start < batch.n:
                 self._grow_work_space()
+        return flow_ids, dirs
 
     def _drain_heads(self) -> None:
         """Hand complete regions to ``on_region`` and recycle their buffers."""

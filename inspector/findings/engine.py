@@ -1,0 +1,42 @@
+"""Run the rules over an analysis and build the findings table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from inspector.findings.facts import Facts
+from inspector.findings.rules import RULES, Rule
+from inspector.findings.schema import FINDING_COLUMNS, SEVERITIES
+
+
+def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFrame:
+    """One row per rule match, most severe first (then in rule order),
+    numbered F1, F2, ... (see ``inspector.findings.schema.FINDING_COLUMNS``)."""
+    rows = []
+    for rule in sorted(rules, key=lambda r: SEVERITIES.index(r.severity)):
+        for match in rule.matches(facts):
+            rows.append({
+                "rule": rule.id, "severity": rule.severity, "title": rule.title,
+                "risks": ", ".join(rule.risks), "summary": match.summary,
+                "evidence": "\n".join(match.evidence), "hosts": _hosts(facts, match.uids),
+                "uids": ",".join(match.uids),
+                "events": ",".join(match.events), "bytes_exposed": int(match.bytes_exposed),
+                "remediation": "\n".join(rule.remediation), "references": ", ".join(rule.references),
+            })
+    frame = pd.DataFrame(rows, columns=[c for c in FINDING_COLUMNS if c != "finding"])
+    frame.insert(0, "finding", [f"F{i}" for i in range(1, len(frame) + 1)])
+    for name, (dtype, _doc) in FINDING_COLUMNS.items():
+        frame[name] = (pd.Categorical(frame[name], categories=SEVERITIES) if dtype == "category"
+                       else frame[name].astype(dtype))
+    return frame
+
+
+def _hosts(facts: Facts, uids: tuple[str, ...]) -> str:
+    pairs = {f"{facts.flow(u).orig_h} -> {facts.flow(u).resp_h}" for u in uids if u in facts.by_uid}
+    return ", ".join(sorted(pairs))
+
+
+def at_or_above(findings: pd.DataFrame, severity: str) -> pd.DataFrame:
+    """Findings at least as severe as ``severity`` (for ``--fail-on``)."""
+    rank = SEVERITIES.index(severity)
+    return findings[findings["severity"].astype(str).map(SEVERITIES.index) <= rank]

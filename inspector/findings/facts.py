@@ -1,0 +1,84 @@
+"""What the rules look at: the analysis tables, indexed for rule lookups.
+
+Rules never re-read a capture; they read flows, events, evidence fields and
+secrets through this one object, so each table is parsed once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pandas as pd
+
+from inspector.units import endpoint, human_bytes
+from inspector.watch import Watchlist
+
+CLEAR = ("plaintext", "compressed")
+PAGE = 4096
+
+
+@dataclass
+class Facts:
+    flows: pd.DataFrame
+    events: pd.DataFrame
+    evidence: pd.DataFrame
+    secrets: pd.DataFrame
+    secret_counts: pd.DataFrame
+    watch: Watchlist = field(default_factory=Watchlist)
+
+    @classmethod
+    def of(cls, result) -> "Facts":
+        """The facts of an ``Analysis``."""
+        return cls(result.flows, result.events, result.evidence, result.secrets, result.secret_counts,
+                   result.watch)
+
+    @cached_property
+    def fields(self) -> dict[tuple[str, str], list[dict]]:
+        """Evidence fields by (uid, protocol), every direction and offset."""
+        out: dict[tuple[str, str], list[dict]] = {}
+        for row in self.evidence.itertuples(index=False):
+            out.setdefault((row.uid, row.protocol), []).append(
+                {"direction": row.direction, "offset": int(row.offset), **json.loads(row.fields)})
+        return out
+
+    @cached_property
+    def by_uid(self) -> dict[str, object]:
+        return {row.uid: row for row in self.flows.itertuples(index=False)}
+
+    def flow(self, uid: str):
+        return self.by_uid[uid]
+
+    def clear_flows(self, protocol: str) -> pd.DataFrame:
+        """Flows of a protocol whose payload crossed in clear."""
+        f = self.flows
+        return f[(f["protocol"] == protocol) & f["verdict"].astype(str).isin(CLEAR)]
+
+    def event_flows(self, event) -> list:
+        return [self.by_uid[u] for u in str(event.uids).split(",") if u in self.by_uid]
+
+    def in_internal_nets(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self.watch.internal_nets)
+
+
+def endpoints(flow) -> str:
+    """'10.0.0.1:40000 -> 10.0.0.2:49152' (IPv6 in brackets)."""
+    return f"{endpoint(flow.orig_h, flow.orig_p)} -> {endpoint(flow.resp_h, flow.resp_p)}"
+
+
+def flow_line(flow) -> str:
+    """One evidence line for a flow: uid, endpoints, bytes, verdict, reason."""
+    moved = int(flow.orig_bytes + flow.resp_bytes)
+    return (f"{flow.uid} {endpoints(flow)} {flow.protocol or flow.proto}: {human_bytes(moved)}, "
+            f"{flow.verdict} ({flow.confidence:.2f}): {flow.reason}")
+
+
+def pages(byte_count: int) -> str:
+    """Byte count with the 4 KiB guest pages it can hold at most."""
+    return f"{human_bytes(byte_count)} (up to {byte_count // PAGE:,} 4 KiB pages)"

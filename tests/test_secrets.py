@@ -1,0 +1,386 @@
+"""Secrets in cleartext payload: real HTTP traffic recorded on loopback with
+tcpdump, the pattern table on byte strings, a TLS capture and guest RAM."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import http.server
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import dpkt
+import numpy as np
+import pandas as pd
+import pytest
+
+import inspector
+from inspector.capture import constants as C
+from inspector.capture import decode as D
+from inspector.capture.reader import PacketBatch
+from inspector.findings.schema import SECRET_COLUMNS
+from inspector.findings.secrets import (
+    EXCERPT_CONTEXT,
+    EXCERPT_MAX,
+    MAX_KEPT,
+    PATTERNS,
+    SECRET_COUNT_COLUMNS,
+    SecretScanner,
+)
+from inspector.flows import kernels as K
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+
+FERNET = b"gAAAAAB" + base64.urlsafe_b64encode(os.urandom(135)).rstrip(b"=")
+SUBJECT_TOKEN = b"gAAAAAB" + base64.urlsafe_b64encode(os.urandom(120)).rstrip(b"=")
+BASIC = base64.b64encode(b"admin:basic-pw-77")
+PEM = (b"-----BEGIN RSA PRIVATE KEY-----\n"
+       + b"\n".join(re.findall(rb".{1,64}", base64.b64encode(os.urandom(1190))))
+       + b"\n-----END RSA PRIVATE KEY-----")
+NOVA_CONF = b"""[DEFAULT]
+transport_url = rabbit://nova:s3cret-rabbit-pw@ctl:5672/
+#admin_password = <None>
+
+[database]
+connection = mysql+pymysql://nova:db-pw-0042@ctl/nova
+
+[keystone_authtoken]
+auth_type = password
+admin_password = hunter2-admin
+
+[security_compliance]
+password_expires_days = 90
+"""
+BODY = NOVA_CONF + b'\n{"auth": {"identity": {"methods": ["password"]}}}\n' + PEM + b"\n"
+SECRET_VALUES = [b"s3cret-rabbit-pw", b"db-pw-0042", b"hunter2-admin", FERNET, SUBJECT_TOKEN, BASIC,
+                 PEM.splitlines()[1]]
+
+EXPECTED = {  # (direction, kind, label): the bytes at the row's stream offset
+    ("orig", "token", f"X-Auth-Token: <{len(FERNET)} bytes> (Keystone Fernet)"): b"X-Auth-Token: " + FERNET,
+    ("orig", "basic-auth", f"Authorization: Basic <{len(BASIC)} bytes>"): b"Authorization: Basic " + BASIC,
+    ("orig", "cloud-credential", "rabbit:// URL with credentials"): b"rabbit://nova:s3cret-rabbit-pw@",
+    ("orig", "cloud-credential", "mysql+pymysql:// URL with credentials"): b"mysql+pymysql://nova:db-pw-0042@",
+    ("orig", "password", "admin_password = <13 bytes>"): b"admin_password = hunter2-admin",
+    ("orig", "private-key", "PEM RSA private key"): PEM,
+    ("resp", "token", f"X-Subject-Token: <{len(SUBJECT_TOKEN)} bytes> (Keystone Fernet)"):
+        b"X-Subject-Token: " + SUBJECT_TOKEN,
+}
+
+
+class _Api(http.server.BaseHTTPRequestHandler):
+    """Answers a POST like Keystone issuing a token; GETs are capture probes."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("X-Subject-Token", SUBJECT_TOKEN.decode())
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_GET(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _get(port: int, path: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def _wait_until_captured(pcap: Path, port: int, marker: str) -> None:
+    """Send probe requests until one shows in the file (tcpdump -U writes each packet)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        _get(port, marker)
+        if pcap.exists() and marker.encode() in pcap.read_bytes():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"tcpdump did not record the probe {marker} within 15 s")
+
+
+def _start_tcpdump(pcap: Path, port: int) -> subprocess.Popen:
+    if shutil.which("tcpdump") is None:
+        pytest.fail("tcpdump is not installed (bash .ci/install-system-deps installs it)")
+    if os.geteuid() != 0:
+        pytest.fail("capturing loopback traffic needs root (the CI runs the tests as root)")
+    return subprocess.Popen(["tcpdump", "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-i", "lo",
+                             "-w", str(pcap), f"tcp port {port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _post_secrets(port: int) -> int:
+    """POST nova.conf and a private key with a token and basic auth; return the client port."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.connect()
+        client_port = conn.sock.getsockname()[1]
+        conn.request("POST", "/v2.1/os-migrate-config", body=BODY,
+                     headers={"X-Auth-Token": FERNET.decode(), "Authorization": "Basic " + BASIC.decode(),
+                              "Content-Type": "text/plain"})
+        conn.getresponse().read()
+    finally:
+        conn.close()
+    return client_port
+
+
+@pytest.fixture(scope="module")
+def api_capture(tmp_path_factory) -> tuple[Path, int]:
+    """A real capture of one API exchange that carries every kind of secret."""
+    pcap = tmp_path_factory.mktemp("secrets") / "api.pcap"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tcpdump = _start_tcpdump(pcap, port)
+    try:
+        _wait_until_captured(pcap, port, "/capture-ready")
+        client_port = _post_secrets(port)
+        _wait_until_captured(pcap, port, "/capture-done")
+    finally:
+        tcpdump.send_signal(signal.SIGINT)
+        _, err = tcpdump.communicate(timeout=20)
+        server.shutdown()
+        server.server_close()
+    assert tcpdump.returncode == 0, err
+    return pcap, client_port
+
+
+def _streams(pcap: Path, open_file=open) -> dict[tuple[int, int], bytes]:
+    """Each TCP direction reassembled by dpkt, from the byte after the SYN."""
+    segments: dict[tuple[int, int], dict[int, bytes]] = {}
+    base: dict[tuple[int, int], int] = {}
+    with open_file(pcap, "rb") as handle:
+        for _ts, frame in dpkt.pcap.Reader(handle):
+            tcp = dpkt.ethernet.Ethernet(frame).data.data
+            key = (tcp.sport, tcp.dport)
+            if tcp.flags & dpkt.tcp.TH_SYN:
+                base[key] = tcp.seq + 1
+            elif tcp.data:
+                segments.setdefault(key, {})[tcp.seq] = bytes(tcp.data)
+    streams = {}
+    for key, parts in segments.items():
+        stream = bytearray()
+        for seq, data in sorted(parts.items()):
+            at = (seq - base[key]) & 0xFFFFFFFF
+            stream[at:at + len(data)] = data
+        streams[key] = bytes(stream)
+    return streams
+
+
+def _at_offsets_are_the_matches(rows: pd.DataFrame, flow: pd.Series, streams: dict) -> list[bytes]:
+    """The bytes at each row's stream offset, checked against its excerpt."""
+    found = []
+    for row in rows.itertuples(index=False):
+        key = (flow.orig_p, flow.resp_p) if row.direction == "orig" else (flow.resp_p, flow.orig_p)
+        matched = streams[key][row.offset:row.offset + row.length]
+        assert len(matched) == row.length and matched[:200] in row.excerpt, row.label
+        found.append(matched)
+    return found
+
+
+def test_real_api_exchange_exposes_every_kind(api_capture):
+    pcap, client_port = api_capture
+    result = inspector.analyze(pcap)
+    flow = result.flows[result.flows["orig_p"] == client_port].iloc[0]
+    assert flow.verdict == "plaintext"
+    rows = result.secrets[result.secrets["uid"] == flow.uid]
+    assert set(zip(rows["direction"], rows["kind"], rows["label"])) == set(EXPECTED)
+    assert len(rows) == len(EXPECTED)
+    matched = _at_offsets_are_the_matches(rows, flow, _streams(pcap))
+    for row, at_offset in zip(rows.itertuples(index=False), matched):
+        assert at_offset == EXPECTED[(row.direction, row.kind, row.label)]
+    counts = result.secret_counts[result.secret_counts["uid"] == flow.uid]
+    assert dict(zip(zip(counts["direction"], counts["kind"]), counts["count"])) == {
+        ("orig", "token"): 1, ("orig", "basic-auth"): 1, ("orig", "cloud-credential"): 2,
+        ("orig", "password"): 1, ("orig", "private-key"): 1, ("resp", "token"): 1}
+
+
+def test_labels_never_carry_the_secret(api_capture):
+    secrets = inspector.analyze(api_capture[0]).secrets
+    assert len(secrets)
+    for label in secrets["label"]:
+        assert not any(value.decode() in label for value in SECRET_VALUES), label
+
+
+def test_secrets_tables_have_the_documented_dtypes(api_capture):
+    result = inspector.analyze(api_capture[0])
+    assert list(result.secrets.columns) == list(SECRET_COLUMNS)
+    assert list(result.secret_counts.columns) == list(SECRET_COUNT_COLUMNS)
+    assert str(result.secrets["ts"].dtype) == "datetime64[ns, UTC]"
+    for name, (dtype, _doc) in {**SECRET_COLUMNS, **SECRET_COUNT_COLUMNS}.items():
+        if dtype in ("string", "int64"):
+            table = result.secrets if name in SECRET_COLUMNS else result.secret_counts
+            assert str(table[name].dtype) == dtype, name
+    assert set(result.secrets["uid"]) <= set(result.flows["uid"])
+
+
+def test_the_scan_can_be_switched_off(api_capture):
+    result = inspector.analyze(api_capture[0], secrets=False)
+    assert result.secrets.empty and result.secret_counts.empty
+    assert list(result.secrets.columns) == list(SECRET_COLUMNS)
+
+
+def test_tls_flows_expose_nothing():
+    result = inspector.analyze(CAPTURES / "https-api.pcap.gz")
+    assert (result.flows["verdict"] == "encrypted").all()
+    assert result.secrets.empty and result.secret_counts.empty
+
+
+def test_guest_ram_of_a_plaintext_migration():
+    """The guest's page cache holds nova.conf-like text with broker and database
+    URLs and an nss-ldap example (`#BindPasswd: secret`): real strings, found
+    once per segment that carries them whole (919 and 4), and nothing else."""
+    path = CAPTURES / "qemu-plain.pcap.gz"
+    result = inspector.analyze(path)
+    counts = dict(zip(result.secret_counts["kind"], result.secret_counts["count"]))
+    with gzip.open(path, "rb") as handle:
+        segments = [bytes(dpkt.ethernet.Ethernet(frame).data.data.data) for _ts, frame in dpkt.pcap.Reader(handle)]
+    url_with_credentials = re.compile(rb"://[!-~]+?:[!-~]+?@")
+    assert counts == {
+        "cloud-credential": sum(len(url_with_credentials.findall(s)) for s in segments),
+        "password": sum(s.count(b"BindPasswd: secret") for s in segments),
+    }
+    flow = result.flows.iloc[0]
+    streams = _streams(path, gzip.open)
+    for matched in _at_offsets_are_the_matches(result.secrets, flow, streams):
+        assert re.fullmatch(rb"(rabbit|mysql\+pymysql)://[a-z]+:[0-9a-f]+@|BindPasswd: secret", matched), matched
+
+
+# -- the pattern table, on payload bytes -------------------------------------
+
+def _scan(*payloads: bytes, verdict: str = "plaintext") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scan adjacent UDP payloads of one flow direction (one batch)."""
+    lengths = [len(p) for p in payloads]
+    fields = np.zeros((D.N_FIELDS, len(payloads)), dtype=np.int64)
+    fields[D.F_PAYLOAD_OFF] = np.cumsum([0] + lengths[:-1])
+    fields[D.F_PAYLOAD_CAP] = lengths
+    fields[D.F_PROTO] = C.IPPROTO_UDP
+    batch = PacketBatch(np.frombuffer(b"".join(payloads), dtype=np.uint8).copy(), fields,
+                        np.zeros((4, len(payloads)), dtype=np.uint64))
+    scanner = SecretScanner()
+    n = len(payloads)
+    scanner.scan(batch, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int8),
+                 np.zeros((2, K.N_SLOT_COLS), dtype=np.int64))
+    return scanner.finish(pd.DataFrame({"uid": ["Ctest"], "verdict": [verdict]}), np.array([0]))
+
+
+FERNET_100 = b"gAAAAAB" + b"x" * 100
+
+FOUND = [
+    (b"password = correct-horse\n", "password", "password = <13 bytes>"),
+    (b"  admin_password: hunter2\n", "password", "admin_password: <7 bytes>"),
+    (b'{"user": {"name": "admin", "password": "s3cr3t"}}', "password", "password: <6 bytes>"),
+    (b"export OS_PASSWORD=hunter22\n", "password", "OS_PASSWORD = <8 bytes>"),
+    (b"db_passwd=abc123;", "password", "db_passwd = <6 bytes>"),
+    (b"secret = 0123456789abcdef\n", "password", "secret = <16 bytes>"),
+    (b"SECRET_KEY = 'django-insecure'\n", "password", "SECRET_KEY = <15 bytes>"),
+    (b"key id AKIAIOSFODNN7EXAMPLE.", "cloud-credential", "AWS access key id <20 bytes>"),
+    (b"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", "cloud-credential",
+     "aws_secret_access_key = <40 bytes>"),
+    (b"OS_APPLICATION_CREDENTIAL_SECRET=abcdef123\n", "cloud-credential",
+     "OS_APPLICATION_CREDENTIAL_SECRET = <9 bytes>"),
+    (b"transport_url = rabbit://nova:pw123@ctl:5672/\n", "cloud-credential", "rabbit:// URL with credentials"),
+    (b"connection = mysql+pymysql://nova:pw@ctl/nova\n", "cloud-credential",
+     "mysql+pymysql:// URL with credentials"),
+    (b"X-Auth-Token: " + FERNET_100 + b"\r\n", "token", "X-Auth-Token: <107 bytes> (Keystone Fernet)"),
+    (b"x-subject-token: abcdef0123456789\r\n", "token", "x-subject-token: <16 bytes>"),
+    (b'{"id": "' + FERNET_100 + b'"}', "token", "Keystone Fernet token <107 bytes>"),
+    (b"t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl&", "token", "JWT <54 bytes>"),
+    (b"Authorization: Bearer abcdefghijklmnop\r\n", "token", "Authorization: Bearer <16 bytes>"),
+    (b"admin_token = 0123456789abcdef\n", "token", "admin_token = <16 bytes>"),
+    (b"Authorization: Basic YWRtaW46cGFzcw==\r\n", "basic-auth", "Authorization: Basic <16 bytes>"),
+    (b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+     "private-key", "OpenSSH private key"),
+    (b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----", "private-key", "PEM EC private key"),
+    (b'{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQ\\n-----END PRIVATE KEY-----\\n"}', "private-key",
+     "PEM private key (PKCS#8)"),
+    ((b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0123\n\nMIIE\n"
+      b"-----END RSA PRIVATE KEY-----"), "private-key", "PEM RSA private key, passphrase-protected"),
+]
+
+
+def test_every_kind_is_documented():
+    documented = SECRET_COLUMNS["kind"][1].replace(" or ", ", ").split(", ")
+    assert sorted({p.kind for p in PATTERNS}) == sorted(documented)
+
+
+@pytest.mark.parametrize(("payload", "kind", "label"), FOUND, ids=[label for _p, _k, label in FOUND])
+def test_each_pattern_finds_its_secret_once(payload, kind, label):
+    secrets, counts = _scan(payload)
+    assert (secrets["kind"].tolist(), secrets["label"].tolist(), counts["count"].tolist()) == ([kind], [label], [1])
+    assert secrets["offset"].tolist() == [-1]  # not TCP
+
+
+NOT_SECRETS = [
+    b"Enter your password to continue.",
+    b"password:\n",
+    b"#admin_password = <None>\n",
+    b"password_expires_days = 90\n",
+    b'"methods": ["password"]',
+    b"passwd:         files systemd\n",
+    b"X-Auth-Token: {SHA256}abcdef0123456789\r\n",
+    b'"password": null',
+    b"password = ${DB_PASSWORD}\n",
+    b"password = getpass.getpass()\n",
+    b"'password': '***'",
+    b"https://docs.openstack.org/nova/latest/",
+    b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+    b"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+    b"rabbit://openstack:e\x00\x00\x11p(afffb8bd4@controller:5672/",  # a page header cuts it
+]
+
+
+@pytest.mark.parametrize("payload", NOT_SECRETS)
+def test_words_and_placeholders_are_not_secrets(payload):
+    secrets, counts = _scan(payload)
+    assert secrets.empty and counts.empty
+
+
+def test_a_secret_cut_by_the_segment_boundary_is_missed():
+    secrets, _ = _scan(b"GET / HTTP/1.1\r\nX-Auth-To", b"ken: abcdefghijklmnop\r\n")
+    assert secrets.empty
+
+
+def test_a_match_stops_at_the_end_of_its_payload():
+    secrets, _ = _scan(b"password = hunter22", b"-more-text-that-is-not-it\n")
+    assert secrets["label"].tolist() == ["password = <8 bytes>"]
+
+
+def test_counts_are_exact_and_rows_bounded():
+    secrets, counts = _scan(b"".join(b"password = value-%02d\n" % i for i in range(10)))
+    assert counts["count"].tolist() == [10]
+    assert len(secrets) == MAX_KEPT
+
+
+def test_a_batch_with_more_anchors_than_one_kernel_call_lists():
+    lines = 9000  # two anchors each (x-auth-token, token): more than _FOUND_ROWS
+    _, counts = _scan(b"X-Auth-Token: abcdefgh12345678\n" * lines)
+    assert counts["count"].tolist() == [lines]
+
+
+def test_excerpts_are_capped_around_the_match():
+    key = b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 3000 + b"\n-----END PRIVATE KEY-----"
+    lead = b"x" * 100
+    secrets, _ = _scan(lead + key + b"y" * 100)
+    row = secrets.iloc[0]
+    assert row.length == len(key)
+    assert row.excerpt == (lead + key)[len(lead) - EXCERPT_CONTEXT:][:EXCERPT_MAX]
+
+
+def test_flows_proved_encrypted_keep_no_rows():
+    secrets, counts = _scan(b"password = hunter22\n", verdict="encrypted")
+    assert secrets.empty and counts.empty
