@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from enum import IntEnum
@@ -13,6 +12,11 @@ from rich.console import Console
 
 from inspector.analysis import analyze
 from inspector.errors import InspectorError
+from inspector.findings.engine import at_or_above
+from inspector.findings.schema import SEVERITIES
+from inspector.report.export import EXPORT_FORMATS
+from inspector.report.progress import progress_bar
+from inspector.report.writers import Reports
 from inspector.watch import Watchlist, parse_ports
 
 
@@ -22,6 +26,7 @@ class ExitStatus(IntEnum):
     OK = 0
     INTERNAL_ERROR = 1
     BAD_INPUT = 2  # unreadable capture, bad option or watchlist file
+    FINDINGS = 3  # --fail-on: a finding at or above the given severity
 
 
 def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
@@ -43,6 +48,33 @@ def _watchlist(config: str | None, migration_ports: str | None, libvirtd_ports: 
     return replace(watch, **changes).with_internal_nets(internal_nets)
 
 
+FAIL_ON = click.option(
+    "--fail-on", type=click.Choice(SEVERITIES), metavar="SEVERITY",
+    help="Exit with status 3 when a finding at or above SEVERITY exists (critical, high, medium, low, info).")
+
+
+def _report_options(command):
+    """The report files ``analyze`` can write (the sensor shares them)."""
+    options = [
+        click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full result as JSON."),
+        click.option("--html", "html_path", type=click.Path(path_type=Path),
+                     help="Write a self-contained HTML report (plots inline, no JavaScript)."),
+        click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+                     help="Write a Markdown report."),
+        click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the flows table as CSV."),
+        click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Write every table (flows, events, findings, ...) into this folder."),
+        click.option("--export-format", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True,
+                     help="File format of --export."),
+        click.option("--show-payload", is_flag=True,
+                     help="Include payload excerpts (hex and ASCII) of secrets in reports; redacted by default."),
+        FAIL_ON,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="inspector")
 def main() -> None:
@@ -51,8 +83,7 @@ def main() -> None:
 
 @main.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full result as JSON.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the flows table as CSV.")
+@_report_options
 @click.option("--all", "show_all", is_flag=True, help="List every flow, not only watched ones.")
 @click.option("--limit", default=100, show_default=True, help="Most flows listed in the terminal.")
 @click.option("--watch-config", type=click.Path(path_type=Path), help="TOML file with a [watch] table.")
@@ -61,45 +92,85 @@ def main() -> None:
 @click.option("--ssh-ports", metavar="SPEC", help="SSH ports (default 22).")
 @click.option("--internal-net", "internal_nets", multiple=True, metavar="CIDR",
               help="Internal API network; repeat for several.")
-@click.option("-q", "--quiet", is_flag=True, help="No terminal summary.")
-def analyze_command(paths, json_path, csv_path, show_all, limit, watch_config, migration_ports,
-                    libvirtd_ports, ssh_ports, internal_nets, quiet) -> None:
-    """Read capture files, classify every flow and report.
+@click.option("--no-secret-scan", is_flag=True,
+              help="Do not scan cleartext payload for secrets (faster on text-heavy bulk traffic).")
+@click.option("-q", "--quiet", is_flag=True, help="No terminal summary and no progress bar.")
+def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
+                    fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
+                    internal_nets, no_secret_scan, quiet) -> None:
+    """Read capture files, classify every flow, report findings.
 
-    Example: inspector analyze captures/qemu-plain.pcap.gz --json result.json
+    Example: inspector analyze captures/qemu-plain.pcap.gz --html report.html --fail-on high
     """
-    from inspector.report import json_report, terminal
-    from inspector.report.output import check_not_input, write_atomically
+    from inspector.report import terminal
 
+    reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
+                      export_dir=export_dir, export_format=export_format, show_payload=show_payload)
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
-        for out in (json_path, csv_path):
-            if out:
-                check_not_input(out, paths)
-        result = analyze(paths, watch=watch)
-        if json_path:
-            write_atomically(json_path, lambda h: json_report.write_json(result, h))
-        if csv_path:
-            write_atomically(csv_path, lambda h: _write_flows_csv(result, h))
+        reports.check(paths)
+        with progress_bar(enabled=not quiet) as on_progress:
+            result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan)
+        reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", ExitStatus.INTERNAL_ERROR)
     if not quiet:
-        console = Console()
-        if not console.is_terminal:  # piped or redirected: do not squeeze to 80 columns
-            console = Console(width=160)
-        terminal.render(result, console, show_all=show_all, limit=limit)
+        terminal.render(result, _console(), show_all=show_all, limit=limit)
+    _exit_for_findings(result.findings, fail_on)
 
 
-def _write_flows_csv(result, handle) -> None:
-    flows = result.flows.copy()
-    flows["duration"] = flows["duration"].dt.total_seconds()
-    flows.to_csv(handle, index=False, quoting=csv.QUOTE_MINIMAL)
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=160)  # piped: do not squeeze to 80 columns
+
+
+def _exit_for_findings(findings, fail_on: str | None) -> None:
+    if fail_on and len(at_or_above(findings, fail_on)):
+        sys.exit(ExitStatus.FINDINGS)
+
+
+@main.command("diff")
+@click.argument("before", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("after", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the comparison as JSON.")
+@FAIL_ON
+def diff_command(before: Path, after: Path, json_path: Path | None, fail_on: str | None) -> None:
+    """Compare findings before and after a remediation: fixed, new, unchanged.
+
+    BEFORE and AFTER are capture files or JSON results of `inspector analyze --json`;
+    --fail-on looks at AFTER.
+
+    Example: inspector diff before.pcap after.pcap
+    """
+    from inspector.report import diff
+    from inspector.report.output import check_not_input, write_atomically
+
+    try:
+        if json_path:
+            check_not_input(json_path, [before, after])
+        old, new = diff.load_findings(before), diff.load_findings(after)
+        comparison = diff.compare(old, new)
+        if json_path:
+            write_atomically(json_path, lambda h: diff.write_json(comparison, before, after, h))
+    except InspectorError as exc:
+        _fail(str(exc))
+    diff.render(comparison, _console())
+    _exit_for_findings(new, fail_on)
+
+
+@main.command("rules")
+def rules_command() -> None:
+    """List the finding rules: id, severity, title and the risks they realise."""
+    from inspector.findings.rules import RULES
+
+    for rule in RULES:
+        click.echo(f"{rule.id:32} {rule.severity:9} {rule.title} [{', '.join(rule.risks) or 'no risk'}]")
 
 
 @main.command("schema")
-@click.option("--markdown", is_flag=True, help="Print the flows columns as a Markdown table instead.")
+@click.option("--markdown", is_flag=True, help="Print the columns of every table as Markdown instead.")
 def schema_command(markdown: bool) -> None:
     """Print the JSON Schema of `analyze --json` output.
 

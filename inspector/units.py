@@ -1,4 +1,4 @@
-"""Human-readable sizes, shared by reasons, evidence lines and reports."""
+"""Human-readable sizes and endpoints, shared by reasons, evidence lines and reports."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ def human_bytes(n: float) -> str:
     if n < 1073741824:
         return f"{n / 1048576:.1f} MiB"
     return f"{n / 1073741824:.1f} GiB"
+
+
+def endpoint(host: object, port: object) -> str:
+    """'10.0.0.1:49152', or '[fd00::1]:49152' for IPv6."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

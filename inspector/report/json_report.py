@@ -1,8 +1,11 @@
 """The JSON result: a stable contract for users and later tools.
 
 Top level: ``schema_version``, ``tool``, ``watchlist``, ``inputs``,
-``anomalies``, ``events`` and ``flows`` (one object per flow with every column of
-``inspector.flows.schema.FLOW_COLUMNS``). ``json_schema()`` returns the JSON
+``anomalies``, ``summary`` (findings by severity), ``findings``, ``secrets``,
+``secret_counts``,
+``events`` and ``flows`` (one object per flow with every column of
+``inspector.flows.schema.FLOW_COLUMNS``). Secret excerpts appear only when
+asked for (``show_payload``); a result is meant to be shared. ``json_schema()`` returns the JSON
 Schema of this document; docs/result.schema.json is a copy the tests keep
 in step.
 """
@@ -17,6 +20,8 @@ import pandas as pd
 
 from inspector.analysis import ANOMALY_COLUMNS, INPUT_COLUMNS, Analysis
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
+from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
+from inspector.report.payload import printable
 from inspector.classify.verdicts import VERDICTS
 from inspector.flows.schema import FLOW_COLUMNS
 from inspector.watch import ROLES, Watchlist
@@ -98,7 +103,39 @@ def _native(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
-def document_head(analysis: Analysis) -> dict[str, Any]:
+def finding_records(findings: pd.DataFrame) -> list[dict[str, Any]]:
+    """Findings as JSON-ready dicts: list-valued columns become lists."""
+    records = []
+    for row in map(_native, findings.to_dict("records")):
+        for key, sep in _FINDING_LISTS.items():
+            row[key] = [part for part in str(row[key]).split(sep) if part] if row[key] else []
+        records.append(row)
+    return records
+
+
+_FINDING_LISTS = {"risks": ", ", "evidence": "\n", "hosts": ", ", "uids": ",", "events": ",", "remediation": "\n",
+                  "references": ", "}
+
+
+def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]]:
+    """Secrets found in cleartext: redacted (label only) unless ``show_payload``."""
+    records = []
+    for row in map(_native, secrets.to_dict("records")):
+        excerpt = row.pop("excerpt")
+        row["ts"] = pd.Timestamp(row["ts"]).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if show_payload:
+            row["excerpt_hex"] = bytes(excerpt).hex()
+            row["excerpt_text"] = printable(bytes(excerpt))
+        records.append(row)
+    return records
+
+
+def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
+    counts = findings["severity"].astype(str).value_counts()
+    return {sev: int(counts.get(sev, 0)) for sev in SEVERITIES}
+
+
+def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, Any]:
     """Everything of the result document but the flows (streamed after it)."""
     from inspector import __version__
 
@@ -108,13 +145,18 @@ def document_head(analysis: Analysis) -> dict[str, Any]:
         "watchlist": watchlist_dict(analysis.watch),
         "inputs": [_native(row) for row in analysis.inputs.to_dict("records")],
         "anomalies": [_native(row) for row in analysis.anomalies.to_dict("records")],
+        "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
+                    "flows": len(analysis.flows), "payload_shown": show_payload},
+        "findings": finding_records(analysis.findings),
+        "secrets": secret_records(analysis.secrets, show_payload),
+        "secret_counts": [_native(row) for row in analysis.secret_counts.to_dict("records")],
         "events": event_records(analysis.events),
     }
 
 
-def write_json(analysis: Analysis, handle: IO[str]) -> None:
+def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False) -> None:
     """Write the document, one flow per line, without building it whole in memory."""
-    head = json.dumps(document_head(analysis), indent=1, allow_nan=False)
+    head = json.dumps(document_head(analysis, show_payload), indent=1, allow_nan=False)
     handle.write(head[:-2] + ',\n "flows": [')
     sep = "\n  "
     for line in _json_lines(analysis.flows, analysis.evidence):
@@ -170,7 +212,8 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "inspector analysis result",
         "type": "object",
-        "required": ["schema_version", "tool", "watchlist", "inputs", "anomalies", "events", "flows"],
+        "required": ["schema_version", "tool", "watchlist", "inputs", "anomalies", "summary", "findings",
+                     "secrets", "secret_counts", "events", "flows"],
         "properties": {
             "schema_version": {"const": SCHEMA_VERSION},
             "tool": {"type": "object", "required": ["name", "version"]},
@@ -195,6 +238,53 @@ def json_schema() -> dict[str, Any]:
                 "items": {"type": "object", "required": ANOMALY_COLUMNS,
                           "properties": {"count": count, "kind": {"type": "string"}}},
             },
+            "summary": {
+                "type": "object",
+                "required": ["findings", "events", "flows", "payload_shown"],
+                "properties": {
+                    "findings": {"type": "object", "required": list(SEVERITIES),
+                                 "properties": {sev: count for sev in SEVERITIES},
+                                 "description": "number of findings per severity"},
+                    "payload_shown": {"type": "boolean",
+                                      "description": "whether secret excerpts were included (--show-payload)"},
+                },
+            },
+            "findings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": list(FINDING_COLUMNS),
+                    "properties": {
+                        **{name: {"description": doc} for name, (_t, doc) in FINDING_COLUMNS.items()},
+                        "severity": {"enum": list(SEVERITIES), "description": FINDING_COLUMNS["severity"][1]},
+                        "risks": {"type": "array", "items": {"enum": list(RISKS)}},
+                        "bytes_exposed": {**count, "description": FINDING_COLUMNS["bytes_exposed"][1]},
+                        **{key: {"type": "array", "items": {"type": "string"},
+                                 "description": FINDING_COLUMNS[key][1]}
+                           for key in _FINDING_LISTS if key != "risks"},
+                    },
+                },
+            },
+            "secrets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [c for c in SECRET_COLUMNS if c != "excerpt"],
+                    "properties": {
+                        **{name: {"description": doc} for name, (_t, doc) in SECRET_COLUMNS.items()
+                           if name != "excerpt"},
+                        "excerpt_hex": {"type": "string", "description": "bytes around the match, hex (--show-payload only)"},
+                        "excerpt_text": {"type": "string",
+                                         "description": "the same bytes, printable ASCII with '.' for others (--show-payload only)"},
+                    },
+                },
+            },
+            "secret_counts": {
+                "type": "array",
+                "items": {"type": "object", "required": list(SECRET_COUNT_COLUMNS),
+                          "properties": {name: {"description": doc}
+                                         for name, (_t, doc) in SECRET_COUNT_COLUMNS.items()}},
+            },
             "events": {
                 "type": "array",
                 "items": {
@@ -217,11 +307,13 @@ def json_schema() -> dict[str, Any]:
 
 
 def columns_markdown() -> str:
-    """The flows and windows columns as Markdown tables (docs/schema.md)."""
+    """The columns of every table as Markdown tables (docs/schema.md)."""
     from inspector.flows.schema import EVIDENCE_COLUMNS, WINDOW_COLUMNS
 
     lines = []
-    for title, columns in (("flows", FLOW_COLUMNS), ("events", EVENT_COLUMNS), ("windows", WINDOW_COLUMNS),
+    for title, columns in (("flows", FLOW_COLUMNS), ("events", EVENT_COLUMNS), ("findings", FINDING_COLUMNS),
+                           ("secrets", SECRET_COLUMNS), ("secret_counts", SECRET_COUNT_COLUMNS),
+                           ("windows", WINDOW_COLUMNS),
                            ("evidence", EVIDENCE_COLUMNS)):
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]

@@ -15,20 +15,18 @@ from rich.text import Text
 
 from inspector.analysis import Analysis
 from inspector.classify.verdicts import VERDICTS
-from inspector.units import human_bytes
+from inspector.findings.schema import SEVERITIES
+from inspector.units import endpoint, human_bytes
 
 VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}
 # Reviewers read the exposed flows first.
 VERDICT_ORDER = {v: i for i, v in enumerate(("plaintext", "compressed", "unknown", "encrypted"))}
 
 
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def summary_flows(flows: pd.DataFrame, show_all: bool) -> pd.DataFrame:
-    """The flows the summary lists, most exposed and largest first."""
-    shown = flows if show_all else flows[flows["watch"] != "none"]
+    """The flows the summary lists (watched or part of a migration event),
+    most exposed and largest first."""
+    shown = flows if show_all else flows[(flows["watch"] != "none") | (flows["event"] != "")]
     order = shown["verdict"].astype(str).map(VERDICT_ORDER)
     size = shown["orig_bytes"] + shown["resp_bytes"]
     return shown.assign(_o=order, _s=-size).sort_values(["_o", "_s"], kind="stable").drop(columns=["_o", "_s"])
@@ -54,8 +52,33 @@ def _render_events(events: pd.DataFrame, console: Console) -> None:
         ))
 
 
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
+                  "info": "green"}
+
+
+def _render_findings(findings: pd.DataFrame, console: Console) -> None:
+    """Findings by severity: the title and numbers, the first fix step."""
+    if findings.empty:
+        console.print(Text("findings: none", style="bold"))
+        return
+    counts = findings["severity"].astype(str).value_counts()
+    line = Text("findings: ", style="bold")
+    for severity in SEVERITIES:
+        if counts.get(severity, 0):
+            line.append(f"{counts[severity]} {severity}  ", style=SEVERITY_STYLE[severity])
+    console.print(line)
+    for row in findings.itertuples(index=False):
+        severity = str(row.severity)
+        console.print(Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
+                                    f" {row.finding} {row.title} [{row.rule}]"))
+        console.print(Padding(Text(str(row.summary)), (0, 0, 0, 11)))
+        fix = str(row.remediation).split("\n", 1)[0]
+        if severity != "info":
+            console.print(Padding(Text(f"fix: {fix}", style="dim"), (0, 0, 0, 11)))
+
+
 def _flow_text(row) -> str:
-    return f"{_endpoint(row.orig_h, row.orig_p)} -> {_endpoint(row.resp_h, row.resp_p)} {row.proto}"
+    return f"{endpoint(row.orig_h, row.orig_p)} -> {endpoint(row.resp_h, row.resp_p)} {row.proto}"
 
 
 def _bytes_text(row) -> str:
@@ -95,6 +118,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
         console.print(Text(f"  {truncated:,} packets were cut short by the snaplen; "
                            "statistics use the captured bytes", style="yellow"))
 
+    _render_findings(analysis.findings, console)
     _render_events(analysis.events, console)
     flows = summary_flows(analysis.flows, show_all)
     scope = "all flows" if show_all else "watched flows"

@@ -1,0 +1,97 @@
+"""``inspector diff``: what a remediation changed, finding by finding.
+
+Findings are matched on (rule, host pairs), not on flow uids, which differ
+between captures. The same rule on the same hosts twice (two migrations)
+pairs up in order, so one fixed migration out of two shows as one fixed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+from rich.console import Console
+from rich.text import Text
+
+from inspector.errors import InspectorError
+from inspector.findings.schema import SEVERITIES
+
+KEY = ["rule", "hosts"]
+SHOWN = ["rule", "severity", "title", "hosts", "summary"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    fixed: pd.DataFrame      # in BEFORE only
+    new: pd.DataFrame        # in AFTER only
+    unchanged: pd.DataFrame  # in both (AFTER's row)
+
+
+def load_findings(path: Path) -> pd.DataFrame:
+    """Findings of a JSON result, or of a capture (analysed now)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(64).lstrip()
+    except OSError as exc:
+        raise InspectorError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if start.startswith(b"{"):
+        return _json_findings(path)
+    from inspector.analysis import analyze
+
+    return analyze(path).findings[SHOWN]
+
+
+def _json_findings(path: Path) -> pd.DataFrame:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = document["findings"]
+        frame = pd.DataFrame([{k: row[k] for k in SHOWN} for row in rows], columns=SHOWN)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InspectorError(f"{path}: not an inspector JSON result with findings "
+                             "(write one with `inspector analyze --json`)") from None
+    frame["hosts"] = frame["hosts"].map(lambda h: ", ".join(h) if isinstance(h, list) else str(h))
+    return frame
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame) -> Comparison:
+    old, new = _numbered(before), _numbered(after)
+    keys = KEY + ["nth"]
+    merged = old.merge(new, on=keys, how="outer", suffixes=("_before", ""), indicator=True)
+    pick = {"left_only": "fixed", "right_only": "new", "both": "unchanged"}
+    parts = {}
+    for side, name in pick.items():
+        rows = merged[merged["_merge"] == side]
+        columns = {c: (f"{c}_before" if side == "left_only" and c not in KEY else c) for c in SHOWN}
+        parts[name] = rows[list(columns.values())].set_axis(SHOWN, axis=1).reset_index(drop=True)
+    return Comparison(**parts)
+
+
+def _numbered(findings: pd.DataFrame) -> pd.DataFrame:
+    frame = findings[SHOWN].astype({"severity": str}).reset_index(drop=True)
+    return frame.assign(nth=frame.groupby(KEY).cumcount())
+
+
+STYLE = {"fixed": "green", "new": "bold red", "unchanged": "yellow"}
+
+
+def render(comparison: Comparison, console: Console) -> None:
+    counts = {name: len(getattr(comparison, name)) for name in STYLE}
+    line = Text("findings: ", style="bold")
+    for name, style in STYLE.items():
+        line.append(f"{counts[name]} {name}  ", style=style)
+    console.print(line)
+    for name in STYLE:
+        rows = getattr(comparison, name)
+        order = rows["severity"].map(SEVERITIES.index).sort_values(kind="stable").index
+        for row in rows.loc[order].itertuples(index=False):
+            console.print(Text.assemble("  ", (f"{name:<9}", STYLE[name]), f" {row.severity:<8} {row.title} "
+                                        f"[{row.rule}] {row.hosts}"))
+
+
+def write_json(comparison: Comparison, before: Path, after: Path, handle: IO[str]) -> None:
+    document = {"before": str(before), "after": str(after),
+                **{name: getattr(comparison, name).to_dict("records") for name in STYLE}}
+    json.dump(document, handle, indent=1)

@@ -1,0 +1,248 @@
+"""Plots of an analysis, seaborn style: tidy frames in, keyword-only options,
+the matplotlib ``Axes`` out so callers can compose figures.
+
+matplotlib is imported inside the functions (it costs ~0.3 s and only the
+HTML report and notebooks need it). Without an ``ax`` each function draws
+on a new ``Figure`` with an Agg canvas, never through pyplot: no global
+figure registry, no display needed. In a notebook pass
+``ax=plt.subplots()[1]`` to see the plot inline.
+
+Example::
+
+    result = inspector.analyze("captures/qemu-plain.pcap.gz")
+    ax = entropy_vs_chi2(windows_with_verdicts(result.windows, result.flows))
+    ax.figure.savefig("windows.png")
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from inspector.classify.verdicts import VERDICTS
+from inspector.events import PROTECTIONS
+from inspector.flows.kernels import HEAD_BYTES, WINDOW_BYTES
+from inspector.units import human_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+VERDICT_COLOURS = {"plaintext": "#d62728", "compressed": "#ff7f0e", "encrypted": "#2ca02c", "unknown": "#7f7f7f"}
+# The verdict each migration protection looks like: guest data readable or not.
+PROTECTION_SHADE = {protection: {"none": "plaintext", "libvirt tunnel over plain TCP": "plaintext",
+                                 "compressed only": "compressed", "unknown": "unknown"}.get(protection, "encrypted")
+                    for protection in PROTECTIONS}
+PROTECTION_COLOURS = {protection: VERDICT_COLOURS[shade] for protection, shade in PROTECTION_SHADE.items()}
+UNIFORM_CHI2 = (255 - 3 * 23, 255 + 3 * 23)  # uniform bytes: 255 +- 23 (README, "How verdicts are made")
+FIGURE_SIZE = (8.0, 4.5)  # inches: 800 x 450 px at the report's dpi
+
+
+def new_axes(size: tuple[float, float] = FIGURE_SIZE) -> Axes:
+    """The axes of a new figure drawn by the Agg backend (no pyplot, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure.add_subplot()
+
+
+def _axes(ax: Axes | None, size: tuple[float, float] = FIGURE_SIZE) -> Axes:
+    return ax if ax is not None else new_axes(size)
+
+
+def _no_data(ax: Axes, what: str) -> Axes:
+    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="#7f7f7f")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _in_byte_unit(values: pd.Series) -> tuple[pd.Series, str]:
+    """``values`` in the binary unit of their largest (so ticks fall on round numbers) and its name."""
+    power = 0
+    while power + 1 < len(BYTE_UNITS) and values.max() >= 1024 ** (power + 1):
+        power += 1
+    return values / 1024 ** power, BYTE_UNITS[power]
+
+
+def _log_bytes_axis(axis) -> None:
+    """Ticks at 4 KiB, 16 KiB, 64 KiB, ... labelled as sizes."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    axis.set_major_locator(LogLocator(base=4))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: human_bytes(value)))
+
+
+def flow_label(flow) -> str:
+    """'127.0.0.1:49152 migration (C3PdFzH5DsDv)': responder, role and uid, for legends and rows."""
+    host = f"[{flow.resp_h}]" if ":" in str(flow.resp_h) else flow.resp_h
+    return f"{host}:{flow.resp_p} {flow.watch} ({flow.uid})"
+
+
+def windows_with_verdicts(windows: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """Windows of ``flows`` with their flow's verdict and stream offset (tidy input for the plots)."""
+    verdicts = flows[["uid", "verdict"]].astype({"uid": "string", "verdict": str})
+    joined = windows.astype({"uid": "string"}).merge(verdicts, on="uid", how="inner")
+    return joined.assign(offset=window_offsets(joined["window"]))
+
+
+def window_offsets(window: pd.Series) -> pd.Series:
+    """Stream offset of each window's middle: window 0 is the 8 KiB head, then 64 KiB windows."""
+    start = np.where(window == 0, 0, HEAD_BYTES + (window - 1) * WINDOW_BYTES)
+    middle = np.where(window == 0, HEAD_BYTES // 2, WINDOW_BYTES // 2)
+    return pd.Series(start + middle, index=window.index, dtype="int64")
+
+
+def entropy_vs_chi2(windows: pd.DataFrame, *, x: str = "chi2", y: str = "entropy", hue: str = "verdict",
+                    max_points: int | None = 20_000, ax: Axes | None = None) -> Axes:
+    """Entropy against chi-square (log scale) per window, coloured by ``hue``.
+
+    The shaded band is where uniform bytes fall (255 +- 3 sigma): ciphertext
+    sits in it, compressed data to its right at the same entropy, text and
+    framing far right and low. ``max_points`` keeps huge captures readable.
+    """
+    ax = _axes(ax)
+    data = windows[windows[x] > 0]
+    if data.empty:
+        return _no_data(ax, "payload windows")
+    if max_points is not None and len(data) > max_points:
+        data = data.sample(max_points, random_state=0)
+    ax.axvspan(*UNIFORM_CHI2, color="#2ca02c", alpha=0.12, label="uniform bytes")
+    for verdict in VERDICTS:
+        part = data[data[hue].astype(str) == verdict]
+        if not part.empty:
+            ax.scatter(part[x], part[y], s=14, alpha=0.6, color=VERDICT_COLOURS[verdict], label=verdict,
+                       edgecolors="none")
+    ax.set_xscale("log")
+    ax.set_xlabel("chi-square against uniform bytes (255 d.o.f., log scale)")
+    ax.set_ylabel("entropy (bits/byte)")
+    ax.set_ylim(top=8.1)
+    ax.set_title("Payload windows: entropy against chi-square")
+    ax.legend(loc="lower left", fontsize="small")
+    return ax
+
+
+def flow_timeline(flows: pd.DataFrame, *, max_flows: int = 40, ax: Axes | None = None) -> Axes:
+    """One bar per flow from its first to its last packet, coloured by verdict.
+
+    Beyond ``max_flows`` the flows with the most bytes are kept. Flows too
+    short to see get a sliver of the time span.
+    """
+    if flows.empty:
+        return _no_data(_axes(ax), "flows")
+    shown = flows.assign(_bytes=flows["orig_bytes"] + flows["resp_bytes"])
+    shown = shown.nlargest(max_flows, "_bytes").sort_values("ts", ascending=False, kind="stable")
+    ax = _axes(ax, (FIGURE_SIZE[0], max(2.0, 0.9 + 0.3 * len(shown))))
+    from matplotlib.dates import DateFormatter, date2num
+
+    start = date2num(shown["ts"].dt.tz_convert(None).to_numpy())
+    width = shown["duration"].dt.total_seconds().to_numpy() / 86400.0
+    span = max(float((start + width).max() - start.min()), 1 / 86400.0)
+    colours = [VERDICT_COLOURS[str(v)] for v in shown["verdict"]]
+    ax.barh(np.arange(len(shown)), np.maximum(width, span / 200), left=start, color=colours, height=0.6)
+    ax.set_yticks(np.arange(len(shown)), [flow_label(f) for f in shown.itertuples(index=False)], fontsize="small")
+    ax.margins(x=0.03)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+    ax.set_xlabel("time (UTC)")
+    ax.set_title("Watched flows over time")
+    _verdict_legend(ax, shown["verdict"])
+    return ax
+
+
+def _verdict_legend(ax: Axes, verdicts: pd.Series) -> None:
+    from matplotlib.patches import Patch
+
+    present = set(verdicts.astype(str))
+    handles = [Patch(color=VERDICT_COLOURS[v], label=v) for v in VERDICTS if v in present]
+    ax.legend(handles=handles, loc="best", fontsize="small")
+
+
+def bytes_by_verdict(flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Payload bytes (both directions) of ``flows`` per verdict."""
+    moved = (flows["orig_bytes"] + flows["resp_bytes"]).groupby(flows["verdict"].astype(str)).sum()
+    return _byte_bars(_axes(ax), moved, VERDICT_COLOURS, what="payload", title="Bytes by verdict")
+
+
+def bytes_by_protection(events: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """RAM and disk bytes of the migration events per protection."""
+    moved = (events["ram_bytes"] + events["disk_bytes"]).groupby(events["protection"].astype(str)).sum()
+    return _byte_bars(_axes(ax), moved, PROTECTION_COLOURS, what="RAM and disk", title="Migration bytes by protection",
+                      horizontal=True)
+
+
+def _byte_bars(ax: Axes, totals: pd.Series, colours: dict[str, str], *, what: str, title: str,
+               horizontal: bool = False) -> Axes:
+    """One bar per category of ``colours`` (in its order) with bytes in ``totals``."""
+    names = [name for name in colours if totals.get(name, 0) > 0]
+    if not names:
+        return _no_data(ax, f"{what} bytes")
+    sizes, unit = _in_byte_unit(totals[names])
+    if horizontal:
+        ax.barh(names, sizes, color=[colours[n] for n in names])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{what} ({unit})")
+    else:
+        ax.bar(names, sizes, color=[colours[n] for n in names])
+        ax.set_ylabel(f"{what} ({unit})")
+    ax.set_title(title)
+    return ax
+
+
+def notable_flows(flows: pd.DataFrame, *, max_clear: int = 3) -> pd.DataFrame:
+    """The largest cleartext (plaintext, compressed) migration flows and the largest encrypted flow."""
+    size = flows["orig_bytes"] + flows["resp_bytes"]
+    verdict = flows["verdict"].astype(str)
+    migration = flows["watch"].astype(str) == "migration"
+    clear = flows[migration & verdict.isin(["plaintext", "compressed"])]
+    clear = clear.loc[size[clear.index].sort_values(ascending=False, kind="stable").index[:max_clear]]
+    encrypted = size[verdict == "encrypted"].sort_values(ascending=False, kind="stable").index[:1]
+    return pd.concat([clear, flows.loc[encrypted]])
+
+
+def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Entropy per window against stream offset, one line per flow of ``flows``.
+
+    Each flow shows the direction that sent more bytes. Flows keep no
+    256-bin byte histogram, so this series is what shows how a stream's
+    randomness changes along it (head handshake, zero pages, random pages).
+    """
+    ax = _axes(ax)
+    styles = iter(["-", "--", ":", "-."] * 8)
+    drawn = 0
+    for flow in flows.itertuples(index=False):
+        direction = "orig" if flow.orig_bytes >= flow.resp_bytes else "resp"
+        own = windows[(windows["uid"] == flow.uid) & (windows["direction"].astype(str) == direction)]
+        if own.empty:
+            continue
+        own = own.sort_values("window")
+        ax.plot(window_offsets(own["window"]), own["entropy"], next(styles), marker="o", markersize=3,
+                color=VERDICT_COLOURS[str(flow.verdict)], label=f"{flow_label(flow)}: {flow.verdict}, {direction}")
+        drawn += 1
+    if not drawn:
+        return _no_data(ax, "windows for these flows")
+    ax.set_xscale("log")
+    _log_bytes_axis(ax.xaxis)
+    ax.set_xlabel("stream offset (log scale)")
+    ax.set_ylabel("entropy (bits/byte)")
+    ax.set_ylim(0, 8.2)
+    ax.set_title("Entropy along notable flows")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+def figure_png_base64(ax_or_figure: Axes | Figure, *, dpi: int = 100) -> str:
+    """The figure as a base64 PNG, for a ``data:image/png;base64,`` URI."""
+    figure = getattr(ax_or_figure, "figure", ax_or_figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

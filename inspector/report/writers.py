@@ -1,0 +1,55 @@
+"""The report files one run writes, checked before the (long) analysis and
+written atomically after it."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspector.analysis import Analysis
+from inspector.report.output import check_not_input, write_atomically
+
+
+@dataclass(frozen=True)
+class Reports:
+    json_path: Path | None = None
+    html_path: Path | None = None
+    markdown_path: Path | None = None
+    csv_path: Path | None = None
+    export_dir: Path | None = None
+    export_format: str = "csv"
+    show_payload: bool = False
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.json_path, self.html_path, self.markdown_path, self.csv_path) if p]
+
+    def check(self, inputs: Iterable[Path]) -> None:
+        """Fail before reading anything if a report would overwrite an input."""
+        inputs = list(inputs)
+        for out in self.files():
+            check_not_input(out, inputs)
+        if self.export_dir:
+            from inspector.report.export import TABLES
+
+            for name in TABLES:
+                check_not_input(self.export_dir / f"{name}.{self.export_format}", inputs)
+
+    def write(self, result: Analysis) -> None:
+        from inspector.report import export, json_report, markdown
+
+        payload = self.show_payload
+        if self.json_path:
+            write_atomically(self.json_path, lambda h: json_report.write_json(result, h, show_payload=payload))
+        if self.html_path:
+            from inspector.report import html
+
+            write_atomically(self.html_path, lambda h: html.write_html(result, h, show_payload=payload))
+        if self.markdown_path:
+            write_atomically(self.markdown_path, lambda h: markdown.write_markdown(result, h, show_payload=payload))
+        if self.csv_path:
+            write_atomically(self.csv_path, lambda h: export.csv_ready(result.flows).to_csv(
+                h, index=False, quoting=csv.QUOTE_MINIMAL))
+        if self.export_dir:
+            export.export_tables(result, self.export_dir, self.export_format, show_payload=payload)

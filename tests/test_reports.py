@@ -1,0 +1,176 @@
+"""Report files and the audit-pipeline commands: Markdown, exports, --fail-on,
+diff, rules, the progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from inspector.cli import ExitStatus, main
+from inspector.report.export import TABLES
+from inspector.report.json_report import json_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAIN = ROOT / "captures" / "qemu-plain.pcap.gz"
+TLS = ROOT / "captures" / "qemu-tls.pcap.gz"
+API = ROOT / "captures" / "http-api.pcap"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_fail_on_sets_the_exit_status(tmp_path):
+    assert invoke("analyze", PLAIN, "-q", "--fail-on", "critical").exit_code == ExitStatus.FINDINGS
+    assert invoke("analyze", TLS, "-q", "--fail-on", "low").exit_code == ExitStatus.OK
+    assert invoke("analyze", TLS, "-q", "--fail-on", "info").exit_code == ExitStatus.FINDINGS
+    assert invoke("analyze", API, "-q", "--fail-on", "critical").exit_code == ExitStatus.OK
+    assert invoke("analyze", API, "-q", "--fail-on", "high").exit_code == ExitStatus.FINDINGS
+    bad = invoke("analyze", PLAIN, "-q", "--fail-on", "severe")
+    assert bad.exit_code == ExitStatus.BAD_INPUT and "severe" in bad.output
+
+
+def test_reports_still_written_when_fail_on_trips(tmp_path):
+    out = tmp_path / "r.json"
+    result = invoke("analyze", PLAIN, API, "-q", "--json", out, "--fail-on", "high")
+    assert result.exit_code == ExitStatus.FINDINGS
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, json_schema())
+    assert document["summary"]["findings"] == {"critical": 1, "high": 2, "medium": 0, "low": 0, "info": 0}
+    assert [f["rule"] for f in document["findings"]] == ["plaintext-migration", "api-credentials-in-clear",
+                                                         "secrets-in-cleartext"]
+    assert document["findings"][0]["remediation"][0].startswith("Enable QEMU native TLS")
+
+
+def test_terminal_summary_shows_findings_first():
+    output = invoke("analyze", PLAIN).output
+    assert output.index("CRITICAL F1 Live migration sends guest RAM in clear") < output.index("migration events")
+    assert "fix: Enable QEMU native TLS" in output
+
+
+def test_markdown_report(tmp_path):
+    out = tmp_path / "r.md"
+    assert invoke("analyze", PLAIN, API, "-q", "--markdown", out).exit_code == 0
+    text = out.read_text()
+    for heading in ("# inspector report", "## Findings", "### F1 CRITICAL", "## Migration events", "## Watched flows"):
+        assert heading in text
+    assert "| M1 | 127.0.0.1 | 127.0.0.1 |" in text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_every_table(tmp_path, fmt):
+    folder = tmp_path / "tables"
+    assert invoke("analyze", PLAIN, "-q", "--export", folder, "--export-format", fmt).exit_code == 0
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["tables"] == list(TABLES) and meta["format"] == fmt and meta["payload_shown"] is False
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    flows, findings = read(folder / f"flows.{fmt}"), read(folder / f"findings.{fmt}")
+    assert len(flows) == 1 and flows["verdict"].iloc[0] == "plaintext"
+    assert findings["rule"].tolist() == ["plaintext-migration", "secrets-in-cleartext"]
+    secrets = read(folder / f"secrets.{fmt}")
+    assert "excerpt" not in secrets.columns and "excerpt_hex" not in secrets.columns
+
+
+def test_outputs_never_overwrite_inputs(tmp_path):
+    capture = tmp_path / "flows.csv"
+    capture.write_bytes(PLAIN.read_bytes())
+    result = invoke("analyze", capture, "-q", "--export", tmp_path)
+    assert result.exit_code == ExitStatus.BAD_INPUT and "refusing to overwrite" in result.output
+    assert capture.read_bytes() == PLAIN.read_bytes()
+    result = invoke("analyze", capture, "-q", "--markdown", capture)
+    assert result.exit_code == ExitStatus.BAD_INPUT
+
+
+def test_diff_after_a_remediation(tmp_path):
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    invoke("analyze", PLAIN, API, "-q", "--json", before)
+    invoke("analyze", TLS, API, "-q", "--json", after)
+    out = tmp_path / "diff.json"
+    result = invoke("diff", before, after, "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "2 fixed  1 new  1 unchanged" in result.output
+    comparison = json.loads(out.read_text())
+    assert [f["rule"] for f in comparison["fixed"]] == ["plaintext-migration", "secrets-in-cleartext"]
+    assert [f["rule"] for f in comparison["new"]] == ["tls-protected-migration"]
+    assert [f["rule"] for f in comparison["unchanged"]] == ["api-credentials-in-clear"]
+    # A capture on either side is analysed on the fly; --fail-on looks at AFTER.
+    assert invoke("diff", before, TLS, "--fail-on", "high").exit_code == ExitStatus.OK
+    assert invoke("diff", TLS, before, "--fail-on", "high").exit_code == ExitStatus.FINDINGS
+
+
+def test_diff_bad_input_is_one_line(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"flows": []}')
+    result = invoke("diff", broken, PLAIN)
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert result.output.strip() == (f"inspector: error: {broken}: not an inspector JSON result with findings "
+                                     "(write one with `inspector analyze --json`)")
+    result = invoke("diff", tmp_path / "missing.json", PLAIN)
+    assert result.exit_code == ExitStatus.BAD_INPUT
+
+
+def test_rules_command_lists_every_rule():
+    from inspector.findings.rules import RULES
+
+    lines = invoke("rules").output.splitlines()
+    assert [line.split()[0] for line in lines] == [r.id for r in RULES]
+
+
+def test_progress_bar_on_a_terminal_only():
+    """On a pseudo-terminal a long run draws a bar on stderr; piped, nothing."""
+    inputs = [str(PLAIN)] * 60  # 80 MB of input: above the bar's threshold
+    command = [sys.executable, "-m", "inspector", "analyze", *inputs]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=300) == 0
+    os.close(leader)
+    assert b"reading" in seen and b"packets" in seen
+    piped = subprocess.run(command, capture_output=True, timeout=300)
+    assert piped.returncode == 0 and piped.stderr == b""
+    quiet = subprocess.run(command + ["-q"], stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    assert quiet.stdout == quiet.stderr == b""
+
+
+def test_payload_excerpts_only_on_request(tmp_path):
+    """Secrets found in guest RAM are labelled in every report; their bytes
+    appear only with --show-payload, and then as hex and dotted ASCII."""
+    shared, revealed = tmp_path / "shared", tmp_path / "revealed"
+    for folder, extra in ((shared, []), (revealed, ["--show-payload"])):
+        folder.mkdir()
+        result = invoke("analyze", PLAIN, "-q", "--json", folder / "r.json", "--markdown", folder / "r.md",
+                        "--export", folder / "tables", *extra)
+        assert result.exit_code == 0, result.output
+    hidden = json.loads((shared / "r.json").read_text())
+    shown = json.loads((revealed / "r.json").read_text())
+    assert hidden["secrets"] and not any("excerpt_hex" in s for s in hidden["secrets"])
+    assert all(bytes.fromhex(s["excerpt_hex"]) for s in shown["secrets"]) and shown["summary"]["payload_shown"]
+    secret_text = next(s["excerpt_text"] for s in shown["secrets"] if s["kind"] == "cloud-credential")
+    assert "rabbit://" in secret_text or "mysql+pymysql://" in secret_text
+    for folder in (shared,):
+        for report in (folder / "r.json", folder / "r.md", folder / "tables" / "secrets.csv"):
+            assert "openstack:" not in report.read_text() and "nova:" not in report.read_text(), report
+    assert "excerpt redacted" in (shared / "r.md").read_text()
+    from inspector.report.payload import hexdump
+
+    first = bytes.fromhex(shown["secrets"][0]["excerpt_hex"])
+    assert hexdump(first).splitlines()[0] in (revealed / "r.md").read_text()
+    assert "excerpt_hex" in pd.read_csv(revealed / "tables" / "secrets.csv").columns
