@@ -174,3 +174,18 @@ def test_payload_excerpts_only_on_request(tmp_path):
     first = bytes.fromhex(shown["secrets"][0]["excerpt_hex"])
     assert hexdump(first).splitlines()[0] in (revealed / "r.md").read_text()
     assert "excerpt_hex" in pd.read_csv(revealed / "tables" / "secrets.csv").columns
+
+
+def test_hostile_wire_strings_stay_inert_in_markdown_and_terminal(tmp_path):
+    """XSS payloads from SNI, HTTP, SSH banners and QEMU names appear as text:
+    entity-escaped in Markdown (renderers pass HTML through), plain in the terminal."""
+    from hostile_capture import PAYLOADS, write_hostile_capture
+
+    capture = write_hostile_capture(tmp_path / "hostile.pcap")
+    out = tmp_path / "r.md"
+    result = invoke("analyze", capture, "--all", "--markdown", out, "--internal-net", "127.0.0.0/8")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "&lt;script&gt;" in text and "&lt;img src=x" in text
+    assert not any(tag in text.lower() for tag in ("<script", "<img", "<svg"))
+    assert any(payload in result.output for payload in PAYLOADS)  # shown verbatim, never interpreted

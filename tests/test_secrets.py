@@ -9,9 +9,6 @@ import http.client
 import http.server
 import os
 import re
-import shutil
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ from inspector.findings.secrets import (
     SecretScanner,
 )
 from inspector.flows import kernels as K
+from loopback_capture import start_tcpdump, stop_tcpdump
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -113,16 +111,6 @@ def _wait_until_captured(pcap: Path, port: int, marker: str) -> None:
     pytest.fail(f"tcpdump did not record the probe {marker} within 15 s")
 
 
-def _start_tcpdump(pcap: Path, port: int) -> subprocess.Popen:
-    if shutil.which("tcpdump") is None:
-        pytest.fail("tcpdump is not installed (bash .ci/install-system-deps installs it)")
-    if os.geteuid() != 0:
-        pytest.fail("capturing loopback traffic needs root (the CI runs the tests as root)")
-    return subprocess.Popen(["tcpdump", "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-i", "lo",
-                             "-w", str(pcap), f"tcp port {port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 def _post_secrets(port: int) -> int:
     """POST nova.conf and a private key with a token and basic auth; return the client port."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -145,17 +133,15 @@ def api_capture(tmp_path_factory) -> tuple[Path, int]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    tcpdump = _start_tcpdump(pcap, port)
+    tcpdump = start_tcpdump(pcap, f"tcp port {port}")
     try:
         _wait_until_captured(pcap, port, "/capture-ready")
         client_port = _post_secrets(port)
         _wait_until_captured(pcap, port, "/capture-done")
     finally:
-        tcpdump.send_signal(signal.SIGINT)
-        _, err = tcpdump.communicate(timeout=20)
+        stop_tcpdump(tcpdump)
         server.shutdown()
         server.server_close()
-    assert tcpdump.returncode == 0, err
     return pcap, client_port
 
 

@@ -71,10 +71,10 @@ def _render_findings(findings: pd.DataFrame, console: Console) -> None:
         severity = str(row.severity)
         console.print(Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
                                     f" {row.finding} {row.title} [{row.rule}]"))
-        console.print(Padding(Text(str(row.summary)), (0, 0, 0, 11)))
+        console.print(Padding(Text(str(row.summary)), (0, 0, 0, 11), expand=False))
         fix = str(row.remediation).split("\n", 1)[0]
         if severity != "info":
-            console.print(Padding(Text(f"fix: {fix}", style="dim"), (0, 0, 0, 11)))
+            console.print(Padding(Text(f"fix: {fix}", style="dim"), (0, 0, 0, 11), expand=False))
 
 
 def _flow_text(row) -> str:
