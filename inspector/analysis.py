@@ -21,7 +21,9 @@ from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.findings.secrets import PATTERNS, SecretScanner
-from inspector.flows.table import FlowTable
+from inspector.flows.histograms import BYTE_HISTOGRAM_COLUMNS, RegionHistograms
+from inspector.flows.kernels import FL_A_PORT, FL_B_PORT
+from inspector.flows.table import FlowTable, Region
 from inspector.watch import ROLES, Watchlist
 
 PathLike = str | os.PathLike
@@ -62,6 +64,7 @@ class Analysis:
     findings: pd.DataFrame = field(default_factory=lambda: empty_frame(FINDING_COLUMNS))
     secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COLUMNS))
     secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COUNT_COLUMNS))
+    byte_histograms: pd.DataFrame = field(default_factory=lambda: empty_frame(BYTE_HISTOGRAM_COLUMNS))
 
     @property
     def watched(self) -> pd.DataFrame:
@@ -96,7 +99,15 @@ def analyze(
     table: FlowTable
     collector = DetectionCollector(
         lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
-    table = FlowTable(on_region=collector.on_region if detectors else None)
+    histograms = RegionHistograms(lambda flow: int(table.flow[flow, FL_A_PORT]) in watch.service_ports
+                                  or int(table.flow[flow, FL_B_PORT]) in watch.service_ports)
+
+    def on_region(region: Region) -> None:
+        if detectors:
+            collector.on_region(region)
+        histograms.on_region(region)
+
+    table = FlowTable(on_region=on_region)
     scanner = SecretScanner(PATTERNS if secrets else ())
     stats: list[InputStats] = []
     total = sum(_size(p) for p in path_list)
@@ -116,6 +127,7 @@ def analyze(
     flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
     flows, evidence = apply_evidence(flows, collector.finish(), np.arange(len(flows)))
     secret_rows, secret_counts = scanner.finish(flows, orig_slot)
+    byte_histograms = histograms.frame(flows["uid"].to_numpy(), orig_slot)
     flows["watch"] = pd.Categorical(
         watch.roles(flows["orig_p"].to_numpy("int64"), flows["resp_p"].to_numpy("int64"),
                     flows["orig_h"].tolist(), flows["resp_h"].tolist()),
@@ -128,7 +140,7 @@ def analyze(
         stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
                           state.hash_collisions)
     result = Analysis(flows=flows, windows=windows, evidence=evidence, events=events,
-                      secrets=secret_rows, secret_counts=secret_counts,
+                      secrets=secret_rows, secret_counts=secret_counts, byte_histograms=byte_histograms,
                       inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats), watch=watch)
     result.findings = build_findings(Facts.of(result))
     return result

@@ -94,7 +94,7 @@ def test_report_is_self_contained(migrations_page):
     assert not page.tags("script") and "<script" not in migrations_page
     assert [m["content"] for m in page.tags("meta") if m.get("http-equiv") == "Content-Security-Policy"] == [CSP]
     images = page.tags("img")
-    assert len(images) == 5
+    assert len(images) == 6  # bytes by verdict and protection, timeline, windows, entropy series, byte values
     assert all(img["src"].startswith("data:image/png;base64,") for img in images)
     for _tag, attributes in page.elements:
         for name in ("src", "href"):

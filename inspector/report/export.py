@@ -19,7 +19,8 @@ from inspector.errors import InspectorError
 from inspector.report.output import write_atomically
 
 EXPORT_FORMATS = ("csv", "parquet")
-TABLES = ("flows", "events", "findings", "secrets", "secret_counts", "evidence", "windows", "inputs", "anomalies")
+TABLES = ("flows", "events", "findings", "secrets", "secret_counts", "evidence", "windows", "byte_histograms",
+          "inputs", "anomalies")
 
 
 def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv", *,

@@ -485,8 +485,10 @@ def _plots(result: Analysis) -> Html:
         if not notable.empty:
             figures.append(_figure(plots.entropy_series(result.windows, notable),
                                    "Entropy of each window along the largest cleartext migration flows and the "
-                                   "largest encrypted flow (the flows keep per-window statistics, not "
-                                   "byte histograms)."))
+                                   "largest encrypted flow."))
+            figures.append(_figure(plots.byte_histograms(result.byte_histograms, notable),
+                                   "Byte values of the same flows, counted over the reassembled head and probe "
+                                   "regions (16 KiB each at 0, 1, 2, 4 MiB ...): ciphertext is flat at 1/256."))
     return _section("plots", figures)
 
 

@@ -308,12 +308,13 @@ def json_schema() -> dict[str, Any]:
 
 def columns_markdown() -> str:
     """The columns of every table as Markdown tables (docs/schema.md)."""
+    from inspector.flows.histograms import BYTE_HISTOGRAM_COLUMNS
     from inspector.flows.schema import EVIDENCE_COLUMNS, WINDOW_COLUMNS
 
     lines = []
     for title, columns in (("flows", FLOW_COLUMNS), ("events", EVENT_COLUMNS), ("findings", FINDING_COLUMNS),
                            ("secrets", SECRET_COLUMNS), ("secret_counts", SECRET_COUNT_COLUMNS),
-                           ("windows", WINDOW_COLUMNS),
+                           ("windows", WINDOW_COLUMNS), ("byte_histograms", BYTE_HISTOGRAM_COLUMNS),
                            ("evidence", EVIDENCE_COLUMNS)):
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]

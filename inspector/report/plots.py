@@ -212,8 +212,7 @@ def notable_flows(flows: pd.DataFrame, *, max_clear: int = 3) -> pd.DataFrame:
 def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Entropy per window against stream offset, one line per flow of ``flows``.
 
-    Each flow shows the direction that sent more bytes. Flows keep no
-    256-bin byte histogram, so this series is what shows how a stream's
+    Each flow shows the direction that sent more bytes: how a stream's
     randomness changes along it (head handshake, zero pages, random pages).
     """
     ax = _axes(ax)
@@ -236,6 +235,38 @@ def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | Non
     ax.set_ylabel("entropy (bits/byte)")
     ax.set_ylim(0, 8.2)
     ax.set_title("Entropy along notable flows")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Share of each byte value 0-255 in the sampled regions of each flow of
+    ``flows`` (the direction that sent more), log scale: ciphertext is flat at
+    1/256, text peaks on letters, guest RAM on 0x00."""
+    ax = _axes(ax)
+    styles = iter(["-", "--", ":", "-."] * 8)
+    drawn = 0
+    for flow in flows.itertuples(index=False):
+        direction = "orig" if flow.orig_bytes >= flow.resp_bytes else "resp"
+        own = histograms[(histograms["uid"] == flow.uid) & (histograms["direction"] == direction)]
+        total = int(own["count"].sum()) if len(own) else 0
+        if not total:
+            continue
+        share = own.sort_values("byte")["count"].to_numpy() / total
+        ax.step(np.arange(256), np.maximum(share, 1e-6), next(styles), where="mid", linewidth=1,
+                color=VERDICT_COLOURS[str(flow.verdict)],
+                label=f"{flow_label(flow)}: {flow.verdict}, {direction} ({human_bytes(total)} sampled)")
+        drawn += 1
+    if not drawn:
+        return _no_data(ax, "byte histograms for these flows")
+    ax.axhline(1 / 256, color="#444444", linewidth=0.8, linestyle=":", label="uniform bytes (1/256)")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-6, 1)
+    ax.set_xlim(0, 255)
+    ax.set_xticks([0, 0x20, 0x41, 0x61, 0x7F, 0xC0, 0xFF], ["0x00", "0x20", "'A'", "'a'", "0x7f", "0xc0", "0xff"])
+    ax.set_xlabel("byte value")
+    ax.set_ylabel("share of sampled bytes (log)")
+    ax.set_title("Byte-value histograms of notable flows")
     ax.legend(loc="lower right", fontsize="small")
     return ax
 
