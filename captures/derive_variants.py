@@ -7,7 +7,7 @@ Run after make_captures.py (no root needed, standard library only):
   python3 captures/derive_variants.py --list
 
 The variants are rewritten copies of real captures, packet for packet; no
-packet content is invented.  Three kinds (written to captures/variants/):
+packet content is invented.  Four kinds (written to captures/variants/):
 
   midflow   the capture starts mid-flow: the first packets of the source,
             including the SYN/SYN-ACK and the first ~300 KB of payload, are
@@ -19,6 +19,11 @@ packet content is invented.  Three kinds (written to captures/variants/):
             payload are kept (from the SYN on).
   snaplen   every frame cut to 256 bytes (pcap snaplen 256; orig_len keeps
             the wire length), the whole source capture.
+  tunnel    every frame wrapped whole, as a remote mirror port delivers it:
+            in VXLAN (RFC 7348, VNI 100, UDP to 4789) or in ERSPAN type III
+            (session 7, in GRE with a sequence number), inside IPv4 from the
+            mirror source 192.0.2.1 to the collector 192.0.2.2 (documentation
+            addresses; nothing is sent); the first ~384 KB of payload.
 
 The fourth kind of hard case, a real capture at Ethernet MTU 1500, is not
 derived: make_captures.py records it (qemu-plain-mtu1500, qemu-tls-mtu1500)
@@ -47,6 +52,7 @@ import gzip
 import hashlib
 import json
 import os
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -75,7 +81,12 @@ VARIANTS = [
     ("qemu-multifd-zstd-snap256", "qemu-multifd-zstd", "snaplen", {}),
     ("qemu-plain-mtu1500-snap256", "qemu-plain-mtu1500", "snaplen", {}),
     ("qemu-tls-mtu1500-snap256", "qemu-tls-mtu1500", "snaplen", {}),
+    ("qemu-plain-mtu1500-vxlan", "qemu-plain-mtu1500", "tunnel", {"tunnel": "vxlan"}),
+    ("qemu-tls-mtu1500-erspan3", "qemu-tls-mtu1500", "tunnel", {"tunnel": "erspan3"}),
 ]
+TUNNEL_SRC, TUNNEL_DST = "192.0.2.1", "192.0.2.2"   # mirror source -> collector
+VXLAN_PORT, VXLAN_VNI = 4789, 100
+ERSPAN_SESSION = 7
 
 
 def log(msg: str) -> None:
@@ -144,6 +155,48 @@ def add_tags(frame: bytes, tags: list[tuple[int, int]]) -> bytes:
     """Insert VLAN tags (outermost first) between the MAC addresses and the EtherType."""
     ins = b"".join(struct.pack("!HH", tpid, vid & 0x0FFF) for tpid, vid in tags)
     return frame[:12] + ins + frame[12:]
+
+
+def ipv4_checksum(header: bytes) -> int:
+    """RFC 1071 checksum of a 20-byte IPv4 header whose checksum field is zero."""
+    total = sum(struct.unpack("!10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def mirror_ipv4(proto: int, payload: bytes) -> bytes:
+    """Ethernet and IPv4 (DF, TTL 64) from the mirror source to the collector, before ``payload``."""
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0,
+                                   socket.inet_aton(TUNNEL_SRC), socket.inet_aton(TUNNEL_DST)))
+    header[10:12] = struct.pack("!H", ipv4_checksum(bytes(header)))
+    macs = bytes.fromhex("020000000002" "020000000001")   # collector, mirror source (locally administered)
+    return macs + struct.pack("!H", 0x0800) + bytes(header) + payload
+
+
+def in_vxlan(frame: bytes, _seq: int) -> bytes:
+    """The frame in VXLAN (I flag, VNI) in UDP to 4789, UDP checksum 0 (allowed over IPv4)."""
+    vxlan = struct.pack("!B3xI", 0x08, VXLAN_VNI << 8) + frame
+    return mirror_ipv4(17, struct.pack("!HHHH", 49152, VXLAN_PORT, 8 + len(vxlan), 0) + vxlan)
+
+
+def in_erspan3(frame: bytes, seq: int) -> bytes:
+    """The frame in ERSPAN type III (version 2, Ethernet PDU) in GRE with sequence number ``seq``."""
+    erspan = struct.pack("!HHIHH", 2 << 12, ERSPAN_SESSION, 0, 0, 0x8000) + frame
+    return mirror_ipv4(47, struct.pack("!HHI", 0x1000, 0x22EB, seq) + erspan)
+
+
+TUNNELS = {"vxlan": (in_vxlan, VXLAN_VNI), "erspan3": (in_erspan3, ERSPAN_SESSION)}
+
+
+def in_tunnel(packets, tunnel: str):
+    """Every frame wrapped whole in ``tunnel``; orig_len grows by the tunnel's headers."""
+    wrap, _tunnel_id = TUNNELS[tunnel]
+    out = []
+    for seq, (ts_s, ts_f, orig_len, frame) in enumerate(packets):
+        wrapped = wrap(frame, seq)
+        out.append((ts_s, ts_f, orig_len + len(wrapped) - len(frame), wrapped))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -255,6 +308,14 @@ def derive(name: str, source: str, kind: str, opts: dict, entries: dict) -> dict
         kind_txt = "802.1Q tag (VID 100)" if len(tags) == 1 else "802.1ad S-tag (VID 200) + 802.1Q C-tag (VID 100)"
         desc = (f"{source} with an {kind_txt} added to every frame; the first "
                 f"{transform['kept_payload_bytes']} payload bytes (from the SYN on)")
+    elif kind == "tunnel":
+        out, transform = head_window(linktype, packets)
+        tunnel_id = TUNNELS[opts["tunnel"]][1]
+        transform.update({"tunnel": opts["tunnel"], "tunnel_src": TUNNEL_SRC, "tunnel_dst": TUNNEL_DST,
+                          "tunnel_id": tunnel_id})
+        desc = (f"{source} with every frame wrapped in {opts['tunnel']} (id {tunnel_id}) from {TUNNEL_SRC} to "
+                f"{TUNNEL_DST}, as a remote mirror delivers it; the first {transform['kept_payload_bytes']} "
+                "payload bytes (from the SYN on)")
     elif kind == "snaplen":
         snaplen = SNAPLEN
         out = [(s, f, o, fr[:SNAPLEN]) for s, f, o, fr in packets]
@@ -264,8 +325,9 @@ def derive(name: str, source: str, kind: str, opts: dict, entries: dict) -> dict
     else:
         raise RuntimeError(f"unknown kind {kind}")
     dest = OUT / f"{name}.pcap.gz"
-    write_pcap(dest, linktype, out, snaplen=snaplen, magic=magic)
-    flows = variant_flows(linktype, out, src_entry)
+    write_pcap(dest, linktype, in_tunnel(out, opts["tunnel"]) if kind == "tunnel" else out,
+               snaplen=snaplen, magic=magic)
+    flows = variant_flows(linktype, out, src_entry)   # of the frames as captured (inside the tunnel)
     vdata = dest.read_bytes()
     entry = {"name": name, "file": f"variants/{dest.name}", "source": source,
              "source_file": src_entry["file"], "source_sha256": src_entry["sha256"], "kind": kind,

@@ -270,10 +270,12 @@ def null_hdr(ip: bytes, af6: int, big_endian: bool) -> bytes:
     return struct.pack(">I" if big_endian else "<I", af) + ip
 
 
-def ipv4_checksum(hdr: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 checksum (IPv4 header, UDP, GRE); an odd length is padded with a zero."""
+    data += b"\0" * (len(data) % 2)
     s = 0
-    for i in range(0, len(hdr), 2):
-        s += (hdr[i] << 8) | hdr[i + 1]
+    for i in range(0, len(data), 2):
+        s += (data[i] << 8) | data[i + 1]
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
@@ -294,7 +296,7 @@ def add_ipv4_options(ip: bytes, big: bool) -> bytes:
     total = struct.unpack(">H", ip[2:4])[0] + len(opts)
     hdr[2:4] = struct.pack(">H", total)
     hdr[10:12] = b"\0\0"
-    hdr[10:12] = struct.pack(">H", ipv4_checksum(bytes(hdr)))
+    hdr[10:12] = struct.pack(">H", internet_checksum(bytes(hdr)))
     return bytes(hdr) + ip[ihl:]
 
 
@@ -329,6 +331,87 @@ def encap(recs: list[Rec], fn: Callable[[bytes], bytes]) -> list[Rec]:
         d = fn(r.data)
         out.append(Rec(r.ts_ns, d, len(d)))
     return out
+
+
+# ---------------------------------------------------------------------------
+# Tunnels a mirror port delivers: a frame (or IP packet) wrapped in a tunnel
+# header and an outer IP header (RFC 7348, RFC 8926, RFC 2784/2890,
+# draft-foschiano-erspan-03).  Give outer addresses from the documentation
+# ranges (192.0.2.0/24, 2001:db8::/32): the files are never sent anywhere.
+# ---------------------------------------------------------------------------
+
+IPPROTO_UDP = 17
+IPPROTO_GRE = 47
+UDP_PORT_VXLAN = 4789
+UDP_PORT_GENEVE = 6081
+ETH_TEB = 0x6558          # transparent Ethernet bridging
+ETH_ERSPAN_2 = 0x88BE     # type I without a GRE sequence number
+ETH_ERSPAN_3 = 0x22EB
+
+
+def outer_ip(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    """IPv4 (checksummed, DF) or IPv6 header, by the family of ``src``, before ``payload``."""
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    if s.version == 6:
+        return struct.pack(">IHBB", 0x6 << 28, len(payload), proto, 64) + s.packed + d.packed + payload
+    hdr = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0,
+                                s.packed, d.packed))
+    hdr[10:12] = struct.pack(">H", internet_checksum(bytes(hdr)))
+    return bytes(hdr) + payload
+
+
+def outer_udp(src: str, dst: str, dport: int, payload: bytes, sport: int = 49152) -> bytes:
+    """UDP with its checksum (IPv6 requires one) inside ``outer_ip``."""
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    length = 8 + len(payload)
+    tail = struct.pack(">xBH", IPPROTO_UDP, length) if s.version == 4 else struct.pack(">I3xB", length, IPPROTO_UDP)
+    udp = bytearray(struct.pack(">HHHH", sport, dport, length, 0) + payload)
+    udp[6:8] = struct.pack(">H", internet_checksum(s.packed + d.packed + tail + bytes(udp)) or 0xFFFF)
+    return outer_ip(src, dst, IPPROTO_UDP, bytes(udp))
+
+
+def vxlan(frame: bytes, vni: int) -> bytes:
+    """VXLAN header (I flag, 24-bit VNI) before the Ethernet frame it carries."""
+    return struct.pack(">B3xI", 0x08, vni << 8) + frame
+
+
+def geneve_option(opt_class: int, opt_type: int, data: bytes) -> bytes:
+    """One GENEVE option TLV; ``data`` is whole 4-octet words."""
+    return struct.pack(">HBB", opt_class, opt_type, len(data) // 4) + data
+
+
+def geneve(inner: bytes, vni: int, protocol: int = ETH_TEB, options: bytes = b"") -> bytes:
+    """GENEVE header with ``options`` before what it carries (Ethernet, or IP by ``protocol``)."""
+    return struct.pack(">BBHI", len(options) // 4, 0, protocol, vni << 8) + options + inner
+
+
+def gre(inner: bytes, protocol: int, *, key: int | None = None, seq: int | None = None,
+        checksum: bool = False) -> bytes:
+    """GRE header with the optional checksum, key and sequence number fields."""
+    flags = (0x8000 if checksum else 0) | (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    optional = (b"\0" * 4 if checksum else b"") + (struct.pack(">I", key) if key is not None else b"") \
+        + (struct.pack(">I", seq) if seq is not None else b"")
+    packet = bytearray(struct.pack(">HH", flags, protocol) + optional + inner)
+    if checksum:
+        packet[4:6] = struct.pack(">H", internet_checksum(bytes(packet)))
+    return bytes(packet)
+
+
+def erspan2(frame: bytes, session: int, index: int = 0) -> bytes:
+    """ERSPAN type II header (version 1) before the mirrored frame; GRE must carry a sequence number."""
+    return struct.pack(">HHI", 1 << 12, session & 0x3FF, index & 0xFFFFF) + frame
+
+
+def erspan3(frame: bytes, session: int, timestamp: int = 0, platform_port: int | None = None) -> bytes:
+    """ERSPAN type III header (version 2, an Ethernet PDU as Linux sends) before the mirrored frame.
+
+    With ``platform_port`` the O flag is set and a platform-specific subheader
+    (platform id 3: the port id, seconds 0) follows the header.
+    """
+    has_sub = platform_port is not None
+    header = struct.pack(">HHIHH", 2 << 12, session & 0x3FF, timestamp, 0, 0x8000 | int(has_sub))
+    sub = struct.pack(">II", (3 << 26) | platform_port, 0) if has_sub else b""
+    return header + sub + frame
 
 
 # ---------------------------------------------------------------------------

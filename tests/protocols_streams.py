@@ -34,11 +34,22 @@ class Streams:
     resp_at_start: bool
 
 
+def _mirrored(eth: dpkt.ethernet.Ethernet) -> dpkt.ethernet.Ethernet:
+    """The frame a tunnelled variant carries (VXLAN, or ERSPAN III with its
+    optional subheader), which dpkt does not unwrap; else ``eth`` itself."""
+    l4 = getattr(eth.data, "data", None)
+    if isinstance(l4, dpkt.udp.UDP) and l4.dport == 4789:
+        return dpkt.ethernet.Ethernet(l4.data[8:])
+    if isinstance(l4, dpkt.gre.GRE) and l4.p == 0x22EB:
+        return dpkt.ethernet.Ethernet(l4.data[12 + 8 * (l4.data[11] & 1):])
+    return eth
+
+
 def _packets(path: Path):
     opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
     with opener(path, "rb") as fh:
         for _ts, buf in dpkt.pcap.UniversalReader(fh):
-            eth = dpkt.ethernet.Ethernet(buf)   # dpkt strips 802.1Q and 802.1ad tags
+            eth = _mirrored(dpkt.ethernet.Ethernet(buf))   # dpkt strips 802.1Q and 802.1ad tags
             ip = eth.data
             if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) or not isinstance(ip.data, dpkt.tcp.TCP):
                 continue

@@ -71,6 +71,7 @@ IPV6_MOBILITY = 135
 
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_GRE = 47
 
 IP_PROTOCOL_NAMES: dict[int, str] = {
     1: "icmp",
@@ -97,6 +98,7 @@ STATUS_BAD_IP = 3  # IP header inconsistent (version, lengths)
 STATUS_BAD_L4 = 4  # TCP/UDP header inconsistent
 STATUS_FRAGMENT = 5  # non-first IP fragment: no ports to key on
 STATUS_UNSUPPORTED_LINK = 6  # pcapng interface with a link type we do not decode
+STATUS_BAD_TUNNEL = 7  # tunnel header recognised but inconsistent, or nested too deep
 
 STATUS_ANOMALY_KINDS: dict[int, str] = {
     STATUS_HEADERS_CUT: "headers-cut-by-snaplen",
@@ -104,4 +106,45 @@ STATUS_ANOMALY_KINDS: dict[int, str] = {
     STATUS_BAD_L4: "malformed-transport-header",
     STATUS_FRAGMENT: "ip-fragment-not-reassembled",
     STATUS_UNSUPPORTED_LINK: "unsupported-link-type",
+    STATUS_BAD_TUNNEL: "malformed-tunnel-header",
 }
+
+# --- tunnels that mirror ports deliver -------------------------------------
+# The decoder follows them to the inner packet; F_TUNNEL keeps the outermost,
+# as an index into TUNNEL_NAMES (the flows table's `tunnel` column).
+TUNNEL_NAMES: tuple[str, ...] = ("", "vxlan", "geneve", "gre", "erspan1", "erspan2", "erspan3")
+(TUNNEL_NONE, TUNNEL_VXLAN, TUNNEL_GENEVE, TUNNEL_GRE,
+ TUNNEL_ERSPAN1, TUNNEL_ERSPAN2, TUNNEL_ERSPAN3) = range(len(TUNNEL_NAMES))
+
+# Tunnels inside tunnels (VXLAN in GRE in ERSPAN ...) are followed this deep;
+# hostile input cannot make the decoder loop.
+MAX_TUNNEL_DEPTH = 4
+
+UDP_PORT_VXLAN = 4789  # RFC 7348 s5 (IANA)
+VXLAN_HEADER_BYTES = 8
+VXLAN_FLAG_I = 0x08  # RFC 7348 s5: the VNI is valid; a header without it is not VXLAN
+
+UDP_PORT_GENEVE = 6081  # RFC 8926 s3.3 (IANA)
+GENEVE_HEADER_BYTES = 8  # plus Opt Len (low 6 bits of octet 0) 4-octet words of options
+GENEVE_VERSION_SHIFT = 6  # Ver: the top 2 bits of octet 0, 0 in RFC 8926
+
+ETH_TEB = 0x6558  # Transparent Ethernet Bridging: an Ethernet frame follows (GRE, GENEVE)
+ETH_ERSPAN_1_2 = 0x88BE  # ERSPAN type II; type I when GRE has no sequence number (draft-foschiano-erspan-03)
+ETH_ERSPAN_3 = 0x22EB  # ERSPAN type III
+
+# GRE flags and version, first 16 bits (RFC 2784 s2.1, RFC 2890 s2)
+GRE_BASE_BYTES = 4
+GRE_CHECKSUM = 0x8000  # C: 4 octets of checksum + reserved follow
+GRE_ROUTING = 0x4000  # R: RFC 1701 source routing, not decoded
+GRE_KEY = 0x2000  # K: 4 octets of key follow (RFC 2890)
+GRE_SEQUENCE = 0x1000  # S: 4 octets of sequence number follow (RFC 2890)
+GRE_VERSION = 0x0007  # 0 for GRE; 1 is PPTP's enhanced GRE (RFC 2637), not decoded
+
+# ERSPAN headers after GRE (draft-foschiano-erspan-03 s4.2, s4.3)
+ERSPAN2_HEADER_BYTES = 8
+ERSPAN3_HEADER_BYTES = 12
+ERSPAN3_SUBHEADER_BYTES = 8  # platform-specific subheader, present when O (last bit) is set
+ERSPAN2_VERSION = 1  # Ver: top 4 bits of the first octet
+ERSPAN3_VERSION = 2
+ERSPAN_SESSION_MASK = 0x03FF  # low 10 bits of octets 2-3
+ERSPAN3_FRAME_ETHERNET = 0  # FT: bits 1-5 of octet 10; 2 is IP, not decoded

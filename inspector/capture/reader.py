@@ -35,7 +35,7 @@ class PacketBatch:
 
     buf: np.ndarray  # uint8: the chunk the payload offsets point into
     fields: np.ndarray  # int64 [decode.N_FIELDS, n]
-    addrs: np.ndarray  # uint64 [4, n]
+    addrs: np.ndarray  # uint64 [decode.N_ADDRS, n]
 
     @property
     def n(self) -> int:
@@ -147,7 +147,7 @@ class CaptureReader:
         self.stats = InputStats(file=str(path))
         self._raw: BinaryIO | None = None
         self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
-        self._addrs = np.empty((4, BATCH_ROWS), dtype=np.uint64)
+        self._addrs = np.empty((D.N_ADDRS, BATCH_ROWS), dtype=np.uint64)
 
     @property
     def file_bytes_read(self) -> int:
@@ -345,11 +345,13 @@ class CaptureReader:
 
 
 _STATUS_DETAILS = {
-    C.STATUS_HEADERS_CUT: "snaplen ended inside the IP or transport header; packet not keyed to a flow",
+    C.STATUS_HEADERS_CUT: "snaplen ended inside the IP, transport or tunnel headers; packet not keyed to a flow",
     C.STATUS_BAD_IP: "IP header with impossible version or lengths",
     C.STATUS_BAD_L4: "TCP/UDP header with impossible lengths",
     C.STATUS_FRAGMENT: "non-first IP fragment (fragments are not reassembled)",
     C.STATUS_UNSUPPORTED_LINK: "packets on an interface whose link type is not decoded",
+    C.STATUS_BAD_TUNNEL: "VXLAN, GENEVE, GRE or ERSPAN header with impossible lengths or version, "
+                         f"or tunnels nested more than {C.MAX_TUNNEL_DEPTH} deep; packet not keyed to a flow",
 }
 
 

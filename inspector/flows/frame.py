@@ -15,7 +15,7 @@ import ipaddress
 import numpy as np
 import pandas as pd
 
-from inspector.capture.constants import IP_PROTOCOL_NAMES
+from inspector.capture.constants import IP_PROTOCOL_NAMES, TUNNEL_NAMES
 from inspector.flows import kernels as K
 from inspector.flows.table import FlowState
 
@@ -66,6 +66,32 @@ def format_addresses(hi: np.ndarray, lo: np.ndarray, version: np.ndarray) -> lis
         for h, l, v in uniq
     ]
     return [text[i] for i in inverse.ravel()]
+
+
+def tunnel_columns(state: FlowState) -> dict[str, object]:
+    """The tunnel each flow's first packet came in: kind, outer endpoints, id.
+
+    Empty strings and <NA> for flows captured directly; only tunnelled flows
+    have their outer addresses formatted.
+    """
+    kind = state.flow[:, K.FL_TUNNEL]
+    inside = np.flatnonzero(kind > 0)
+    src = np.full(kind.size, "", dtype=object)
+    dst = np.full(kind.size, "", dtype=object)
+    if inside.size:
+        outer = state.tunnel_addr[inside]
+        version = state.flow[inside, K.FL_TUNNEL_IP_VERSION]
+        hosts = format_addresses(np.concatenate([outer[:, 0], outer[:, 2]]),
+                                 np.concatenate([outer[:, 1], outer[:, 3]]), np.concatenate([version, version]))
+        src[inside], dst[inside] = hosts[: inside.size], hosts[inside.size :]
+    tunnel_id = state.flow[:, K.FL_TUNNEL_ID]
+    has_id = (kind > 0) & (tunnel_id >= 0)
+    return {
+        "tunnel": [TUNNEL_NAMES[k] for k in np.maximum(kind, 0).tolist()],
+        "tunnel_src": src,
+        "tunnel_dst": dst,
+        "tunnel_id": pd.arrays.IntegerArray(np.where(has_id, tunnel_id, 0), ~has_id),
+    }
 
 
 def flow_uids(words: list[np.ndarray]) -> np.ndarray:
@@ -122,6 +148,7 @@ def build_flows(state: FlowState, service_ports: frozenset[int],
             "mid_stream": (proto == 6) & (f[:, K.FL_SYN_DIR] < 0) & (f[:, K.FL_SYNACK_DIR] < 0),
             "ip_version": version,
             "vlan": pd.array(np.where(f[:, K.FL_VLAN] >= 0, f[:, K.FL_VLAN], 0), dtype="Int64"),
+            **tunnel_columns(state),
             "input": [inputs[i] for i in state.input_index] if n else [],
         }
     )

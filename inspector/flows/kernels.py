@@ -26,7 +26,10 @@ FL_A_PORT = 7
 FL_B_PORT = 8
 FL_PROTO = 9
 FL_IP_VERSION = 10
-N_FLOW_COLS = 11
+FL_TUNNEL = 11  # constants.TUNNEL_* of the first packet (its outermost tunnel)
+FL_TUNNEL_ID = 12  # that tunnel's VNI, GRE key or ERSPAN session id, -1 none
+FL_TUNNEL_IP_VERSION = 13  # IP version of that tunnel's outer header
+N_FLOW_COLS = 14
 
 # Columns of FlowTable.slot (int64, one row per flow direction: 2*flow + dir)
 SL_PKTS = 0
@@ -351,8 +354,20 @@ def _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, 
         _hand_over_region(s, slot, ready, counters)
 
 
+@njit(cache=True, inline="always")
+def _note_tunnel(f, i, fields, addrs, flow, tunnel_addr):
+    """Keep the tunnel the flow's first packet came in: kind, id and outer endpoints."""
+    kind = fields[D.F_TUNNEL, i]
+    flow[f, FL_TUNNEL] = kind
+    if kind != C.TUNNEL_NONE:
+        flow[f, FL_TUNNEL_ID] = fields[D.F_TUNNEL_ID, i]
+        flow[f, FL_TUNNEL_IP_VERSION] = fields[D.F_TUNNEL_IP_VERSION, i]
+        for k in range(4):
+            tunnel_addr[f, k] = addrs[D.A_TUNNEL_SRC_HI + k, i]
+
+
 @njit(cache=True)
-def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slot, hist,
+def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tunnel_addr, slot, hist,
                  free_rows, windows, heads, head_cov, head_free, ready, counters):
     """Fold packets ``start..`` of a batch into the flow state.
 
@@ -391,6 +406,7 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, slo
             flow[f, FL_FIRST_TS] = ts
             flow[f, FL_LAST_TS] = ts
             flow[f, FL_VLAN] = fields[D.F_VLAN, i]
+            _note_tunnel(f, i, fields, addrs, flow, tunnel_addr)
         else:
             if ts < flow[f, FL_FIRST_TS]:
                 flow[f, FL_FIRST_TS] = ts

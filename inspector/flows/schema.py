@@ -25,7 +25,7 @@ FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "confidence": ("float64", "confidence in the verdict, 0-1 (0 for unknown)"),
     "reason": ("string", "one line saying which direction decided and the statistics behind it"),
     "event": ("string", "the migration event the flow belongs to (joins events.event); empty when none"),
-    "protocol": ("string", "protocol recognised from its framing (qemu-migration, qemu-multifd, libvirt-rpc, nbd, ssh, tls, http, amqp, mysql, rfb, spice, redis, memcached, ovsdb); empty when none"),
+    "protocol": ("category", "protocol recognised from its framing (qemu-migration, qemu-multifd, libvirt-rpc, nbd, ssh, tls, http, amqp, mysql, rfb, spice, redis, memcached, ovsdb); empty when none"),
     "tls_version": ("string", "negotiated TLS version (from the ServerHello)"),
     "tls_cipher": ("string", "negotiated TLS cipher suite"),
     "tls_sni": ("string", "server name the client asked for (QEMU sends none)"),
@@ -51,7 +51,11 @@ FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "resp_missed_bytes": ("int64", "same for the responder"),
     "mid_stream": ("bool", "True when the capture holds no SYN for a TCP flow: it started before the capture"),
     "ip_version": ("int64", "4 or 6"),
-    "vlan": ("Int64", "outermost 802.1Q/802.1ad VLAN id of the first packet; <NA> when untagged"),
+    "vlan": ("Int64", "outermost 802.1Q/802.1ad VLAN id of the first packet (a tunnelled frame's when the outer frame has none); <NA> when untagged"),
+    "tunnel": ("string", "tunnel the first packet came in, the outermost when nested: vxlan, geneve, gre, erspan1, erspan2 or erspan3; empty when captured directly. Addresses, ports and bytes are the inner packet's"),
+    "tunnel_src": ("string", "outer source address of that tunnel in the first packet (mirror source, VTEP or GRE endpoint); empty without a tunnel"),
+    "tunnel_dst": ("string", "outer destination address of that tunnel in the first packet (the collector for a mirror); empty without a tunnel"),
+    "tunnel_id": ("Int64", "VXLAN or GENEVE VNI, GRE key or ERSPAN session id of that tunnel; <NA> without one"),
     "input": ("string", "the input file the flow was first seen in"),
 }
 

@@ -23,13 +23,16 @@ from inspector.flows import kernels as K
 class FlowState:
     """Raw flow state at the end of the input, for the next stage.
 
-    ``flow``/``flow_addr``/``slot`` have one row per flow (per direction
-    for ``slot``: row ``2*flow + dir``); columns are named in ``kernels``.
+    ``flow``/``flow_addr``/``tunnel_addr``/``slot`` have one row per flow
+    (per direction for ``slot``: row ``2*flow + dir``); columns are named in
+    ``kernels``. ``tunnel_addr`` holds the outer source and destination (hi,
+    lo words) of the tunnel the flow's first packet came in, if any.
     ``windows`` has one row per finished window, see ``kernels.WR_*``.
     """
 
     flow: np.ndarray
     flow_addr: np.ndarray
+    tunnel_addr: np.ndarray
     slot: np.ndarray
     windows: np.ndarray
     input_index: np.ndarray  # which input file first showed the flow
@@ -87,6 +90,7 @@ class FlowTable:
         self.n_flows = 0
         self.flow = np.full((initial_flows, K.N_FLOW_COLS), -1, dtype=np.int64)
         self.flow_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
+        self.tunnel_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
         self.input_index = np.zeros(initial_flows, dtype=np.int64)
         self.slot = self._empty_slots(2 * initial_flows)
         self.counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
@@ -124,8 +128,8 @@ class FlowTable:
         while start < batch.n:
             start, collisions = K.update_flows(
                 start, batch.fields, batch.addrs, batch.buf, flow_ids, dirs,
-                self.flow, self.flow_addr, self.slot, self.hist, self.free_rows, self.windows,
-                self.heads, self.head_cov, self.head_free, self.ready, self.counters,
+                self.flow, self.flow_addr, self.tunnel_addr, self.slot, self.hist, self.free_rows,
+                self.windows, self.heads, self.head_cov, self.head_free, self.ready, self.counters,
             )
             self.hash_collisions += collisions
             self._drain_heads()
@@ -181,6 +185,7 @@ class FlowTable:
         need = self.n_flows + new_codes.size
         self.flow = _grow(self.flow, need, -1)
         self.flow_addr = _grow(self.flow_addr, need)
+        self.tunnel_addr = _grow(self.tunnel_addr, need)
         self.input_index = _grow(self.input_index, need)
         if 2 * need > self.slot.shape[0]:
             grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[0]))
@@ -227,6 +232,7 @@ class FlowTable:
         return FlowState(
             flow=self.flow[:n],
             flow_addr=self.flow_addr[:n],
+            tunnel_addr=self.tunnel_addr[:n],
             slot=self.slot[: 2 * n],
             windows=self.windows[: self.counters[K.CT_WINDOWS]],
             input_index=self.input_index[:n],
