@@ -5,9 +5,12 @@
     >>> result.flows[["resp_p", "watch", "verdict", "confidence", "reason"]]
 """
 
-from inspector.analysis import Analysis, analyze
+from inspector.analysis import Analysis, Progress, analyze
 from inspector.errors import CaptureError, ConfigError, InspectorError
+from inspector.report.export import load
+from inspector.tables import SCHEMAS
 from inspector.watch import Watchlist
 
-__all__ = ["Analysis", "CaptureError", "ConfigError", "InspectorError", "Watchlist", "analyze"]
+__all__ = ["SCHEMAS", "Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress", "Watchlist",
+           "analyze", "load"]
 __version__ = "0.1.0"

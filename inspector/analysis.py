@@ -16,21 +16,17 @@ from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.events import build_events
 from inspector.flows.frame import build_flows, originator_is_a_one
-from inspector.flows.schema import FLOW_COLUMNS
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
-from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.findings.secrets import PATTERNS, SecretScanner
-from inspector.flows.histograms import BYTE_HISTOGRAM_COLUMNS, RegionHistograms
+from inspector.flows.histograms import RegionHistograms
 from inspector.flows.kernels import FL_A_PORT, FL_B_PORT
 from inspector.flows.table import FlowTable, Region
+from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, empty_frame, typed
 from inspector.watch import ROLES, Watchlist
 
 PathLike = str | os.PathLike
 
-INPUT_COLUMNS = ["file", "format", "linktypes", "packets", "captured_bytes", "wire_bytes",
-                 "truncated_packets", "non_ip_packets", "anomalies"]
-ANOMALY_COLUMNS = ["file", "kind", "count", "detail"]
 
 
 class Progress(NamedTuple):
@@ -61,15 +57,58 @@ class Analysis:
     inputs: pd.DataFrame
     anomalies: pd.DataFrame
     watch: Watchlist = field(default_factory=Watchlist)
-    findings: pd.DataFrame = field(default_factory=lambda: empty_frame(FINDING_COLUMNS))
-    secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COLUMNS))
-    secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SECRET_COUNT_COLUMNS))
-    byte_histograms: pd.DataFrame = field(default_factory=lambda: empty_frame(BYTE_HISTOGRAM_COLUMNS))
+    findings: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["findings"]))
+    secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secrets"]))
+    secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secret_counts"]))
+    byte_histograms: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["byte_histograms"]))
+
+    def __post_init__(self) -> None:
+        for name, columns in SCHEMAS.items():
+            setattr(self, name, typed(getattr(self, name), columns))
 
     @property
     def watched(self) -> pd.DataFrame:
         """Flows that matched a watchlist role."""
         return self.flows[self.flows["watch"] != "none"]
+
+    def windows_of(self, uid: str) -> pd.DataFrame:
+        """The windowed statistics (entropy series) of one flow, both directions."""
+        return self.windows[self.windows["uid"] == uid].reset_index(drop=True)
+
+    def byte_histogram(self, uid: str) -> pd.DataFrame:
+        """Byte-value counts of one watched flow: one column per direction, 256 rows."""
+        own = self.byte_histograms[self.byte_histograms["uid"] == uid]
+        return own.pivot_table(index="byte", columns="direction", values="count", aggfunc="sum",
+                               fill_value=0).reindex(range(256), fill_value=0)
+
+    def export(self, folder: PathLike, fmt: str = "parquet", *, show_payload: bool = False) -> list[Path]:
+        """Every table into ``folder`` as Parquet or CSV; ``inspector.load`` reads it back."""
+        from inspector.report.export import export_tables
+
+        return export_tables(self, folder, fmt, show_payload=show_payload)
+
+    def __repr__(self) -> str:
+        """One line: the default dataclass repr would print every table (and payload excerpts)."""
+        return (f"<Analysis: {len(self.inputs)} file(s), {len(self.flows):,} flows, {len(self.events)} event(s), "
+                f"{len(self.findings)} finding(s)>")
+
+    def _repr_html_(self) -> str:
+        """A compact summary for notebooks: inputs, verdicts, findings, events."""
+        from html import escape
+
+        verdicts = self.flows["verdict"].value_counts(sort=False)
+        severities = self.findings["severity"].value_counts(sort=False)
+        lines = [
+            f"<b>inspector analysis</b>: {len(self.inputs)} file(s), {int(self.inputs['packets'].sum()):,} packets, "
+            f"{len(self.flows):,} flows ({len(self.watched):,} watched: "
+            + ", ".join(f"{n} {v}" for v, n in verdicts.items() if n) + ")",
+            "findings: " + (", ".join(f"{n} {s}" for s, n in severities.items() if n) or "none"),
+        ]
+        body = "<br>".join(escape(line, quote=True).replace("&lt;b&gt;", "<b>").replace("&lt;/b&gt;", "</b>")
+                           for line in lines)
+        columns = ["event", "src_h", "dst_h", "start", "protection", "ram_bytes", "ram_bytes_clear"]
+        events = self.events[columns].to_html(index=False, escape=True, max_rows=20) if len(self.events) else ""
+        return f"<div>{body}{events}</div>"
 
 
 def analyze(
@@ -135,7 +174,8 @@ def analyze(
     )
     events, event_of = build_events(flows, evidence)
     flows["event"] = pd.array(event_of, dtype="string")
-    flows = _typed(flows[list(FLOW_COLUMNS)].sort_values("ts", kind="stable").reset_index(drop=True))
+    evidence["event"] = evidence["uid"].map(dict(zip(flows["uid"], event_of))).fillna("")
+    flows = flows.sort_values("ts", kind="stable").reset_index(drop=True)
     if state.hash_collisions and stats:
         stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
                           state.hash_collisions)
@@ -144,13 +184,6 @@ def analyze(
                       inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats), watch=watch)
     result.findings = build_findings(Facts.of(result))
     return result
-
-
-def _typed(flows: pd.DataFrame) -> pd.DataFrame:
-    for name, (dtype, _doc) in FLOW_COLUMNS.items():
-        if dtype in ("string",) and flows[name].dtype != "string":
-            flows[name] = flows[name].astype("string")
-    return flows
 
 
 def _inputs_frame(stats: list[InputStats]) -> pd.DataFrame:
@@ -163,7 +196,7 @@ def _inputs_frame(stats: list[InputStats]) -> pd.DataFrame:
         }
         for s in stats
     ]
-    return pd.DataFrame(rows, columns=INPUT_COLUMNS)
+    return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
 
 
 def _anomalies_frame(stats: list[InputStats]) -> pd.DataFrame:
@@ -172,13 +205,4 @@ def _anomalies_frame(stats: list[InputStats]) -> pd.DataFrame:
         for s in stats
         for kind, count in s.anomalies.items()
     ]
-    return pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
-
-
-def empty_frame(columns: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """A table with no rows and the documented dtypes."""
-    return pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(dtype)) for name, (dtype, _doc) in columns.items()})
-
-
-def _pandas_dtype(dtype: str) -> str:
-    return "object" if dtype == "category" else dtype
+    return pd.DataFrame(rows, columns=list(ANOMALY_COLUMNS))

@@ -83,17 +83,22 @@ class Watchlist:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         table = data.get("watch", data)
+        return cls.from_dict(table, str(path), base)
+
+    @classmethod
+    def from_dict(cls, table: dict, where: str, base: Watchlist | None = None) -> Watchlist:
+        """From a ``[watch]`` table (TOML file, or an export's meta.json); ``where`` names it in errors."""
         known = {"migration_ports", "libvirtd_ports", "ssh_ports", "internal_nets"}
         unknown = set(table) - known
         if unknown:
-            raise ConfigError(f"{path}: unknown watchlist keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"{where}: unknown watchlist keys {sorted(unknown)}; known: {sorted(known)}")
         wl = base or cls()
         changes: dict = {}
         for key in ("migration_ports", "libvirtd_ports", "ssh_ports"):
             if key in table:
-                changes[key] = parse_ports(table[key], f"{path}: {key}")
+                changes[key] = parse_ports(table[key], f"{where}: {key}")
         if "internal_nets" in table:
-            changes["internal_nets"] = parse_networks(table["internal_nets"], f"{path}: internal_nets")
+            changes["internal_nets"] = parse_networks(table["internal_nets"], f"{where}: internal_nets")
         return replace(wl, **changes)
 
     def with_internal_nets(self, specs) -> Watchlist:

@@ -105,14 +105,15 @@ def test_scalar_and_column_originator_rules_agree():
 
 
 def test_byte_histograms_of_watched_flows_count_the_reassembled_regions():
-    """Head and probes (16 KiB at 0, 1 and 2 MiB of a 2.9 MiB stream) are
-    counted for watched flows; unwatched flows keep no histogram."""
+    """The probes (16 KiB at 1 and 2 MiB of a 2.9 MiB stream) are counted
+    for bulk watched flows; short or unwatched flows keep no histogram."""
     from inspector.flows.kernels import REGION_BYTES
 
     root = Path(__file__).resolve().parents[1] / "captures"
     result = inspector.analyze(root / "qemu-plain.pcap.gz")
     hist = result.byte_histograms
     assert len(hist) == 256 and set(hist["direction"]) == {"orig"}
-    assert hist["count"].sum() == 3 * REGION_BYTES
+    assert hist["count"].sum() == 2 * REGION_BYTES
     assert hist.set_index("byte")["count"].idxmax() == ord(" ")  # the config text in the guest RAM
     assert inspector.analyze(root / "https-api.pcap.gz").byte_histograms.empty
+    assert inspector.analyze(root / "http-api.pcap").byte_histograms.empty

@@ -69,7 +69,7 @@ def _events(protection: str) -> Callable[[Facts], Iterable[Match]]:
     def matches(facts: Facts) -> Iterable[Match]:
         for event in facts.events[facts.events["protection"] == protection].itertuples(index=False):
             flows = facts.event_flows(event)
-            clear = int(event.ram_bytes_clear + event.disk_bytes_clear)
+            clear = int(event.ram_bytes_clear)  # disk bytes in clear are nbd-disk-in-clear's
             if protection in PROTECTED:
                 # cleartext legs of an SSH tunnel are loopback: they never leave their hosts
                 local = f" ({human_bytes(clear)} in clear on loopback legs inside the hosts)" if clear else ""

@@ -1,9 +1,11 @@
-"""Byte-value histograms of watched flows, from the regions already reassembled.
+"""Byte-value histograms of bulk watched flows, from the regions already reassembled.
 
 The detectors read each direction's head (16 KiB) and probes further in
-(1, 2, 4 MiB ...); counting their byte values costs one ``bincount`` per
-region and gives a sample of the whole stream. Only flows with a watched
-port are kept (256 counts per direction), so memory follows those flows.
+(1, 2, 4 MiB ...); counting the probes' byte values costs one ``bincount``
+per region and samples the whole stream. Only directions of watched flows
+that reach the first probe (1 MiB) are kept, 256 counts each: a capture of
+many short flows keeps none, and the bulk flows a reviewer looks at (a
+migration, a tunnel) all have one.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import pandas as pd
 from inspector.flows.table import Region
 
 BYTE_HISTOGRAM_COLUMNS: dict[str, tuple[str, str]] = {
-    "uid": ("string", "flow id (joins flows.uid); flows with a watched port only"),
+    "uid": ("string", "flow id (joins flows.uid); directions of watched flows longer than 1 MiB only"),
     "direction": ("string", "orig or resp"),
     "byte": ("int64", "byte value 0-255"),
-    "count": ("int64", "occurrences in the reassembled head and probe regions of that direction"),
+    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...)"),
 }
 
 
@@ -31,6 +33,8 @@ class RegionHistograms:
         self.counts: dict[int, np.ndarray] = {}  # slot -> 256 counts
 
     def on_region(self, region: Region) -> None:
+        if region.index == 0:  # heads: every flow has one; only probes mark a bulk flow
+            return
         if region.slot not in self.counts:
             if not self.keep(region.slot // 2):
                 return

@@ -1,7 +1,8 @@
-"""Every table of an analysis as CSV or Parquet files in one folder.
+"""Every table of an analysis as CSV or Parquet files in one folder, and back.
 
 The folder also holds ``meta.json`` (schema version, tool, watchlist, the
-tables written), so a later session can tell what it is loading. Secret
+tables written), so ``load`` can tell what it is loading: an analysis run
+once on a big capture is explored later without re-reading it. Secret
 excerpts are left out unless asked for (``show_payload``): then they are
 written as hex, never as raw bytes.
 """
@@ -17,10 +18,11 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
 from inspector.report.output import write_atomically
+from inspector.tables import MISSING_WHEN_EMPTY, SCHEMAS
+from inspector.watch import Watchlist
 
 EXPORT_FORMATS = ("csv", "parquet")
-TABLES = ("flows", "events", "findings", "secrets", "secret_counts", "evidence", "windows", "byte_histograms",
-          "inputs", "anomalies")
+TABLES = tuple(SCHEMAS)
 
 
 def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv", *,
@@ -79,3 +81,49 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def load(folder: str | os.PathLike) -> Analysis:
+    """An ``Analysis`` from a folder written by ``export_tables`` (``--export``),
+    with the documented dtypes. Secret excerpts come back only if they were
+    exported (``show_payload``)."""
+    from inspector.report.json_report import SCHEMA_VERSION
+
+    where = Path(folder)
+    try:
+        meta = json.loads((where / "meta.json").read_text(encoding="utf-8"))
+        fmt, version = meta["format"], meta["schema_version"]
+    except FileNotFoundError:
+        raise InspectorError(f"{where}: not an inspector export (no meta.json; write one with --export)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InspectorError(f"{where}: damaged meta.json ({exc})") from None
+    if version != SCHEMA_VERSION or fmt not in EXPORT_FORMATS:
+        raise InspectorError(f"{where}: export schema {version} in {fmt}; this inspector reads schema "
+                             f"{SCHEMA_VERSION} in {', '.join(EXPORT_FORMATS)}")
+    tables = {name: _read_table(where / f"{name}.{fmt}", fmt, SCHEMAS[name]) for name in meta["tables"]
+              if name in SCHEMAS}
+    if "secrets" in tables:
+        secrets = tables["secrets"]
+        hexed = secrets.pop("excerpt_hex") if "excerpt_hex" in secrets else None
+        secrets["excerpt"] = [bytes.fromhex(h) for h in hexed.fillna("")] if hexed is not None else None
+    watch = Watchlist.from_dict(meta.get("watchlist", {}), f"{where / 'meta.json'}: watchlist")
+    return Analysis(watch=watch, **{name: tables.get(name, pd.DataFrame()) for name in SCHEMAS})
+
+
+def _read_table(path: Path, fmt: str, columns) -> pd.DataFrame:
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path, engine="pyarrow")
+        frame = pd.read_csv(path, dtype=object, keep_default_na=False)
+    except FileNotFoundError:
+        raise InspectorError(f"{path}: missing from the export") from None
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds on damaged files
+        raise InspectorError(f"{path}: cannot read: {exc}") from None
+    for name, (dtype, _doc) in columns.items():  # CSV keeps text: numbers and empty cells back
+        if name in MISSING_WHEN_EMPTY and name in frame.columns:
+            frame[name] = frame[name].replace("", None)
+        elif name in frame.columns and dtype not in ("string", "category", "object") \
+                and not dtype.startswith("datetime64"):
+            values = frame[name].replace("", None)
+            frame[name] = values.map({"True": True, "False": False}) if dtype == "bool" else pd.to_numeric(values)
+    return frame

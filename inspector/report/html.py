@@ -487,8 +487,8 @@ def _plots(result: Analysis) -> Html:
                                    "Entropy of each window along the largest cleartext migration flows and the "
                                    "largest encrypted flow."))
             figures.append(_figure(plots.byte_histograms(result.byte_histograms, notable),
-                                   "Byte values of the same flows, counted over the reassembled head and probe "
-                                   "regions (16 KiB each at 0, 1, 2, 4 MiB ...): ciphertext is flat at 1/256."))
+                                   "Byte values of the same flows, counted over the reassembled probe regions "
+                                   "(16 KiB each at 1, 2, 4 MiB ...): ciphertext is flat at 1/256."))
     return _section("plots", figures)
 
 

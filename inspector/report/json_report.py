@@ -18,7 +18,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from inspector.analysis import ANOMALY_COLUMNS, INPUT_COLUMNS, Analysis
+from inspector.analysis import Analysis
+from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, PROTOCOLS
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
 from inspector.report.payload import printable
@@ -176,7 +177,7 @@ _JSON_TYPES = {
     "timedelta64[ns]": {"type": "number", "minimum": 0},
 }
 _ENUMS = {"watch": list(ROLES), "verdict": list(VERDICTS), "orig_verdict": list(VERDICTS),
-          "resp_verdict": list(VERDICTS)}
+          "resp_verdict": list(VERDICTS), "protocol": list(PROTOCOLS)}
 
 
 _EVIDENCE_SCHEMA = {
@@ -225,17 +226,17 @@ def json_schema() -> dict[str, Any]:
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": INPUT_COLUMNS,
+                    "required": list(INPUT_COLUMNS),
                     "properties": {
                         "file": {"type": "string"}, "format": {"type": "string"},
                         "linktypes": {"type": "string", "description": "link types seen, comma-separated"},
-                        **{k: count for k in INPUT_COLUMNS[3:]},
+                        **{k: count for k in list(INPUT_COLUMNS)[3:]},
                     },
                 },
             },
             "anomalies": {
                 "type": "array",
-                "items": {"type": "object", "required": ANOMALY_COLUMNS,
+                "items": {"type": "object", "required": list(ANOMALY_COLUMNS),
                           "properties": {"count": count, "kind": {"type": "string"}}},
             },
             "summary": {
