@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis import Analysis
+from inspector.capture.constants import TUNNEL_NAMES
 from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, PROTOCOLS
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
@@ -177,7 +178,7 @@ _JSON_TYPES = {
     "timedelta64[ns]": {"type": "number", "minimum": 0},
 }
 _ENUMS = {"watch": list(ROLES), "verdict": list(VERDICTS), "orig_verdict": list(VERDICTS),
-          "resp_verdict": list(VERDICTS), "protocol": list(PROTOCOLS)}
+          "resp_verdict": list(VERDICTS), "protocol": list(PROTOCOLS), "tunnel": list(TUNNEL_NAMES)}
 
 
 _EVIDENCE_SCHEMA = {
