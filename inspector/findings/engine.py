@@ -18,7 +18,7 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
             rows.append({
                 "rule": rule.id, "severity": rule.severity, "title": rule.title,
                 "risks": ", ".join(rule.risks), "summary": match.summary,
-                "evidence": "\n".join(match.evidence), "hosts": _hosts(facts, match.uids),
+                "evidence": "\n".join(match.evidence), "hosts": ", ".join(facts.host_pairs(match.uids)),
                 "uids": ",".join(match.uids),
                 "events": ",".join(match.events), "bytes_exposed": int(match.bytes_exposed),
                 "remediation": "\n".join(rule.remediation), "references": ", ".join(rule.references),
@@ -29,11 +29,6 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
         frame[name] = (pd.Categorical(frame[name], categories=SEVERITIES) if dtype == "category"
                        else frame[name].astype(dtype))
     return frame
-
-
-def _hosts(facts: Facts, uids: tuple[str, ...]) -> str:
-    pairs = {f"{facts.flow(u).orig_h} -> {facts.flow(u).resp_h}" for u in uids if u in facts.by_uid}
-    return ", ".join(sorted(pairs))
 
 
 def at_or_above(findings: pd.DataFrame, severity: str) -> pd.DataFrame:

@@ -44,12 +44,20 @@ class Facts:
                 {"direction": row.direction, "offset": int(row.offset), **json.loads(row.fields)})
         return out
 
-    @cached_property
-    def by_uid(self) -> dict[str, object]:
-        return {row.uid: row for row in self.flows.itertuples(index=False)}
+    def rows(self, uids) -> list:
+        """The flows with these uids, as row tuples (one pass over the uid column,
+        so a rule over thousands of flows stays cheap)."""
+        return list(self.flows[self.flows["uid"].isin(list(uids))].itertuples(index=False))
 
-    def flow(self, uid: str):
-        return self.by_uid[uid]
+    def host_pairs(self, uids) -> list[str]:
+        """'src -> dst' of the flows with these uids, sorted, once each."""
+        f = self.flows[self.flows["uid"].isin(list(uids))]
+        return sorted(set(f["orig_h"].astype(str) + " -> " + f["resp_h"].astype(str)))
+
+    def events_of(self, uids) -> tuple[str, ...]:
+        """Migration events the flows with these uids belong to."""
+        events = self.flows.loc[self.flows["uid"].isin(list(uids)), "event"]
+        return tuple(sorted(set(events[events != ""])))
 
     def clear_flows(self, protocol: str) -> pd.DataFrame:
         """Flows of a protocol whose payload crossed in clear."""
@@ -57,7 +65,7 @@ class Facts:
         return f[(f["protocol"] == protocol) & f["verdict"].astype(str).isin(CLEAR)]
 
     def event_flows(self, event) -> list:
-        return [self.by_uid[u] for u in str(event.uids).split(",") if u in self.by_uid]
+        return self.rows(str(event.uids).split(","))
 
     def in_internal_nets(self, host: str) -> bool:
         try:

@@ -220,7 +220,7 @@ def _secrets(facts: Facts) -> Iterable[Match]:
              for row in rows.itertuples(index=False)]
     if int(kinds.sum()) > len(rows):
         lines.append(f"(first {len(rows)} of {int(kinds.sum())} matches listed; every match is counted)")
-    events = tuple(sorted({facts.flow(u).event for u in uids if u in facts.by_uid and facts.flow(u).event}))
+    events = facts.events_of(uids)
     yield Match(uids, "secrets readable in cleartext payload: "
                 + ", ".join(f"{n:,} {k}" for k, n in kinds.items()), tuple(lines), events)
 
