@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from inspector.alerts import Alert, Alerter
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
@@ -135,9 +136,51 @@ def analyze(
     """
     path_list = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
+    total = sum(_size(p) for p in path_list)
+    done_files = 0
+
+    def on_batch(reader: CaptureReader, packets: int) -> None:
+        nonlocal done_files
+        if on_progress:
+            on_progress(Progress(packets, done_files + reader.file_bytes_read, total))
+
+    def readers() -> Iterator[CaptureReader]:
+        nonlocal done_files
+        for path in path_list:
+            yield CaptureReader(path)
+            done_files += _size(path)
+
+    return analyze_readers(readers(), watch=watch, names=[str(p) for p in path_list], on_batch=on_batch,
+                           detectors=detectors, secrets=secrets)
+
+
+def analyze_readers(
+    readers: Iterable[CaptureReader],
+    *,
+    watch: Watchlist,
+    names: list[str],
+    on_batch: Callable[[CaptureReader, int], None] | None = None,
+    detectors: bool = True,
+    secrets: bool = True,
+    on_alert: Callable[[Alert], None] | None = None,
+) -> Analysis:
+    """The one pipeline under ``analyze`` (files) and ``inspector live`` (a
+    tcpdump pipe): every batch of every reader, in order, through the flow
+    table, detectors, secret scan and histograms, then classification,
+    events and findings once the readers are exhausted.
+
+    ``names`` name the inputs (``flows.file``); ``on_batch(reader, packets)``
+    follows progress; ``on_alert`` gets an ``Alert`` as soon as a watched
+    flow shows cleartext migration, credentials or NBD disk data.
+    """
     table: FlowTable
-    collector = DetectionCollector(
-        lambda flow: originator_is_a_one(table.flow[flow], watch.service_ports))
+
+    def orientation(flow: int) -> bool:
+        return originator_is_a_one(table.flow[flow], watch.service_ports)
+
+    alerts = Alerter(lambda: table, watch, orientation, on_alert) if on_alert else None
+    collector = DetectionCollector(orientation, on_detect=alerts.on_detect if alerts else None,
+                                   early=alerts.watched if alerts else None)
     histograms = RegionHistograms(lambda flow: int(table.flow[flow, FL_A_PORT]) in watch.service_ports
                                   or int(table.flow[flow, FL_B_PORT]) in watch.service_ports)
 
@@ -147,22 +190,19 @@ def analyze(
         histograms.on_region(region)
 
     table = FlowTable(on_region=on_region)
-    scanner = SecretScanner(PATTERNS if secrets else ())
+    scanner = SecretScanner(PATTERNS if secrets else (), on_first=alerts.on_secret if alerts else None)
     stats: list[InputStats] = []
-    total = sum(_size(p) for p in path_list)
-    done_files = packets = 0
-    for i, path in enumerate(path_list):
-        reader = CaptureReader(path)
+    packets = 0
+    for i, reader in enumerate(readers):
         for batch in reader:
             flow_ids, dirs = table.add(batch, i)
             scanner.scan(batch, flow_ids, dirs, table.slot)
             packets += batch.n
-            if on_progress:
-                on_progress(Progress(packets, done_files + reader.file_bytes_read, total))
-        done_files += _size(path)
+            if on_batch:
+                on_batch(reader, packets)
         stats.append(reader.stats)
     state = table.finish()
-    flows, orig_slot, resp_slot = build_flows(state, watch.service_ports, [str(p) for p in path_list])
+    flows, orig_slot, resp_slot = build_flows(state, watch.service_ports, names)
     flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
     flows, evidence = apply_evidence(flows, collector.finish(), np.arange(len(flows)))
     secret_rows, secret_counts = scanner.finish(flows, orig_slot)

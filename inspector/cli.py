@@ -75,6 +75,26 @@ def _report_options(command):
     return command
 
 
+def _watch_options(command):
+    """The watchlist options ``analyze`` and ``live`` share."""
+    options = [
+        click.option("--all", "show_all", is_flag=True, help="List every flow, not only watched ones."),
+        click.option("--limit", default=100, show_default=True, help="Most flows listed in the terminal."),
+        click.option("--watch-config", type=click.Path(path_type=Path), help="TOML file with a [watch] table."),
+        click.option("--migration-ports", metavar="SPEC",
+                     help="Migration ports, e.g. 49152-49215 (default 49152-49261)."),
+        click.option("--libvirtd-ports", metavar="SPEC", help="libvirtd ports (default 16509,16514)."),
+        click.option("--ssh-ports", metavar="SPEC", help="SSH ports (default 22)."),
+        click.option("--internal-net", "internal_nets", multiple=True, metavar="CIDR",
+                     help="Internal API network; repeat for several."),
+        click.option("--no-secret-scan", is_flag=True,
+                     help="Do not scan cleartext payload for secrets (faster on text-heavy bulk traffic)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="inspector")
 def main() -> None:
@@ -84,16 +104,7 @@ def main() -> None:
 @main.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @_report_options
-@click.option("--all", "show_all", is_flag=True, help="List every flow, not only watched ones.")
-@click.option("--limit", default=100, show_default=True, help="Most flows listed in the terminal.")
-@click.option("--watch-config", type=click.Path(path_type=Path), help="TOML file with a [watch] table.")
-@click.option("--migration-ports", metavar="SPEC", help="Migration ports, e.g. 49152-49215 (default 49152-49261).")
-@click.option("--libvirtd-ports", metavar="SPEC", help="libvirtd ports (default 16509,16514).")
-@click.option("--ssh-ports", metavar="SPEC", help="SSH ports (default 22).")
-@click.option("--internal-net", "internal_nets", multiple=True, metavar="CIDR",
-              help="Internal API network; repeat for several.")
-@click.option("--no-secret-scan", is_flag=True,
-              help="Do not scan cleartext payload for secrets (faster on text-heavy bulk traffic).")
+@_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary and no progress bar.")
 def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
                     fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
@@ -119,6 +130,88 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
     if not quiet:
         terminal.render(result, _console(), show_all=show_all, limit=limit)
     _exit_for_findings(result.findings, fail_on)
+
+
+@main.command("live")
+@click.option("-i", "--interface", "iface", required=True, metavar="IFACE", help="Interface to capture on.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after this many seconds (default: until Ctrl-C or SIGTERM).")
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append alerts as they fire, then the final flows, events and findings, one JSON object a line.")
+@click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
+              help="Bytes captured of each packet.")
+@_report_options
+@_watch_options
+@click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
+def live_command(iface, duration, jsonl_path, bpf, snaplen, json_path, html_path, markdown_path, csv_path,
+                 export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
+                 libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, quiet) -> None:
+    """Capture on an interface (through tcpdump), alert as soon as a watched
+    flow shows cleartext migration, credentials or NBD disk data; on
+    --duration, Ctrl-C or SIGTERM finish every flow and write the reports.
+
+    Example: sudo inspector live -i eth1 --duration 600 --jsonl alerts.jsonl --html report.html
+    """
+    from inspector.live import capture_filter, run_live
+    from inspector.report import terminal
+
+    reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
+                      export_dir=export_dir, export_format=export_format, show_payload=show_payload)
+    jsonl = None
+    try:
+        watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
+        expression = bpf or capture_filter(watch)
+        jsonl = _open_jsonl(jsonl_path)
+
+        def on_alert(alert) -> None:
+            click.echo(f"inspector: {alert.line()}", err=True)
+            if jsonl:
+                jsonl.write(json.dumps(alert.record()) + "\n")
+                jsonl.flush()
+
+        def on_started(sensor) -> None:
+            click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
+
+        result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, duration=duration,
+                                  on_alert=on_alert, on_started=on_started, secrets=not no_secret_scan)
+        if jsonl:
+            _write_final_jsonl(result, jsonl)
+        reports.write(result)
+    except InspectorError as exc:
+        _fail(str(exc))
+    finally:
+        if jsonl:
+            jsonl.close()
+    drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}, "
+             f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
+    click.echo(f"inspector: capture on {iface} stopped: {result.inputs['packets'].sum():,} packets; {drops}",
+               err=True)
+    if not quiet:
+        terminal.render(result, _console(), show_all=show_all, limit=limit)
+    _exit_for_findings(result.findings, fail_on)
+
+
+def _open_jsonl(path: Path | None):
+    if path is None:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by live_command
+    except OSError as exc:
+        raise InspectorError(f"--jsonl {path}: {exc.strerror or exc}") from None
+
+
+def _write_final_jsonl(result, handle) -> None:
+    """The final flows, events and findings as ``{"type": ...}`` lines after the alerts."""
+    from inspector.report import json_report
+
+    for line in json_report._json_lines(result.flows, result.evidence):
+        handle.write('{"type":"flow",' + line[1:] + "\n")
+    for kind, records in (("event", json_report.event_records(result.events)),
+                          ("finding", json_report.finding_records(result.findings))):
+        for record in records:
+            handle.write(json.dumps({"type": kind, **record}, default=str) + "\n")
+    handle.flush()
 
 
 def _console() -> Console:

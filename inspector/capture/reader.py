@@ -10,10 +10,12 @@ anomaly; only a file that is not a capture at all raises ``CaptureError``.
 from __future__ import annotations
 
 import gzip
+import select
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -65,9 +67,10 @@ class InputStats:
 class _Chunker:
     """A growable byte window over a stream: ``buf[pos:end]`` is unread."""
 
-    def __init__(self, stream: BinaryIO, path: str) -> None:
+    def __init__(self, stream: BinaryIO, path: str, live: bool = False) -> None:
         self.stream = stream
         self.path = path
+        self.live = live  # a pipe: hand over what arrived instead of waiting for a full chunk
         self.buf = np.empty(CHUNK_BYTES, dtype=np.uint8)
         self.pos = 0
         self.end = 0
@@ -90,7 +93,10 @@ class _Chunker:
         self.consumed_before += self.pos
         self.pos, self.end = 0, remaining
         view = memoryview(self.buf)
+        want = max(need, remaining + 1) if self.live else self.buf.size
         while self.end < self.buf.size and not self.eof:
+            if self.live and self.end >= want and not _readable(self.stream):
+                break  # what the pipe holds now: low-rate traffic is not held back
             try:
                 got = self.stream.readinto(view[self.end :])
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
@@ -109,6 +115,11 @@ class _Chunker:
         data = self.buf[self.pos : self.pos + size].tobytes()
         self.pos += len(data)
         return data
+
+
+def _readable(stream: BinaryIO) -> bool:
+    """More bytes can be read from the pipe without blocking."""
+    return bool(select.select([stream], [], [], 0)[0])
 
 
 class _DamagedStream(Exception):
@@ -134,6 +145,10 @@ def _open_stream(path: Path) -> tuple[BinaryIO, bool]:
 class CaptureReader:
     """Iterate the packets of one capture file as ``PacketBatch`` objects.
 
+    ``live=True`` reads an already-open unbuffered binary pipe (``path``
+    then only names it, e.g. ``live:eth1``): each batch holds what arrived,
+    handed over as soon as a whole record is there; the pipe is not closed.
+
     Example::
 
         reader = CaptureReader("migration.pcap.gz")
@@ -142,9 +157,11 @@ class CaptureReader:
         reader.stats.packets
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, stream: BinaryIO | None = None, live: bool = False) -> None:
         self.path = Path(path)
         self.stats = InputStats(file=str(path))
+        self.live = live
+        self._stream = stream
         self._raw: BinaryIO | None = None
         self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
         self._addrs = np.empty((D.N_ADDRS, BATCH_ROWS), dtype=np.uint64)
@@ -158,14 +175,20 @@ class CaptureReader:
             return 0
 
     def __iter__(self) -> Iterator[PacketBatch]:
-        stream, gzipped = _open_stream(self.path)
-        self._raw = stream.fileobj if gzipped else stream  # type: ignore[attr-defined]
-        with stream:
-            chunk = _Chunker(stream, str(self.path))
+        if self._stream is not None:
+            stream, gzipped = self._stream, False
+        else:
+            stream, gzipped = _open_stream(self.path)
+            self._raw = stream.fileobj if gzipped else stream  # type: ignore[attr-defined]
+        with stream if self._stream is None else nullcontext(stream):
+            chunk = _Chunker(stream, str(self.path), live=self.live)
             try:
-                chunk.fill()
+                chunk.fill(24 if self.live else 0)
             except _DamagedStream as exc:
                 raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
+            if chunk.available() == 0 and self.live:
+                self.stats.format = "pcap"  # stopped before the first packet
+                return
             if chunk.available() == 0:
                 raise CaptureError(self.path, "empty file, not a capture")
             if chunk.available() < 4:

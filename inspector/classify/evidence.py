@@ -51,10 +51,20 @@ class DetectionCollector:
     snaplen) are scanned mid-stream, but their detections only add detail
     to a protocol the flow's contiguous bytes proved: a few hundred bytes
     are too little to name a protocol on their own.
+
+    ``on_detect(flow, hits)``, when given, hears every detection as it is
+    made (the live sensor's alerts). A head whose other head is still being
+    filled is then also read alone at once when ``early(flow)`` says so, so a
+    one-way stream (a migration) is known when its head completes, not when
+    the flow ends; those early hits are told, not kept (the pair decides).
     """
 
-    def __init__(self, orientation: Callable[[int], bool]) -> None:
+    def __init__(self, orientation: Callable[[int], bool],
+                 on_detect: Callable[[int, list[Detection]], None] | None = None,
+                 early: Callable[[int], bool] | None = None) -> None:
         self.orientation = orientation
+        self.on_detect = on_detect
+        self.early = early
         self.pending: dict[int, Region] = {}
         self.found: dict[int, list[Detection]] = {}
         self.from_islands: dict[int, list[Detection]] = {}
@@ -66,6 +76,11 @@ class DetectionCollector:
             other = self.pending.pop(2 * flow + 1 - direction, None)
             if other is None:
                 self.pending[region.slot] = region
+                if self.on_detect and self.early and region.data and self.early(flow):
+                    hits = detect(region.data, direction=self._side(flow, direction), at_start=region.at_start,
+                                  fallback=False)
+                    if hits:
+                        self.on_detect(flow, hits)
             else:
                 self._detect_heads(flow, region, other)
             return
@@ -74,6 +89,8 @@ class DetectionCollector:
             hits = [d.shifted(region.offset) for d in detect(region.data, direction=side, at_start=False)]
             if hits:
                 self.found.setdefault(flow, []).extend(hits)
+                if self.on_detect:
+                    self.on_detect(flow, hits)
         self._scan_islands(flow, side, region)
 
     def _side(self, flow: int, direction: int) -> str:
@@ -102,6 +119,8 @@ class DetectionCollector:
                            fallback=False)
         if hits:
             self.found[flow] = hits + self.found.get(flow, [])
+            if self.on_detect:
+                self.on_detect(flow, hits)
 
     def finish(self) -> dict[int, list[Detection]]:
         """Flows with one head only (the other direction never sent data), and

@@ -345,8 +345,13 @@ class SecretScanner:
         secrets, counts = scanner.finish(flows, orig_slot)
     """
 
-    def __init__(self, patterns: tuple[SecretPattern, ...] = PATTERNS) -> None:
+    def __init__(self, patterns: tuple[SecretPattern, ...] = PATTERNS,
+                 on_first: Callable[[int, int, str, str], None] | None = None) -> None:
+        """``on_first(flow, direction, kind, label)`` hears the first match of
+        each (flow, direction, kind) as the batch is scanned (the live
+        sensor's alerts); ``label`` is redacted like the reports'."""
         self.patterns = patterns
+        self.on_first = on_first
         self.anchors = _ANCHORS if patterns is PATTERNS else _anchor_table(patterns)
         self.name_tails = [re.compile(p.name_chars + b"{1,%d}\\Z" % NAME_MAX) if p.name_chars else None
                            for p in patterns]
@@ -375,7 +380,9 @@ class SecretScanner:
             key = (flow, direction, self.patterns[index].kind)
             self.counts[key] = count = self.counts.get(key, 0) + 1
             if count <= MAX_KEPT:
-                self.kept.append(self._kept(batch, view, packet, index, m, key, slot))
+                self.kept.append(kept := self._kept(batch, view, packet, index, m, key, slot))
+                if count == 1 and self.on_first:
+                    self.on_first(flow, direction, kept.kind, kept.label)
 
     def _anchor_hits(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray) -> list[list[int]]:
         """Every anchor in the batch's payload, in packet order, as ``HIT_*`` rows."""

@@ -1,0 +1,260 @@
+"""The live sensor: tcpdump captures, the compiled reader decodes its pipe.
+
+``tcpdump -i IFACE -s SNAPLEN -U -w - FILTER`` reads packets through
+libpcap (with its kernel ring buffer and BPF filter) and writes a pcap
+stream to a pipe; ``CaptureReader(live=True)`` decodes what arrived, batch
+by batch, into the same pipeline as ``analyze`` (``analyze_readers``). No
+Python code runs per packet.
+
+Stopping (``Sensor.stop``: the duration, SIGINT or SIGTERM) sends SIGINT to
+tcpdump, which flushes, prints its counters and closes the pipe; the reader
+drains it to the end, then every flow is finished and classified.
+
+Drops are reported as anomalies of the live input (``inputs.file`` is
+``live:IFACE``): ``kernel-drops`` (tcpdump's "packets dropped by kernel",
+packets the capture buffer had no room for) and ``interface-drops`` (the
+delta of ``/sys/class/net/IFACE/statistics/rx_dropped`` over the run:
+packets the NIC or driver dropped before any capture saw them).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from inspector.alerts import Alert
+from inspector.analysis import Analysis, analyze_readers
+from inspector.capture.reader import CaptureReader
+from inspector.errors import InspectorError
+from inspector.watch import Watchlist
+
+SNAPLEN = 262144
+SYS_NET = Path("/sys/class/net")
+_F_SETPIPE_SZ = 1031  # fcntl.h, Linux
+PIPE_BYTES = 1 << 20  # the default pipe-max-size: 16x the default pipe, fewer wake-ups under load
+GRANT = ("run it as root (sudo inspector live ...), or give tcpdump the capabilities: "
+         "sudo setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)")
+
+
+class LiveError(InspectorError):
+    """The capture cannot start: no tcpdump, no such interface, no privilege, bad filter."""
+
+
+def _port_terms(ports: frozenset[int]) -> list[str]:
+    terms, run = [], []
+    for p in sorted(ports) + [-1]:
+        if run and p == run[-1] + 1:
+            run.append(p)
+            continue
+        if run:
+            terms.append(f"tcp port {run[0]}" if len(run) == 1 else f"tcp portrange {run[0]}-{run[-1]}")
+        run = [p]
+    return terms
+
+
+def capture_filter(watch: Watchlist) -> str:
+    """The BPF expression of the watchlist: its TCP ports (migration, libvirtd,
+    SSH) and its internal networks, e.g. ``tcp portrange 49152-49261 or tcp
+    port 16509 or ... or net 192.168.24.0/24``."""
+    terms = _port_terms(watch.service_ports) + [f"net {net}" for net in watch.internal_nets]
+    return " or ".join(terms) or "ip or ip6"
+
+
+def interfaces() -> list[str]:
+    try:
+        return sorted(p.name for p in SYS_NET.iterdir())
+    except OSError:
+        return []
+
+
+def check_interface(iface: str) -> None:
+    if not iface or "/" in iface or not (SYS_NET / iface).exists():
+        raise LiveError(f"-i {iface}: no such network interface; existing: {', '.join(interfaces()) or 'none'}")
+
+
+def _tcpdump() -> str:
+    path = shutil.which("tcpdump")
+    if path is None:
+        raise LiveError("tcpdump is not installed; inspector live captures through it "
+                        "(apt-get install tcpdump, dnf install tcpdump)")
+    return path
+
+
+def _has_capture_caps(path: str) -> bool:
+    """tcpdump carries file capabilities (setcap); which ones is left to tcpdump to prove."""
+    try:
+        return bool(os.getxattr(os.path.realpath(path), "security.capability"))
+    except OSError:
+        return False
+
+
+def check_privilege(tcpdump: str) -> None:
+    if os.geteuid() != 0 and not _has_capture_caps(tcpdump):
+        raise LiveError(f"capturing needs root, or CAP_NET_RAW and CAP_NET_ADMIN on tcpdump: {GRANT}")
+
+
+def check_filter(tcpdump: str, iface: str, expression: str, snaplen: int) -> None:
+    """Compile the filter for the interface (``tcpdump -d``) before starting."""
+    done = subprocess.run([tcpdump, "-d", "-i", iface, "-s", str(snaplen), expression],
+                          capture_output=True, text=True, check=False, timeout=30)
+    if done.returncode == 0:
+        return
+    message = " ".join(line.removeprefix("tcpdump: ").strip() for line in done.stderr.splitlines() if line.strip())
+    if "permission" in message.lower() or "not permitted" in message.lower():
+        raise LiveError(f"tcpdump may not capture on {iface} ({message}): {GRANT}")
+    if "filter" in message.lower() or "syntax" in message.lower():
+        raise LiveError(f"--filter {expression!r}: {message}")
+    raise LiveError(f"tcpdump -i {iface}: {message or f'exit status {done.returncode}'}")
+
+
+def _rx_dropped(iface: str) -> int | None:
+    try:
+        return int((SYS_NET / iface / "statistics" / "rx_dropped").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Sensor:
+    """One tcpdump capture on ``iface``; iterate ``reader`` for its batches.
+
+    Example::
+
+        with Sensor("eth1", "tcp portrange 49152-49261") as sensor:
+            for batch in sensor.reader:
+                ...
+    """
+
+    def __init__(self, iface: str, expression: str, snaplen: int = SNAPLEN) -> None:
+        self.iface = iface
+        self.expression = expression
+        self.snaplen = snaplen
+        self.kernel_drops: int | None = None
+        self.interface_drops: int | None = None
+        self.errors: list[str] = []
+        self._proc: subprocess.Popen | None = None
+        self._stderr: threading.Thread | None = None
+        self._rx_start: int | None = None
+        self._listening = threading.Event()
+        self.reader: CaptureReader
+
+    def start(self, timeout: float = 10.0) -> None:
+        tcpdump = _tcpdump()
+        check_interface(self.iface)
+        check_privilege(tcpdump)
+        check_filter(tcpdump, self.iface, self.expression, self.snaplen)
+        self._rx_start = _rx_dropped(self.iface)
+        # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
+        self._proc = subprocess.Popen(
+            [tcpdump, "-i", self.iface, "-s", str(self.snaplen), "-U", "-n", "-w", "-", self.expression],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
+            start_new_session=True)
+        try:
+            fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # a smaller pipe only means more, smaller reads
+        self._stderr = threading.Thread(target=self._read_stderr, name="tcpdump-stderr", daemon=True)
+        self._stderr.start()
+        if not self._listening.wait(timeout) or self._proc.poll() is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._stderr.join(5)
+            raise LiveError(f"tcpdump did not start on {self.iface}: {'; '.join(self.errors) or 'no output'}")
+        self.reader = CaptureReader(f"live:{self.iface}", stream=self._proc.stdout, live=True)
+
+    def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for raw in self._proc.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if "listening on" in line:
+                self._listening.set()
+            elif m := re.match(r"(\d+) packets? dropped by kernel", line):
+                self.kernel_drops = int(m[1])
+            elif line and "packets captured" not in line and "received by filter" not in line:
+                self.errors.append(line.removeprefix("tcpdump: "))
+        self._listening.set()  # tcpdump ended: nobody waits any more
+
+    def stop(self) -> None:
+        """Ask tcpdump to stop (idempotent, safe from a signal handler)."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.kill(self._proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """After the pipe is drained: reap tcpdump, collect the drop counters."""
+        if self._proc is None or self._proc.stdout.closed:
+            return
+        self.stop()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._stderr is not None:
+            self._stderr.join(5)
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        end = _rx_dropped(self.iface)
+        if end is not None and self._rx_start is not None:
+            self.interface_drops = max(0, end - self._rx_start)
+        stats = self.reader.stats
+        if self.kernel_drops:
+            stats.anomaly("kernel-drops", "packets dropped by the kernel capture buffer (tcpdump's count): "
+                          "the analysis misses them", self.kernel_drops)
+        if self.interface_drops:
+            stats.anomaly("interface-drops", f"rx_dropped of {self.iface} grew during the capture "
+                          "(dropped by the NIC or driver, possibly not ours)", self.interface_drops)
+
+    def __enter__(self) -> Sensor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, snaplen: int = SNAPLEN,
+             duration: float | None = None, on_alert: Callable[[Alert], None] | None = None,
+             on_started: Callable[[Sensor], None] | None = None, secrets: bool = True) -> tuple[Analysis, Sensor]:
+    """Capture on ``iface`` until ``duration`` seconds pass or SIGINT/SIGTERM,
+    then finish every flow: the same ``Analysis`` as ``analyze`` of a file."""
+    sensor = Sensor(iface, expression or capture_filter(watch), snaplen)
+    sensor.start()
+    previous = {}
+
+    def stop(_signum=None, _frame=None) -> None:
+        sensor.stop()
+
+    timer = threading.Timer(duration, stop) if duration else None
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, stop)
+        if timer:
+            timer.daemon = True
+            timer.start()
+        if on_started:
+            on_started(sensor)
+
+        def readers():
+            try:
+                yield sensor.reader
+            finally:
+                sensor.close()  # drained: the drop counters join the input's anomalies
+
+        result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"], on_alert=on_alert,
+                                 secrets=secrets)
+    finally:
+        if timer:
+            timer.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sensor.close()
+    return result, sensor

@@ -1,0 +1,209 @@
+"""`inspector live` on real loopback traffic: tcpdump -> pipe -> the pipeline (root, as in CI)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from inspector.live import capture_filter
+from inspector.watch import Watchlist
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (the CI runs the tests as root)")
+
+
+def _originator_payload(pcap: Path) -> bytes:
+    """The reassembled client-to-server bytes of the single TCP flow of a capture."""
+    segments: dict[int, bytes] = {}
+    client = None
+    with gzip.open(pcap, "rb") as handle:
+        for _ts, buf in dpkt.pcap.Reader(handle):
+            ip = _ip(buf)
+            if ip is None or not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            if client is None and tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
+                client = tcp.sport
+            if tcp.sport == client and tcp.data:
+                segments.setdefault(tcp.seq, bytes(tcp.data))
+    data, at = bytearray(), min(segments)
+    while at in segments:
+        data += segments[at]
+        at += len(segments[at])
+    return bytes(data)
+
+
+def _ip(buf: bytes):
+    eth = dpkt.ethernet.Ethernet(buf)
+    return eth.data if isinstance(eth.data, (dpkt.ip.IP, dpkt.ip6.IP6)) else None
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """``inspector live`` started and capturing (its "capturing on" line seen)."""
+    proc = subprocess.Popen([sys.executable, "-m", "inspector", "live", "-i", "lo", "-q", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    lines: list[str] = []
+
+    def pump() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+
+    proc.lines = lines  # type: ignore[attr-defined]
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 15
+    while not any("capturing on lo" in line for line in lines):
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.05)
+    return proc
+
+
+def _wait_for(proc: subprocess.Popen, text: str, timeout: float) -> float:
+    start = time.monotonic()
+    while not any(text in line for line in proc.lines):  # type: ignore[attr-defined]
+        assert time.monotonic() - start < timeout, "".join(proc.lines)  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _free_port(lo: int, hi: int) -> int:
+    for port in range(lo, hi):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    pytest.skip("no free port")
+
+
+@needs_root
+def test_plain_migration_alerts_before_the_end(tmp_path: Path) -> None:
+    payload = _originator_payload(CAPTURES / "qemu-plain.pcap.gz")
+    port = _free_port(49152, 49262)
+    server = socket.create_server(("127.0.0.1", port))
+    received = bytearray()
+
+    def sink() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=sink, daemon=True)
+    reader.start()
+    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--duration", "12",
+                  "--jsonl", "live.jsonl", "--json", "result.json")
+    sent = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(payload)
+        took = _wait_for(proc, "ALERT", 5)
+        assert "cleartext-migration" in "".join(proc.lines) and "qemu-migration" in "".join(proc.lines)
+    reader.join(5)
+    server.close()
+    assert took < 5 and time.monotonic() - sent < 8  # long before --duration ends
+    assert proc.wait(30) == 0, "".join(proc.lines)
+    result = json.loads((tmp_path / "result.json").read_text())
+    flows = [f for f in result["flows"] if f["resp_p"] == port]
+    assert len(flows) == 1 and flows[0]["verdict"] == "plaintext" and flows[0]["protocol"] == "qemu-migration"
+    assert "plaintext-migration" in {f["rule"] for f in result["findings"]}
+    assert result["inputs"][0]["file"] == "live:lo"
+    records = [json.loads(line) for line in (tmp_path / "live.jsonl").read_text().splitlines()]
+    assert records[0]["type"] == "alert" and records[0]["kind"] == "cleartext-migration"
+    assert {"alert", "flow", "event", "finding"} <= {r["type"] for r in records}
+    assert "QEVM" in records[0]["evidence"]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@needs_root
+def test_http_token_alerts_and_sigterm_writes_reports(tmp_path: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--duration", "60", "--internal-net", "127.0.0.0/8",
+                  "--jsonl", "live.jsonl", "--json", "result.json", "--html", "report.html")
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /v3/servers HTTP/1.1\r\nHost: api\r\nX-Auth-Token: gAAAAABsecret-token-value-0123456789"
+                       b"abcdef\r\nConnection: close\r\n\r\n")
+        client.recv(4096)
+    _wait_for(proc, "ALERT", 5)
+    server.shutdown()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, "".join(proc.lines)
+    assert time.monotonic() - start < 20  # SIGTERM, not --duration, ended it
+    text = "".join(proc.lines)
+    assert "credentials" in text and "X-Auth-Token" in text and "secret-token-value" not in text
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert any(f["resp_p"] == port and f["protocol"] == "http" for f in result["flows"])
+    assert "api-credentials-in-clear" in {f["rule"] for f in result["findings"]}
+    assert (tmp_path / "report.html").stat().st_size > 0
+    assert "kernel drops 0" in text
+
+
+def test_missing_interface_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "nosuch0"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuch0" in lines[0] and "lo" in lines[0].split("existing:")[1]
+
+
+@needs_root
+def test_bad_filter_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "lo", "--filter", "tcp porrt 5"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--filter" in lines[0] and "syntax error" in lines[0]
+
+
+def test_unprivileged_user_is_told_how_to_grant(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o777)
+    done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           sys.executable, "-m", "inspector", "live", "-i", "lo"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+                          env={**os.environ, "HOME": str(tmp_path),
+                               "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    if "No module named" in done.stderr or "Permission denied" in done.stderr:
+        pytest.skip(f"the unprivileged user cannot run this Python or import inspector: {done.stderr.strip()}")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "root" in lines[0] and "CAP_NET_RAW" in lines[0] and "setcap" in lines[0]
+
+
+def test_no_privilege_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check itself, for hosts where the test above cannot run as nobody."""
+    from inspector import live
+
+    monkeypatch.setattr(live.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(live, "_has_capture_caps", lambda path: False)
+    with pytest.raises(live.LiveError, match=r"root.*CAP_NET_RAW and CAP_NET_ADMIN.*sudo.*setcap cap_net_raw"):
+        live.check_privilege("/usr/bin/tcpdump")
+
+
+def test_filter_from_the_watchlist() -> None:
+    watch = Watchlist.default().with_internal_nets(["192.168.24.0/24"])
+    assert capture_filter(watch) == ("tcp port 22 or tcp port 16509 or tcp port 16514 or "
+                                     "tcp portrange 49152-49261 or net 192.168.24.0/24")
