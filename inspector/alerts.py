@@ -5,16 +5,25 @@ matches, long before the flow ends.
 An alert names the flow by its endpoints (the uid is only known when the
 flow table is finished), the protocol, and the evidence line of the
 detection or the redacted label of the secret; never payload bytes.
+
+``EvidencePcaps`` keeps the packets themselves, when asked: from the batch
+in which a flow's alert fired on, the packets of that flow go to one pcap
+file per flow, each file and all of them together capped in size.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
+from inspector.capture import writer as W
+from inspector.capture.reader import CaptureReader, PacketBatch
+from inspector.errors import InspectorError
 from inspector.flows import kernels as K
 from inspector.flows.frame import format_addresses
 from inspector.flows.table import FlowTable
@@ -40,13 +49,15 @@ class Alert:
     resp: str         # responder host:port
     transport: str    # tcp, udp, ...
     evidence: str     # the evidence line (redacted label for secrets)
+    evidence_pcap: str = ""  # the flow's packets from this alert on (--write-pcap), "" when not kept
 
     def record(self) -> dict[str, str]:
         return {"type": "alert", **asdict(self)}
 
     def line(self) -> str:
+        pcap = f" (packets: {self.evidence_pcap})" if self.evidence_pcap else ""
         return (f"ALERT {self.ts} {self.kind}: {self.orig} -> {self.resp} {self.transport} "
-                f"[{self.protocol}] {self.evidence}")
+                f"[{self.protocol}] {self.evidence}{pcap}")
 
 
 def alert_kind(d: Detection) -> str | None:
@@ -66,7 +77,7 @@ def alert_kind(d: Detection) -> str | None:
     return None
 
 
-def _utc(ns: int | None = None) -> str:
+def rfc3339(ns: int | None = None) -> str:
     when = datetime.now(UTC) if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -76,15 +87,19 @@ class Alerter:
     objects for ``emit``, once per (flow, kind).
 
     ``table()`` returns the live flow table; ``orientation(flow)`` says
-    whether endpoint A is the originator (as the detection collector asks).
+    whether endpoint A is the originator (as the detection collector asks);
+    ``evidence(flow, kind, orig, resp)``, when given, starts keeping the
+    flow's packets and returns the file they go to (``EvidencePcaps.keep``).
     """
 
     def __init__(self, table: Callable[[], FlowTable], watch: Watchlist, orientation: Callable[[int], bool],
-                 emit: Callable[[Alert], None]) -> None:
+                 emit: Callable[[Alert], None],
+                 evidence: Callable[[int, str, str, str], str] | None = None) -> None:
         self.table = table
         self.watch = watch
         self.orientation = orientation
         self.emit = emit
+        self.evidence = evidence
         self.told: set[tuple[int, str]] = set()
         self._watched: dict[int, bool] = {}
 
@@ -116,7 +131,8 @@ class Alerter:
         self.told.add((flow, kind))
         orig, resp, transport = self._endpoints(flow)
         start = int(self.table().flow[flow, K.FL_FIRST_TS])
-        self.emit(Alert(_utc(), _utc(start), kind, protocol, orig, resp, transport, evidence))
+        pcap = self.evidence(flow, kind, orig, resp) if self.evidence else ""
+        self.emit(Alert(rfc3339(), rfc3339(start), kind, protocol, orig, resp, transport, evidence, pcap))
 
     def on_detect(self, flow: int, hits: list[Detection]) -> None:
         for d in hits:
@@ -126,3 +142,122 @@ class Alerter:
 
     def on_secret(self, flow: int, direction: int, kind: str, label: str) -> None:
         self._tell(flow, "credentials", f"secret:{kind}", label)
+
+
+MB = 1_000_000
+
+
+@dataclass
+class EvidenceFile:
+    """One flow's evidence pcap: where, how much, and whether a cap stopped it."""
+
+    path: Path
+    packets: int = 0
+    bytes: int = 0      # file size, headers included
+    capped: str = ""    # "file" or "total" once a cap stopped it
+    started: bool = field(default=False, repr=False)
+
+
+def _file_part(endpoint: str) -> str:
+    """``10.0.0.1:5000`` -> ``10.0.0.1-5000``, ``[fd00::1]:80`` -> ``fd00..1-80``."""
+    host, _, port = endpoint.rpartition(":")
+    return re.sub(r"[^0-9A-Za-z.]", "-", host.strip("[]").replace(":", ".")) + f"-{port}"
+
+
+class EvidencePcaps:
+    """The packets of alerted flows, one pcap per flow in ``folder``.
+
+    ``keep(flow, kind, orig, resp)`` (the ``Alerter``'s ``evidence`` hook)
+    names the flow's file, e.g. ``cleartext-migration_127.0.0.1-40000_127.0.0.1-49152.pcap``;
+    ``write(reader, batch, flow_ids)`` after each keyed batch appends the
+    batch's packets of kept flows: the batch the alert fired in, then every
+    later one. Selection is a numpy mask over the batch's flow ids; only the
+    selected records are written one by one. A file stops before the record
+    that would take it past ``max_file_bytes``, every file stops once all
+    of them reach ``max_total_bytes``. Files are nanosecond pcaps with the
+    capture's link type and snaplen.
+
+    Example::
+
+        evidence = EvidencePcaps("evidence/", max_file_bytes=8 * MB)
+        analyze_readers(..., on_alert=print, evidence=evidence)
+        evidence.close()
+    """
+
+    def __init__(self, folder: str | Path, *, max_file_bytes: int = 8 * MB, max_total_bytes: int = 64 * MB) -> None:
+        self.folder = Path(folder)
+        self.max_file_bytes = max_file_bytes
+        self.max_total_bytes = max_total_bytes
+        self.files: dict[int, EvidenceFile] = {}
+        self.total_bytes = 0
+        self._open = np.empty(0, dtype=np.int64)  # flows whose files still take packets
+        self._link = (1, 262144)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InspectorError(f"--write-pcap {folder}: {exc.strerror or exc}") from None
+
+    def keep(self, flow: int, kind: str, orig: str, resp: str) -> str:
+        if flow not in self.files:
+            self.files[flow] = EvidenceFile(self.folder / f"{kind}_{_file_part(orig)}_{_file_part(resp)}.pcap")
+            if self.total_bytes < self.max_total_bytes:
+                self._open = np.append(self._open, flow)
+            else:
+                self.files[flow].capped = "total"
+        return str(self.files[flow].path)
+
+    def write(self, reader: CaptureReader, batch: PacketBatch, flow_ids: np.ndarray) -> None:
+        if reader.linktype is not None:
+            self._link = (reader.linktype, reader.snaplen or 262144)
+        if not self._open.size:
+            return
+        rows = np.flatnonzero(np.isin(flow_ids, self._open))
+        if not rows.size:
+            return
+        sizes = W.record_sizes(batch, rows)
+        pending: dict[int, list[bytes]] = {}
+        for row, size, flow in zip(rows.tolist(), sizes.tolist(), flow_ids[rows].tolist()):
+            entry = self.files[flow]
+            if entry.capped:
+                continue
+            if entry.bytes + size + (0 if entry.started else W.FILE_HEADER_BYTES) > self.max_file_bytes:
+                self._cap(flow, "file")
+                continue
+            if self.total_bytes + size > self.max_total_bytes:
+                for other in self._open.tolist():
+                    self._cap(other, "total")
+                break
+            if not entry.started:
+                self._start(entry)
+            pending.setdefault(flow, []).append(W.pcap_record(batch, row))
+            entry.packets += 1
+            entry.bytes += size
+            self.total_bytes += size
+        for flow, records in pending.items():
+            self._append(self.files[flow].path, b"".join(records))
+
+    @staticmethod
+    def _append(path: Path, data: bytes, mode: str = "ab") -> None:
+        try:
+            with open(path, mode) as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise InspectorError(f"--write-pcap {path}: {exc.strerror or exc}") from None
+
+    def _start(self, entry: EvidenceFile) -> None:
+        self._append(entry.path, W.pcap_header(*self._link), "wb")
+        entry.started = True
+        entry.bytes = W.FILE_HEADER_BYTES
+        self.total_bytes += W.FILE_HEADER_BYTES
+
+    def _cap(self, flow: int, why: str) -> None:
+        self.files[flow].capped = self.files[flow].capped or why
+        self._open = self._open[self._open != flow]
+
+    def close(self) -> list[EvidenceFile]:
+        """Every file named in an alert exists (a header alone if no packet came); the list of them."""
+        for entry in self.files.values():
+            if not entry.started:
+                self._start(entry)
+        self._open = np.empty(0, dtype=np.int64)
+        return list(self.files.values())

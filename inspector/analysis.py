@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.alerts import Alert, Alerter
-from inspector.capture.reader import CaptureReader, InputStats
+from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
 from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.events import build_events
@@ -163,6 +163,8 @@ def analyze_readers(
     detectors: bool = True,
     secrets: bool = True,
     on_alert: Callable[[Alert], None] | None = None,
+    evidence: Callable[[int, str, str, str], str] | None = None,
+    on_keyed: Callable[[CaptureReader, PacketBatch, np.ndarray, int], None] | None = None,
 ) -> Analysis:
     """The one pipeline under ``analyze`` (files) and ``inspector live`` (a
     tcpdump pipe): every batch of every reader, in order, through the flow
@@ -171,14 +173,18 @@ def analyze_readers(
 
     ``names`` name the inputs (``flows.file``); ``on_batch(reader, packets)``
     follows progress; ``on_alert`` gets an ``Alert`` as soon as a watched
-    flow shows cleartext migration, credentials or NBD disk data.
+    flow shows cleartext migration, credentials or NBD disk data, and
+    ``evidence(flow, kind, orig, resp)`` names the file its packets are kept
+    in (``Alert.evidence_pcap``, see ``EvidencePcaps``); ``on_keyed(reader,
+    batch, flow_ids, flows)`` sees each batch once its packets are keyed to
+    flows (``flows``: how many so far), before the next batch reuses it.
     """
     table: FlowTable
 
     def orientation(flow: int) -> bool:
         return originator_is_a_one(table.flow[flow], watch.service_ports)
 
-    alerts = Alerter(lambda: table, watch, orientation, on_alert) if on_alert else None
+    alerts = Alerter(lambda: table, watch, orientation, on_alert, evidence) if on_alert else None
     collector = DetectionCollector(orientation, on_detect=alerts.on_detect if alerts else None,
                                    early=alerts.watched if alerts else None)
     histograms = RegionHistograms(lambda flow: int(table.flow[flow, FL_A_PORT]) in watch.service_ports
@@ -197,6 +203,8 @@ def analyze_readers(
         for batch in reader:
             flow_ids, dirs = table.add(batch, i)
             scanner.scan(batch, flow_ids, dirs, table.slot)
+            if on_keyed:
+                on_keyed(reader, batch, flow_ids, table.n_flows)
             packets += batch.n
             if on_batch:
                 on_batch(reader, packets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from enum import IntEnum
 from pathlib import Path
 
@@ -141,40 +142,62 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 @click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
 @click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
               help="Bytes captured of each packet.")
+@click.option("--stats-interval", type=click.FloatRange(min=0), default=10, show_default=True, metavar="SECONDS",
+              help="Print packets, flows and drop counts so far this often (and to --jsonl); 0: only at the end.")
+@click.option("--write-pcap", "pcap_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Keep the packets of each alerted flow, from its alert on, as DIR/KIND_ORIG_RESP.pcap.")
+@click.option("--write-pcap-max-mb", type=click.FloatRange(min=0, min_open=True), default=8, show_default=True,
+              metavar="MB", help="Largest evidence pcap of one flow, in MB (10^6 bytes).")
+@click.option("--write-pcap-total-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
+              metavar="MB", help="Largest total of all evidence pcaps, in MB.")
 @_report_options
 @_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
-def live_command(iface, duration, jsonl_path, bpf, snaplen, json_path, html_path, markdown_path, csv_path,
+def live_command(iface, duration, jsonl_path, bpf, snaplen, stats_interval, pcap_dir, write_pcap_max_mb,
+                 write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
                  export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
                  libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, quiet) -> None:
     """Capture on an interface (through tcpdump), alert as soon as a watched
     flow shows cleartext migration, credentials or NBD disk data; on
     --duration, Ctrl-C or SIGTERM finish every flow and write the reports.
 
-    Example: sudo inspector live -i eth1 --duration 600 --jsonl alerts.jsonl --html report.html
+    Example: sudo inspector live -i eth1 --duration 600 --jsonl alerts.jsonl --write-pcap evidence/ --html report.html
     """
+    from inspector.alerts import MB, EvidencePcaps
     from inspector.live import capture_filter, run_live
     from inspector.report import terminal
 
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
-    jsonl = None
+    jsonl = evidence = None
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         expression = bpf or capture_filter(watch)
         jsonl = _open_jsonl(jsonl_path)
 
+        evidence = EvidencePcaps(pcap_dir, max_file_bytes=int(write_pcap_max_mb * MB),
+                                 max_total_bytes=int(write_pcap_total_mb * MB)) if pcap_dir else None
+        lock = threading.Lock()  # stats come from a thread of their own
+
+        def tell(line: str, record: dict) -> None:
+            with lock:
+                click.echo(f"inspector: {line}", err=True)
+                if jsonl:
+                    jsonl.write(json.dumps(record) + "\n")
+                    jsonl.flush()
+
         def on_alert(alert) -> None:
-            click.echo(f"inspector: {alert.line()}", err=True)
-            if jsonl:
-                jsonl.write(json.dumps(alert.record()) + "\n")
-                jsonl.flush()
+            tell(alert.line(), alert.record())
+
+        def on_stats(stats) -> None:
+            tell(stats.line(), stats.record())
 
         def on_started(sensor) -> None:
             click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
         result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, duration=duration,
-                                  on_alert=on_alert, on_started=on_started, secrets=not no_secret_scan)
+                                  on_alert=on_alert, on_started=on_started, secrets=not no_secret_scan,
+                                  stats_interval=stats_interval, on_stats=on_stats, evidence=evidence)
         if jsonl:
             _write_final_jsonl(result, jsonl)
         reports.write(result)
@@ -187,6 +210,11 @@ def live_command(iface, duration, jsonl_path, bpf, snaplen, json_path, html_path
              f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
     click.echo(f"inspector: capture on {iface} stopped: {result.inputs['packets'].sum():,} packets; {drops}",
                err=True)
+    for entry in evidence.files.values() if evidence else ():
+        capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
+                  "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
+        click.echo(f"inspector: evidence {entry.path}: {entry.packets:,} packets, {entry.bytes:,} bytes{capped}",
+                   err=True)
     if not quiet:
         terminal.render(result, _console(), show_all=show_all, limit=limit)
     _exit_for_findings(result.findings, fail_on)

@@ -14,7 +14,10 @@ Drops are reported as anomalies of the live input (``inputs.file`` is
 ``live:IFACE``): ``kernel-drops`` (tcpdump's "packets dropped by kernel",
 packets the capture buffer had no room for) and ``interface-drops`` (the
 delta of ``/sys/class/net/IFACE/statistics/rx_dropped`` over the run:
-packets the NIC or driver dropped before any capture saw them).
+packets the NIC or driver dropped before any capture saw them). While it
+runs, every ``stats_interval`` seconds, ``LiveStats`` tells the same counts
+so far: tcpdump prints its counters on SIGUSR1 (Linux; SIGINFO on the BSDs),
+and ``rx_dropped`` is read again.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from inspector.alerts import Alert
+from inspector.alerts import Alert, EvidencePcaps, rfc3339
 from inspector.analysis import Analysis, analyze_readers
 from inspector.capture.reader import CaptureReader
 from inspector.errors import InspectorError
@@ -121,6 +126,29 @@ def _rx_dropped(iface: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class LiveStats:
+    """What the sensor has seen so far; ``record()`` is its JSONL object.
+    Unknown counts are ``None`` (tcpdump did not answer, no ``rx_dropped``)."""
+
+    ts: str                       # RFC 3339 UTC
+    elapsed_s: float              # since the capture started
+    packets: int                  # read from tcpdump's pipe so far
+    flows: int                    # flows seen so far
+    kernel_drops: int | None      # tcpdump's "packets dropped by kernel" so far
+    interface_drops: int | None   # growth of rx_dropped of the interface so far
+
+    def record(self) -> dict[str, object]:
+        return {"type": "stats", **asdict(self)}
+
+    def line(self) -> str:
+        def known(n: int | None) -> str:
+            return "unknown" if n is None else f"{n:,}"
+
+        return (f"stats {self.ts} +{self.elapsed_s:.0f}s: {self.packets:,} packets, {self.flows:,} flows, "
+                f"kernel drops {known(self.kernel_drops)}, interface drops {known(self.interface_drops)}")
+
+
 class Sensor:
     """One tcpdump capture on ``iface``; iterate ``reader`` for its batches.
 
@@ -142,6 +170,9 @@ class Sensor:
         self._stderr: threading.Thread | None = None
         self._rx_start: int | None = None
         self._listening = threading.Event()
+        self._counted = threading.Event()  # tcpdump printed its drop count
+        self.started = 0.0  # time.monotonic() at start
+        self.flows = 0  # flows so far, kept up to date by run_live
         self.reader: CaptureReader
 
     def start(self, timeout: float = 10.0) -> None:
@@ -166,19 +197,37 @@ class Sensor:
             self._proc.wait()
             self._stderr.join(5)
             raise LiveError(f"tcpdump did not start on {self.iface}: {'; '.join(self.errors) or 'no output'}")
+        self.started = time.monotonic()
         self.reader = CaptureReader(f"live:{self.iface}", stream=self._proc.stdout, live=True)
 
     def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
         for raw in self._proc.stderr:
-            line = raw.decode("utf-8", "replace").strip()
+            line = raw.decode("utf-8", "replace").strip().removeprefix("tcpdump: ")
             if "listening on" in line:
                 self._listening.set()
-            elif m := re.match(r"(\d+) packets? dropped by kernel", line):
+            elif m := re.search(r"(\d+) packets? dropped by kernel", line):
+                # at the end one count a line; on SIGUSR1 one line: "N packets captured, N ... dropped by kernel"
                 self.kernel_drops = int(m[1])
-            elif line and "packets captured" not in line and "received by filter" not in line:
-                self.errors.append(line.removeprefix("tcpdump: "))
+                self._counted.set()
+            elif line and not re.match(r"\d+ packets? (captured|received by filter|dropped by interface)", line):
+                self.errors.append(line)
         self._listening.set()  # tcpdump ended: nobody waits any more
+
+    def poll(self, timeout: float = 2.0) -> LiveStats:
+        """The counts so far: asks tcpdump for its counters (SIGUSR1) and
+        waits up to ``timeout`` for them; reads ``rx_dropped`` again."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._counted.clear()
+            try:
+                os.kill(self._proc.pid, getattr(signal, "SIGINFO", signal.SIGUSR1))
+                self._counted.wait(timeout)
+            except ProcessLookupError:
+                pass
+        now = _rx_dropped(self.iface)
+        interface = max(0, now - self._rx_start) if now is not None and self._rx_start is not None else None
+        return LiveStats(rfc3339(), time.monotonic() - self.started, self.reader.stats.packets, self.flows,
+                         self.kernel_drops, interface)
 
     def stop(self) -> None:
         """Ask tcpdump to stop (idempotent, safe from a signal handler)."""
@@ -223,17 +272,38 @@ class Sensor:
 
 def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, snaplen: int = SNAPLEN,
              duration: float | None = None, on_alert: Callable[[Alert], None] | None = None,
-             on_started: Callable[[Sensor], None] | None = None, secrets: bool = True) -> tuple[Analysis, Sensor]:
+             on_started: Callable[[Sensor], None] | None = None, secrets: bool = True,
+             stats_interval: float | None = None, on_stats: Callable[[LiveStats], None] | None = None,
+             evidence: EvidencePcaps | None = None) -> tuple[Analysis, Sensor]:
     """Capture on ``iface`` until ``duration`` seconds pass or SIGINT/SIGTERM,
-    then finish every flow: the same ``Analysis`` as ``analyze`` of a file."""
+    then finish every flow: the same ``Analysis`` as ``analyze`` of a file.
+
+    ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
+    a thread of its own); ``evidence`` keeps the packets of alerted flows
+    (closed here, its ``files`` then list what was written)."""
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen)
     sensor.start()
     previous = {}
+    ended = threading.Event()
 
     def stop(_signum=None, _frame=None) -> None:
         sensor.stop()
 
+    def report_stats() -> None:
+        assert on_stats is not None and stats_interval
+        while not ended.wait(stats_interval):
+            stats = sensor.poll()
+            if not ended.is_set():
+                on_stats(stats)
+
+    def on_keyed(reader, batch, flow_ids, flows: int) -> None:
+        sensor.flows = flows
+        if evidence:
+            evidence.write(reader, batch, flow_ids)
+
     timer = threading.Timer(duration, stop) if duration else None
+    reporter = threading.Thread(target=report_stats, name="live-stats", daemon=True) \
+        if on_stats and stats_interval else None
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, stop)
@@ -242,19 +312,27 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
             timer.start()
         if on_started:
             on_started(sensor)
+        if reporter:
+            reporter.start()
 
         def readers():
             try:
                 yield sensor.reader
             finally:
+                ended.set()
+                if reporter:
+                    reporter.join(5)
                 sensor.close()  # drained: the drop counters join the input's anomalies
 
         result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"], on_alert=on_alert,
-                                 secrets=secrets)
+                                 secrets=secrets, evidence=evidence.keep if evidence else None, on_keyed=on_keyed)
     finally:
+        ended.set()
         if timer:
             timer.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sensor.close()
+        if evidence:
+            evidence.close()
     return result, sensor

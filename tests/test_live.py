@@ -207,3 +207,110 @@ def test_filter_from_the_watchlist() -> None:
     watch = Watchlist.default().with_internal_nets(["192.168.24.0/24"])
     assert capture_filter(watch) == ("tcp port 22 or tcp port 16509 or tcp port 16514 or "
                                      "tcp portrange 49152-49261 or net 192.168.24.0/24")
+
+
+@needs_root
+def test_stats_lines_arrive_while_running(tmp_path: Path) -> None:
+    port = _free_port(49152, 49262)
+    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--duration", "60", "--stats-interval", "1",
+                  "--jsonl", "live.jsonl")
+    _wait_for(proc, "inspector: stats", 5)  # during the run: --duration is far off
+    assert proc.poll() is None
+    running = [json.loads(line) for line in (tmp_path / "live.jsonl").read_text().splitlines()]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, "".join(proc.lines)
+    stats = [r for r in running if r["type"] == "stats"]
+    assert stats, running
+    # tcpdump answered SIGUSR1 with its counters; lo has rx_dropped
+    assert stats[0]["kernel_drops"] == 0 and stats[0]["interface_drops"] is not None
+    assert {"ts", "elapsed_s", "packets", "flows"} <= stats[0].keys()
+    line = next(line for line in proc.lines if "inspector: stats" in line)  # type: ignore[attr-defined]
+    assert "packets" in line and "flows" in line and "kernel drops 0" in line
+
+
+@needs_root
+def test_write_pcap_keeps_the_alerted_flow_capped(tmp_path: Path) -> None:
+    payload = _originator_payload(CAPTURES / "qemu-plain.pcap.gz")
+    port = _free_port(49152, 49262)
+    other = _free_port(port + 1, 49262)
+    servers = [socket.create_server(("127.0.0.1", p)) for p in (port, other)]
+
+    def sink(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with conn:
+            while conn.recv(1 << 16):
+                pass
+
+    threads = [threading.Thread(target=sink, args=(s,), daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    proc = _start(tmp_path, "--filter", f"tcp port {port} or tcp port {other}", "--duration", "60",
+                  "--write-pcap", "evidence", "--write-pcap-max-mb", "0.2", "--jsonl", "live.jsonl")
+    with socket.create_connection(("127.0.0.1", other)) as noise, \
+            socket.create_connection(("127.0.0.1", port)) as client:
+        client_port = client.getsockname()[1]
+        noise.sendall(os.urandom(1 << 20))
+        client.sendall(payload)
+        _wait_for(proc, "ALERT", 15)
+        noise.sendall(os.urandom(1 << 20))
+    for t in threads:
+        t.join(5)
+    for s in servers:
+        s.close()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, "".join(proc.lines)
+    path = tmp_path / "evidence" / f"cleartext-migration_127.0.0.1-{client_port}_127.0.0.1-{port}.pcap"
+    assert sorted(p.name for p in (tmp_path / "evidence").iterdir()) == [path.name]
+    alert = next(json.loads(line) for line in (tmp_path / "live.jsonl").read_text().splitlines()
+                 if json.loads(line)["type"] == "alert")
+    assert alert["evidence_pcap"] == str(Path("evidence") / path.name)
+    size = path.stat().st_size
+    assert len(payload) > 1_000_000 and 100_000 < size <= 200_000  # stopped at the cap, not before
+    text = "".join(proc.lines)  # type: ignore[attr-defined]
+    assert f"evidence {Path('evidence') / path.name}" in text and "stopped at --write-pcap-max-mb 0.2" in text
+    with open(path, "rb") as handle:
+        reader = dpkt.pcap.Reader(handle)
+        assert reader.datalink() == dpkt.pcap.DLT_EN10MB and reader.snaplen == 262144
+        ports = [(ip.data.sport, ip.data.dport) for _ts, buf in reader if (ip := _ip(buf)) is not None]
+    assert ports and set(ports) <= {(client_port, port), (port, client_port)}
+
+
+def test_evidence_pcaps_select_by_flow_and_cap(tmp_path: Path) -> None:
+    """The writer alone, over a capture file: the kept flow's packets, byte-identical, and both caps."""
+    from inspector.alerts import EvidencePcaps
+    from inspector.capture.reader import CaptureReader
+    from inspector.flows.table import FlowTable
+
+    source = CAPTURES / "http-api.pcap"
+
+    def run(folder: Path, **caps: int) -> EvidencePcaps:
+        evidence, table, reader = EvidencePcaps(folder, **caps), FlowTable(), CaptureReader(source)
+        for batch in reader:
+            flow_ids, _ = table.add(batch)
+            for flow in (0, 1):
+                evidence.keep(flow, "credentials", f"10.0.0.{flow}:1", "[fd00::1]:80")
+            evidence.write(reader, batch, flow_ids)
+        evidence.close()
+        return evidence
+
+    whole = run(tmp_path / "whole")
+    first = whole.files[0]
+    assert first.path.name == "credentials_10.0.0.0-1_fd00..1-80.pcap" and not first.capped
+    with open(source, "rb") as handle:
+        frames = [buf for _ts, buf in dpkt.pcap.Reader(handle)]
+    with open(first.path, "rb") as handle:
+        kept = [buf for _ts, buf in dpkt.pcap.Reader(handle)]
+
+    def ends(buf: bytes) -> tuple | None:
+        ip = _ip(buf)
+        return (ip.src, ip.data.sport, ip.dst, ip.data.dport) if ip else None
+
+    both = {ends(buf) for buf in kept}
+    assert len(both) == 2 and first.packets == len(kept) > 0  # one flow, both directions
+    assert [buf for buf in frames if ends(buf) in both] == kept
+    assert first.bytes == first.path.stat().st_size
+    small = run(tmp_path / "small", max_file_bytes=first.bytes // 2, max_total_bytes=10**9)
+    assert small.files[0].capped == "file" and small.files[0].path.stat().st_size <= first.bytes // 2
+    total = run(tmp_path / "total", max_total_bytes=first.bytes // 2)
+    assert total.total_bytes <= first.bytes // 2 + 24 and {f.capped for f in total.files.values()} == {"total"}

@@ -40,7 +40,8 @@ F_TUNNEL = 15  # constants.TUNNEL_*: the outermost tunnel the packet came in
 # Set only when F_TUNNEL is not TUNNEL_NONE:
 F_TUNNEL_ID = 16  # VNI, GRE key or ERSPAN session id; -1 when the tunnel has none
 F_TUNNEL_IP_VERSION = 17  # 4 or 6: the outer IP header's version
-N_FIELDS = 18
+F_FRAME_OFF = 18  # offset of the frame (link-layer header) in the batch buffer: the record's bytes
+N_FIELDS = 19
 
 # Rows of PacketColumns.addrs (uint64): IPv6 or IPv4-mapped addresses
 A_SRC_HI, A_SRC_LO, A_DST_HI, A_DST_LO = 0, 1, 2, 3
@@ -476,6 +477,7 @@ def walk_pcap(buf, pos, end, big, nano, linktype, fields, addrs, n, cap):
         fields[F_WIRE_LEN, n] = _u32(buf, pos + 12, big)
         fields[F_CAP_LEN, n] = incl
         fields[F_IFACE, n] = 0
+        fields[F_FRAME_OFF, n] = pos + 16
         decode_frame(buf, pos + 16, incl, linktype, fields, addrs, n)
         n += 1
         pos += 16 + incl
@@ -542,6 +544,7 @@ def walk_pcapng(buf, pos, end, big, if_linktype, if_pow2, if_exp, if_offset_s, i
         fields[F_WIRE_LEN, n] = wire
         fields[F_CAP_LEN, n] = incl
         fields[F_IFACE, n] = iface
+        fields[F_FRAME_OFF, n] = data
         decode_frame(buf, data, incl, if_linktype[iface], fields, addrs, n)
         n += 1
         pos += blen

@@ -162,6 +162,8 @@ class CaptureReader:
         self.stats = InputStats(file=str(path))
         self.live = live
         self._stream = stream
+        self.linktype: int | None = None  # of the pcap header, or the first pcapng interface
+        self.snaplen: int | None = None
         self._raw: BinaryIO | None = None
         self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
         self._addrs = np.empty((D.N_ADDRS, BATCH_ROWS), dtype=np.uint64)
@@ -232,6 +234,7 @@ class CaptureReader:
         linktype = linkfield & 0xFFFF
         self._require_linktype(linktype)
         self.stats.linktypes.add(linktype)
+        self.linktype, self.snaplen = linktype, snaplen
         while True:
             n, pos, damaged = D.walk_pcap(
                 chunk.buf, chunk.pos, chunk.end, big, nano, linktype,
@@ -319,6 +322,8 @@ class CaptureReader:
         if btype == C.PCAPNG_IDB:
             linktype = section.add_interface(block)
             self.stats.linktypes.add(linktype)
+            if self.linktype is None:
+                self.linktype, self.snaplen = linktype, int(section.snaplen[section.count - 1])
             if linktype not in C.SUPPORTED_LINKTYPES:
                 self.stats.anomaly(
                     "unsupported-link-type",
