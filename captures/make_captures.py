@@ -982,9 +982,10 @@ def qemu_nbd_migration(tmp: Path, raw: Path, port: int, *, nbd_port: int, tls: b
 
 
 @contextlib.contextmanager
-def private_sshd(tmp: Path, port: int):
-    """A private sshd -D on 127.0.0.1:port (own host key, generated client key,
-    no password auth, AllowTcpForwarding); yields the ssh argv prefix."""
+def private_sshd(tmp: Path, port: int, address: str = LOOPBACK, netns: str | None = None):
+    """A private sshd -D on address:port, inside netns when given (own host
+    key, generated client key, no password auth, AllowTcpForwarding); yields
+    the ssh argv prefix (without the destination)."""
     created_privsep = False
     if not Path("/run/sshd").is_dir():        # sshd refuses to start without it
         os.makedirs("/run/sshd", 0o755)
@@ -997,7 +998,7 @@ def private_sshd(tmp: Path, port: int):
         shutil.copyfile(tmp / "client_ed25519.pub", tmp / "authorized_keys")
         (tmp / "sshd_config").write_text(textwrap.dedent(f"""\
             Port {port}
-            ListenAddress {LOOPBACK}
+            ListenAddress {address}
             HostKey {tmp}/host_ed25519
             PidFile {tmp}/sshd.pid
             AuthorizedKeysFile {tmp}/authorized_keys
@@ -1014,10 +1015,10 @@ def private_sshd(tmp: Path, port: int):
             LogLevel ERROR
             """))
         sshd_log = open(tmp / "sshd.log", "wb")
-        sshd = PROCS.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")],
+        sshd = PROCS.start("sshd", [*netns_exec(netns), "/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")],
                            stdout=sshd_log, stderr=subprocess.STDOUT)
         try:
-            wait_for(lambda: listening(port), f"sshd listening on {port}", 20, sshd)
+            wait_for(lambda: listening(port, address, sshd.pid), f"sshd listening on {port}", 20, sshd)
             yield ["ssh", "-F", "/dev/null", "-p", str(port), "-i", str(tmp / "client_ed25519"),
                    "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
                    "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
