@@ -23,10 +23,12 @@ and ``rx_dropped`` is read again.
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -37,6 +39,7 @@ from pathlib import Path
 from inspector.alerts import Alert, EvidencePcaps, rfc3339
 from inspector.analysis import Analysis, analyze_readers
 from inspector.capture.reader import CaptureReader
+from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
 from inspector.watch import Watchlist
 
@@ -270,6 +273,29 @@ class Sensor:
         self.close()
 
 
+def _warm_up_capture() -> bytes:
+    """A pcap of one TCP connection to a migration port carrying a QEVM header."""
+    def frame(sport: int, dport: int, seq: int, flags: int, payload: bytes) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0)
+        return b"\0" * 12 + b"\x08\x00" + ip + tcp + payload
+
+    stream = b"QEVM\x00\x00\x00\x03" + bytes(range(256)) * 64
+    frames = [frame(40000, 49152, 0, 0x02, b""), frame(49152, 40000, 0, 0x12, b"")]
+    frames += [frame(40000, 49152, 1 + at, 0x18, stream[at:at + 1448]) for at in range(0, len(stream), 1448)]
+    records = b"".join(struct.pack("<IIII", 1, i, len(f), len(f)) + f for i, f in enumerate(frames))
+    return pcap_header(1, SNAPLEN) + records
+
+
+def warm_up(watch: Watchlist, secrets: bool) -> None:
+    """Run the whole pipeline once on a tiny capture before tcpdump starts:
+    numba compiles the kernels on first use (seconds with a cold cache), and
+    a sensor compiling while tcpdump's buffer fills would drop packets."""
+    reader = CaptureReader("warm-up", stream=io.BytesIO(_warm_up_capture()))
+    analyze_readers([reader], watch=watch, names=["warm-up"], secrets=secrets, on_alert=lambda _alert: None)
+
+
 def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, snaplen: int = SNAPLEN,
              duration: float | None = None, on_alert: Callable[[Alert], None] | None = None,
              on_started: Callable[[Sensor], None] | None = None, secrets: bool = True,
@@ -281,6 +307,7 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
     (closed here, its ``files`` then list what was written)."""
+    warm_up(watch, secrets)
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen)
     sensor.start()
     previous = {}

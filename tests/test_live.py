@@ -24,6 +24,11 @@ CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (the CI runs the tests as root)")
 
 
+# The sensor compiles its kernels before it starts tcpdump: seconds with a
+# warm numba cache, up to a minute on a fresh clone.
+STARTUP_SECONDS = 120
+
+
 def _originator_payload(pcap: Path) -> bytes:
     """The reassembled client-to-server bytes of the single TCP flow of a capture."""
     segments: dict[int, bytes] = {}
@@ -62,7 +67,7 @@ def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
 
     proc.lines = lines  # type: ignore[attr-defined]
     threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STARTUP_SECONDS
     while not any("capturing on lo" in line for line in lines):
         assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
         time.sleep(0.05)

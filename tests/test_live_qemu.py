@@ -76,7 +76,7 @@ class _Sensor:
         self.lines: list[tuple[float, str]] = []
         self.ended = 0.0
         threading.Thread(target=self._pump, daemon=True).start()
-        self.wait_for(f"capturing on {dev}", 20)  # printed once tcpdump listens
+        self.wait_for(f"capturing on {dev}", 120)  # printed once tcpdump listens (after the kernels compile)
 
     def _pump(self) -> None:
         for line in self.proc.stderr:
