@@ -133,15 +133,9 @@ def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFr
             event_of[i] = event
         records.append({"event": event, "src_h": group["src"], "dst_h": group["dst"],
                         "start": group["start"], "end": group["end"], **_judge(group["members"])})
-    events = pd.DataFrame(records, columns=list(EVENT_COLUMNS))
-    for name, (dtype, _doc) in EVENT_COLUMNS.items():
-        if dtype == "int64":
-            events[name] = events[name].astype("int64")
-        elif dtype == "string":
-            events[name] = events[name].astype("string")
-        else:
-            events[name] = pd.to_datetime(events[name].astype("int64"), unit="ns", utc=True)
-    return events, event_of
+    from inspector.tables import typed  # tables imports this module's EVENT_COLUMNS
+
+    return typed(pd.DataFrame(records, columns=list(EVENT_COLUMNS)), EVENT_COLUMNS), event_of
 
 
 def _judge(members) -> dict:

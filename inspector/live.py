@@ -41,7 +41,7 @@ from inspector.analysis import Analysis, analyze_readers
 from inspector.capture.reader import CaptureReader
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
-from inspector.watch import Watchlist
+from inspector.watch import Watchlist, port_ranges
 
 SNAPLEN = 262144
 SYS_NET = Path("/sys/class/net")
@@ -56,15 +56,8 @@ class LiveError(InspectorError):
 
 
 def _port_terms(ports: frozenset[int]) -> list[str]:
-    terms, run = [], []
-    for p in sorted(ports) + [-1]:
-        if run and p == run[-1] + 1:
-            run.append(p)
-            continue
-        if run:
-            terms.append(f"tcp port {run[0]}" if len(run) == 1 else f"tcp portrange {run[0]}-{run[-1]}")
-        run = [p]
-    return terms
+    """BPF terms for a port set: 'tcp port 22', 'tcp portrange 49152-49261'."""
+    return [f"tcp portrange {r}" if "-" in r else f"tcp port {r}" for r in port_ranges(ports)]
 
 
 def capture_filter(watch: Watchlist) -> str:

@@ -17,3 +17,8 @@ def human_bytes(n: float) -> str:
 def endpoint(host: object, port: object) -> str:
     """'10.0.0.1:49152', or '[fd00::1]:49152' for IPv6."""
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def flow_endpoints(flow, between: str = " -> ") -> str:
+    """'10.0.0.1:40000 -> 10.0.0.2:49152' for a flows-table row."""
+    return f"{endpoint(flow.orig_h, flow.orig_p)}{between}{endpoint(flow.resp_h, flow.resp_p)}"

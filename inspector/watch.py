@@ -50,6 +50,17 @@ def parse_ports(spec: str | int | list | tuple, what: str) -> frozenset[int]:
     return frozenset(ports)
 
 
+def port_ranges(ports: frozenset[int]) -> list[str]:
+    """{1, 2, 3, 7} -> ['1-3', '7']: the inverse of ``parse_ports``."""
+    out: list[str] = []
+    for p in sorted(ports):
+        if out and int(out[-1].split("-")[-1]) == p - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{p}"
+        else:
+            out.append(str(p))
+    return out
+
+
 def parse_networks(specs, what: str) -> tuple[IPNetwork, ...]:
     nets = []
     for spec in specs:

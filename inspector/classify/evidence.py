@@ -16,6 +16,7 @@ import pandas as pd
 
 from inspector.classify.verdicts import VERDICTS
 from inspector.flows.kernels import PROBE_FIRST
+from inspector.flows.schema import EVIDENCE_COLUMNS
 from inspector.flows.table import Region
 from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, detect, detect_flow
 
@@ -25,7 +26,8 @@ PROTOCOL_PRIORITY = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ss
 _RANK = {p: i for i, p in enumerate(PROTOCOL_PRIORITY)}
 HANDSHAKES = ("ssh", "tls")
 
-EVIDENCE_COLUMNS = ["uid", "direction", "protocol", "offset", "proves", "evidence", "fields"]
+# The columns apply_evidence fills; analyze adds `event` once events are built.
+DETECTION_COLUMNS = [c for c in EVIDENCE_COLUMNS if c != "event"]
 DETAIL_COLUMNS = {
     # column: (protocol, field path in the detection's fields)
     "tls_version": ("tls", ("version",)),
@@ -214,6 +216,6 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     out["protocol"] = pd.array(protocol, dtype="string")
     for col, values in details.items():
         out[col] = pd.array([None if v is None else str(v) for v in values], dtype="string")
-    evidence = pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
+    evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
     evidence["offset"] = evidence["offset"].astype("int64")
     return out, evidence

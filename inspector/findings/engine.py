@@ -7,6 +7,7 @@ import pandas as pd
 from inspector.findings.facts import Facts
 from inspector.findings.rules import RULES, Rule
 from inspector.findings.schema import FINDING_COLUMNS, SEVERITIES
+from inspector.tables import typed
 
 
 def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFrame:
@@ -25,10 +26,7 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
             })
     frame = pd.DataFrame(rows, columns=[c for c in FINDING_COLUMNS if c != "finding"])
     frame.insert(0, "finding", [f"F{i}" for i in range(1, len(frame) + 1)])
-    for name, (dtype, _doc) in FINDING_COLUMNS.items():
-        frame[name] = (pd.Categorical(frame[name], categories=SEVERITIES) if dtype == "category"
-                       else frame[name].astype(dtype))
-    return frame
+    return typed(frame, FINDING_COLUMNS)
 
 
 def at_or_above(findings: pd.DataFrame, severity: str) -> pd.DataFrame:

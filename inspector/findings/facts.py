@@ -13,10 +13,11 @@ from functools import cached_property
 
 import pandas as pd
 
-from inspector.units import endpoint, human_bytes
+from inspector.events import CLEAR
+
+from inspector.units import flow_endpoints, human_bytes
 from inspector.watch import Watchlist
 
-CLEAR = ("plaintext", "compressed")
 PAGE = 4096
 
 
@@ -75,15 +76,10 @@ class Facts:
         return any(address in net for net in self.watch.internal_nets)
 
 
-def endpoints(flow) -> str:
-    """'10.0.0.1:40000 -> 10.0.0.2:49152' (IPv6 in brackets)."""
-    return f"{endpoint(flow.orig_h, flow.orig_p)} -> {endpoint(flow.resp_h, flow.resp_p)}"
-
-
 def flow_line(flow) -> str:
     """One evidence line for a flow: uid, endpoints, bytes, verdict, reason."""
     moved = int(flow.orig_bytes + flow.resp_bytes)
-    return (f"{flow.uid} {endpoints(flow)} {flow.protocol or flow.proto}: {human_bytes(moved)}, "
+    return (f"{flow.uid} {flow_endpoints(flow)} {flow.protocol or flow.proto}: {human_bytes(moved)}, "
             f"{flow.verdict} ({flow.confidence:.2f}): {flow.reason}")
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from inspector.findings.facts import CLEAR, Facts, endpoints, flow_line, pages
+from inspector.events import CLEAR
+from inspector.findings.facts import Facts, flow_line, pages
 from inspector.findings.schema import RISKS
-from inspector.units import human_bytes
+from inspector.units import flow_endpoints, human_bytes
 
 DOS, LEAK, TAMPER, INJECT = RISKS
 GUIDE = "OpenStack Security Guide, 'Instance migration' (live migration in plaintext)"
@@ -172,7 +173,7 @@ def _weak_tls(facts: Facts) -> Iterable[Match]:
             weak.append((flow, problems))
     if weak:
         yield Match(tuple(fl.uid for fl, _ in weak), f"{len(weak)} TLS flow(s) below TLS 1.2 or with weak ciphers",
-                    tuple(f"{fl.uid} {endpoints(fl)}: {', '.join(p)}" for fl, p in weak),
+                    tuple(f"{fl.uid} {flow_endpoints(fl)}: {', '.join(p)}" for fl, p in weak),
                     tuple(sorted({fl.event for fl, _ in weak if fl.event})))
 
 
@@ -190,7 +191,7 @@ def _api_credentials(facts: Facts) -> Iterable[Match]:
         kinds = +kinds
         if kinds:
             network = " (internal API network)" if flow.watch == "internal-api" else ""
-            hits.append((flow, f"{flow.uid} {endpoints(flow)}{network}: "
+            hits.append((flow, f"{flow.uid} {flow_endpoints(flow)}{network}: "
                                + ", ".join(f"{k} x{n}" for k, n in kinds.items())))
     if hits:
         yield Match(tuple(fl.uid for fl, _ in hits), f"{len(hits)} HTTP flow(s) carry API credentials in clear "

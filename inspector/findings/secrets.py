@@ -42,6 +42,7 @@ from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
 from inspector.findings.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.flows import kernels as K
+from inspector.tables import typed
 
 
 MAX_KEPT = 4
@@ -428,29 +429,19 @@ class SecretScanner:
 
         rows = [(uids[k.flow], role(k.flow, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
                 for k in self.kept if shown[k.flow]]
-        secrets = _typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS)
-        secrets["ts"] = pd.to_datetime(secrets["ts"].astype("int64"), unit="ns", utc=True)
+        secrets = typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS)
         counts = [(uids[flow], role(flow, direction), kind, n)
                   for (flow, direction, kind), n in self.counts.items() if shown[flow]]
         return (secrets.sort_values(["ts", "uid", "offset"], kind="stable").reset_index(drop=True),
-                _typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)), SECRET_COUNT_COLUMNS)
+                typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)), SECRET_COUNT_COLUMNS)
                 .sort_values(["uid", "direction", "kind"]).reset_index(drop=True))
 
 
 def _stream_offset(slot: np.ndarray, s: int, proto: int, seq: int, at: int) -> int:
-    """Stream offset of payload byte ``at`` of a TCP segment, unwrapped past 4 GiB
-    against the direction's furthest offset like ``kernels._stream_offset``; -1 if unknown."""
+    """Stream offset of payload byte ``at`` of a TCP segment, unwrapped against
+    the direction's furthest offset as the flow kernels do; -1 if unknown."""
     base = int(slot[s, K.SL_BASE_SEQ])
     if proto != C.IPPROTO_TCP or base < 0:
         return -1
-    furthest = int(slot[s, K.SL_MAX_END])
-    rel32 = (seq + at - base) & 0xFFFFFFFF
-    offset = furthest + ((rel32 - (furthest & 0xFFFFFFFF) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    offset = int(K.unwrap_seq(seq + at, base, int(slot[s, K.SL_MAX_END])))
     return offset if offset >= 0 else -1
-
-
-def _typed(frame: pd.DataFrame, columns: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    for name, (dtype, _doc) in columns.items():
-        if dtype in ("string", "int64"):
-            frame[name] = frame[name].astype(dtype)
-    return frame

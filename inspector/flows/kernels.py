@@ -241,6 +241,14 @@ def _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows
 
 
 @njit(cache=True)
+def unwrap_seq(seq, base_seq, near):
+    """Stream offset of 32-bit sequence number ``seq`` (relative to
+    ``base_seq``), unwrapped past 4 GiB to the value closest to ``near``."""
+    rel32 = (seq - base_seq) & 0xFFFFFFFF
+    return near + ((rel32 - (near & 0xFFFFFFFF) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+@njit(cache=True)
 def _stream_offset(s, proto, seq, wire, slot):
     """Where this payload starts in the direction's stream; -1 to ignore it.
 
@@ -257,9 +265,7 @@ def _stream_offset(s, proto, seq, wire, slot):
     if slot[s, SL_BASE_SEQ] < 0:  # no SYN seen: the capture starts mid-stream
         slot[s, SL_BASE_SEQ] = seq
         slot[s, SL_AT_START] = 0
-    rel32 = (seq - slot[s, SL_BASE_SEQ]) & 0xFFFFFFFF
-    delta = ((rel32 - (max_end & 0xFFFFFFFF) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-    pos = max_end + delta
+    pos = unwrap_seq(seq, slot[s, SL_BASE_SEQ], max_end)
     if pos < 0:
         return -1
     end = pos + wire

@@ -32,7 +32,7 @@ from inspector.report import plots
 from inspector.report.json_report import watchlist_dict
 from inspector.report.payload import hexdump
 from inspector.report.terminal import summary_flows
-from inspector.units import endpoint, human_bytes
+from inspector.units import flow_endpoints, human_bytes
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_FLOW_ROWS = 500  # a huge capture keeps its full flows in --json / --csv
@@ -116,13 +116,11 @@ def _lines(value: object, sep: str = "\n") -> list[str]:
     return [part.strip() for part in str(value).split(sep) if part.strip()]
 
 
+TOWARDS = "\u00a0\u2192 "  # 'a → b', wrapping after the arrow only
+
+
 def _towards(source: object, destination: object) -> str:
-    """'a → b', wrapping after the arrow only."""
-    return f"{source}\u00a0\u2192 {destination}"
-
-
-def _flow_endpoints(f) -> str:
-    return _towards(endpoint(f.orig_h, f.orig_p), endpoint(f.resp_h, f.resp_p))
+    return f"{source}{TOWARDS}{destination}"
 
 
 def _when(ts: pd.Timestamp) -> str:
@@ -397,7 +395,7 @@ def _as_bytes(excerpt: object) -> bytes:
 
 def _flow_names(flows: pd.DataFrame) -> dict[str, str]:
     """uid -> 'originator → responder proto'."""
-    return {str(f.uid): f"{_flow_endpoints(f)} {f.proto}"
+    return {str(f.uid): f"{flow_endpoints(f, TOWARDS)} {f.proto}"
             for f in flows.itertuples(index=False)}
 
 
@@ -411,7 +409,7 @@ def _flows(result: Analysis) -> Html:
                                          "in total; see --json for all of them).", class_="muted"))
     shown = flows.head(MAX_FLOW_ROWS)
     evidence = _evidence_lines(result.evidence, shown)
-    rows = ([el("span", f.uid, class_="mono"), _flow_endpoints(f),
+    rows = ([el("span", f.uid, class_="mono"), flow_endpoints(f, TOWARDS),
              f.watch, f"{f.proto} {f.protocol}" if _present(f.protocol) else f.proto, badge(f.verdict, str(f.verdict)),
              f"{f.confidence:.2f}", f"{human_bytes(f.orig_bytes)} / {human_bytes(f.resp_bytes)}",
              _details(f), [f.reason, _evidence_list(evidence.get(f.uid, []))]]

@@ -20,13 +20,13 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.capture.constants import TUNNEL_NAMES
-from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, PROTOCOLS
+from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, PROTOCOLS, SCHEMAS
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
 from inspector.report.payload import printable
 from inspector.classify.verdicts import VERDICTS
 from inspector.flows.schema import FLOW_COLUMNS
-from inspector.watch import ROLES, Watchlist
+from inspector.watch import ROLES, Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
 
@@ -69,12 +69,16 @@ def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int =
         yield from text.replace("\\/", "/").rstrip("\n").split("\n")
 
 
+def _rfc3339(ts) -> str:
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list)."""
     records = []
     for row in map(_native, events.to_dict("records")):
         for key in ("start", "end"):
-            row[key] = pd.Timestamp(row[key]).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            row[key] = _rfc3339(row[key])
         row["uids"] = row["uids"].split(",") if row["uids"] else []
         records.append(row)
     return records
@@ -82,22 +86,11 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
 
 def watchlist_dict(watch: Watchlist) -> dict[str, Any]:
     return {
-        "migration_ports": _ranges(watch.migration_ports),
+        "migration_ports": port_ranges(watch.migration_ports),
         "libvirtd_ports": sorted(watch.libvirtd_ports),
         "ssh_ports": sorted(watch.ssh_ports),
         "internal_nets": [str(n) for n in watch.internal_nets],
     }
-
-
-def _ranges(ports: frozenset[int]) -> list[str]:
-    """{1, 2, 3, 7} -> ['1-3', '7']"""
-    out: list[str] = []
-    for p in sorted(ports):
-        if out and int(out[-1].split("-")[-1]) == p - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{p}"
-        else:
-            out.append(str(p))
-    return out
 
 
 def _native(row: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +117,7 @@ def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, 
     records = []
     for row in map(_native, secrets.to_dict("records")):
         excerpt = row.pop("excerpt")
-        row["ts"] = pd.Timestamp(row["ts"]).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        row["ts"] = _rfc3339(row["ts"])
         if show_payload:
             row["excerpt_hex"] = bytes(excerpt).hex()
             row["excerpt_text"] = printable(bytes(excerpt))
@@ -310,14 +303,8 @@ def json_schema() -> dict[str, Any]:
 
 def columns_markdown() -> str:
     """The columns of every table as Markdown tables (docs/schema.md)."""
-    from inspector.flows.histograms import BYTE_HISTOGRAM_COLUMNS
-    from inspector.flows.schema import EVIDENCE_COLUMNS, WINDOW_COLUMNS
-
     lines = []
-    for title, columns in (("flows", FLOW_COLUMNS), ("events", EVENT_COLUMNS), ("findings", FINDING_COLUMNS),
-                           ("secrets", SECRET_COLUMNS), ("secret_counts", SECRET_COUNT_COLUMNS),
-                           ("windows", WINDOW_COLUMNS), ("byte_histograms", BYTE_HISTOGRAM_COLUMNS),
-                           ("evidence", EVIDENCE_COLUMNS)):
+    for title, columns in SCHEMAS.items():
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
         lines.append("")

@@ -16,6 +16,7 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.findings.schema import SEVERITIES
 from inspector.report.payload import REDACTED, hexdump
+from inspector.report.terminal import summary_flows
 from inspector.units import human_bytes
 
 # Characters that can open Markdown markup mid-line (lines always start with
@@ -66,7 +67,7 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
             for s in result.secrets.itertuples():
                 out += [f"{md(s.uid)} {md(s.kind)} at offset {s.offset}:", "", "```",
                         hexdump(bytes(s.excerpt)).replace("`", "."), "```", ""]
-    flows = _listed_flows(result.flows)
+    flows = summary_flows(result.flows, show_all=False)
     out += ["## Watched flows", ""]
     out += _table(["uid", "watch", "originator", "responder", "protocol", "verdict", "confidence", "bytes",
                    "reason"],
@@ -88,10 +89,3 @@ def _findings(findings: pd.DataFrame) -> list[str]:
         out += [f"{i}. {md(step)}" for i, step in enumerate(str(f.remediation).split("\n"), start=1) if step]
         out += ["", f"References: {md(f.references)}.", ""]
     return out
-
-
-def _listed_flows(flows: pd.DataFrame) -> pd.DataFrame:
-    """Watched flows and flows of a migration event, most exposed first."""
-    from inspector.report.terminal import summary_flows
-
-    return summary_flows(flows, show_all=False)

@@ -16,7 +16,7 @@ from rich.text import Text
 from inspector.analysis import Analysis
 from inspector.classify.verdicts import VERDICTS
 from inspector.findings.schema import SEVERITIES
-from inspector.units import endpoint, human_bytes
+from inspector.units import flow_endpoints, human_bytes
 
 VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}
 # Reviewers read the exposed flows first.
@@ -78,7 +78,7 @@ def _render_findings(findings: pd.DataFrame, console: Console) -> None:
 
 
 def _flow_text(row) -> str:
-    return f"{endpoint(row.orig_h, row.orig_p)} -> {endpoint(row.resp_h, row.resp_p)} {row.proto}"
+    return f"{flow_endpoints(row)} {row.proto}"
 
 
 def _bytes_text(row) -> str:
