@@ -143,6 +143,13 @@ class Alerter:
     def on_secret(self, flow: int, direction: int, kind: str, label: str) -> None:
         self._tell(flow, "credentials", f"secret:{kind}", label)
 
+    def forget(self, fids: list[int]) -> None:
+        """These flows ended: their ids will name new flows."""
+        gone = set(fids)
+        self.told = {(flow, kind) for flow, kind in self.told if flow not in gone}
+        for flow in fids:
+            self._watched.pop(flow, None)
+
 
 MB = 1_000_000
 
@@ -188,7 +195,8 @@ class EvidencePcaps:
         self.folder = Path(folder)
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
-        self.files: dict[int, EvidenceFile] = {}
+        self.files: dict[int, EvidenceFile] = {}  # open flows' files, by flow id
+        self.ended: list[EvidenceFile] = []  # files of flows that ended
         self.total_bytes = 0
         self._open = np.empty(0, dtype=np.int64)  # flows whose files still take packets
         self._link = (1, 262144)
@@ -254,10 +262,28 @@ class EvidencePcaps:
         self.files[flow].capped = self.files[flow].capped or why
         self._open = self._open[self._open != flow]
 
+    def forget(self, fids: list[int]) -> None:
+        """These flows ended: their files take no more packets (the ids will name new flows)."""
+        for flow in fids:
+            entry = self.files.pop(flow, None)
+            if entry is not None:
+                self._finish(entry)
+                self.ended.append(entry)
+        self._open = self._open[~np.isin(self._open, fids)]
+
+    @property
+    def written(self) -> list[EvidenceFile]:
+        """Every file, of ended flows and open ones."""
+        return self.ended + list(self.files.values())
+
+    def _finish(self, entry: EvidenceFile) -> None:
+        """Every file named in an alert exists, a header alone if no packet came."""
+        if not entry.started:
+            self._start(entry)
+
     def close(self) -> list[EvidenceFile]:
-        """Every file named in an alert exists (a header alone if no packet came); the list of them."""
+        """Finish every file; the list of them."""
         for entry in self.files.values():
-            if not entry.started:
-                self._start(entry)
+            self._finish(entry)
         self._open = np.empty(0, dtype=np.int64)
-        return list(self.files.values())
+        return self.written

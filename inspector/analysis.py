@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,20 +12,15 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from inspector.alerts import Alert, Alerter
+from inspector.alerts import Alert
 from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
-from inspector.classify import classify_flows
-from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.events import build_events
-from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
-from inspector.findings.secrets import PATTERNS, SecretScanner
-from inspector.flows.histograms import RegionHistograms
-from inspector.flows.kernels import FL_A_PORT, FL_B_PORT
-from inspector.flows.table import FlowTable, Region
+from inspector.findings.secrets import sort_secret_counts, sort_secrets
+from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, empty_frame, typed
-from inspector.watch import ROLES, Watchlist
+from inspector.watch import Watchlist
 
 PathLike = str | os.PathLike
 
@@ -120,11 +116,15 @@ def analyze(
     on_progress: Callable[[Progress], None] | None = None,
     detectors: bool = True,
     secrets: bool = True,
+    timeouts: Timeouts | None = None,
 ) -> Analysis:
     """Read capture files, build bidirectional flows and classify them.
 
     Several files are read in order as one capture (a flow seen in two files
-    is one flow). ``on_progress`` gets a ``Progress`` after each batch.
+    is one flow; give them in time order). Flows end on FIN/RST or after
+    ``timeouts.idle`` seconds without a packet (``Timeouts``: 300 s, like
+    Zeek's TCP inactivity timeout), so a 5-tuple reused after that is a new
+    flow. ``on_progress`` gets a ``Progress`` after each batch.
     ``detectors=False`` leaves verdicts to the payload statistics alone (to
     measure what the protocol evidence adds). ``secrets=False`` skips the scan
     of cleartext payload for secrets (``Analysis.secrets``).
@@ -151,7 +151,7 @@ def analyze(
             done_files += _size(path)
 
     return analyze_readers(readers(), watch=watch, names=[str(p) for p in path_list], on_batch=on_batch,
-                           detectors=detectors, secrets=secrets)
+                           detectors=detectors, secrets=secrets, timeouts=timeouts or DEFAULT_TIMEOUTS)
 
 
 def analyze_readers(
@@ -162,76 +162,89 @@ def analyze_readers(
     on_batch: Callable[[CaptureReader, int], None] | None = None,
     detectors: bool = True,
     secrets: bool = True,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    on_closed: Callable[[ClosedFlows], None] | None = None,
+    store: ClosedTables | None = None,
     on_alert: Callable[[Alert], None] | None = None,
     evidence: Callable[[int, str, str, str], str] | None = None,
     on_keyed: Callable[[CaptureReader, PacketBatch, np.ndarray, int], None] | None = None,
+    on_forget: Callable[[list[int]], None] | None = None,
 ) -> Analysis:
     """The one pipeline under ``analyze`` (files) and ``inspector live`` (a
-    tcpdump pipe): every batch of every reader, in order, through the flow
-    table, detectors, secret scan and histograms, then classification,
-    events and findings once the readers are exhausted.
+    tcpdump pipe): every batch of every reader, in order, through
+    ``Pipeline`` (flows classified as they end, see ``Timeouts``), then
+    events and findings over every flow once the readers are exhausted.
 
-    ``names`` name the inputs (``flows.file``); ``on_batch(reader, packets)``
-    follows progress; ``on_alert`` gets an ``Alert`` as soon as a watched
-    flow shows cleartext migration, credentials or NBD disk data, and
+    ``names`` name the inputs (``flows.input``); ``on_batch(reader, packets)``
+    follows progress; ``on_closed`` hears each ``ClosedFlows`` as flows
+    end (and interim reports of long flows), ``store`` keeps the ended
+    ones for the result (memory by default; the sensor spools to disk).
+    ``on_alert`` gets an ``Alert`` as soon as a watched flow shows
+    cleartext migration, credentials or NBD disk data, and
     ``evidence(flow, kind, orig, resp)`` names the file its packets are kept
     in (``Alert.evidence_pcap``, see ``EvidencePcaps``); ``on_keyed(reader,
     batch, flow_ids, flows)`` sees each batch once its packets are keyed to
-    flows (``flows``: how many so far), before the next batch reuses it.
+    flows (``flows``: how many so far), before the next batch reuses it;
+    ``on_forget(flow_ids)`` hears ids of flows that ended (to be reused).
+    A live reader's empty batches (nothing arrived for a while) advance the
+    clock to the wall clock, so flows still end on an idle link.
     """
-    table: FlowTable
+    store = store if store is not None else ClosedTables()
 
-    def orientation(flow: int) -> bool:
-        return originator_is_a_one(table.flow[flow], watch.service_ports)
+    def closed(part: ClosedFlows) -> None:
+        if not part.interim:
+            store.add(part)
+        if on_closed:
+            on_closed(part)
 
-    alerts = Alerter(lambda: table, watch, orientation, on_alert, evidence) if on_alert else None
-    collector = DetectionCollector(orientation, on_detect=alerts.on_detect if alerts else None,
-                                   early=alerts.watched if alerts else None)
-    histograms = RegionHistograms(lambda flow: int(table.flow[flow, FL_A_PORT]) in watch.service_ports
-                                  or int(table.flow[flow, FL_B_PORT]) in watch.service_ports)
-
-    def on_region(region: Region) -> None:
-        if detectors:
-            collector.on_region(region)
-        histograms.on_region(region)
-
-    table = FlowTable(on_region=on_region)
-    scanner = SecretScanner(PATTERNS if secrets else (), on_first=alerts.on_secret if alerts else None)
+    pipeline = Pipeline(watch, names, on_closed=closed, detectors=detectors, secrets=secrets, timeouts=timeouts,
+                        on_alert=on_alert, evidence=evidence, on_forget=on_forget)
     stats: list[InputStats] = []
     packets = 0
     for i, reader in enumerate(readers):
         for batch in reader:
-            flow_ids, dirs = table.add(batch, i)
-            scanner.scan(batch, flow_ids, dirs, table.slot)
-            if on_keyed:
-                on_keyed(reader, batch, flow_ids, table.n_flows)
-            packets += batch.n
-            if on_batch:
-                on_batch(reader, packets)
+            if batch.n:
+                flow_ids, _dirs = pipeline.add(batch, i)
+                if on_keyed:
+                    on_keyed(reader, batch, flow_ids, pipeline.table.flows_seen)
+                packets += batch.n
+                if on_batch:
+                    on_batch(reader, packets)
+            pipeline.sweep(time.time_ns() if reader.live else None)
         stats.append(reader.stats)
-    state = table.finish()
-    flows, orig_slot, resp_slot = build_flows(state, watch.service_ports, names)
-    flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
-    flows, evidence = apply_evidence(flows, collector.finish(), np.arange(len(flows)))
-    secret_rows, secret_counts = scanner.finish(flows, orig_slot)
-    byte_histograms = histograms.frame(flows["uid"].to_numpy(), orig_slot)
-    flows["watch"] = pd.Categorical(
-        watch.roles(flows["orig_p"].to_numpy("int64"), flows["resp_p"].to_numpy("int64"),
-                    flows["orig_h"].tolist(), flows["resp_h"].tolist()),
-        categories=ROLES,
-    )
+    pipeline.finish()
+    if pipeline.table.hash_collisions and stats:
+        stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
+                          pipeline.table.hash_collisions)
+    return assemble(store.tables(), stats, watch)
+
+
+def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watch: Watchlist) -> Analysis:
+    """The ``Analysis`` of every ended flow: their tables joined, then the
+    migration events and the findings, which need all flows at once."""
+    tables = {name: _joined(pieces, SCHEMAS[name]) for name, pieces in parts.items()}
+    flows, evidence = tables["flows"], tables["evidence"]
     events, event_of = build_events(flows, evidence)
     flows["event"] = pd.array(event_of, dtype="string")
     evidence["event"] = evidence["uid"].map(dict(zip(flows["uid"], event_of))).fillna("")
-    flows = flows.sort_values("ts", kind="stable").reset_index(drop=True)
-    if state.hash_collisions and stats:
-        stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
-                          state.hash_collisions)
-    result = Analysis(flows=flows, windows=windows, evidence=evidence, events=events,
-                      secrets=secret_rows, secret_counts=secret_counts, byte_histograms=byte_histograms,
-                      inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats), watch=watch)
+    result = Analysis(
+        flows=flows.sort_values("ts", kind="stable").reset_index(drop=True),
+        windows=tables["windows"].sort_values(["uid", "direction", "window"], kind="stable").reset_index(drop=True),
+        evidence=evidence, events=events,
+        secrets=sort_secrets(tables["secrets"]), secret_counts=sort_secret_counts(tables["secret_counts"]),
+        byte_histograms=tables["byte_histograms"], inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats),
+        watch=watch)
     result.findings = build_findings(Facts.of(result))
     return result
+
+
+def _joined(pieces: list[pd.DataFrame], columns) -> pd.DataFrame:
+    """One table from the parts of several sweeps (typed: categories may differ between parts)."""
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return empty_frame(columns)
+    joined = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
+    return typed(joined, columns)
 
 
 def _inputs_frame(stats: list[InputStats]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from inspector.classify.verdicts import VERDICTS
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
 from inspector.flows.histograms import BYTE_HISTOGRAM_COLUMNS
-from inspector.flows.schema import EVIDENCE_COLUMNS, FLOW_COLUMNS, WINDOW_COLUMNS
+from inspector.flows.schema import CLOSED_BY, EVIDENCE_COLUMNS, FLOW_COLUMNS, WINDOW_COLUMNS
 from inspector.watch import ROLES
 
 Columns = dict[str, tuple[str, str]]
@@ -53,7 +53,7 @@ PROTOCOLS = ("", "qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "watch": ROLES, "verdict": VERDICTS, "orig_verdict": VERDICTS, "resp_verdict": VERDICTS,
     "protocol": PROTOCOLS, "severity": SEVERITIES, "direction": ("orig", "resp"),
-    "label": WINDOW_LABELS, "protection": PROTECTIONS,
+    "label": WINDOW_LABELS, "protection": PROTECTIONS, "closed_by": CLOSED_BY,
 }
 """Categories of the columns whose dtype is 'category'."""
 

@@ -26,7 +26,7 @@ def analysed() -> inspector.Analysis:
 
 
 def test_public_api_is_explicit_and_typed():
-    assert set(inspector.__all__) == {"Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress",
+    assert set(inspector.__all__) == {"Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress", "Timeouts",
                                       "SCHEMAS", "Watchlist", "analyze", "load"}
     assert (Path(inspector.__file__).parent / "py.typed").exists()
     assert inspector.analyze.__doc__ and inspector.load.__doc__ and inspector.Analysis.__doc__

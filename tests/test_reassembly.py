@@ -133,7 +133,7 @@ def test_islands_add_detail_but_never_name_a_protocol():
     def collect(head: Region) -> list:
         collector = DetectionCollector(lambda _flow: region.slot % 2 == 0)
         collector.on_region(head)
-        return collector.finish().get(flow, [])
+        return collector.take([flow]).get(0, [])
 
     found = collect(region)
     assert [d.offset for d in found] == [0, island_at]

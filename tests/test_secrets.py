@@ -261,7 +261,7 @@ def _scan(*payloads: bytes, verdict: str = "plaintext") -> tuple[pd.DataFrame, p
     n = len(payloads)
     scanner.scan(batch, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int8),
                  np.zeros((2, K.N_SLOT_COLS), dtype=np.int64))
-    return scanner.finish(pd.DataFrame({"uid": ["Ctest"], "verdict": [verdict]}), np.array([0]))
+    return scanner.take([0], pd.DataFrame({"uid": ["Ctest"], "verdict": [verdict]}), np.array([0]))
 
 
 FERNET_100 = b"gAAAAAB" + b"x" * 100

@@ -49,6 +49,8 @@ class DetectionCollector:
     any) has been seen. Memory: one head per flow whose other head is
     still being filled.
 
+    ``take(flows)`` hands over the detections of flows that ended.
+
     Islands (bytes seen beyond a hole, e.g. segment starts under a short
     snaplen) are scanned mid-stream, but their detections only add detail
     to a protocol the flow's contiguous bytes proved: a few hundred bytes
@@ -124,19 +126,29 @@ class DetectionCollector:
             if self.on_detect:
                 self.on_detect(flow, hits)
 
-    def finish(self) -> dict[int, list[Detection]]:
-        """Flows with one head only (the other direction never sent data), and
-        island detections of protocols that contiguous bytes proved."""
-        for slot, head in self.pending.items():
-            self._detect_heads(slot // 2, head, None)
-        self.pending.clear()
-        for flow, hits in self.from_islands.items():
-            proven = {d.protocol for d in self.found.get(flow, ())}
-            kept = [d for d in hits if d.protocol in proven]
-            if kept:
-                self.found[flow].extend(kept)
-        self.from_islands.clear()
-        return self.found
+    def take(self, fids: list[int], *, ended: bool = True) -> dict[int, list[Detection]]:
+        """The detections of these flows, keyed by their position in ``fids``.
+
+        ``ended``: the flows are over, so a head whose other direction never
+        sent data is read alone, and their state is dropped (their ids will
+        be reused). Otherwise (an interim look at open flows) what was
+        found so far is copied. Island detections are kept only for
+        protocols that contiguous bytes proved.
+        """
+        out: dict[int, list[Detection]] = {}
+        for i, flow in enumerate(fids):
+            if ended:
+                for slot in (2 * flow, 2 * flow + 1):
+                    head = self.pending.pop(slot, None)
+                    if head is not None:
+                        self._detect_heads(flow, head, None)
+            found = self.found.pop(flow, []) if ended else list(self.found.get(flow, ()))
+            islands = self.from_islands.pop(flow, []) if ended else self.from_islands.get(flow, [])
+            proven = {d.protocol for d in found}
+            found += [d for d in islands if d.protocol in proven]
+            if found:
+                out[i] = found
+        return out
 
 
 def _preference(d: Detection) -> tuple:

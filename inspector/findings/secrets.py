@@ -335,7 +335,8 @@ class _Kept:
 
 
 class SecretScanner:
-    """Scan every batch for secrets; ``finish`` turns them into tables.
+    """Scan every batch for secrets; ``take`` turns the matches of flows
+    that ended into tables.
 
     Example::
 
@@ -343,7 +344,9 @@ class SecretScanner:
         for batch in reader:
             flow_ids, dirs = table.add(batch)
             scanner.scan(batch, flow_ids, dirs, table.slot)
-        secrets, counts = scanner.finish(flows, orig_slot)
+        ended = table.open_ids()
+        flows, orig_slot, _ = build_flows(table.close(ended), ...)   # then classified
+        secrets, counts = scanner.take(ended.tolist(), flows, orig_slot)
     """
 
     def __init__(self, patterns: tuple[SecretPattern, ...] = PATTERNS,
@@ -356,8 +359,8 @@ class SecretScanner:
         self.anchors = _ANCHORS if patterns is PATTERNS else _anchor_table(patterns)
         self.name_tails = [re.compile(p.name_chars + b"{1,%d}\\Z" % NAME_MAX) if p.name_chars else None
                            for p in patterns]
-        self.counts: dict[tuple[int, int, str], int] = {}
-        self.kept: list[_Kept] = []
+        self.counts: dict[int, dict[tuple[int, str], int]] = {}  # flow -> (direction, kind) -> matches
+        self.kept: dict[int, list[_Kept]] = {}  # flow -> the first MAX_KEPT matches of each (direction, kind)
         self._found = np.empty((_FOUND_ROWS, 6), dtype=np.int64)
 
     def scan(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, slot: np.ndarray) -> None:
@@ -379,9 +382,10 @@ class SecretScanner:
                 continue
             reached = (packet, m.end())
             key = (flow, direction, self.patterns[index].kind)
-            self.counts[key] = count = self.counts.get(key, 0) + 1
+            counts = self.counts.setdefault(flow, {})
+            counts[key[1:]] = count = counts.get(key[1:], 0) + 1
             if count <= MAX_KEPT:
-                self.kept.append(kept := self._kept(batch, view, packet, index, m, key, slot))
+                self.kept.setdefault(flow, []).append(kept := self._kept(batch, view, packet, index, m, key, slot))
                 if count == 1 and self.on_first:
                     self.on_first(flow, direction, kept.kind, kept.label)
 
@@ -413,28 +417,42 @@ class SecretScanner:
         return _Kept(flow, direction, kind, int(f[D.F_TS]), offset, m.end() - start,
                      self.patterns[index].label(m, bytes(view[start:m.start()])), bytes(view[first:last]))
 
-    def finish(self, flows: pd.DataFrame, orig_slot: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def take(self, fids: list[int], flows: pd.DataFrame, orig_slot: np.ndarray, *,
+             ended: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The secrets table (``SECRET_COLUMNS``) and the exact counts
-        (``SECRET_COUNT_COLUMNS``), for flows whose verdict is not encrypted.
+        (``SECRET_COUNT_COLUMNS``) of these flows, those whose verdict is not
+        encrypted; ``ended`` drops their matches (ids are reused).
 
-        ``flows`` has one row per flow-table id, in id order (``uid`` and
-        ``verdict`` are read); ``orig_slot`` is the originator's slot of
-        each flow, as ``build_flows`` returns it.
+        ``flows`` has one row per flow of ``fids``, in that order (``uid``
+        and ``verdict`` are read); ``orig_slot`` is the originator's slot of
+        each, numbered by position, as ``build_flows`` returns it.
         """
         uids = flows["uid"].to_numpy()
         shown = flows["verdict"].astype(str).to_numpy() != "encrypted"
 
-        def role(flow: int, direction: int) -> str:
-            return "orig" if orig_slot[flow] == 2 * flow + direction else "resp"
+        def role(i: int, direction: int) -> str:
+            return "orig" if orig_slot[i] == 2 * i + direction else "resp"
 
-        rows = [(uids[k.flow], role(k.flow, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
-                for k in self.kept if shown[k.flow]]
+        rows, counts = [], []
+        for i, flow in enumerate(fids):
+            kept = self.kept.pop(flow, []) if ended else self.kept.get(flow, [])
+            found = self.counts.pop(flow, {}) if ended else self.counts.get(flow, {})
+            if shown[i]:
+                rows += [(uids[i], role(i, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
+                         for k in kept]
+                counts += [(uids[i], role(i, direction), kind, n) for (direction, kind), n in found.items()]
         secrets = typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS)
-        counts = [(uids[flow], role(flow, direction), kind, n)
-                  for (flow, direction, kind), n in self.counts.items() if shown[flow]]
-        return (secrets.sort_values(["ts", "uid", "offset"], kind="stable").reset_index(drop=True),
-                typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)), SECRET_COUNT_COLUMNS)
-                .sort_values(["uid", "direction", "kind"]).reset_index(drop=True))
+        return (sort_secrets(secrets),
+                sort_secret_counts(typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)),
+                                         SECRET_COUNT_COLUMNS)))
+
+
+def sort_secrets(secrets: pd.DataFrame) -> pd.DataFrame:
+    return secrets.sort_values(["ts", "uid", "offset"], kind="stable").reset_index(drop=True)
+
+
+def sort_secret_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    return counts.sort_values(["uid", "direction", "kind"]).reset_index(drop=True)
 
 
 def _stream_offset(slot: np.ndarray, s: int, proto: int, seq: int, at: int) -> int:

@@ -43,17 +43,19 @@ class RegionHistograms:
         for data in (region.data, *(piece for _, piece in region.islands)):
             counts += np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
 
-    def frame(self, uids: np.ndarray, orig_slot: np.ndarray) -> pd.DataFrame:
-        """Tidy table (``BYTE_HISTOGRAM_COLUMNS``): 256 rows per kept flow direction.
+    def take(self, fids: list[int], uids: np.ndarray, orig_slot: np.ndarray, *, ended: bool = True) -> pd.DataFrame:
+        """Tidy table (``BYTE_HISTOGRAM_COLUMNS``) of these flows: 256 rows
+        per kept direction; ``ended`` drops their counts (ids are reused).
 
-        ``uids[i]`` and ``orig_slot[i]`` belong to flow-table id ``i``."""
-        slots = sorted(self.counts)
-        n = len(slots)
-        frame = pd.DataFrame({
-            "uid": pd.array(np.repeat([uids[s // 2] for s in slots], 256), dtype="string"),
-            "direction": pd.array(np.repeat(["orig" if s == orig_slot[s // 2] else "resp" for s in slots], 256),
-                                  dtype="string"),
+        ``uids[i]`` and ``orig_slot[i]`` (a slot of the flows numbered by
+        their position in ``fids``) belong to flow ``fids[i]``."""
+        rows = [(i, d) for i, flow in enumerate(fids) for d in (0, 1) if 2 * flow + d in self.counts]
+        counts = [self.counts.pop(2 * fids[i] + d) if ended else self.counts[2 * fids[i] + d] for i, d in rows]
+        n = len(rows)
+        return pd.DataFrame({
+            "uid": pd.array(np.repeat([uids[i] for i, _ in rows], 256), dtype="string"),
+            "direction": pd.array(np.repeat(["orig" if orig_slot[i] == 2 * i + d else "resp" for i, d in rows],
+                                            256), dtype="string"),
             "byte": np.tile(np.arange(256, dtype=np.int64), n),
-            "count": np.concatenate([self.counts[s] for s in slots]) if n else np.zeros(0, dtype=np.int64),
+            "count": np.concatenate(counts) if n else np.zeros(0, dtype=np.int64),
         })
-        return frame

@@ -20,7 +20,7 @@ FL_LAST_TS = 1
 FL_SYN_DIR = 2  # direction (0 = A->B, 1 = B->A) of the first SYN without ACK, -1 none
 FL_SYNACK_DIR = 3  # direction of the first SYN+ACK, -1 none
 FL_FIRST_DIR = 4  # direction of the first packet captured
-FL_CLOSED = 5  # 1 after RST or FIN from both sides
+FL_CLOSED = 5  # 1 after FIN from both sides, 2 after a RST
 FL_VLAN = 6
 FL_A_PORT = 7
 FL_B_PORT = 8
@@ -29,7 +29,8 @@ FL_IP_VERSION = 10
 FL_TUNNEL = 11  # constants.TUNNEL_* of the first packet (its outermost tunnel)
 FL_TUNNEL_ID = 12  # that tunnel's VNI, GRE key or ERSPAN session id, -1 none
 FL_TUNNEL_IP_VERSION = 13  # IP version of that tunnel's outer header
-N_FLOW_COLS = 14
+FL_REPORTED_TS = 14  # when the flow, still open, was last reported (active timeout), -1 never
+N_FLOW_COLS = 15
 
 # Columns of FlowTable.slot (int64, one row per flow direction: 2*flow + dir)
 SL_PKTS = 0
@@ -374,14 +375,18 @@ def _note_tunnel(f, i, fields, addrs, flow, tunnel_addr):
 
 @njit(cache=True)
 def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tunnel_addr, slot, hist,
-                 free_rows, windows, heads, head_cov, head_free, ready, counters):
+                 free_rows, windows, heads, head_cov, head_free, ready, counters, idle, after_close):
     """Fold packets ``start..`` of a batch into the flow state.
 
-    Returns ``(stop, collisions)``. It stops early, at packet ``stop``, when a
-    pool (histogram rows, window rows, head buffers, the ready list) may run
-    out; the caller drains or grows them and calls again from ``stop``. A
-    collision is a packet whose key hash matched a flow with other endpoints
-    (it is not counted).
+    Returns ``(stop, collisions, ended)``. It stops early, at packet
+    ``stop``, when a pool (histogram rows, window rows, head buffers, the
+    ready list) may run out; the caller drains or grows them and calls
+    again from ``stop``. It also stops when packet ``stop`` comes after its
+    flow ended: more than ``idle`` ns after the flow's last packet, or
+    after a FIN/RST close either ``after_close`` ns later or as a new SYN;
+    ``ended`` is then that flow (else -1), which the caller closes before
+    the packet starts a new flow. A collision is a packet whose key hash
+    matched a flow with other endpoints (it is not counted).
     """
     collisions = 0
     n = fields.shape[1]
@@ -392,7 +397,7 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tun
         if (counters[CT_FREE_HIST] < 1 or counters[CT_FREE_HEADS] < 1
                 or counters[CT_READY] + 2 > ready.shape[0]
                 or counters[CT_WINDOWS] + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[0]):
-            return i, collisions
+            return i, collisions, -1
         d = dirs[i]
         if d == 0:
             same = addrs[0, i] == flow_addr[f, 0] and addrs[1, i] == flow_addr[f, 1] \
@@ -407,6 +412,14 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tun
             collisions += 1
             continue
         ts = fields[D.F_TS, i]
+        if flow[f, FL_FIRST_DIR] >= 0:
+            gap = ts - flow[f, FL_LAST_TS]
+            if gap > idle:
+                return i, collisions, f
+            if flow[f, FL_CLOSED]:
+                syn = fields[D.F_TCP_FLAGS, i] & (C.TCP_SYN | C.TCP_ACK) == C.TCP_SYN
+                if gap > after_close or (syn and proto == C.IPPROTO_TCP):
+                    return i, collisions, f
         if flow[f, FL_FIRST_DIR] < 0:
             flow[f, FL_FIRST_DIR] = d
             flow[f, FL_FIRST_TS] = ts
@@ -445,19 +458,20 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tun
                 slot[s, SL_FIN] = 1
             if flags & C.TCP_RST or (slot[2 * f, SL_FIN] and slot[2 * f + 1, SL_FIN]):
                 if not flow[f, FL_CLOSED]:
-                    flow[f, FL_CLOSED] = 1
+                    flow[f, FL_CLOSED] = 2 if flags & C.TCP_RST else 1
                     for t in (2 * f, 2 * f + 1):
                         counters[CT_WINDOWS] = _finish_window(t, slot, hist, windows, counters[CT_WINDOWS])
                         counters[CT_FREE_HIST] = _release(t, slot, free_rows, counters[CT_FREE_HIST])
                         _hand_over_region(t, slot, ready, counters)
-    return n, collisions
+    return n, collisions, -1
 
 
 @njit(cache=True)
-def finish_all(n_slots, slot, hist, free_rows, windows, ready, counters):
-    """End of input: close every window still being filled and hand over
-    every head still collecting. ``ready`` must have room for all of them."""
-    for s in range(n_slots):
+def finish_slots(slots, slot, hist, free_rows, windows, ready, counters):
+    """Flows end (timeout, end of input): close the windows of these slots
+    still being filled and hand over the regions still collecting.
+    ``windows`` and ``ready`` must have room for all of them."""
+    for s in slots:
         counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
         counters[CT_FREE_HIST] = _release(s, slot, free_rows, counters[CT_FREE_HIST])
         _hand_over_region(s, slot, ready, counters)

@@ -7,6 +7,9 @@ source for the DataFrame dtypes, the JSON schema and docs/schema.md.
 
 from __future__ import annotations
 
+CLOSED_BY = ("fin", "rst", "idle", "end", "open")
+"""Values of ``flows.closed_by``."""
+
 FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "ts": ("datetime64[ns, UTC]", "time of the first packet of the flow"),
     "uid": ("string", "flow id, stable for the same flow in the same capture ('C' + 11 base62 chars)"),
@@ -16,6 +19,7 @@ FLOW_COLUMNS: dict[str, tuple[str, str]] = {
     "resp_h": ("string", "responder address"),
     "resp_p": ("UInt16", "responder port"),
     "duration": ("timedelta64[ns]", "last packet time minus first packet time"),
+    "closed_by": ("category", "how the flow ended: fin (FIN from both sides), rst, idle (no packet for the idle timeout; a later packet starts a new flow), end (the capture ended or the sensor stopped), open (an interim report of a flow still open at the active timeout)"),
     "orig_pkts": ("int64", "packets sent by the originator"),
     "resp_pkts": ("int64", "packets sent by the responder"),
     "orig_bytes": ("int64", "transport payload bytes sent by the originator, from IP lengths (counts bytes a snaplen cut off; retransmissions count again)"),

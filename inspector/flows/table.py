@@ -4,6 +4,11 @@ A flow is keyed direction-agnostically (endpoint A is the lower address and
 port). Per-packet work runs in ``kernels.update_flows``; this class owns the
 state arrays, grows them, and maps 64-bit keys to flow ids with one dict
 lookup per distinct flow in a batch (not per packet).
+
+Flows end when they time out (``due``) or the input ends: ``close`` hands
+their state over and puts their ids, rows and buffers back for new flows,
+so the table's memory follows the number of flows open at once, not the
+number seen.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from inspector.flows import kernels as K
 
 @dataclass
 class FlowState:
-    """Raw flow state at the end of the input, for the next stage.
+    """Raw state of some flows (those that ended, or all at the end of the
+    input), for the next stage, numbered 0..n-1 in the order asked for.
 
     ``flow``/``flow_addr``/``tunnel_addr``/``slot`` have one row per flow
     (per direction for ``slot``: row ``2*flow + dir``); columns are named in
     ``kernels``. ``tunnel_addr`` holds the outer source and destination (hi,
     lo words) of the tunnel the flow's first packet came in, if any.
-    ``windows`` has one row per finished window, see ``kernels.WR_*``.
+    ``windows`` has one row per finished window, see ``kernels.WR_*``
+    (``WR_SLOT`` renumbered like ``slot``).
     """
 
     flow: np.ndarray
@@ -36,7 +43,6 @@ class FlowState:
     slot: np.ndarray
     windows: np.ndarray
     input_index: np.ndarray  # which input file first showed the flow
-    hash_collisions: int
 
 
 def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
@@ -49,6 +55,7 @@ def _grow(arr: np.ndarray, need: int, fill: int | float = 0) -> np.ndarray:
     return out
 
 
+NEVER = np.iinfo(np.int64).max  # a timeout that never fires
 MAX_ISLANDS = 16
 """Islands handed over per region; a snaplen-cut stream has one per segment."""
 MIN_ISLAND = 8
@@ -80,18 +87,23 @@ class FlowTable:
 
     ``on_region`` receives each reassembled region of a direction (its head,
     then probes further in) as soon as it is complete or the flow ends, so
-    region buffers live only while a region is being filled.
+    region buffers live only while a region is being filled. Flow ids are
+    reused once ``close`` has handed a flow over.
     """
 
     def __init__(self, on_region: RegionHandler | None = None, initial_flows: int = 1024,
                  initial_rows: int = 256) -> None:
         self.on_region = on_region
         self.index: dict[int, int] = {}
-        self.n_flows = 0
+        self.n_ids = 0  # ids handed out so far (the high-water mark of the arrays in use)
+        self.free_ids: list[int] = []  # ids of closed flows, taken first by new flows
+        self.flows_seen = 0
         self.flow = np.full((initial_flows, K.N_FLOW_COLS), -1, dtype=np.int64)
         self.flow_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
         self.tunnel_addr = np.zeros((initial_flows, 4), dtype=np.uint64)
         self.input_index = np.zeros(initial_flows, dtype=np.int64)
+        self.keys = np.zeros(initial_flows, dtype=np.uint64)
+        self.in_use = np.zeros(initial_flows, dtype=bool)
         self.slot = self._empty_slots(2 * initial_flows)
         self.counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
         self.hist = np.zeros((initial_rows, 256), dtype=np.uint32)
@@ -105,6 +117,10 @@ class FlowTable:
         self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
+    @property
+    def open_flows(self) -> int:
+        return self.n_ids - len(self.free_ids)
+
     @staticmethod
     def _empty_slots(n: int) -> np.ndarray:
         slot = np.zeros((n, K.N_SLOT_COLS), dtype=np.int64)
@@ -115,27 +131,61 @@ class FlowTable:
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Fold a batch of decoded packets into the table.
+        """Fold a batch of decoded packets into the table, no flow ending
+        before the input does (``Pipeline`` ends them on timeouts).
 
         Returns each packet's flow id (-1: not decoded) and direction (0:
         endpoint A sent it), for consumers of the packets' payload.
         """
+        flow_ids, dirs = self.key(batch, input_index)
+        self.update(batch, flow_ids, dirs)
+        return flow_ids, dirs
+
+    def key(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Each packet's flow id and direction; flows seen first here are created."""
         keys, dirs = K.flow_keys(batch.fields, batch.addrs)
         codes, uniques = pd.factorize(keys)
         flow_of_code = self._flow_ids(np.asarray(uniques, dtype=np.uint64), codes, dirs, batch, input_index)
-        flow_ids = flow_of_code[codes]
-        start = 0
+        return flow_of_code[codes], dirs
+
+    def update(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, start: int = 0,
+               idle: int = NEVER, after_close: int = NEVER) -> tuple[int, int]:
+        """Fold packets ``start..`` in, until the end or a packet that comes
+        after its flow ended (``kernels.update_flows``: ``idle`` and
+        ``after_close`` in ns). Returns ``(stop, ended)``: the packet it
+        stopped at and the flow that ended there (-1: all done); the caller
+        closes that flow, calls ``restart`` and goes on from ``stop``."""
         while start < batch.n:
-            start, collisions = K.update_flows(
+            start, collisions, ended = K.update_flows(
                 start, batch.fields, batch.addrs, batch.buf, flow_ids, dirs,
                 self.flow, self.flow_addr, self.tunnel_addr, self.slot, self.hist, self.free_rows,
                 self.windows, self.heads, self.head_cov, self.head_free, self.ready, self.counters,
+                idle, after_close,
             )
             self.hash_collisions += collisions
             self._drain_heads()
+            if ended >= 0:
+                return start, ended
             if start < batch.n:
                 self._grow_work_space()
-        return flow_ids, dirs
+        return batch.n, -1
+
+    def restart(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, at: int, ended: int,
+                input_index: int = 0) -> None:
+        """After ``close([ended])``: its 5-tuple starts a new flow at packet
+        ``at``; the batch's later packets of it are renumbered."""
+        key = int(self.keys[ended])
+        fid = self._allocate()
+        self.index[key] = fid
+        self._create(np.array([fid]), np.array([at]), dirs, batch, input_index, np.array([key], dtype=np.uint64))
+        later = flow_ids[at:]
+        later[later == ended] = fid
+
+    def _allocate(self) -> int:
+        if self.free_ids:
+            return self.free_ids.pop()
+        self.n_ids += 1
+        return self.n_ids - 1
 
     def _drain_heads(self) -> None:
         """Hand complete regions to ``on_region`` and recycle their buffers."""
@@ -170,28 +220,29 @@ class FlowTable:
                 continue
             fid = index.get(key)
             if fid is None:
-                fid = self.n_flows + len(new_codes)
-                index[key] = fid
+                fid = index[key] = self._allocate()
                 new_codes.append(code)
             ids[code] = fid
         if new_codes:
-            self._create(np.asarray(new_codes), codes, dirs, batch, input_index, ids)
+            new = np.asarray(new_codes)
+            first = K.first_index(codes, int(codes.max()) + 1)[new]
+            self._create(ids[new], first, dirs, batch, input_index, uniques[new])
         return ids
 
-    def _create(self, new_codes: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
-                batch: PacketBatch, input_index: int, ids: np.ndarray) -> None:
-        """Initialise the flows first seen in this batch, oriented A < B."""
-        first = K.first_index(codes, int(codes.max()) + 1)[new_codes]
-        need = self.n_flows + new_codes.size
+    def _create(self, fids: np.ndarray, first: np.ndarray, dirs: np.ndarray, batch: PacketBatch,
+                input_index: int, keys: np.ndarray) -> None:
+        """Initialise flows from their first packets (rows ``first`` of the batch), oriented A < B."""
+        need = self.n_ids
         self.flow = _grow(self.flow, need, -1)
         self.flow_addr = _grow(self.flow_addr, need)
         self.tunnel_addr = _grow(self.tunnel_addr, need)
         self.input_index = _grow(self.input_index, need)
+        self.keys = _grow(self.keys, need)
+        self.in_use = _grow(self.in_use, need)
         if 2 * need > self.slot.shape[0]:
             grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[0]))
             grown[: self.slot.shape[0]] = self.slot
             self.slot = grown
-        fids = ids[new_codes]
         flipped = dirs[first] == 1
         f, a = batch.fields, batch.addrs
         src_hi, src_lo, dst_hi, dst_lo = (a[r, first] for r in range(4))
@@ -199,6 +250,7 @@ class FlowTable:
         self.flow_addr[fids, 1] = np.where(flipped, dst_lo, src_lo)
         self.flow_addr[fids, 2] = np.where(flipped, src_hi, dst_hi)
         self.flow_addr[fids, 3] = np.where(flipped, src_lo, dst_lo)
+        self.tunnel_addr[fids] = 0
         sport, dport = f[D.F_SPORT, first], f[D.F_DPORT, first]
         self.flow[fids] = -1
         self.flow[fids, K.FL_CLOSED] = 0
@@ -206,8 +258,11 @@ class FlowTable:
         self.flow[fids, K.FL_B_PORT] = np.where(flipped, sport, dport)
         self.flow[fids, K.FL_PROTO] = f[D.F_PROTO, first]
         self.flow[fids, K.FL_IP_VERSION] = f[D.F_IP_VERSION, first]
+        self.slot[np.concatenate([2 * fids, 2 * fids + 1])] = self._empty_slots(1)[0]  # reused ids start afresh
         self.input_index[fids] = input_index
-        self.n_flows = need
+        self.keys[fids] = keys
+        self.in_use[fids] = True
+        self.flows_seen += fids.size
 
     def _grow_work_space(self) -> None:
         """Double whichever pool ran short: histogram rows, head buffers, windows."""
@@ -221,23 +276,67 @@ class FlowTable:
         if self.windows.shape[0] - c[K.CT_WINDOWS] < 512:  # a 16 MiB record spans 256 windows
             self.windows = _grow(self.windows, 2 * self.windows.shape[0])
 
-    def finish(self) -> FlowState:
-        """Close every open window, hand over every head, return the state."""
-        self.windows = _grow(self.windows, int(self.counters[K.CT_WINDOWS]) + 2 * self.n_flows + 1)
-        self.ready = _grow(self.ready, 2 * self.n_flows + 1)  # one open region per direction
-        K.finish_all(2 * self.n_flows, self.slot, self.hist, self.free_rows, self.windows,
-                     self.ready, self.counters)
+    def open_ids(self) -> np.ndarray:
+        """Ids of the flows open now, ascending."""
+        return np.flatnonzero(self.in_use[: self.n_ids])
+
+    def due(self, now: int, idle: int, after_close: int) -> np.ndarray:
+        """Ids of the open flows that ended by ``now`` (ns, capture clock):
+        no packet for ``idle`` ns, or ``after_close`` ns since the last
+        packet of a flow closed by FIN from both sides or a RST (late ACKs
+        and retransmissions still join it until then)."""
+        n = self.n_ids
+        last = self.flow[:n, K.FL_LAST_TS]
+        closed = self.flow[:n, K.FL_CLOSED] > 0
+        return np.flatnonzero(self.in_use[:n] & ((last <= now - idle) | (closed & (last <= now - after_close))))
+
+    def close(self, fids: np.ndarray) -> FlowState:
+        """End these flows: finish their windows and regions (``on_region``
+        hears the last ones), hand over their state, free their ids."""
+        fids = np.asarray(fids, dtype=np.int64)
+        slots = np.stack([2 * fids, 2 * fids + 1], axis=1).ravel()
+        self.windows = _grow(self.windows, int(self.counters[K.CT_WINDOWS]) + slots.size + 1)
+        self.ready = _grow(self.ready, slots.size + 1)  # one open region per direction
+        K.finish_slots(slots, self.slot, self.hist, self.free_rows, self.windows, self.ready, self.counters)
         self._drain_heads()
-        n = self.n_flows
+        state = self._state(fids, slots, take=True)
+        for key in self.keys[fids].tolist():
+            del self.index[key]
+        self.in_use[fids] = False
+        self.free_ids.extend(fids[::-1].tolist())  # the lowest id is reused first
+        return state
+
+    def snapshot(self, fids: np.ndarray) -> FlowState:
+        """The state of open flows so far (finished windows only), leaving them open."""
+        fids = np.asarray(fids, dtype=np.int64)
+        return self._state(fids, np.stack([2 * fids, 2 * fids + 1], axis=1).ravel(), take=False)
+
+    def _state(self, fids: np.ndarray, slots: np.ndarray, take: bool) -> FlowState:
+        """The rows of ``fids``, renumbered 0..n-1; ``take`` removes their
+        windows from the table (the others are moved up)."""
+        local = np.full(self.slot.shape[0], -1, dtype=np.int64)
+        local[slots] = np.arange(slots.size)
+        n_windows = int(self.counters[K.CT_WINDOWS])
+        owner = local[self.windows[:n_windows, K.WR_SLOT].astype(np.int64)]
+        mine = owner >= 0
+        windows = self.windows[:n_windows][mine]
+        windows[:, K.WR_SLOT] = owner[mine]
+        if take:
+            rest = self.windows[:n_windows][~mine]
+            self.windows[: len(rest)] = rest
+            self.counters[K.CT_WINDOWS] = len(rest)
         return FlowState(
-            flow=self.flow[:n],
-            flow_addr=self.flow_addr[:n],
-            tunnel_addr=self.tunnel_addr[:n],
-            slot=self.slot[: 2 * n],
-            windows=self.windows[: self.counters[K.CT_WINDOWS]],
-            input_index=self.input_index[:n],
-            hash_collisions=self.hash_collisions,
+            flow=self.flow[fids].copy(),
+            flow_addr=self.flow_addr[fids].copy(),
+            tunnel_addr=self.tunnel_addr[fids].copy(),
+            slot=self.slot[slots].copy(),
+            windows=windows,
+            input_index=self.input_index[fids].copy(),
         )
+
+    def finish(self) -> FlowState:
+        """End every open flow (the input ended)."""
+        return self.close(self.open_ids())
 
 
 def _grow_pool(rows: np.ndarray, free: np.ndarray, counters: np.ndarray, which: int):

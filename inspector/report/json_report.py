@@ -20,13 +20,12 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.capture.constants import TUNNEL_NAMES
-from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, PROTOCOLS, SCHEMAS
+from inspector.tables import ANOMALY_COLUMNS, CATEGORIES, INPUT_COLUMNS, SCHEMAS
 from inspector.events import EVENT_COLUMNS, PROTECTIONS
 from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
 from inspector.report.payload import printable
-from inspector.classify.verdicts import VERDICTS
 from inspector.flows.schema import FLOW_COLUMNS
-from inspector.watch import ROLES, Watchlist, port_ranges
+from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
 
@@ -60,7 +59,7 @@ def _evidence_lists(uids: pd.Series, evidence: pd.DataFrame | None) -> list[list
     return [by_uid.get(uid, []) for uid in uids.tolist()]
 
 
-def _json_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = 20000):
+def flow_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = 20000):
     """One JSON object per flow, encoded by pandas' C encoder in chunks."""
     for start in range(0, len(flows), chunk):
         text = json_ready_flows(flows.iloc[start : start + chunk], evidence).to_json(
@@ -154,7 +153,7 @@ def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = Fals
     head = json.dumps(document_head(analysis, show_payload), indent=1, allow_nan=False)
     handle.write(head[:-2] + ',\n "flows": [')
     sep = "\n  "
-    for line in _json_lines(analysis.flows, analysis.evidence):
+    for line in flow_lines(analysis.flows, analysis.evidence):
         handle.write(sep + line)
         sep = ",\n  "
     handle.write("\n ]\n}\n")
@@ -170,8 +169,8 @@ _JSON_TYPES = {
     "datetime64[ns, UTC]": {"type": "string", "format": "date-time"},
     "timedelta64[ns]": {"type": "number", "minimum": 0},
 }
-_ENUMS = {"watch": list(ROLES), "verdict": list(VERDICTS), "orig_verdict": list(VERDICTS),
-          "resp_verdict": list(VERDICTS), "protocol": list(PROTOCOLS), "tunnel": list(TUNNEL_NAMES)}
+_ENUMS = {**{name: list(values) for name, values in CATEGORIES.items() if name in FLOW_COLUMNS},
+          "tunnel": list(TUNNEL_NAMES)}
 
 
 _EVIDENCE_SCHEMA = {
