@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from inspector.analysis import analyze
 from inspector.errors import InspectorError
 from inspector.findings.engine import at_or_above
 from inspector.findings.schema import SEVERITIES
+from inspector.live import LIVE_TIMEOUTS
+from inspector.pipeline import Timeouts
 from inspector.report.export import EXPORT_FORMATS
 from inspector.report.progress import progress_bar
 from inspector.report.writers import Reports
@@ -37,8 +40,6 @@ def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
 
 def _watchlist(config: str | None, migration_ports: str | None, libvirtd_ports: str | None,
                ssh_ports: str | None, internal_nets: tuple[str, ...]) -> Watchlist:
-    from dataclasses import replace
-
     watch = Watchlist.from_toml(config) if config else Watchlist.default()
     changes = {}
     for key, spec, flag in (("migration_ports", migration_ports, "--migration-ports"),
@@ -77,7 +78,7 @@ def _report_options(command):
 
 
 def _watch_options(command):
-    """The watchlist options ``analyze`` and ``live`` share."""
+    """The watchlist and flow options ``analyze`` and ``live`` share."""
     options = [
         click.option("--all", "show_all", is_flag=True, help="List every flow, not only watched ones."),
         click.option("--limit", default=100, show_default=True, help="Most flows listed in the terminal."),
@@ -90,6 +91,9 @@ def _watch_options(command):
                      help="Internal API network; repeat for several."),
         click.option("--no-secret-scan", is_flag=True,
                      help="Do not scan cleartext payload for secrets (faster on text-heavy bulk traffic)."),
+        click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=Timeouts.idle,
+                     show_default=True, metavar="SECONDS",
+                     help="A flow without packets this long has ended; its 5-tuple then starts a new flow."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -109,7 +113,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary and no progress bar.")
 def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
                     fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
-                    internal_nets, no_secret_scan, quiet) -> None:
+                    internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
     """Read capture files, classify every flow, report findings.
 
     Example: inspector analyze captures/qemu-plain.pcap.gz --html report.html --fail-on high
@@ -122,7 +126,8 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         reports.check(paths)
         with progress_bar(enabled=not quiet) as on_progress:
-            result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan)
+            result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
+                             timeouts=Timeouts(idle=idle_timeout))
         reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))
@@ -138,7 +143,15 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Stop after this many seconds (default: until Ctrl-C or SIGTERM).")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append alerts as they fire, then the final flows, events and findings, one JSON object a line.")
+              help="Append, one JSON object a line: alerts as they fire, flows as they end, events and findings "
+                   "as they show, stats; at the end the final events and findings.")
+@click.option("--active-timeout", type=click.FloatRange(min=0, min_open=True), default=LIVE_TIMEOUTS.active,
+              show_default=True, metavar="SECONDS",
+              help="Report a flow still open after this long (closed_by=open) and again each further period; "
+                   "it goes on as the same flow.")
+@click.option("--spool", "spool_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Keep the tables of ended flows here until the final reports (default: a temporary folder, "
+                   "removed at the end).")
 @click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
 @click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
               help="Bytes captured of each packet.")
@@ -153,64 +166,74 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 @_report_options
 @_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
-def live_command(iface, duration, jsonl_path, bpf, snaplen, stats_interval, pcap_dir, write_pcap_max_mb,
-                 write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
+def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, snaplen, stats_interval, pcap_dir,
+                 write_pcap_max_mb, write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
                  export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
-                 libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, quiet) -> None:
+                 libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
     """Capture on an interface (through tcpdump), alert as soon as a watched
-    flow shows cleartext migration, credentials or NBD disk data; on
-    --duration, Ctrl-C or SIGTERM finish every flow and write the reports.
+    flow shows cleartext migration, credentials or NBD disk data, tell flows,
+    events and findings as flows end; on --duration, Ctrl-C or SIGTERM finish
+    every flow and write the reports.
 
     Example: sudo inspector live -i eth1 --duration 600 --jsonl alerts.jsonl --write-pcap evidence/ --html report.html
     """
     from inspector.alerts import MB, EvidencePcaps
     from inspector.live import capture_filter, run_live
     from inspector.report import terminal
+    from inspector.streaming import JsonLines, RecentHappenings
 
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
-    jsonl = evidence = None
+    handle = evidence = None
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
+        timeouts = replace(LIVE_TIMEOUTS, idle=idle_timeout, active=active_timeout)
         expression = bpf or capture_filter(watch)
-        jsonl = _open_jsonl(jsonl_path)
-
+        handle = _open_jsonl(jsonl_path)
+        jsonl = JsonLines(handle) if handle else None
         evidence = EvidencePcaps(pcap_dir, max_file_bytes=int(write_pcap_max_mb * MB),
                                  max_total_bytes=int(write_pcap_total_mb * MB)) if pcap_dir else None
         lock = threading.Lock()  # stats come from a thread of their own
 
-        def tell(line: str, record: dict) -> None:
+        def tell(lines: list[str], records: list[dict]) -> None:
             with lock:
-                click.echo(f"inspector: {line}", err=True)
+                for line in lines:
+                    click.echo(f"inspector: {line}", err=True)
                 if jsonl:
-                    jsonl.write(json.dumps(record) + "\n")
-                    jsonl.flush()
+                    jsonl.write(records)
 
-        def on_alert(alert) -> None:
-            tell(alert.line(), alert.record())
+        def on_happenings(records: list[dict]) -> None:
+            tell([_happening_line(r) for r in records], records)
 
-        def on_stats(stats) -> None:
-            tell(stats.line(), stats.record())
+        happenings = RecentHappenings(watch, on_happenings)
+
+        def on_closed(closed) -> None:
+            if jsonl:
+                with lock:
+                    jsonl.flows(closed)
+            happenings.add(closed)
 
         def on_started(sensor) -> None:
             click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
         result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, duration=duration,
-                                  on_alert=on_alert, on_started=on_started, secrets=not no_secret_scan,
-                                  stats_interval=stats_interval, on_stats=on_stats, evidence=evidence)
+                                  on_alert=lambda alert: tell([alert.line()], [alert.record()]),
+                                  on_started=on_started, secrets=not no_secret_scan, stats_interval=stats_interval,
+                                  on_stats=lambda stats: tell([stats.line()], [stats.record()]), evidence=evidence,
+                                  timeouts=timeouts, on_closed=on_closed, spool=spool_dir)
         if jsonl:
-            _write_final_jsonl(result, jsonl)
+            jsonl.final(result)
         reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))
     finally:
-        if jsonl:
-            jsonl.close()
+        if handle:
+            handle.close()
     drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}, "
              f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
     click.echo(f"inspector: capture on {iface} stopped: {result.inputs['packets'].sum():,} packets; {drops}",
                err=True)
-    for entry in evidence.files.values() if evidence else ():
+    for entry in evidence.written if evidence else ():
         capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
                   "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
         click.echo(f"inspector: evidence {entry.path}: {entry.packets:,} packets, {entry.bytes:,} bytes{capped}",
@@ -229,17 +252,12 @@ def _open_jsonl(path: Path | None):
         raise InspectorError(f"--jsonl {path}: {exc.strerror or exc}") from None
 
 
-def _write_final_jsonl(result, handle) -> None:
-    """The final flows, events and findings as ``{"type": ...}`` lines after the alerts."""
-    from inspector.report import json_report
-
-    for line in json_report._json_lines(result.flows, result.evidence):
-        handle.write('{"type":"flow",' + line[1:] + "\n")
-    for kind, records in (("event", json_report.event_records(result.events)),
-                          ("finding", json_report.finding_records(result.findings))):
-        for record in records:
-            handle.write(json.dumps({"type": kind, **record}, default=str) + "\n")
-    handle.flush()
+def _happening_line(record: dict) -> str:
+    """The terminal line of an event or finding told while the sensor runs."""
+    if record["type"] == "event":
+        return (f"EVENT migration {record['src_h']} -> {record['dst_h']}: protection {record['protection']}, "
+                f"{record['channels']}")
+    return f"FINDING {record['severity']} {record['rule']}: {record['summary']}"
 
 
 def _console() -> Console:

@@ -41,9 +41,14 @@ from inspector.analysis import Analysis, analyze_readers
 from inspector.capture.reader import CaptureReader
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
+from inspector.pipeline import ClosedFlows, Timeouts
+from inspector.spool import SpooledTables
 from inspector.watch import Watchlist, port_ranges
 
 SNAPLEN = 262144
+LIVE_TIMEOUTS = Timeouts(active=1800.0, sweep=1.0)
+"""The sensor's defaults: flows end after 300 s idle or 5 s after FIN/RST
+(looked for every second), long flows are reported every 30 minutes."""
 SYS_NET = Path("/sys/class/net")
 _F_SETPIPE_SZ = 1031  # fcntl.h, Linux
 PIPE_BYTES = 1 << 20  # the default pipe-max-size: 16x the default pipe, fewer wake-ups under load
@@ -293,15 +298,22 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
              duration: float | None = None, on_alert: Callable[[Alert], None] | None = None,
              on_started: Callable[[Sensor], None] | None = None, secrets: bool = True,
              stats_interval: float | None = None, on_stats: Callable[[LiveStats], None] | None = None,
-             evidence: EvidencePcaps | None = None) -> tuple[Analysis, Sensor]:
+             evidence: EvidencePcaps | None = None, timeouts: Timeouts = LIVE_TIMEOUTS,
+             on_closed: Callable[[ClosedFlows], None] | None = None,
+             spool: str | os.PathLike | None = None) -> tuple[Analysis, Sensor]:
     """Capture on ``iface`` until ``duration`` seconds pass or SIGINT/SIGTERM,
     then finish every flow: the same ``Analysis`` as ``analyze`` of a file.
 
+    Flows end as they time out (``timeouts``, on the packets' clock, which
+    a quiet link advances to the wall clock) and ``on_closed`` hears their
+    tables at once; their tables wait in a spool folder (``spool``, or a
+    temporary one) until the end, so memory follows the open flows.
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
-    (closed here, its ``files`` then list what was written)."""
+    (closed here, its ``written`` files then list what was written)."""
     warm_up(watch, secrets)
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen)
+    store = SpooledTables(spool)
     sensor.start()
     previous = {}
     ended = threading.Event()
@@ -345,7 +357,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
                 sensor.close()  # drained: the drop counters join the input's anomalies
 
         result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"], on_alert=on_alert,
-                                 secrets=secrets, evidence=evidence.keep if evidence else None, on_keyed=on_keyed)
+                                 secrets=secrets, evidence=evidence.keep if evidence else None, on_keyed=on_keyed,
+                                 on_forget=evidence.forget if evidence else None, timeouts=timeouts,
+                                 on_closed=on_closed, store=store)
     finally:
         ended.set()
         if timer:
@@ -353,6 +367,7 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sensor.close()
+        store.close()
         if evidence:
             evidence.close()
     return result, sensor

@@ -319,3 +319,68 @@ def test_evidence_pcaps_select_by_flow_and_cap(tmp_path: Path) -> None:
     assert small.files[0].capped == "file" and small.files[0].path.stat().st_size <= first.bytes // 2
     total = run(tmp_path / "total", max_total_bytes=first.bytes // 2)
     assert total.total_bytes <= first.bytes // 2 + 24 and {f.capped for f in total.files.values()} == {"total"}
+
+
+@needs_root
+def test_flows_events_and_findings_stream_as_flows_end(tmp_path: Path) -> None:
+    """While the sensor runs: a migration that closed is told as a flow
+    record (closed_by fin) a few seconds later, with its event and finding;
+    a connection left silent past --idle-timeout is told as ended (idle)
+    though no packet came; the memory of both is free by then. At the end
+    the final events and findings follow, with the reports' ids."""
+    payload = _originator_payload(CAPTURES / "qemu-plain.pcap.gz")
+    port = _free_port(49152, 49262)
+    server = socket.create_server(("127.0.0.1", port))
+
+    def drain(conn: socket.socket) -> None:
+        with conn:  # closes after the client did: FIN from both sides
+            while conn.recv(1 << 16):
+                pass
+
+    def accept() -> None:
+        for _ in range(2):
+            threading.Thread(target=drain, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--idle-timeout", "2", "--jsonl", "live.jsonl",
+                  "--json", "result.json")
+    jsonl = tmp_path / "live.jsonl"
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+
+    def wait_for_record(match, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while not (found := [r for r in records() if match(r)]):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(proc.lines)
+            time.sleep(0.1)
+        return found[0]
+
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(payload)
+    ended = time.monotonic()
+    flow = wait_for_record(lambda r: r["type"] == "flow" and r["resp_p"] == port, 20)
+    assert flow["closed_by"] == "fin" and flow["verdict"] == "plaintext" and flow["protocol"] == "qemu-migration"
+    assert flow["evidence"] and time.monotonic() - ended < 12  # 5 s after the FINs, swept every second
+    event = wait_for_record(lambda r: r["type"] == "event", 10)
+    assert not event["final"] and "event" not in event and event["protection"] == "none"
+    finding = wait_for_record(lambda r: r["type"] == "finding" and r["rule"] == "plaintext-migration", 10)
+    assert not finding["final"] and finding["uids"] == [flow["uid"]]
+    assert "FINDING critical plaintext-migration" in "".join(proc.lines)  # type: ignore[attr-defined]
+
+    with socket.create_connection(("127.0.0.1", port)) as silent:
+        silent.sendall(b"hello")
+        silent_port = silent.getsockname()[1]
+        idle = wait_for_record(lambda r: r["type"] == "flow" and r["orig_p"] == silent_port, 15)
+        assert idle["closed_by"] == "idle" and idle["orig_bytes"] == 5
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, "".join(proc.lines)
+    server.close()
+    every = records()
+    flows = [r for r in every if r["type"] == "flow"]
+    assert len({r["uid"] for r in flows}) == len(flows) == 2  # each flow told once
+    final = [r for r in every if r.get("final")]
+    assert {r["type"] for r in final} == {"event", "finding"} and final[0]["event"] == "M1"
+    assert any(r["type"] == "finding" and r["finding"] == "F1" for r in final)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert sorted(f["closed_by"] for f in result["flows"]) == ["fin", "idle"]

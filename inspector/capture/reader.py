@@ -28,6 +28,7 @@ from inspector.errors import CaptureError
 
 CHUNK_BYTES = 8 * 1024 * 1024
 BATCH_ROWS = 131072
+LIVE_TICK = 1.0  # seconds a live reader waits for packets before it hands over an empty batch
 
 
 @dataclass
@@ -75,6 +76,7 @@ class _Chunker:
         self.pos = 0
         self.end = 0
         self.eof = False
+        self.idle = False  # live: the last fill waited LIVE_TICK and nothing arrived
         self.consumed_before = 0  # file offset of buf[0]
 
     @property
@@ -94,9 +96,12 @@ class _Chunker:
         self.pos, self.end = 0, remaining
         view = memoryview(self.buf)
         want = max(need, remaining + 1) if self.live else self.buf.size
+        self.idle = False
         while self.end < self.buf.size and not self.eof:
-            if self.live and self.end >= want and not _readable(self.stream):
-                break  # what the pipe holds now: low-rate traffic is not held back
+            if self.live and not _readable(self.stream, 0.0 if self.end >= want else LIVE_TICK):
+                # what the pipe holds now: low-rate traffic is not held back; nothing for a tick: say so
+                self.idle = self.end < want
+                break
             try:
                 got = self.stream.readinto(view[self.end :])
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
@@ -117,9 +122,9 @@ class _Chunker:
         return data
 
 
-def _readable(stream: BinaryIO) -> bool:
-    """More bytes can be read from the pipe without blocking."""
-    return bool(select.select([stream], [], [], 0)[0])
+def _readable(stream: BinaryIO, wait: float) -> bool:
+    """More bytes can be read from the pipe without blocking (within ``wait`` seconds)."""
+    return bool(select.select([stream], [], [], wait)[0])
 
 
 class _DamagedStream(Exception):
@@ -147,7 +152,8 @@ class CaptureReader:
 
     ``live=True`` reads an already-open unbuffered binary pipe (``path``
     then only names it, e.g. ``live:eth1``): each batch holds what arrived,
-    handed over as soon as a whole record is there; the pipe is not closed.
+    handed over as soon as a whole record is there, and an empty batch when
+    nothing arrived for ``LIVE_TICK`` seconds; the pipe is not closed.
 
     Example::
 
@@ -186,6 +192,8 @@ class CaptureReader:
             chunk = _Chunker(stream, str(self.path), live=self.live)
             try:
                 chunk.fill(24 if self.live else 0)
+                while chunk.idle and chunk.available() < 24:  # live: wait for the file header
+                    chunk.fill(24)
             except _DamagedStream as exc:
                 raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
             if chunk.available() == 0 and self.live:
@@ -256,6 +264,8 @@ class CaptureReader:
                 return
             incl = _pcap_incl_len(chunk, big)
             chunk.fill(16 + incl)
+            if chunk.idle:  # a quiet link: the consumer's clock still moves on (flows time out)
+                yield self._batch(chunk, 0)
 
     # -- pcapng -------------------------------------------------------------
     def _read_pcapng(self, chunk: _Chunker) -> Iterator[PacketBatch]:

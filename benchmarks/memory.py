@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Memory over a long run with many short flows: flat, as the sensor runs it.
+
+Generates (make_capture.py, profile ``many``: 1,000 new short TCP flows per
+second, each closed by FIN) one long capture, then runs inspector's
+pipeline over it in a fresh process per configuration, sampling the
+process's RSS as the packets go by:
+
+``sensor``     what ``inspector live`` does: flows end on timeouts (5 s after
+               their FINs, swept every second), ended flows' tables go to a
+               spool folder on disk until the final reports
+``no-expiry``  every flow kept open until the input ends (inspector before
+               flow expiry; what a tool without timeouts holds)
+
+Prints RSS at each tenth of the input, the growth from 20 % to 100 % of it
+(flat: ~1.0), the table's peak of open flows against flows seen, the peak
+RSS of the final report phase (the spooled tables read back once), and,
+when nfstream is installed, nfstream's peak RSS over the same capture for
+comparison (measured in the same run).
+
+    python benchmarks/memory.py --quick           # 1M packets, 100k flows (~1 min)
+    python benchmarks/memory.py                   # 5M packets, 500k flows, 8.3 min of traffic
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+CHILD = r"""
+import json, resource, sys, time
+import psutil
+from inspector.analysis import assemble
+from inspector.capture.reader import CaptureReader
+from inspector.live import LIVE_TIMEOUTS
+from inspector.pipeline import ClosedTables, Pipeline, Timeouts
+from inspector.spool import SpooledTables
+from inspector.watch import Watchlist
+
+path, mode, packets = sys.argv[1], sys.argv[2], int(sys.argv[3])
+me = psutil.Process()
+timeouts = LIVE_TIMEOUTS if mode == "sensor" else Timeouts(idle=1e9, after_close=1e9)
+store = SpooledTables() if mode == "sensor" else ClosedTables()
+watch = Watchlist.default()
+pipeline = Pipeline(watch, [path], on_closed=store.add, timeouts=timeouts)  # as analyze_readers runs it
+samples, marks, done, peak_open = [], [packets * k // 10 for k in range(1, 11)], 0, 0
+t0 = time.perf_counter()
+reader = CaptureReader(path)
+for batch in reader:
+    pipeline.add(batch)
+    pipeline.sweep()
+    done += batch.n
+    peak_open = max(peak_open, pipeline.table.open_flows)
+    while marks and done >= marks[0]:
+        samples.append({"packets": marks.pop(0), "rss_mb": me.memory_info().rss / 1e6})
+pipeline.finish()
+run_s = time.perf_counter() - t0
+result = assemble(store.tables(), [reader.stats], watch)
+print(json.dumps({"mode": mode, "samples": samples, "run_s": run_s, "wall_s": time.perf_counter() - t0,
+                  "flows": len(result.flows), "flows_seen": pipeline.table.flows_seen,
+                  "peak_open_flows": peak_open, "table_ids": pipeline.table.n_ids,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}))
+"""
+
+
+def ensure_capture(data_dir: Path, packets: int, flows: int) -> Path:
+    path = data_dir / f"many-{packets}p-{flows}f-long.pcap"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path} ({packets:,} packets, {flows:,} flows) ...", flush=True)
+        subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), "--profile", "many",
+                        "--packets", str(packets), "--flows", str(flows)], check=True)
+    return path
+
+
+def run_mode(path: Path, mode: str, packets: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(packets)], capture_output=True,
+                          text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                          check=False)
+    if done.returncode:
+        sys.exit(f"{mode} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def nfstream_peak(path: Path) -> float | None:
+    try:
+        import nfstream  # noqa: F401
+    except ImportError:
+        return None
+    done = subprocess.run([sys.executable, str(BENCH / "nfstream_count.py"), str(path)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        return None
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1M packets, 100k flows")
+    parser.add_argument("--data-dir", type=Path, default=BENCH / ".data")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    packets, flows = (1_000_000, 100_000) if args.quick else (5_000_000, 500_000)
+    path = ensure_capture(args.data_dir, packets, flows)
+    results = {mode: run_mode(path, mode, packets) for mode in ("sensor", "no-expiry")}
+    nfstream = nfstream_peak(path)
+    print(f"\n{packets:,} packets, {flows:,} short flows, {flows / 1000:.0f} s of traffic "
+          f"({path.stat().st_size / 1e9:.2f} GB)\n")
+    print(f"{'input read':>11} " + " ".join(f"{mode:>12}" for mode in results) + "   (RSS, MB)")
+    for k in range(10):
+        row = [results[m]["samples"][k]["rss_mb"] if k < len(results[m]["samples"]) else float("nan")
+               for m in results]
+        print(f"{(k + 1) * 10:>10}% " + " ".join(f"{v:>12.0f}" for v in row))
+    print()
+    for mode, r in results.items():
+        s = r["samples"]
+        growth = s[-1]["rss_mb"] / s[1]["rss_mb"] if len(s) >= 2 else float("nan")
+        print(f"{mode:>10}: RSS at 100% / at 20% of the input = {growth:.2f}; peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"(with the final reports); open flows at most {r['peak_open_flows']:,} of {r['flows_seen']:,} seen "
+              f"(table ids {r['table_ids']:,}); {r['wall_s']:.1f} s in all, {packets / r['run_s'] / 1e3:.0f} k pkts/s "
+              f"before the reports")
+    if nfstream is not None:
+        print(f"  nfstream: peak RSS {nfstream:.0f} MB over the same capture")
+    if args.out:
+        args.out.write_text(json.dumps({"packets": packets, "flows": flows, "results": results,
+                                        "nfstream_peak_rss_mb": nfstream}, indent=1))
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"\n(benchmark took {time.perf_counter() - t0:.0f} s)")

@@ -1,0 +1,129 @@
+"""What the live sensor streams as JSON Lines while it runs: each flow as it
+ends, and the migration events and findings the recently ended flows show.
+
+Record types (``{"type": ...}``), in the order they happen:
+
+``alert``    early alerts (``inspector.alerts.Alert``)
+``stats``    packet, flow and drop counts (``inspector.live.LiveStats``)
+``flow``     a flow that ended (the flows table's columns plus its evidence);
+             ``closed_by`` says how, ``open`` for an interim report of a
+             flow still open at the active timeout (the same ``uid`` ends later)
+``event``    a migration event seen in the flows that ended recently, once
+             per (source, destination, start), ``"final": false``
+``finding``  a finding over those flows, once per (rule, hosts), ``"final": false``
+
+When the sensor stops, every event and finding of the whole run follows
+with ``"final": true`` and the ids (``M1``, ``F1`` ...) of the reports;
+the records streamed before carry no ids, which are given only once every
+flow is known.
+
+Events and findings while running are computed over the notable flows
+(watched, recognised by a detector, or holding a secret) that ended in the
+last ``horizon`` seconds, at most ``max_flows`` of them: memory and work per
+sweep stay bounded however long the sensor runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any
+
+import pandas as pd
+
+from inspector.analysis import Analysis, assemble
+from inspector.pipeline import SECOND, ClosedFlows
+from inspector.report import json_report
+
+HORIZON = 300.0
+MAX_FLOWS = 20_000
+EVERY = 5.0  # seconds of capture time between two looks at the recent flows
+_RECENT_TABLES = ("flows", "evidence", "secrets", "secret_counts")
+
+
+class JsonLines:
+    """The ``--jsonl`` file: one JSON object per line, flushed per record group."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.handle.write(json.dumps(record, default=str) + "\n")
+        self.handle.flush()
+
+    def flows(self, closed: ClosedFlows) -> None:
+        """One ``flow`` record per flow that ended (or is reported open)."""
+        flows = closed.flows.assign(event="")
+        for line in json_report.flow_lines(flows, closed.evidence):
+            self.handle.write('{"type":"flow",' + line[1:] + "\n")
+        self.handle.flush()
+
+    def final(self, result: Analysis) -> None:
+        """Every event and finding of the run, with the reports' ids."""
+        self.write([{"type": "event", "final": True, **r} for r in json_report.event_records(result.events)]
+                   + [{"type": "finding", "final": True, **r}
+                      for r in json_report.finding_records(result.findings)])
+
+
+class RecentHappenings:
+    """Events and findings of the notable flows that ended recently, each
+    told once to ``emit`` (a list of records)."""
+
+    def __init__(self, watch, emit: Callable[[list[dict[str, Any]]], None], *, horizon: float = HORIZON,
+                 max_flows: int = MAX_FLOWS, every: float = EVERY) -> None:
+        self.watch = watch
+        self.emit = emit
+        self.horizon = int(horizon * SECOND)
+        self.max_flows = max_flows
+        self.every = int(every * SECOND)
+        self.recent: deque[tuple[int, dict[str, pd.DataFrame]]] = deque()  # (ended at, tables)
+        self.told: set[tuple] = set()
+        self.changed = False
+        self.looked = -1
+
+    def add(self, closed: ClosedFlows) -> None:
+        """Keep the notable flows of what ended; look again every ``every``."""
+        now = closed.at
+        if not closed.interim:
+            flows = closed.flows
+            notable = ((flows["watch"].astype(str) != "none") | (flows["protocol"].astype(str) != "")
+                       | flows["uid"].isin(closed.secret_counts["uid"]))
+            if notable.any():
+                uids = flows.loc[notable, "uid"]
+                self.recent.append((now, {name: _rows_of(getattr(closed, name), uids) for name in _RECENT_TABLES}))
+                self.changed = True
+        while self.recent and (self.recent[0][0] < now - self.horizon
+                               or sum(len(t["flows"]) for _, t in self.recent) > self.max_flows):
+            self.recent.popleft()
+        if self.changed and now >= self.looked + self.every:
+            self.look(now)
+
+    def look(self, now: int) -> None:
+        """Events and findings over the recent flows; emit the new ones."""
+        self.looked, self.changed = now, False
+        if not self.recent:
+            return
+        parts = {name: [t[name] for _, t in self.recent] for name in _RECENT_TABLES}
+        result = assemble({**parts, "windows": [], "byte_histograms": []}, [], self.watch)
+        records = []
+        for record in json_report.event_records(result.events):
+            key = ("event", record["src_h"], record["dst_h"], record["start"])
+            if key not in self.told:
+                self.told.add(key)
+                record.pop("event")
+                records.append({"type": "event", "final": False, **record})
+        for record in json_report.finding_records(result.findings):
+            key = ("finding", record["rule"], tuple(record["hosts"]))
+            if key not in self.told:
+                self.told.add(key)
+                for provisional in ("finding", "events"):
+                    record.pop(provisional)
+                records.append({"type": "finding", "final": False, **record})
+        if records:
+            self.emit(records)
+
+
+def _rows_of(table: pd.DataFrame, uids: pd.Series) -> pd.DataFrame:
+    return table[table["uid"].isin(uids)].reset_index(drop=True)
