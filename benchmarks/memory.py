@@ -91,6 +91,7 @@ def run_mode(path: Path, mode: str, packets: int) -> dict:
 
 
 def nfstream_peak(path: Path) -> float | None:
+    """nfstream's peak RSS (MB) over the capture; call before any other child process."""
     try:
         import nfstream  # noqa: F401
     except ImportError:
@@ -110,8 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     packets, flows = (1_000_000, 100_000) if args.quick else (5_000_000, 500_000)
     path = ensure_capture(args.data_dir, packets, flows)
+    nfstream = nfstream_peak(path)  # first: its peak is then the children's high-water mark
     results = {mode: run_mode(path, mode, packets) for mode in ("sensor", "no-expiry")}
-    nfstream = nfstream_peak(path)
     print(f"\n{packets:,} packets, {flows:,} short flows, {flows / 1000:.0f} s of traffic "
           f"({path.stat().st_size / 1e9:.2f} GB)\n")
     print(f"{'input read':>11} " + " ".join(f"{mode:>12}" for mode in results) + "   (RSS, MB)")

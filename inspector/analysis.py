@@ -18,11 +18,12 @@ from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
-from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
+from inspector.pipeline import DEFAULT_TIMEOUTS, SECOND, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, empty_frame, typed
 from inspector.watch import Watchlist
 
 PathLike = str | os.PathLike
+LIVE_LAG = 2 * SECOND  # libpcap's buffer timeout (1 s on Linux) and the pipe, with a margin
 
 
 
@@ -187,7 +188,8 @@ def analyze_readers(
     flows (``flows``: how many so far), before the next batch reuses it;
     ``on_forget(flow_ids)`` hears ids of flows that ended (to be reused).
     A live reader's empty batches (nothing arrived for a while) advance the
-    clock to the wall clock, so flows still end on an idle link.
+    clock to the wall clock (less ``LIVE_LAG``), so flows still end on an
+    idle link; while packets flow, only their times count.
     """
     store = store if store is not None else ClosedTables()
 
@@ -210,7 +212,9 @@ def analyze_readers(
                 packets += batch.n
                 if on_batch:
                     on_batch(reader, packets)
-            pipeline.sweep(time.time_ns() if reader.live else None)
+            # a live reader's empty batch: the pipe is drained, so the clock may move on to the wall
+            # clock, less what libpcap may still hold back (a busy sensor is behind it: packet times only)
+            pipeline.sweep(time.time_ns() - LIVE_LAG if reader.live and not batch.n else None)
         stats.append(reader.stats)
     pipeline.finish()
     if pipeline.table.hash_collisions and stats:

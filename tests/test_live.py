@@ -342,7 +342,7 @@ def test_flows_events_and_findings_stream_as_flows_end(tmp_path: Path) -> None:
             threading.Thread(target=drain, args=(server.accept()[0],), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--idle-timeout", "2", "--jsonl", "live.jsonl",
+    proc = _start(tmp_path, "--filter", f"tcp port {port}", "--idle-timeout", "4", "--jsonl", "live.jsonl",
                   "--json", "result.json")
     jsonl = tmp_path / "live.jsonl"
 
@@ -371,7 +371,7 @@ def test_flows_events_and_findings_stream_as_flows_end(tmp_path: Path) -> None:
     with socket.create_connection(("127.0.0.1", port)) as silent:
         silent.sendall(b"hello")
         silent_port = silent.getsockname()[1]
-        idle = wait_for_record(lambda r: r["type"] == "flow" and r["orig_p"] == silent_port, 15)
+        idle = wait_for_record(lambda r: r["type"] == "flow" and r["orig_p"] == silent_port, 20)
         assert idle["closed_by"] == "idle" and idle["orig_bytes"] == 5
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, "".join(proc.lines)
