@@ -18,9 +18,10 @@ the records streamed before carry no ids, which are given only once every
 flow is known.
 
 Events and findings while running are computed over the notable flows
-(watched, recognised by a detector, or holding a secret) that ended in the
-last ``horizon`` seconds, at most ``max_flows`` of them: memory and work per
-sweep stay bounded however long the sensor runs.
+(recognised by a detector, holding a secret, or watched and either in clear
+or bulk) that ended in the last ``horizon`` seconds, at most ``max_flows``
+of them, every ``every`` seconds: memory and work stay bounded however
+long the sensor runs.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from typing import IO, Any
 import pandas as pd
 
 from inspector.analysis import Analysis, assemble
+from inspector.events import BULK_BYTES, CLEAR
 from inspector.pipeline import SECOND, ClosedFlows
 from inspector.report import json_report
 
 HORIZON = 300.0
-MAX_FLOWS = 20_000
-EVERY = 5.0  # seconds of capture time between two looks at the recent flows
+MAX_FLOWS = 5_000
+EVERY = 10.0  # seconds of capture time between two looks at the recent flows
 _RECENT_TABLES = ("flows", "evidence", "secrets", "secret_counts")
 
 
@@ -88,8 +90,7 @@ class RecentHappenings:
         now = closed.at
         if not closed.interim:
             flows = closed.flows
-            notable = ((flows["watch"].astype(str) != "none") | (flows["protocol"].astype(str) != "")
-                       | flows["uid"].isin(closed.secret_counts["uid"]))
+            notable = _notable(flows) | flows["uid"].isin(closed.secret_counts["uid"])
             if notable.any():
                 uids = flows.loc[notable, "uid"]
                 self.recent.append((now, {name: _rows_of(getattr(closed, name), uids) for name in _RECENT_TABLES}))
@@ -123,6 +124,15 @@ class RecentHappenings:
                 records.append({"type": "finding", "final": False, **record})
         if records:
             self.emit(records)
+
+
+def _notable(flows: pd.DataFrame) -> pd.Series:
+    """Flows an event or a finding can be made of: recognised by a detector,
+    or watched and either in clear or bulk (a migration channel)."""
+    watched = flows["watch"] != "none"
+    clear = flows["verdict"].isin(CLEAR)
+    bulk = (flows["orig_bytes"] + flows["resp_bytes"]) >= BULK_BYTES
+    return (flows["protocol"] != "") | (watched & (clear | bulk))
 
 
 def _rows_of(table: pd.DataFrame, uids: pd.Series) -> pd.DataFrame:
