@@ -16,7 +16,7 @@ from inspector.analysis import analyze
 from inspector.errors import InspectorError
 from inspector.findings.engine import at_or_above
 from inspector.findings.schema import SEVERITIES
-from inspector.live import LIVE_TIMEOUTS
+from inspector.live import BUFFER_MB, LIVE_TIMEOUTS
 from inspector.pipeline import Timeouts
 from inspector.report.export import EXPORT_FORMATS
 from inspector.report.progress import progress_bar
@@ -155,6 +155,8 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 @click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
 @click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
               help="Bytes captured of each packet.")
+@click.option("--buffer-mb", type=click.IntRange(1, 4096), default=BUFFER_MB, show_default=True, metavar="MB",
+              help="Kernel capture buffer (tcpdump -B): room for bursts while the sensor catches up.")
 @click.option("--stats-interval", type=click.FloatRange(min=0), default=10, show_default=True, metavar="SECONDS",
               help="Print packets, flows and drop counts so far this often (and to --jsonl); 0: only at the end.")
 @click.option("--write-pcap", "pcap_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -166,7 +168,8 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 @_report_options
 @_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
-def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, snaplen, stats_interval, pcap_dir,
+def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, snaplen, buffer_mb, stats_interval,
+                 pcap_dir,
                  write_pcap_max_mb, write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
                  export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
                  libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
@@ -216,7 +219,8 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
         def on_started(sensor) -> None:
             click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
-        result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, duration=duration,
+        result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, buffer_mb=buffer_mb,
+                                  duration=duration,
                                   on_alert=lambda alert: tell([alert.line()], [alert.record()]),
                                   on_started=on_started, secrets=not no_secret_scan, stats_interval=stats_interval,
                                   on_stats=lambda stats: tell([stats.line()], [stats.record()]), evidence=evidence,
