@@ -15,8 +15,27 @@ CPU time (user+sys of the tool's process tree, from wait4) and peak RSS
 (psutil sum over the tree, sampled every 0.1 s). drops = kernel drops +
 packets sent but not captured; a rate is held when drops are 0.
 
+Long-run memory mode (--long SECONDS): one sensor run instead of the rate
+steps. A capture of many short flows (make_capture.py --profile many, 400k
+packets in 40k SYN..FIN flows) is replayed in a loop at --long-rate (default
+5k pps, the rate it held without drops on the 2-core test machine) for
+SECONDS, into `inspector live --jsonl TMP --json OUT` with its default
+timeouts (flows end 5 s after FIN/RST), so flows keep starting and ending.
+The pause after the warm-up is 10 s, so that the warm-up's flows end before
+the measured replay, and tcpreplay sleeps between packets (--timer nano)
+instead of spinning a core. Every 2 s it records (elapsed since the replay
+began, RSS of the sensor's process tree, packets sent so far: vb0's tx
+counter); the peak is sampled every 0.5 s. One second after the replay the
+sensor gets SIGTERM; from then to its exit is the final report phase.
+Printed: RSS at each 10% of the replay, RSS(100%)/RSS(20%) (a flat sensor
+gives ~1.0), the peak up to SIGTERM and the peak in the final report phase,
+packets captured, kernel drops, flows in the final JSON and `flow` records
+in the JSONL. --out gets all of it, the 2 s samples and the sensor's
+`stats` records (drops so far every 10 s).
+
     sudo python benchmarks/live.py --quick
     sudo python benchmarks/live.py --rates 50k,100k,200k,400k,800k --seconds 8
+    sudo python benchmarks/live.py --long 300 --out long.json
 
 Needs root, ip (iproute2), tcpreplay, tcpdump, psutil. Everything it creates
 (the namespace and its veth pair) is removed at exit, Ctrl-C included.
@@ -34,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -45,6 +65,16 @@ SEND, RECV = "vb0", "vb1"
 # Before each measured replay, WARMUP_PPS for WARMUP_SECONDS then a 2 s pause: the sensor's first
 # batches (imports, numba's cache load) are then behind it. Its packets count as sent.
 WARMUP_PPS, WARMUP_SECONDS = 2_000, 1.0
+# --long: a capture of LONG_FLOWS short flows in LONG_PACKETS packets; RSS sampled every LONG_EVERY s
+# for the peaks, one sample kept every LONG_KEEP s.
+LONG_PACKETS, LONG_FLOWS = 400_000, 40_000
+LONG_EVERY, LONG_KEEP = 0.5, 2.0
+# --long: the pause after the warm-up replay is long enough for its flows to end (5 s after FIN), so the
+# first flow endings (classification, JSONL, spool) happen before the measured replay too.
+LONG_WARMUP_PAUSE = 10.0
+# --long: tcpreplay sleeps between packets (nanosleep) instead of spinning: over minutes its default timer
+# takes a whole core (5.4 s CPU per 5 s at 10k pps, against 1.4 s) from the sensor.
+LONG_TIMER = "nano"
 
 
 def die(message: str) -> None:
@@ -108,31 +138,53 @@ class Namespace:
 # ---------------------------------------------------------------- measuring
 
 class Tree:
-    """Peak summed RSS of a process and its descendants, sampled in a thread."""
+    """Peak summed RSS of a process and its descendants, sampled in a thread
+    every ``every`` s. With ``keep`` (seconds) it also keeps a sample that
+    often: (monotonic time, RSS bytes, ``probe()``). ``mark()`` (e.g. when the
+    tool is told to stop) splits the peak: ``peak_before`` up to it,
+    ``peak_after`` from it on."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, every: float = 0.1, keep: float | None = None,
+                 probe: Callable[[], int | None] | None = None) -> None:
         import psutil
         self.peak = 0
+        self.peak_before: int | None = None
+        self.peak_after = 0
+        self.samples: list[tuple[float, int, int | None]] = []
+        self._every, self._keep, self._probe = every, keep, probe
         self._done = threading.Event()
         self._proc = psutil.Process(pid)
         self._psutil = psutil
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
+    def _rss(self) -> int:
+        total = 0
+        for p in [self._proc, *self._proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except self._psutil.Error:
+                pass
+        return total
+
     def _sample(self) -> None:
+        kept = float("-inf")
         while not self._done.is_set():
             try:
-                procs = [self._proc, *self._proc.children(recursive=True)]
-                total = 0
-                for p in procs:
-                    try:
-                        total += p.memory_info().rss
-                    except self._psutil.Error:
-                        pass
-                self.peak = max(self.peak, total)
+                total = self._rss()
             except self._psutil.Error:
                 return
-            self._done.wait(0.1)
+            self.peak = max(self.peak, total)
+            if self.peak_before is not None:
+                self.peak_after = max(self.peak_after, total)
+            now = time.monotonic()
+            if self._keep and now - kept >= self._keep:
+                kept = now
+                self.samples.append((now, total, self._probe() if self._probe else None))
+            self._done.wait(self._every)
+
+    def mark(self) -> None:
+        self.peak_before = self.peak
 
     def stop(self) -> None:
         self._done.set()
@@ -161,10 +213,12 @@ def _stderr_reader(proc: subprocess.Popen, ready: str, lines: list[str]) -> thre
     return seen
 
 
-def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float) -> dict:
-    """tcpreplay at ``pps`` for about ``seconds``: packets sent, actual rate, failures."""
+def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: str | None = None) -> dict:
+    """tcpreplay at ``pps`` for about ``seconds``: packets sent, actual rate, failures.
+    ``timer``: tcpreplay's --timer (default: its own, which spins a core between packets)."""
     argv = ["tcpreplay", "-i", SEND, "--preload-pcap", "--pps", str(pps), "--loop", "100000",
-            "--limit", str(int(pps * seconds)), "--no-flow-stats", *map(str, pcaps)]
+            "--limit", str(int(pps * seconds)), "--no-flow-stats", *(["--timer", timer] if timer else []),
+            *map(str, pcaps)]
     done = ns.run(argv, capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0 and "Actual:" not in out:
@@ -177,27 +231,74 @@ def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float) -> dict:
             "send_failed": int(failed[1]) if failed else None}
 
 
+def _sensor_argv(out: Path) -> list[str]:
+    return [sys.executable, "-m", "inspector", "live", "-i", RECV, "--filter", FILTER,
+            "--snaplen", str(SNAPLEN), "--json", str(out), "-q"]
+
+
+def _launch(ns: Namespace, argv: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep))
+    return subprocess.Popen(ns.cmd(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
+def _await_ready(proc: subprocess.Popen, tool: str, ready: str, lines: list[str]) -> None:
+    if not _stderr_reader(proc, ready, lines).wait(120) or proc.poll() is not None:
+        raise RuntimeError(f"{tool} did not start: {' | '.join(lines[-5:])}")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.returncode is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def report_head(path: Path) -> dict:
+    """The sensor's JSON result without its flows (one a line after the head;
+    the long run's can be hundreds of MB)."""
+    marker, text = '\n "flows": [', ""
+    with open(path, encoding="utf-8") as handle:
+        while marker not in text:
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                return json.loads(text)
+            text += chunk
+    return json.loads(text[:text.index(marker)].rstrip(",") + "\n}")
+
+
+def sensor_counts(report: dict) -> tuple[int, int, int]:
+    """Packets captured, kernel drops, interface drops of a sensor's JSON result."""
+    captured = sum(int(row["packets"]) for row in report["inputs"])
+    kinds: dict[str, int] = {}
+    for row in report["anomalies"]:
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + int(row["count"])
+    return captured, kinds.get("kernel-drops", 0), kinds.get("interface-drops", 0)
+
+
+def _warm_up(ns: Namespace, pcaps: list[Path], warmup: bool, pause: float = 2.0) -> int:
+    """The warm-up replay and the pause after it; packets it sent."""
+    if not warmup:
+        return 0
+    sent = replay(ns, pcaps, WARMUP_PPS, WARMUP_SECONDS)["sent"]
+    time.sleep(pause)
+    return sent
+
+
 def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: float, workdir: Path,
              warmup: bool = True) -> dict:
     if tool == "inspector":
         out = workdir / f"inspector-{pps}.json"
-        argv = [sys.executable, "-m", "inspector", "live", "-i", RECV, "--filter", FILTER,
-                "--snaplen", str(SNAPLEN), "--json", str(out), "-q"]
-        ready = "capturing on"
+        argv, ready = _sensor_argv(out), "capturing on"
     else:
         argv = ["tcpdump", "-i", RECV, "-n", "-s", str(SNAPLEN), "-w", "/dev/null", FILTER]
         ready = "listening on"
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep))
     lines: list[str] = []
-    proc = subprocess.Popen(ns.cmd(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    proc = _launch(ns, argv)
     tree = Tree(proc.pid)
     try:
-        if not _stderr_reader(proc, ready, lines).wait(120) or proc.poll() is not None:
-            raise RuntimeError(f"{tool} did not start: {' | '.join(lines[-5:])}")
+        _await_ready(proc, tool, ready, lines)
         time.sleep(0.5)
-        warm = replay(ns, pcaps, WARMUP_PPS, WARMUP_SECONDS)["sent"] if warmup else 0
-        time.sleep(2.0 if warmup else 0)
+        warm = _warm_up(ns, pcaps, warmup)
         sent = replay(ns, pcaps, pps, seconds)
         sent["warmup_sent"] = warm
         sent["sent"] += warm  # every packet replayed, warm-up included, is expected in the capture
@@ -207,9 +308,7 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         cpu = _wait_rusage(proc)
         drain = time.monotonic() - stopped
     except BaseException:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)
         raise
     finally:
         tree.stop()
@@ -218,12 +317,7 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
     if tool == "inspector":
         if not out.exists():
             raise RuntimeError(f"inspector wrote no JSON (exit {proc.returncode}): {' | '.join(lines[-5:])}")
-        report = json.loads(out.read_text())
-        captured = sum(int(row["packets"]) for row in report["inputs"])
-        kinds = {}
-        for row in report["anomalies"]:
-            kinds[row["kind"]] = kinds.get(row["kind"], 0) + int(row["count"])
-        kernel, iface = kinds.get("kernel-drops", 0), kinds.get("interface-drops", 0)
+        captured, kernel, iface = sensor_counts(report_head(out))
     else:
         m = re.search(r"(\d+) packets? captured", text)
         k = re.search(r"(\d+) packets? dropped by kernel", text)
@@ -235,22 +329,131 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
             "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode}
 
 
+# ---------------------------------------------------------------- long run
+
+def tx_packets(ns: Namespace) -> int | None:
+    """Packets vb0 has sent so far (its kernel counter), or None."""
+    done = subprocess.run(["ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", SEND],
+                          capture_output=True, text=True, check=False)
+    try:
+        return int(json.loads(done.stdout)[0]["stats64"]["tx"]["packets"])
+    except (ValueError, LookupError, TypeError):
+        return None
+
+
+def read_jsonl(path: Path) -> tuple[int, list[dict]]:
+    """``flow`` records in the sensor's JSONL, and its ``stats`` records
+    (packets, flows and kernel drops so far, every --stats-interval)."""
+    flows, stats = 0, []
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.startswith(b'{"type":"flow"'):
+                flows += 1
+            elif line.startswith(b'{"type": "stats"'):
+                r = json.loads(line)
+                stats.append({k: r[k] for k in ("elapsed_s", "packets", "flows", "kernel_drops")})
+    return flows, stats
+
+
+def run_long(ns: Namespace, pcap: Path, pps: int, seconds: float, workdir: Path, warmup: bool = True) -> dict:
+    """One sensor run while ``pcap`` loops at ``pps`` for ``seconds``: its RSS
+    every LONG_KEEP s, then what it captured, dropped and reported."""
+    out, jsonl = workdir / "long.json", workdir / "long.jsonl"
+    base = tx_packets(ns) or 0
+    lines: list[str] = []
+    proc = _launch(ns, [*_sensor_argv(out), "--jsonl", str(jsonl)])
+    tree = Tree(proc.pid, every=LONG_EVERY, keep=LONG_KEEP,
+                probe=lambda: None if (n := tx_packets(ns)) is None else n - base)
+    try:
+        _await_ready(proc, "inspector", "capturing on", lines)
+        time.sleep(0.5)
+        warm = _warm_up(ns, [pcap], warmup, LONG_WARMUP_PAUSE)
+        began = time.monotonic()
+        sent = replay(ns, [pcap], pps, seconds, LONG_TIMER)
+        ended = time.monotonic()
+        sent["warmup_sent"] = warm
+        sent["sent"] += warm
+        time.sleep(1.0)  # the last packets reach the capture buffer
+        tree.mark()
+        stopped = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)  # ip netns exec execs: this is the sensor itself
+        cpu = _wait_rusage(proc)
+        exited = time.monotonic()
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        tree.stop()
+    if not out.exists():
+        raise RuntimeError(f"inspector wrote no JSON (exit {proc.returncode}): {' | '.join(lines[-5:])}")
+    report = report_head(out)
+    captured, kernel, iface = sensor_counts(report)
+    flow_records, stats = read_jsonl(jsonl) if jsonl.exists() else (0, [])
+    series = [{"t": round(t - began, 1), "rss_mb": round(rss / 2**20, 1), "sent": n,
+               "phase": "report" if t > stopped else "run"} for t, rss, n in tree.samples]
+    return {"pps": pps, "seconds": seconds, "capture": pcap.name, **sent, "captured": captured,
+            "kernel_drops": kernel, "interface_drops": iface, "unseen": max(0, sent["sent"] - captured),
+            "flows": int(report["summary"]["flows"]), "jsonl_flows": flow_records,
+            "jsonl_mb": round(jsonl.stat().st_size / 1e6, 1) if jsonl.exists() else 0,
+            "replay_s": round(ended - began, 1), "report_s": round(exited - stopped, 1),
+            "cpu_s": round(cpu, 1), "peak_run_mb": round((tree.peak_before or 0) / 2**20, 1),
+            "peak_report_mb": round(tree.peak_after / 2**20, 1), "peak_mb": round(tree.peak / 2**20, 1),
+            "exit": proc.returncode, "stats": stats, "series": series}
+
+
+def deciles(run: dict) -> list[dict]:
+    """The sample nearest each 10% of the replay (elapsed 0 = its start)."""
+    during = [s for s in run["series"] if s["phase"] == "run" and 0 <= s["t"] <= run["replay_s"]]
+    if not during:
+        return []
+    return [{"pct": pct, **min(during, key=lambda s: abs(s["t"] - pct / 100 * run["replay_s"]))}
+            for pct in range(10, 101, 10)]
+
+
+def long_summary(run: dict) -> dict:
+    """RSS at each 10%, RSS(100%)/RSS(20%), and the peaks."""
+    marks = deciles(run)
+    at = {m["pct"]: m["rss_mb"] for m in marks}
+    ratio = round(at[100] / at[20], 3) if at.get(20) and at.get(100) else None
+    return {"deciles": marks, "rss_20_mb": at.get(20), "rss_100_mb": at.get(100), "ratio_100_20": ratio}
+
+
+def print_long(run: dict, summary: dict) -> None:
+    print()
+    print("| % of run | elapsed s | sent | RSS MB |")
+    print("|---|---|---|---|")
+    for m in summary["deciles"]:
+        print(f"| {m['pct']} | {m['t']:.0f} | {human(m['sent'])} | {m['rss_mb']:.0f} |")
+    print()
+    ratio = summary["ratio_100_20"]
+    print(f"RSS at 20%: {summary['rss_20_mb']} MB, at 100%: {summary['rss_100_mb']} MB, "
+          f"ratio 100%/20%: {ratio if ratio is not None else '-'}")
+    print(f"peak RSS up to SIGTERM: {run['peak_run_mb']} MB; in the final report phase (SIGTERM to exit, "
+          f"{run['report_s']} s): {run['peak_report_mb']} MB")
+    expected = round(run["sent"] * LONG_FLOWS / LONG_PACKETS)
+    print(f"sent {run['sent']:,} at {human(run['actual_pps'])} pps in {run['replay_s']} s (+{run['warmup_sent']:,} "
+          f"warm-up); captured {run['captured']:,}; kernel drops {run['kernel_drops']:,}; unseen {run['unseen']:,}; "
+          f"interface drops {run['interface_drops']:,}")
+    print(f"flows in the final JSON: {run['flows']:,} (about {expected:,} generated); flow records in the JSONL: "
+          f"{run['jsonl_flows']:,} ({run['jsonl_mb']} MB); sensor CPU {run['cpu_s']} s; exit {run['exit']}")
+
+
 # ---------------------------------------------------------------- captures
+
+def capture(profile: str, packets: int, flows: int | None = None) -> Path:
+    """DATA/PROFILE-PACKETS.pcap, written by make_capture.py if missing."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"{profile}-{packets}.pcap"
+    if not path.exists():
+        args = ["--profile", profile, "--packets", str(packets), *(["--flows", str(flows)] if flows else [])]
+        subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), *args, "--quiet"], check=True)
+    return path
+
 
 def captures(quick: bool) -> list[Path]:
     """Two looped captures, frames <= 1514 bytes: 20 bulk flows and many short flows."""
-    DATA.mkdir(parents=True, exist_ok=True)
     n = 20_000 if quick else 100_000
-    specs = [("bulk", ["--profile", "bulk", "--packets", str(n)]),
-             ("many", ["--profile", "many", "--packets", str(n), "--flows", str(n // 10)])]
-    paths = []
-    for name, args in specs:
-        path = DATA / f"{name}-{n}.pcap"
-        if not path.exists():
-            subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), *args, "--quiet"],
-                           check=True)
-        paths.append(path)
-    return paths
+    return [capture("bulk", n), capture("many", n, n // 10)]
 
 
 # ---------------------------------------------------------------- report
@@ -282,6 +485,28 @@ def held(rows: list[dict], tool: str) -> str:
             f"(target {human(best['pps'])})")
 
 
+def long_main(seconds: float, pps: int, warmup: bool, out: Path | None) -> None:
+    pcap = capture("many", LONG_PACKETS, LONG_FLOWS)
+    print(f"machine: {os.cpu_count()} cores, loadavg {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
+          f"long run: {pcap.name} ({LONG_FLOWS:,} short flows, looped) at {human(pps)} pps for {seconds:g} s",
+          flush=True)
+    try:
+        with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
+            run = run_long(ns, pcap, pps, seconds, Path(tmp), warmup)
+    except KeyboardInterrupt:
+        print("interrupted; namespace removed", file=sys.stderr)
+        sys.exit(130)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        die(f"{exc} {detail}".strip())
+    summary = long_summary(run)
+    print_long(run, summary)
+    if out:
+        head = {k: v for k, v in run.items() if k not in ("stats", "series")}
+        out.write_text(json.dumps({"mode": "long", **head, **summary, "stats": run["stats"],
+                                   "series": run["series"]}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", help="packets/s steps, comma-separated (default 50k,100k,200k,400k,800k; "
@@ -291,6 +516,9 @@ def main() -> None:
     ap.add_argument("--tools", default="inspector,tcpdump", help="inspector,tcpdump or one of them")
     ap.add_argument("--no-warmup", action="store_true",
                     help=f"no {WARMUP_PPS} pps x {WARMUP_SECONDS:g} s warm-up replay before each measured one")
+    ap.add_argument("--long", type=float, metavar="SECONDS",
+                    help="long-run memory mode: one sensor run, many short flows looped for SECONDS")
+    ap.add_argument("--long-rate", default="5k", help="--long: packets/s (default 5k)")
     ap.add_argument("--out", type=Path, help="write every run as JSON here")
     args = ap.parse_args()
     rates = [parse_rate(r) for r in (args.rates or ("20k,100k,400k" if args.quick else
@@ -308,13 +536,16 @@ def main() -> None:
         die("psutil is not installed (pip install psutil)")
     if bad := set(tools) - {"inspector", "tcpdump"}:
         die(f"--tools: unknown {', '.join(sorted(bad))}; choose from inspector,tcpdump")
+    # SIGTERM behaves as Ctrl-C, so the namespace is removed either way.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if args.long:
+        long_main(args.long, parse_rate(args.long_rate), not args.no_warmup, args.out)
+        return
 
     pcaps = captures(args.quick)
     print(f"machine: {os.cpu_count()} cores, loadavg {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
           f"replaying {', '.join(p.name for p in pcaps)} (looped) for {seconds:g} s per rate", flush=True)
     rows: list[dict] = []
-    # SIGTERM behaves as Ctrl-C, so the namespace is removed either way.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
             for tool in tools:

@@ -101,6 +101,7 @@ class Alerter:
         self.emit = emit
         self.evidence = evidence
         self.told: set[tuple[int, str]] = set()
+        self.service_ports = watch.service_ports  # a property: computed once here
         self._watched: dict[int, bool] = {}
 
     def _endpoints(self, flow: int) -> tuple[str, str, str]:
@@ -119,10 +120,15 @@ class Alerter:
         if flow not in self._watched:
             table = self.table()
             row, addr = table.flow[flow], table.flow_addr[flow]
-            hosts = format_addresses(addr[[0, 2]], addr[[1, 3]], np.array([row[K.FL_IP_VERSION]] * 2))
-            role = self.watch.roles(np.array([row[K.FL_A_PORT]]), np.array([row[K.FL_B_PORT]]),
-                                    hosts[:1], hosts[1:])[0]
-            self._watched[flow] = role != "none"
+            ports = self.service_ports
+            if int(row[K.FL_A_PORT]) in ports or int(row[K.FL_B_PORT]) in ports:
+                self._watched[flow] = True  # asked once per flow: the port check first, addresses only if needed
+            elif not self.watch.internal_nets:
+                self._watched[flow] = False
+            else:
+                hosts = format_addresses(addr[[0, 2]], addr[[1, 3]], np.array([row[K.FL_IP_VERSION]] * 2))
+                self._watched[flow] = bool(self.watch.roles(np.array([row[K.FL_A_PORT]]), np.array([row[K.FL_B_PORT]]),
+                                                            hosts[:1], hosts[1:])[0] != "none")
         return self._watched[flow]
 
     def _tell(self, flow: int, kind: str, protocol: str, evidence: str) -> None:

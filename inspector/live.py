@@ -294,10 +294,25 @@ def _warm_up_capture() -> bytes:
 
 def warm_up(watch: Watchlist, secrets: bool) -> None:
     """Run the whole pipeline once on a tiny capture before tcpdump starts:
-    numba compiles the kernels on first use (seconds with a cold cache), and
-    a sensor compiling while tcpdump's buffer fills would drop packets."""
+    numba compiles the kernels on first use (seconds with a cold cache),
+    and the first flows to end load pyarrow (the spool), the JSON Lines
+    writer, events and findings; a sensor doing that while tcpdump's buffer
+    fills would drop packets."""
+    from inspector.streaming import JsonLines, RecentHappenings
+
     reader = CaptureReader("warm-up", stream=io.BytesIO(_warm_up_capture()))
-    analyze_readers([reader], watch=watch, names=["warm-up"], secrets=secrets, on_alert=lambda _alert: None)
+    lines = JsonLines(io.StringIO())
+    happenings = RecentHappenings(watch, lambda records: None)
+
+    def closed(part: ClosedFlows) -> None:
+        lines.flows(part)
+        happenings.add(part)
+
+    with SpooledTables() as spool:
+        result = analyze_readers([reader], watch=watch, names=["warm-up"], secrets=secrets,
+                                 on_alert=lambda _alert: None, on_closed=closed, store=spool)
+    happenings.look(happenings.looked + happenings.every)
+    lines.final(result)
 
 
 def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, snaplen: int = SNAPLEN,

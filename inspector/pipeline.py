@@ -115,6 +115,7 @@ class Pipeline:
                  evidence: Callable[[int, str, str, str], str] | None = None,
                  on_forget: Callable[[list[int]], None] | None = None) -> None:
         self.watch = watch
+        self.service_ports = watch.service_ports  # a property: computed once, asked per region
         self.names = names
         self.on_closed = on_closed
         self.timeouts = timeouts
@@ -131,10 +132,10 @@ class Pipeline:
                                      on_first=self.alerts.on_secret if self.alerts else None)
 
     def _orientation(self, flow: int) -> bool:
-        return originator_is_a_one(self.table.flow[flow], self.watch.service_ports)
+        return originator_is_a_one(self.table.flow[flow], self.service_ports)
 
     def _service_flow(self, flow: int) -> bool:
-        ports = self.watch.service_ports
+        ports = self.service_ports
         return int(self.table.flow[flow, K.FL_A_PORT]) in ports or int(self.table.flow[flow, K.FL_B_PORT]) in ports
 
     def _on_region(self, region: Region) -> None:
@@ -218,7 +219,7 @@ class Pipeline:
     def _tables(self, fids: np.ndarray, state: FlowState, reason: str, *, ended: bool) -> ClosedFlows:
         """Flows, verdicts, evidence, secrets and histograms of these flows."""
         ids = fids.tolist()
-        flows, orig_slot, resp_slot = build_flows(state, self.watch.service_ports, self.names)
+        flows, orig_slot, resp_slot = build_flows(state, self.service_ports, self.names)
         flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
         flows, evidence = apply_evidence(flows, self.collector.take(ids, ended=ended), np.arange(len(flows)))
         secrets, secret_counts = self.scanner.take(ids, flows, orig_slot, ended=ended)
