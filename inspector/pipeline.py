@@ -196,9 +196,7 @@ class Pipeline:
         long = open_ids[since <= self.now - active]
         if long.size:
             table.flow[long, K.FL_REPORTED_TS] = self.now
-            closed = self._tables(long, table.snapshot(long), "open", ended=False)
-            closed.interim = True
-            self.on_closed(closed)
+            self.on_closed(self._tables(long, table.snapshot(long), "open", ended=False))
 
     def finish(self) -> None:
         """The input ended: close every flow still open."""
@@ -232,4 +230,5 @@ class Pipeline:
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(flows))  # an interim report: 'open'
         flows["closed_by"] = pd.Categorical(np.select([closed == 1, closed == 2], ["fin", "rst"], reason),
                                             categories=CLOSED_BY)
-        return ClosedFlows(flows, windows, evidence, secrets, secret_counts, byte_histograms, at=self.now)
+        return ClosedFlows(flows, windows, evidence, secrets, secret_counts, byte_histograms, interim=not ended,
+                           at=self.now)

@@ -81,6 +81,7 @@ class RecentHappenings:
         self.max_flows = max_flows
         self.every = int(every * SECOND)
         self.recent: deque[tuple[int, dict[str, pd.DataFrame]]] = deque()  # (ended at, tables)
+        self.kept = 0  # flows in self.recent
         self.told: set[tuple] = set()
         self.changed = False
         self.looked = -1
@@ -94,10 +95,10 @@ class RecentHappenings:
             if notable.any():
                 uids = flows.loc[notable, "uid"]
                 self.recent.append((now, {name: _rows_of(getattr(closed, name), uids) for name in _RECENT_TABLES}))
+                self.kept += len(uids)
                 self.changed = True
-        while self.recent and (self.recent[0][0] < now - self.horizon
-                               or sum(len(t["flows"]) for _, t in self.recent) > self.max_flows):
-            self.recent.popleft()
+        while self.recent and (self.recent[0][0] < now - self.horizon or self.kept > self.max_flows):
+            self.kept -= len(self.recent.popleft()[1]["flows"])
         if self.changed and now >= self.looked + self.every:
             self.look(now)
 

@@ -190,3 +190,19 @@ def test_long_flows_are_reported_open_then_end_once(monkeypatch):
 def test_timeouts_must_be_positive():
     with pytest.raises(inspector.InspectorError, match="idle"):
         Timeouts(idle=0)
+
+
+def test_spooled_flows_come_back_as_they_were(tmp_path):
+    """The sensor keeps ended flows on disk (Parquet, a file per few flows
+    here); the tables read back for the reports are those kept in memory."""
+    from inspector.spool import SpooledTables
+
+    paths = [CAPTURES / name for name in ("qemu-plain.pcap.gz", "qemu-multifd-zstd.pcap.gz", "https-api.pcap.gz",
+                                          "http-api.pcap")]
+    with SpooledTables(tmp_path / "spool", flush_flows=2) as spool:
+        spooled = inspector.analysis.analyze_readers([CaptureReader(p) for p in paths],
+                                                     watch=inspector.Watchlist.default(),
+                                                     names=[str(p) for p in paths], store=spool)
+        assert len(spool.files["flows"]) >= 2
+    _same(spooled, inspector.analyze(paths))
+    assert spooled.secrets["excerpt"].map(type).eq(bytes).all()
