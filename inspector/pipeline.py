@@ -48,7 +48,7 @@ class Timeouts:
     idle: float = 300.0        # no packet for this long: the flow ended (Zeek's TCP inactivity timeout)
     after_close: float = 5.0   # after FIN from both sides or a RST, late ACKs and retransmissions still join
     active: float | None = None  # report a flow still open after this long (interim, it goes on)
-    sweep: float = 5.0         # look for ended flows this often
+    sweep: float = 30.0        # look for ended flows this often (each look costs ~50 ms of pandas work)
 
     def __post_init__(self) -> None:
         for name in ("idle", "after_close", "active", "sweep"):
