@@ -118,13 +118,14 @@ def test_ended_flows_free_the_table_and_change_no_table(many_short_flows, monkey
 
 
 def test_flows_of_several_captures_end_between_them():
-    """Captures taken hours apart, read as one: each capture's flows end
-    when the next one's packets move the clock past the idle timeout."""
+    """Captures taken seconds apart, read as one: each capture's flows end
+    (5 s after their FINs) while the next ones are read."""
     paths = [CAPTURES / name for name in ("qemu-plain.pcap.gz", "qemu-tls.pcap.gz", "qemu-ssh-tunnel.pcap.gz",
                                           "https-api.pcap.gz", "http-api.pcap")]
     closed: list[ClosedFlows] = []
     swept = inspector.analysis.analyze_readers([CaptureReader(p) for p in paths], watch=inspector.Watchlist.default(),
-                                               names=[str(p) for p in paths], on_closed=closed.append)
+                                               names=[str(p) for p in paths], on_closed=closed.append,
+                                               timeouts=Timeouts(sweep=1.0))
     assert len(closed) > 1
     _same(swept, inspector.analyze(paths, timeouts=NEVER))
 
@@ -193,16 +194,17 @@ def test_timeouts_must_be_positive():
 
 
 def test_spooled_flows_come_back_as_they_were(tmp_path):
-    """The sensor keeps ended flows on disk (Parquet, a file per few flows
+    """The sensor keeps ended flows on disk (Parquet, a file per sweep
     here); the tables read back for the reports are those kept in memory."""
     from inspector.spool import SpooledTables
 
     paths = [CAPTURES / name for name in ("qemu-plain.pcap.gz", "qemu-multifd-zstd.pcap.gz", "https-api.pcap.gz",
                                           "http-api.pcap")]
-    with SpooledTables(tmp_path / "spool", flush_flows=2) as spool:
+    with SpooledTables(tmp_path / "spool", flush_flows=1) as spool:
         spooled = inspector.analysis.analyze_readers([CaptureReader(p) for p in paths],
                                                      watch=inspector.Watchlist.default(),
-                                                     names=[str(p) for p in paths], store=spool)
+                                                     names=[str(p) for p in paths], store=spool,
+                                                     timeouts=Timeouts(after_close=1.0, sweep=0.5))
         assert len(spool.files["flows"]) >= 2
     _same(spooled, inspector.analyze(paths))
     assert spooled.secrets["excerpt"].map(type).eq(bytes).all()
