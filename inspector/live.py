@@ -1,14 +1,17 @@
 """The live sensor: tcpdump captures, the compiled reader decodes its pipe.
 
-``tcpdump -i IFACE -s SNAPLEN -U -w - FILTER`` reads packets through
+``tcpdump -i IFACE -s SNAPLEN -B KIB -U -w - FILTER`` reads packets through
 libpcap (with its kernel ring buffer and BPF filter) and writes a pcap
 stream to a pipe; ``CaptureReader(live=True)`` decodes what arrived, batch
 by batch, into the same pipeline as ``analyze`` (``analyze_readers``). No
-Python code runs per packet.
+Python code runs per packet. Flows end on timeouts as they do there
+(``LIVE_TIMEOUTS``), are classified as they end and wait in a spool folder
+(``SpooledTables``) for the final reports.
 
 Stopping (``Sensor.stop``: the duration, SIGINT or SIGTERM) sends SIGINT to
 tcpdump, which flushes, prints its counters and closes the pipe; the reader
-drains it to the end, then every flow is finished and classified.
+drains it to the end, then every flow still open ends and the reports are
+built from all of them.
 
 Drops are reported as anomalies of the live input (``inputs.file`` is
 ``live:IFACE``): ``kernel-drops`` (tcpdump's "packets dropped by kernel",
