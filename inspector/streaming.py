@@ -10,7 +10,8 @@ Record types (``{"type": ...}``), in the order they happen:
              flow still open at the active timeout (the same ``uid`` ends later)
 ``event``    a migration event seen in the flows that ended recently, once
              per (source, destination, start), ``"final": false``
-``finding``  a finding over those flows, once per (rule, hosts), ``"final": false``
+``finding``  a finding over those flows, told again only when it names a host
+             pair not told for that rule before, ``"final": false``
 
 When the sensor stops, every event and finding of the whole run follows
 with ``"final": true`` and the ids (``M1``, ``F1`` ...) of the reports;
@@ -117,9 +118,10 @@ class RecentHappenings:
                 record.pop("event")
                 records.append({"type": "event", "final": False, **record})
         for record in json_report.finding_records(result.findings):
-            key = ("finding", record["rule"], tuple(record["hosts"]))
-            if key not in self.told:
-                self.told.add(key)
+            # once per rule and host pair: a finding over the recent flows names other pairs as flows come and go
+            keys = {("finding", record["rule"], pair) for pair in record["hosts"] or ("",)}
+            if not keys <= self.told:
+                self.told |= keys
                 for provisional in ("finding", "events"):
                     record.pop(provisional)
                 records.append({"type": "finding", "final": False, **record})
