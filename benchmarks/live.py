@@ -59,6 +59,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 DATA = BENCH / ".data" / "live"
+
+sys.path.insert(0, str(BENCH))
+from run import ensure_capture  # noqa: E402 - the sibling harness generates and caches every capture
 FILTER = "tcp"          # the generated traffic is all TCP; both tools use the same BPF filter
 SNAPLEN = 262144        # inspector live's default; tcpdump gets the same
 SEND, RECV = "vb0", "vb1"
@@ -440,20 +443,16 @@ def print_long(run: dict, summary: dict) -> None:
 
 # ---------------------------------------------------------------- captures
 
-def capture(profile: str, packets: int, flows: int | None = None) -> Path:
-    """DATA/PROFILE-PACKETS.pcap, written by make_capture.py if missing."""
+def capture(profile: str, packets: int, flows: int) -> Path:
+    """A capture in DATA, written by make_capture.py through run.py's ensure_capture if missing."""
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"{profile}-{packets}.pcap"
-    if not path.exists():
-        args = ["--profile", profile, "--packets", str(packets), *(["--flows", str(flows)] if flows else [])]
-        subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), *args, "--quiet"], check=True)
-    return path
+    return Path(ensure_capture(DATA, profile, (profile, packets, flows), seed=1, regen=False)["path"])
 
 
 def captures(quick: bool) -> list[Path]:
     """Two looped captures, frames <= 1514 bytes: 20 bulk flows and many short flows."""
     n = 20_000 if quick else 100_000
-    return [capture("bulk", n), capture("many", n, n // 10)]
+    return [capture("bulk", n, 20), capture("many", n, n // 10)]
 
 
 # ---------------------------------------------------------------- report

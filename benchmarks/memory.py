@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+
+from run import ensure_capture, run_measured  # noqa: E402 - the sibling harness: same captures, same measure
 
 CHILD = r"""
 import json, resource, sys, time
@@ -50,35 +51,24 @@ me = psutil.Process()
 timeouts = LIVE_TIMEOUTS if mode == "sensor" else Timeouts(idle=1e9, after_close=1e9)
 store = SpooledTables() if mode == "sensor" else ClosedTables()
 watch = Watchlist.default()
-pipeline = Pipeline(watch, [path], on_closed=store.add, timeouts=timeouts)  # as analyze_readers runs it
-samples, marks, done, peak_open = [], [packets * k // 10 for k in range(1, 11)], 0, 0
+pipeline = Pipeline(watch, [path], on_closed=store.add, timeouts=timeouts)  # what analyze_readers runs
+samples, marks, peak_open = [], [packets * k // 10 for k in range(1, 11)], 0
 t0 = time.perf_counter()
-reader = CaptureReader(path)
-for batch in reader:
-    pipeline.add(batch)
-    pipeline.sweep()
-    done += batch.n
+
+def on_batch(reader, done):
+    global peak_open
     peak_open = max(peak_open, pipeline.table.open_flows)
     while marks and done >= marks[0]:
         samples.append({"packets": marks.pop(0), "rss_mb": me.memory_info().rss / 1e6})
-pipeline.finish()
+
+stats = pipeline.run([CaptureReader(path)], on_batch=on_batch)
 run_s = time.perf_counter() - t0
-result = assemble(store.tables(), [reader.stats], watch)
+result = assemble(store.tables(), stats, watch)
 print(json.dumps({"mode": mode, "samples": samples, "run_s": run_s, "wall_s": time.perf_counter() - t0,
                   "flows": len(result.flows), "flows_seen": pipeline.table.flows_seen,
                   "peak_open_flows": peak_open, "table_ids": pipeline.table.n_ids,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}))
 """
-
-
-def ensure_capture(data_dir: Path, packets: int, flows: int) -> Path:
-    path = data_dir / f"many-{packets}p-{flows}f-long.pcap"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path} ({packets:,} packets, {flows:,} flows) ...", flush=True)
-        subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), "--profile", "many",
-                        "--packets", str(packets), "--flows", str(flows)], check=True)
-    return path
 
 
 def run_mode(path: Path, mode: str, packets: int) -> dict:
@@ -91,16 +81,13 @@ def run_mode(path: Path, mode: str, packets: int) -> dict:
 
 
 def nfstream_peak(path: Path) -> float | None:
-    """nfstream's peak RSS (MB) over the capture; call before any other child process."""
+    """nfstream's peak RSS (MB) over the capture, measured as run.py measures it (GNU time)."""
     try:
         import nfstream  # noqa: F401
     except ImportError:
         return None
-    done = subprocess.run([sys.executable, str(BENCH / "nfstream_count.py"), str(path)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        return None
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e3
+    done = run_measured([sys.executable, str(BENCH / "nfstream_count.py"), str(path)], timeout=1800, mem_limit=None)
+    return done["max_rss_mb"] if done["status"] == "ok" else None
 
 
 def main() -> None:
@@ -110,8 +97,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     packets, flows = (1_000_000, 100_000) if args.quick else (5_000_000, 500_000)
-    path = ensure_capture(args.data_dir, packets, flows)
-    nfstream = nfstream_peak(path)  # first: its peak is then the children's high-water mark
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(ensure_capture(args.data_dir, "many", ("many", packets, flows), seed=1, regen=False)["path"])
+    nfstream = nfstream_peak(path)
     results = {mode: run_mode(path, mode, packets) for mode in ("sensor", "no-expiry")}
     print(f"\n{packets:,} packets, {flows:,} short flows, {flows / 1000:.0f} s of traffic "
           f"({path.stat().st_size / 1e9:.2f} GB)\n")

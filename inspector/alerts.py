@@ -101,7 +101,6 @@ class Alerter:
         self.emit = emit
         self.evidence = evidence
         self.told: set[tuple[int, str]] = set()
-        self.service_ports = watch.service_ports  # a property: computed once here
         self._watched: dict[int, bool] = {}
 
     def _endpoints(self, flow: int) -> tuple[str, str, str]:
@@ -120,7 +119,7 @@ class Alerter:
         if flow not in self._watched:
             table = self.table()
             row, addr = table.flow[flow], table.flow_addr[flow]
-            ports = self.service_ports
+            ports = self.watch.service_ports
             if int(row[K.FL_A_PORT]) in ports or int(row[K.FL_B_PORT]) in ports:
                 self._watched[flow] = True  # asked once per flow: the port check first, addresses only if needed
             elif not self.watch.internal_nets:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,11 @@ from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
-from inspector.pipeline import DEFAULT_TIMEOUTS, SECOND, ClosedFlows, ClosedTables, Pipeline, Timeouts
+from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, empty_frame, typed
 from inspector.watch import Watchlist
 
 PathLike = str | os.PathLike
-LIVE_LAG = 2 * SECOND  # libpcap's buffer timeout (1 s on Linux) and the pipe, with a margin
 
 
 
@@ -187,9 +185,6 @@ def analyze_readers(
     batch, flow_ids, flows)`` sees each batch once its packets are keyed to
     flows (``flows``: how many so far), before the next batch reuses it;
     ``on_forget(flow_ids)`` hears ids of flows that ended (to be reused).
-    A live reader's empty batches (nothing arrived for a while) advance the
-    clock to the wall clock (less ``LIVE_LAG``), so flows still end on an
-    idle link; while packets flow, only their times count.
     """
     store = store if store is not None else ClosedTables()
 
@@ -201,25 +196,7 @@ def analyze_readers(
 
     pipeline = Pipeline(watch, names, on_closed=closed, detectors=detectors, secrets=secrets, timeouts=timeouts,
                         on_alert=on_alert, evidence=evidence, on_forget=on_forget)
-    stats: list[InputStats] = []
-    packets = 0
-    for i, reader in enumerate(readers):
-        for batch in reader:
-            if batch.n:
-                flow_ids, _dirs = pipeline.add(batch, i)
-                if on_keyed:
-                    on_keyed(reader, batch, flow_ids, pipeline.table.flows_seen)
-                packets += batch.n
-                if on_batch:
-                    on_batch(reader, packets)
-            # a live reader's empty batch: the pipe is drained, so the clock may move on to the wall
-            # clock, less what libpcap may still hold back (a busy sensor is behind it: packet times only)
-            pipeline.sweep(time.time_ns() - LIVE_LAG if reader.live and not batch.n else None)
-        stats.append(reader.stats)
-    pipeline.finish()
-    if pipeline.table.hash_collisions and stats:
-        stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
-                          pipeline.table.hash_collisions)
+    stats = pipeline.run(readers, on_batch=on_batch, on_keyed=on_keyed)
     return assemble(store.tables(), stats, watch)
 
 

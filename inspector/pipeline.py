@@ -18,7 +18,8 @@ proven) is not lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 
 from inspector.alerts import Alert, Alerter
 from inspector.capture import decode as D
-from inspector.capture.reader import PacketBatch
+from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
 from inspector.classify import classify_flows
 from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.errors import InspectorError
@@ -39,6 +40,7 @@ from inspector.flows.table import FlowState, FlowTable, Region
 from inspector.watch import ROLES, Watchlist
 
 SECOND = 1_000_000_000
+LIVE_LAG = 2 * SECOND  # libpcap's buffer timeout (1 s on Linux) and the pipe, with a margin
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,6 @@ class Pipeline:
                  evidence: Callable[[int, str, str, str], str] | None = None,
                  on_forget: Callable[[list[int]], None] | None = None) -> None:
         self.watch = watch
-        self.service_ports = watch.service_ports  # a property: computed once, asked per region
         self.names = names
         self.on_closed = on_closed
         self.timeouts = timeouts
@@ -132,16 +133,49 @@ class Pipeline:
                                      on_first=self.alerts.on_secret if self.alerts else None)
 
     def _orientation(self, flow: int) -> bool:
-        return originator_is_a_one(self.table.flow[flow], self.service_ports)
+        return originator_is_a_one(self.table.flow[flow], self.watch.service_ports)
 
     def _service_flow(self, flow: int) -> bool:
-        ports = self.service_ports
+        ports = self.watch.service_ports
         return int(self.table.flow[flow, K.FL_A_PORT]) in ports or int(self.table.flow[flow, K.FL_B_PORT]) in ports
 
     def _on_region(self, region: Region) -> None:
         if self.detectors:
             self.collector.on_region(region)
         self.histograms.on_region(region)
+
+    def run(self, readers: Iterable[CaptureReader], *,
+            on_batch: Callable[[CaptureReader, int], None] | None = None,
+            on_keyed: Callable[[CaptureReader, PacketBatch, np.ndarray, int], None] | None = None,
+            ) -> list[InputStats]:
+        """Every batch of every reader, in order (reader ``i`` is input ``i``),
+        a sweep after each, then ``finish``; returns the readers' stats.
+
+        ``on_keyed(reader, batch, flow_ids, flows_seen)`` sees each batch once
+        its packets are keyed to flows, ``on_batch(reader, packets)`` after it.
+        A live reader's empty batch (nothing arrived for ``LIVE_TICK``) means
+        its pipe is drained: the clock moves on to the wall clock, less what
+        libpcap may still hold back, so flows end on a quiet link; while
+        packets flow (a busy sensor may be behind them) only their times count.
+        """
+        stats: list[InputStats] = []
+        packets = 0
+        for i, reader in enumerate(readers):
+            for batch in reader:
+                if batch.n:
+                    flow_ids, _dirs = self.add(batch, i)
+                    if on_keyed:
+                        on_keyed(reader, batch, flow_ids, self.table.flows_seen)
+                    packets += batch.n
+                    if on_batch:
+                        on_batch(reader, packets)
+                self.sweep(time.time_ns() - LIVE_LAG if reader.live and not batch.n else None)
+            stats.append(reader.stats)
+        self.finish()
+        if self.table.hash_collisions and stats:
+            stats[-1].anomaly("flow-key-collision", "packets whose 64-bit flow key collided were not counted",
+                              self.table.hash_collisions)
+        return stats
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Fold a batch in; returns its packets' flow ids and directions, valid
@@ -217,7 +251,7 @@ class Pipeline:
     def _tables(self, fids: np.ndarray, state: FlowState, reason: str, *, ended: bool) -> ClosedFlows:
         """Flows, verdicts, evidence, secrets and histograms of these flows."""
         ids = fids.tolist()
-        flows, orig_slot, resp_slot = build_flows(state, self.service_ports, self.names)
+        flows, orig_slot, resp_slot = build_flows(state, self.watch.service_ports, self.names)
         flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
         flows, evidence = apply_evidence(flows, self.collector.take(ids, ended=ended), np.arange(len(flows)))
         secrets, secret_counts = self.scanner.take(ids, flows, orig_slot, ended=ended)

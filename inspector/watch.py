@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -116,18 +117,26 @@ class Watchlist:
         nets = parse_networks(specs, "--internal-net")
         return replace(self, internal_nets=self.internal_nets + nets) if nets else self
 
-    @property
+    @cached_property
     def service_ports(self) -> frozenset[int]:
-        """Ports that mark the responder of a flow whose SYN was not captured."""
+        """Ports that mark the responder of a flow whose SYN was not captured
+        (computed once: the pipeline asks per region)."""
         return self.migration_ports | self.libvirtd_ports | self.ssh_ports
+
+    @cached_property
+    def _port_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """65,536-entry lookup tables of the migration, libvirtd and SSH ports."""
+        def table(ports: frozenset[int]) -> np.ndarray:
+            lookup = np.zeros(65536, dtype=bool)
+            lookup[list(ports)] = True
+            return lookup
+
+        return table(self.migration_ports), table(self.libvirtd_ports), table(self.ssh_ports)
 
     def roles(self, orig_p: np.ndarray, resp_p: np.ndarray,
               orig_h: list[str], resp_h: list[str]) -> np.ndarray:
         """The watch role of each flow (see ``ROLES``)."""
-        def on(ports: frozenset[int]) -> np.ndarray:
-            table = np.zeros(65536, dtype=bool)
-            table[list(ports)] = True
-            return table[resp_p] | table[orig_p]
+        migration, libvirtd, ssh = self._port_tables
 
         internal = np.zeros(len(orig_h), dtype=bool)
         if self.internal_nets:
@@ -142,7 +151,8 @@ class Watchlist:
             internal = np.fromiter((inside(a) or inside(b) for a, b in zip(orig_h, resp_h)),
                                    dtype=bool, count=len(orig_h))
         return np.select(
-            [on(self.migration_ports), on(self.libvirtd_ports), on(self.ssh_ports), internal],
+            [migration[resp_p] | migration[orig_p], libvirtd[resp_p] | libvirtd[orig_p], ssh[resp_p] | ssh[orig_p],
+             internal],
             list(ROLES[:4]),
             "none",
         )

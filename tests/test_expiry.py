@@ -73,7 +73,7 @@ def many_short_flows(tmp_path_factory) -> Path:
 
 
 def _run(path: Path, timeouts: Timeouts) -> tuple[inspector.Analysis, Pipeline, list[ClosedFlows]]:
-    """The pipeline over one capture, sweeping after every batch."""
+    """The pipeline over one capture (it sweeps after every batch), and what it handed over."""
     store, parts = ClosedTables(), []
 
     def closed(part: ClosedFlows) -> None:
@@ -83,12 +83,8 @@ def _run(path: Path, timeouts: Timeouts) -> tuple[inspector.Analysis, Pipeline, 
 
     watch = inspector.Watchlist.default()
     pipeline = Pipeline(watch, [str(path)], on_closed=closed, timeouts=timeouts)
-    reader = CaptureReader(path)
-    for batch in reader:
-        pipeline.add(batch)
-        pipeline.sweep()
-    pipeline.finish()
-    return assemble(store.tables(), [reader.stats], watch), pipeline, parts
+    stats = pipeline.run([CaptureReader(path)])
+    return assemble(store.tables(), stats, watch), pipeline, parts
 
 
 def _same(a: inspector.Analysis, b: inspector.Analysis) -> None:
