@@ -9,7 +9,7 @@ from inspector.analysis import Analysis, Progress, analyze
 from inspector.errors import CaptureError, ConfigError, InspectorError
 from inspector.pipeline import Timeouts
 from inspector.report.export import load
-from inspector.tables import SCHEMAS
+from inspector.schema import SCHEMAS
 from inspector.watch import Watchlist
 
 __all__ = ["SCHEMAS", "Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress", "Timeouts", "Watchlist",

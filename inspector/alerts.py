@@ -30,9 +30,6 @@ from inspector.flows.table import FlowTable
 from inspector.protocols import CLEARTEXT, Detection
 from inspector.watch import Watchlist
 
-ALERT_KINDS = ("cleartext-migration", "nbd-disk-in-clear", "credentials")
-"""What an alert says a flow exposed (``Alert.kind``)."""
-
 _MIGRATION_PROTOCOLS = ("qemu-migration", "qemu-multifd")
 _HTTP_CREDENTIALS = ("x_auth_token", "x_subject_token", "authorization", "password_in_body")
 
@@ -43,7 +40,7 @@ class Alert:
 
     ts: str           # when it fired, RFC 3339 UTC
     flow_start: str   # first packet of the flow, RFC 3339 UTC
-    kind: str         # one of ALERT_KINDS
+    kind: str         # one of schema.ALERT_KINDS
     protocol: str     # detection protocol, or "secret:<kind>" for a secret-scan match
     orig: str         # originator host:port
     resp: str         # responder host:port

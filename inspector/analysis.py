@@ -18,7 +18,8 @@ from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
-from inspector.tables import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, empty_frame, typed
+from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
+from inspector.tables import empty_frame, typed
 from inspector.watch import Watchlist
 
 PathLike = str | os.PathLike

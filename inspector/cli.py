@@ -15,7 +15,7 @@ from rich.console import Console
 from inspector.analysis import analyze
 from inspector.errors import InspectorError
 from inspector.findings.engine import at_or_above
-from inspector.findings.schema import SEVERITIES
+from inspector.schema import SEVERITIES
 from inspector.live import BUFFER_MB, LIVE_TIMEOUTS
 from inspector.pipeline import Timeouts
 from inspector.report.export import EXPORT_FORMATS
@@ -319,7 +319,8 @@ def schema_command(markdown: bool) -> None:
 
     Example: inspector schema > result.schema.json
     """
-    from inspector.report.json_report import columns_markdown, json_schema
+    from inspector.report.json_report import json_schema
+    from inspector.schema import markdown as columns_markdown
 
     click.echo(columns_markdown() if markdown else json.dumps(json_schema(), indent=1))
 

@@ -27,29 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from inspector.schema import CLEAR, EVENT_COLUMNS
+from inspector.tables import typed
+
 GAP = pd.Timedelta(seconds=30)
 BULK_BYTES = 64 * 1024  # a migration data flow moves at least this much
 LOOPBACK_PREFIXES = ("127.", "::1")
 
-EVENT_COLUMNS: dict[str, tuple[str, str]] = {
-    "event": ("string", "event id ('M' + number, in time order)"),
-    "src_h": ("string", "source host (originator of the migration flows)"),
-    "dst_h": ("string", "destination host"),
-    "start": ("datetime64[ns, UTC]", "first packet of the event's flows"),
-    "end": ("datetime64[ns, UTC]", "last packet of the event's flows"),
-    "protection": ("string", "how guest data was protected on the wire (see inspector/events.py)"),
-    "ram_bytes": ("int64", "bytes of the RAM/device-state channels (main, multifd, libvirt tunnel, TLS-wrapped migration)"),
-    "ram_bytes_clear": ("int64", "of which on flows proven or judged cleartext"),
-    "disk_bytes": ("int64", "bytes of the NBD disk flows"),
-    "disk_bytes_clear": ("int64", "of which in clear"),
-    "flows": ("int64", "number of flows in the event"),
-    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
-    "channels": ("string", "the kinds of flows seen, e.g. 'main, 2 multifd, nbd, libvirtd'"),
-}
 
-CLEAR = ("plaintext", "compressed")
-PROTECTIONS = ("libvirt tunnel over plain TCP", "none", "compressed only", "SSH", "libvirt tunnel over TLS",
-               "TLS", "unknown")
 MAIN_KINDS = ("main", "migration", "tls-migration", "tunnel", "tunnel-tls")
 
 
@@ -133,8 +118,6 @@ def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFr
             event_of[i] = event
         records.append({"event": event, "src_h": group["src"], "dst_h": group["dst"],
                         "start": group["start"], "end": group["end"], **_judge(group["members"])})
-    from inspector.tables import typed  # tables imports this module's EVENT_COLUMNS
-
     return typed(pd.DataFrame(records, columns=list(EVENT_COLUMNS)), EVENT_COLUMNS), event_of
 
 

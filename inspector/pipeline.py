@@ -35,9 +35,9 @@ from inspector.findings.secrets import PATTERNS, SecretScanner
 from inspector.flows import kernels as K
 from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.histograms import RegionHistograms
-from inspector.flows.schema import CLOSED_BY
 from inspector.flows.table import FlowState, FlowTable, Region
-from inspector.watch import ROLES, Watchlist
+from inspector.schema import CLOSED_BY, ROLES
+from inspector.watch import Watchlist
 
 SECOND = 1_000_000_000
 LIVE_LAG = 2 * SECOND  # libpcap's buffer timeout (1 s on Linux) and the pipe, with a margin
@@ -66,7 +66,7 @@ DEFAULT_TIMEOUTS = Timeouts()
 @dataclass
 class ClosedFlows:
     """The tables of flows that ended together (or of open flows reported at
-    the active timeout): the columns of ``inspector.tables.SCHEMAS`` except
+    the active timeout): the columns of ``inspector.schema.SCHEMAS`` except
     ``flows.event``, which needs every flow of a migration."""
 
     flows: pd.DataFrame

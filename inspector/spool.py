@@ -17,7 +17,8 @@ import pandas as pd
 
 from inspector.errors import InspectorError
 from inspector.pipeline import ClosedFlows, ClosedTables
-from inspector.tables import SCHEMAS, typed
+from inspector.schema import SCHEMAS
+from inspector.tables import typed
 
 FLUSH_FLOWS = 20_000
 

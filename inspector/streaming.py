@@ -35,7 +35,8 @@ from typing import IO, Any
 import pandas as pd
 
 from inspector.analysis import Analysis, assemble
-from inspector.events import BULK_BYTES, CLEAR
+from inspector.events import BULK_BYTES
+from inspector.schema import CLEAR
 from inspector.pipeline import SECOND, ClosedFlows
 from inspector.report import json_report
 

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from inspector.errors import ConfigError
+from inspector.schema import ROLES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Roles in priority order: a flow takes the first that matches.
-ROLES = ("migration", "libvirtd", "ssh", "internal-api", "none")
 
 
 def parse_ports(spec: str | int | list | tuple, what: str) -> frozenset[int]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 import inspector
 from capture_variants import Rec, read_pcap, write_pcap
-from inspector.flows.schema import FLOW_COLUMNS
+from inspector.schema import FLOW_COLUMNS
 
 BASE = Path(__file__).resolve().parent / "data" / "lo_mixed.pcap"
 

@@ -128,7 +128,7 @@ def test_hostile_strings_survive_json_round_trip(tmp_path):
 
 
 def test_schema_doc_lists_every_column():
-    from inspector.report.json_report import columns_markdown
+    from inspector.schema import markdown as columns_markdown
 
     doc = (ROOT / "docs" / "schema.md").read_text()
     assert columns_markdown() in doc, "regenerate the tables with `inspector schema --markdown`"

@@ -11,7 +11,7 @@ import pytest
 import inspector
 from inspector.findings.engine import at_or_above
 from inspector.findings.rules import RULES
-from inspector.findings.schema import FINDING_COLUMNS, RISKS, SEVERITIES
+from inspector.schema import FINDING_COLUMNS, RISKS, SEVERITIES
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 

@@ -24,7 +24,7 @@ import inspector
 from capture_variants import write_pcap
 from hostile_capture import IMG_ATTRIBUTE, PAYLOADS, SCRIPT, SVG_NO_SPACE, write_hostile_capture
 from inspector.analysis import empty_frame
-from inspector.findings.schema import FINDING_COLUMNS, SECRET_COLUMNS
+from inspector.schema import FINDING_COLUMNS, SECRET_COLUMNS
 from inspector.report import plots
 from inspector.report.html import CSP, MAX_FLOW_ROWS, SECTIONS, write_html
 

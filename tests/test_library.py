@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import inspector
-from inspector.tables import CATEGORIES
+from inspector.schema import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = [ROOT / "captures" / name for name in ("qemu-plain.pcap.gz", "qemu-tls.pcap.gz", "http-api.pcap")]

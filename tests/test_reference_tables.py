@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import inspector
-from inspector.tables import SCHEMAS
+from inspector.schema import SCHEMAS
 
 HERE = Path(__file__).resolve().parent / "reference"
 sys.path.insert(0, str(HERE))

@@ -22,7 +22,7 @@ import inspector
 from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
-from inspector.findings.schema import SECRET_COLUMNS
+from inspector.schema import SECRET_COLUMNS
 from inspector.findings.secrets import (
     EXCERPT_CONTEXT,
     EXCERPT_MAX,

@@ -6,6 +6,8 @@ compile-time constants.
 
 from __future__ import annotations
 
+from inspector.schema import TUNNELS
+
 # --- capture file magics -------------------------------------------------
 PCAP_MAGIC_US = 0xA1B2C3D4  # classic pcap, microsecond timestamps (libpcap)
 PCAP_MAGIC_NS = 0xA1B23C4D  # classic pcap, nanosecond timestamps
@@ -112,7 +114,7 @@ STATUS_ANOMALY_KINDS: dict[int, str] = {
 # --- tunnels that mirror ports deliver -------------------------------------
 # The decoder follows them to the inner packet; F_TUNNEL keeps the outermost,
 # as an index into TUNNEL_NAMES (the flows table's `tunnel` column).
-TUNNEL_NAMES: tuple[str, ...] = ("", "vxlan", "geneve", "gre", "erspan1", "erspan2", "erspan3")
+TUNNEL_NAMES = TUNNELS
 (TUNNEL_NONE, TUNNEL_VXLAN, TUNNEL_GENEVE, TUNNEL_GRE,
  TUNNEL_ERSPAN1, TUNNEL_ERSPAN2, TUNNEL_ERSPAN3) = range(len(TUNNEL_NAMES))
 

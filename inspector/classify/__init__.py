@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from inspector.classify.statistics import direction_statistics, label_windows
-from inspector.classify.verdicts import VERDICTS, direction_verdicts, flow_verdicts
+from inspector.classify.verdicts import direction_verdicts, flow_verdicts
+from inspector.schema import VERDICTS
 
 __all__ = ["classify_flows"]
 

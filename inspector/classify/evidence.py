@@ -14,16 +14,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from inspector.classify.verdicts import VERDICTS
 from inspector.flows.kernels import PROBE_FIRST
-from inspector.flows.schema import EVIDENCE_COLUMNS
 from inspector.flows.table import Region
 from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, detect, detect_flow
+from inspector.schema import EVIDENCE_COLUMNS, PROTOCOLS, VERDICTS
 
 # When a flow shows several protocols, the one named in the flows table.
-PROTOCOL_PRIORITY = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http",
-                     "amqp", "mysql", "rfb", "spice", "redis", "memcached", "ovsdb")
-_RANK = {p: i for i, p in enumerate(PROTOCOL_PRIORITY)}
+_RANK = {p: i for i, p in enumerate(PROTOCOLS)}
 HANDSHAKES = ("ssh", "tls")
 
 # The columns apply_evidence fills; analyze adds `event` once events are built.

@@ -24,11 +24,10 @@ import numpy as np
 import pandas as pd
 
 from inspector.flows import kernels as K
+from inspector.schema import WINDOW_LABELS
 
 Z_RANDOM = 5.0  # one-sided z on chi2(255); ciphertext windows sit at ~0 +- 1
 H2_COMPRESSED = 7.0  # collision entropy bound between compressed and plain
-
-WINDOW_LABELS = ("random", "compressed", "plain")
 
 
 def label_windows(windows: np.ndarray) -> pd.DataFrame:

@@ -32,9 +32,9 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
+from inspector.schema import VERDICTS
 from inspector.units import human_bytes
 
-VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
 PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
 # What a direction's verdict rests on: picks the reason text.
 BASES = ("little", "text", "plain", "compressed", "encrypted", "head_plain", "head_encrypted", "head_unknown")

@@ -6,7 +6,7 @@ import pandas as pd
 
 from inspector.findings.facts import Facts
 from inspector.findings.rules import RULES, Rule
-from inspector.findings.schema import FINDING_COLUMNS, SEVERITIES
+from inspector.schema import FINDING_COLUMNS, SEVERITIES
 from inspector.tables import typed
 
 

@@ -13,8 +13,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from inspector.events import CLEAR
-
+from inspector.schema import CLEAR
 from inspector.units import flow_endpoints, human_bytes
 from inspector.watch import Watchlist
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from inspector.events import CLEAR
 from inspector.findings.facts import Facts, flow_line, pages
-from inspector.findings.schema import RISKS
+from inspector.schema import CLEAR, RISKS
 from inspector.units import flow_endpoints, human_bytes
 
 DOS, LEAK, TAMPER, INJECT = RISKS

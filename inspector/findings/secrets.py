@@ -40,7 +40,7 @@ from numba import njit
 from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
-from inspector.findings.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
+from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.flows import kernels as K
 from inspector.tables import typed
 

@@ -17,13 +17,6 @@ import pandas as pd
 
 from inspector.flows.table import Region
 
-BYTE_HISTOGRAM_COLUMNS: dict[str, tuple[str, str]] = {
-    "uid": ("string", "flow id (joins flows.uid); directions of watched flows longer than 1 MiB only"),
-    "direction": ("string", "orig or resp"),
-    "byte": ("int64", "byte value 0-255"),
-    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...)"),
-}
-
 
 class RegionHistograms:
     """Counts byte values of the regions of the flows ``keep(flow)`` selects."""

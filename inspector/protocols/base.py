@@ -17,11 +17,12 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
+from inspector.schema import PROVES
+
 # What a detection proves about the confidentiality of the stream it was found in.
-CLEARTEXT = "cleartext"   # protocol framing readable in clear: the stream is not encrypted
-ENCRYPTED = "encrypted"   # a validated TLS/SSH session whose encrypted phase is seen or announced
-NOTHING = "nothing"       # recognised, but proves neither (e.g. a greeting before STARTTLS)
-PROVES = (CLEARTEXT, ENCRYPTED, NOTHING)
+# CLEARTEXT: framing readable in clear; ENCRYPTED: a validated TLS/SSH session whose
+# encrypted phase is seen or announced; NOTHING: recognised, proves neither (a greeting before STARTTLS).
+CLEARTEXT, ENCRYPTED, NOTHING = PROVES
 
 ORIG, RESP = "orig", "resp"
 BOTH = frozenset({ORIG, RESP})

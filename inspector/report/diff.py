@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from inspector.errors import InspectorError
-from inspector.findings.schema import SEVERITIES
+from inspector.schema import SEVERITIES
 
 KEY = ["rule", "hosts"]
 SHOWN = ["rule", "severity", "title", "hosts", "summary"]

@@ -18,7 +18,7 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
 from inspector.report.output import write_atomically
-from inspector.tables import MISSING_WHEN_EMPTY, SCHEMAS
+from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.watch import Watchlist
 
 EXPORT_FORMATS = ("csv", "parquet")

@@ -25,9 +25,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
-from inspector.classify.verdicts import VERDICTS
-from inspector.events import CLEAR
-from inspector.findings.schema import SEVERITIES
+from inspector.schema import CLEAR, SEVERITIES, VERDICTS
 from inspector.report import plots
 from inspector.report.json_report import watchlist_dict
 from inspector.report.payload import hexdump

@@ -19,12 +19,9 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis import Analysis
-from inspector.capture.constants import TUNNEL_NAMES
-from inspector.tables import ANOMALY_COLUMNS, CATEGORIES, INPUT_COLUMNS, SCHEMAS
-from inspector.events import EVENT_COLUMNS, PROTECTIONS
-from inspector.findings.schema import FINDING_COLUMNS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES
 from inspector.report.payload import printable
-from inspector.flows.schema import FLOW_COLUMNS
+from inspector.schema import (ANOMALY_COLUMNS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
+                              PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES, TUNNELS)
 from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
@@ -170,7 +167,7 @@ _JSON_TYPES = {
     "timedelta64[ns]": {"type": "number", "minimum": 0},
 }
 _ENUMS = {**{name: list(values) for name, values in CATEGORIES.items() if name in FLOW_COLUMNS},
-          "tunnel": list(TUNNEL_NAMES)}
+          "tunnel": list(TUNNELS)}
 
 
 _EVIDENCE_SCHEMA = {
@@ -298,13 +295,3 @@ def json_schema() -> dict[str, Any]:
             },
         },
     }
-
-
-def columns_markdown() -> str:
-    """The columns of every table as Markdown tables (docs/schema.md)."""
-    lines = []
-    for title, columns in SCHEMAS.items():
-        lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
-        lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
-        lines.append("")
-    return "\n".join(lines)

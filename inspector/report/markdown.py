@@ -14,7 +14,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
-from inspector.findings.schema import SEVERITIES
+from inspector.schema import SEVERITIES
 from inspector.report.payload import REDACTED, hexdump
 from inspector.report.terminal import summary_flows
 from inspector.units import human_bytes

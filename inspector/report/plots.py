@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from inspector.classify.verdicts import VERDICTS
-from inspector.events import PROTECTIONS
+from inspector.schema import PROTECTIONS, VERDICTS
 from inspector.flows.kernels import HEAD_BYTES, WINDOW_BYTES
 from inspector.units import human_bytes
 

@@ -14,8 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.analysis import Analysis
-from inspector.classify.verdicts import VERDICTS
-from inspector.findings.schema import SEVERITIES
+from inspector.schema import SEVERITIES, VERDICTS
 from inspector.units import flow_endpoints, human_bytes
 
 VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 import inspector  # noqa: E402
-from inspector.tables import SCHEMAS  # noqa: E402
+from inspector.schema import SCHEMAS  # noqa: E402
 
 CAPTURES = ROOT / "captures"
 

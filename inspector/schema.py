@@ -1,0 +1,283 @@
+"""Every table's columns and every vocabulary, in one place.
+
+A leaf: every stage imports it and it imports nothing of inspector, so
+there are no import circles. The DataFrame dtypes (``inspector.tables``),
+the JSON schema (docs/result.schema.json) and the column and vocabulary
+tables of docs/schema.md (``markdown()``, printed by ``inspector schema
+--markdown``) are all generated from here.
+
+A table is a dict ``column -> (dtype, meaning)``; ``category`` columns take
+their categories from ``CATEGORIES``.
+"""
+
+from __future__ import annotations
+
+Columns = dict[str, tuple[str, str]]
+
+# ---------------------------------------------------------------- vocabularies
+
+VERDICTS = ("plaintext", "compressed", "encrypted", "unknown")
+"""Verdict of a flow or a direction (``flows.verdict``)."""
+
+WINDOW_LABELS = ("random", "compressed", "plain")
+"""Label of one statistics window (``windows.label``, see inspector/classify/statistics.py)."""
+
+ROLES = ("migration", "libvirtd", "ssh", "internal-api", "none")
+"""Watchlist roles in priority order: a flow takes the first that matches (``flows.watch``)."""
+
+CLOSED_BY = ("fin", "rst", "idle", "end", "open")
+"""How a flow ended (``flows.closed_by``)."""
+
+PROTOCOLS = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http", "amqp", "mysql",
+             "rfb", "spice", "redis", "memcached", "ovsdb")
+"""Protocols the detectors recognise, in the order that names a flow showing several (``flows.protocol``)."""
+
+DIRECTIONS = ("orig", "resp")
+"""Sides of a flow: the originator's and the responder's payload."""
+
+PROVES = ("cleartext", "encrypted", "nothing")
+"""What a detection proves about its stream (``evidence.proves``): framing in clear, a validated
+TLS/SSH session, or neither (a greeting before STARTTLS)."""
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+"""Finding severities, most severe first; ``--fail-on`` compares on this order."""
+
+RISKS = ("denial of service", "data leakage", "data manipulation", "code injection")
+"""The risks of cleartext migration named by the OpenStack security guide."""
+
+PROTECTIONS = ("libvirt tunnel over plain TCP", "none", "compressed only", "SSH", "libvirt tunnel over TLS",
+               "TLS", "unknown")
+"""How a migration event's guest data was protected (``events.protection``, see inspector/events.py)."""
+
+CLEAR = ("plaintext", "compressed")
+"""Verdicts whose payload crossed the wire readable."""
+
+TUNNELS = ("", "vxlan", "geneve", "gre", "erspan1", "erspan2", "erspan3")
+"""Tunnels a mirror port delivers, by decoder code ('' for none; ``flows.tunnel``)."""
+
+SECRET_KINDS = ("private-key", "password", "cloud-credential", "token", "basic-auth")
+"""Kinds of secret the scan of cleartext payload finds (``secrets.kind``)."""
+
+ALERT_KINDS = ("cleartext-migration", "nbd-disk-in-clear", "credentials")
+"""What a live alert says a flow exposed."""
+
+ANOMALY_KINDS: dict[str, str] = {
+    "truncated-last-record": "the file ends inside a record (the usual result of copying a capture that is "
+                             "still being written)",
+    "damaged-record-header": "an impossible pcap record length; the rest of the file cannot be resynchronised "
+                             "and was not read",
+    "damaged-block-header": "an impossible pcapng block length or byte-order magic; the rest of the file cannot "
+                            "be resynchronised and was not read",
+    "damaged-compressed-stream": "the gzip data broke after some packets; the rest was not read",
+    "headers-cut-by-snaplen": "the snaplen ended inside the IP, transport or tunnel headers; the packet is "
+                              "counted but not keyed to a flow",
+    "malformed-ip-header": "an IP header with impossible lengths or version",
+    "malformed-transport-header": "a TCP/UDP header with impossible lengths",
+    "ip-fragment-not-reassembled": "non-first IP fragments (no ports to key on)",
+    "malformed-tunnel-header": "a VXLAN, GENEVE, GRE or ERSPAN header recognised but with impossible lengths or "
+                               "version, or tunnels nested more than 4 deep; the packet is counted but not keyed "
+                               "to a flow",
+    "unsupported-link-type": "packets on a pcapng interface whose link type is not decoded",
+    "undeclared-interface": "a pcapng packet block naming an interface that was never described",
+    "flow-key-collision": "two flows shared a 64-bit key hash (never seen in practice); those packets were not "
+                          "counted",
+    "kernel-drops": "`inspector live` only (input `live:IFACE`): packets the kernel capture buffer dropped "
+                    "(tcpdump's count); the analysis misses them",
+    "interface-drops": "`inspector live` only: growth of the interface's `rx_dropped` during the run (dropped by "
+                       "the NIC or driver, possibly other traffic)",
+}
+"""Anomaly kinds (``anomalies.kind``) and what each means."""
+
+# ---------------------------------------------------------------- tables
+
+FLOW_COLUMNS: Columns = {
+    "ts": ("datetime64[ns, UTC]", "time of the first packet of the flow"),
+    "uid": ("string", "flow id, stable for the same flow in the same capture ('C' + 11 base62 chars)"),
+    "proto": ("string", "transport protocol: tcp, udp, icmp, ... (IP protocol number when unnamed)"),
+    "orig_h": ("string", "originator address: the sender of the first SYN; without a SYN, see 'Originator' in docs/schema.md"),
+    "orig_p": ("UInt16", "originator port (0 for protocols without ports)"),
+    "resp_h": ("string", "responder address"),
+    "resp_p": ("UInt16", "responder port"),
+    "duration": ("timedelta64[ns]", "last packet time minus first packet time"),
+    "closed_by": ("category", "how the flow ended: fin (FIN from both sides), rst, idle (no packet for the idle timeout; a later packet starts a new flow), end (the capture ended or the sensor stopped), open (an interim report of a flow still open at the active timeout)"),
+    "orig_pkts": ("int64", "packets sent by the originator"),
+    "resp_pkts": ("int64", "packets sent by the responder"),
+    "orig_bytes": ("int64", "transport payload bytes sent by the originator, from IP lengths (counts bytes a snaplen cut off; retransmissions count again)"),
+    "resp_bytes": ("int64", "transport payload bytes sent by the responder"),
+    "watch": ("category", "watchlist role that matched: migration, libvirtd, ssh, internal-api or none"),
+    "verdict": ("category", "plaintext, compressed (cleartext, only compressed), encrypted or unknown (too little data)"),
+    "confidence": ("float64", "confidence in the verdict, 0-1 (0 for unknown)"),
+    "reason": ("string", "one line saying which direction decided and the statistics behind it"),
+    "event": ("string", "the migration event the flow belongs to (joins events.event); empty when none"),
+    "protocol": ("category", f"protocol recognised from its framing ({', '.join(PROTOCOLS)}); empty when none"),
+    "tls_version": ("string", "negotiated TLS version (from the ServerHello)"),
+    "tls_cipher": ("string", "negotiated TLS cipher suite"),
+    "tls_sni": ("string", "server name the client asked for (QEMU sends none)"),
+    "tls_client_cert_requested": ("string", "True/False when the CertificateRequest is visible (TLS 1.2); empty for TLS 1.3, where it is encrypted"),
+    "ssh_client": ("string", "SSH client software from its banner"),
+    "ssh_server": ("string", "SSH server software from its banner"),
+    "ssh_cipher": ("string", "negotiated SSH cipher (client to server)"),
+    "orig_verdict": ("category", "verdict on the originator's payload statistics alone"),
+    "resp_verdict": ("category", "verdict on the responder's payload statistics alone"),
+    "orig_entropy": ("float64", "median Shannon entropy (bits/byte) of the originator's analysed windows; NaN without payload"),
+    "resp_entropy": ("float64", "same for the responder"),
+    "orig_chi2": ("float64", "median chi-square of the originator's windows against uniform bytes (255 d.o.f.; ~255 for ciphertext)"),
+    "resp_chi2": ("float64", "same for the responder"),
+    "orig_printable": ("float64", "share of the originator's analysed bytes that are printable ASCII, TAB, CR or LF"),
+    "resp_printable": ("float64", "same for the responder"),
+    "orig_analysed_bytes": ("int64", "originator payload bytes the statistics were computed on (captured bytes in sampled windows)"),
+    "resp_analysed_bytes": ("int64", "same for the responder"),
+    "orig_windows": ("int64", "number of analysed windows (8 KiB head, then 64 KiB windows) of the originator"),
+    "resp_windows": ("int64", "same for the responder"),
+    "orig_captured_bytes": ("int64", "originator payload bytes present in the capture (less than orig_bytes when a snaplen cut packets)"),
+    "resp_captured_bytes": ("int64", "same for the responder"),
+    "orig_missed_bytes": ("int64", "originator bytes never seen in gaps of the TCP sequence space, like Zeek's missed_bytes (0 for other protocols)"),
+    "resp_missed_bytes": ("int64", "same for the responder"),
+    "mid_stream": ("bool", "True when the capture holds no SYN for a TCP flow: it started before the capture"),
+    "ip_version": ("int64", "4 or 6"),
+    "vlan": ("Int64", "outermost 802.1Q/802.1ad VLAN id of the first packet (a tunnelled frame's when the outer frame has none); <NA> when untagged"),
+    "tunnel": ("string", f"tunnel the first packet came in, the outermost when nested: {', '.join(TUNNELS[1:-1])} or {TUNNELS[-1]}; empty when captured directly. Addresses, ports and bytes are the inner packet's"),
+    "tunnel_src": ("string", "outer source address of that tunnel in the first packet (mirror source, VTEP or GRE endpoint); empty without a tunnel"),
+    "tunnel_dst": ("string", "outer destination address of that tunnel in the first packet (the collector for a mirror); empty without a tunnel"),
+    "tunnel_id": ("Int64", "VXLAN or GENEVE VNI, GRE key or ERSPAN session id of that tunnel; <NA> without one"),
+    "input": ("string", "the input file the flow was first seen in"),
+}
+
+WINDOW_COLUMNS: Columns = {
+    "uid": ("string", "flow id (joins flows.uid)"),
+    "direction": ("category", "orig or resp"),
+    "window": ("int64", "window index in the direction's byte stream: 0 is the 8 KiB head, then 64 KiB windows"),
+    "bytes": ("int64", "captured bytes in the window"),
+    "entropy": ("float64", "Shannon entropy, bits per byte"),
+    "chi2": ("float64", "chi-square against uniform bytes (255 degrees of freedom)"),
+    "printable": ("float64", "share of printable bytes"),
+    "label": ("category", "random, compressed or plain: see inspector.classify.statistics"),
+}
+
+EVIDENCE_COLUMNS: Columns = {
+    "uid": ("string", "flow id (joins flows.uid)"),
+    "direction": ("string", "orig, resp, or both (a TLS or SSH handshake merged from both sides)"),
+    "event": ("string", "the migration event the flow belongs to (joins events.event); empty when none"),
+    "protocol": ("string", "protocol the detector recognised"),
+    "offset": ("int64", "where the evidence starts in that direction's reassembled stream head"),
+    "proves": ("string", "cleartext (framing in clear), encrypted (validated TLS/SSH session) or nothing"),
+    "evidence": ("string", "one line a reviewer reads: what was seen (never payload or credential values)"),
+    "fields": ("string", "extracted fields as a JSON object"),
+}
+
+EVENT_COLUMNS: Columns = {
+    "event": ("string", "event id ('M' + number, in time order)"),
+    "src_h": ("string", "source host (originator of the migration flows)"),
+    "dst_h": ("string", "destination host"),
+    "start": ("datetime64[ns, UTC]", "first packet of the event's flows"),
+    "end": ("datetime64[ns, UTC]", "last packet of the event's flows"),
+    "protection": ("string", "how guest data was protected on the wire (see inspector/events.py)"),
+    "ram_bytes": ("int64", "bytes of the RAM/device-state channels (main, multifd, libvirt tunnel, TLS-wrapped migration)"),
+    "ram_bytes_clear": ("int64", "of which on flows proven or judged cleartext"),
+    "disk_bytes": ("int64", "bytes of the NBD disk flows"),
+    "disk_bytes_clear": ("int64", "of which in clear"),
+    "flows": ("int64", "number of flows in the event"),
+    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
+    "channels": ("string", "the kinds of flows seen, e.g. 'main, 2 multifd, nbd, libvirtd'"),
+}
+
+FINDING_COLUMNS: Columns = {
+    "finding": ("string", "finding id ('F' + number, most severe first)"),
+    "rule": ("string", "id of the rule that matched, e.g. 'plaintext-migration' (see `inspector rules`)"),
+    "severity": ("category", "critical, high, medium, low or info"),
+    "title": ("string", "one-line statement of what is wrong (or, for info, what protects)"),
+    "risks": ("string", "risks realised, comma-separated: denial of service, data leakage, data manipulation, code injection"),
+    "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
+    "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
+    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
+    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
+    "events": ("string", "migration event ids, comma-separated (joins events.event)"),
+    "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),
+    "remediation": ("string", "concrete fix: configuration options, commands, or firewall rules (newline-separated steps)"),
+    "references": ("string", "advisories and documents, comma-separated (e.g. OSSN-0089)"),
+}
+
+SECRET_COLUMNS: Columns = {
+    "uid": ("string", "flow uid (joins flows.uid)"),
+    "direction": ("string", "orig or resp"),
+    "kind": ("string", f"{', '.join(SECRET_KINDS[:-1])} or {SECRET_KINDS[-1]}"),
+    "ts": ("datetime64[ns, UTC]", "time of the packet that carried the match"),
+    "offset": ("int64", "stream offset of the match in its direction (TCP), -1 when unknown"),
+    "length": ("int64", "bytes matched"),
+    "label": ("string", "what matched, without the secret: e.g. 'password = <12 bytes>'"),
+    "excerpt": ("object", "bytes around the match (raw; reports show them only with --show-payload)"),
+}
+
+SECRET_COUNT_COLUMNS: Columns = {
+    "uid": ("string", "flow uid (joins flows.uid)"),
+    "direction": ("string", "orig or resp"),
+    "kind": SECRET_COLUMNS["kind"],
+    "count": ("int64", "matches in this flow direction (exact; the secrets table keeps the first few)"),
+}
+
+BYTE_HISTOGRAM_COLUMNS: Columns = {
+    "uid": ("string", "flow id (joins flows.uid); directions of watched flows longer than 1 MiB only"),
+    "direction": ("string", "orig or resp"),
+    "byte": ("int64", "byte value 0-255"),
+    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...)"),
+}
+
+INPUT_COLUMNS: Columns = {
+    "file": ("string", "the capture file as given"),
+    "format": ("string", "pcap or pcapng, with .gz when gzip'd"),
+    "linktypes": ("string", "link types seen, comma-separated"),
+    "packets": ("int64", "records read"),
+    "captured_bytes": ("int64", "bytes captured"),
+    "wire_bytes": ("int64", "bytes on the wire"),
+    "truncated_packets": ("int64", "records captured shorter than on the wire (snaplen)"),
+    "non_ip_packets": ("int64", "records that carry no IP packet"),
+    "anomalies": ("int64", "anomalies counted in this file (see the anomalies table)"),
+}
+
+ANOMALY_COLUMNS: Columns = {
+    "file": ("string", "the capture file"),
+    "kind": ("string", "anomaly kind (see 'anomaly kinds' in docs/schema.md)"),
+    "count": ("int64", "how many times"),
+    "detail": ("string", "what was seen"),
+}
+
+SCHEMAS: dict[str, Columns] = {
+    "flows": FLOW_COLUMNS, "events": EVENT_COLUMNS, "findings": FINDING_COLUMNS, "secrets": SECRET_COLUMNS,
+    "secret_counts": SECRET_COUNT_COLUMNS, "evidence": EVIDENCE_COLUMNS, "windows": WINDOW_COLUMNS,
+    "byte_histograms": BYTE_HISTOGRAM_COLUMNS, "inputs": INPUT_COLUMNS, "anomalies": ANOMALY_COLUMNS,
+}
+"""Table name -> columns (dtype, meaning), in the order reports list them."""
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "watch": ROLES, "verdict": VERDICTS, "orig_verdict": VERDICTS, "resp_verdict": VERDICTS,
+    "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES, "direction": DIRECTIONS,
+    "label": WINDOW_LABELS, "protection": PROTECTIONS, "closed_by": CLOSED_BY,
+}
+"""Categories of the columns whose dtype is 'category' ('' in protocol: none recognised)."""
+
+MISSING_WHEN_EMPTY = frozenset(c for c in FLOW_COLUMNS if c.startswith(("tls_", "ssh_")))
+"""Text columns where missing (no handshake) differs from empty; CSV writes
+both as an empty cell, so loading a CSV export maps empty back to missing."""
+
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "verdict": VERDICTS, "window label": WINDOW_LABELS, "watch role": ROLES, "closed_by": CLOSED_BY,
+    "protocol": PROTOCOLS, "proves": PROVES, "severity": SEVERITIES, "risk": RISKS, "protection": PROTECTIONS,
+    "tunnel": TUNNELS[1:], "secret kind": SECRET_KINDS, "alert kind": ALERT_KINDS,
+    "anomaly kind": tuple(ANOMALY_KINDS),
+}
+"""Every vocabulary by name, for the docs."""
+
+
+def markdown() -> str:
+    """The columns of every table, then every vocabulary, as Markdown (docs/schema.md)."""
+    lines = []
+    for title, columns in SCHEMAS.items():
+        lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
+        lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
+        lines.append("")
+    lines += ["### vocabularies", "", "| vocabulary | values |", "|---|---|"]
+    lines += [f"| {name} | " + ", ".join(f"`{v}`" for v in values) + " |" for name, values in VOCABULARIES.items()]
+    lines += ["", "### anomaly kinds", "", "| kind | meaning |", "|---|---|"]
+    lines += [f"| `{kind}` | {meaning} |" for kind, meaning in ANOMALY_KINDS.items()]
+    lines.append("")
+    return "\n".join(lines)
