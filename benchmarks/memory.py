@@ -42,6 +42,7 @@ import psutil
 from inspector.analysis import assemble
 from inspector.capture.reader import CaptureReader
 from inspector.live import LIVE_TIMEOUTS
+from inspector.meters import default_meters
 from inspector.pipeline import ClosedTables, Pipeline, Timeouts
 from inspector.spool import SpooledTables
 from inspector.watch import Watchlist
@@ -51,11 +52,11 @@ me = psutil.Process()
 timeouts = LIVE_TIMEOUTS if mode == "sensor" else Timeouts(idle=1e9, after_close=1e9)
 store = SpooledTables() if mode == "sensor" else ClosedTables()
 watch = Watchlist.default()
-pipeline = Pipeline(watch, [path], on_closed=store.add, timeouts=timeouts)  # what analyze_readers runs
+pipeline = Pipeline(watch, [path], meters=default_meters(), on_closed=store.add, timeouts=timeouts)  # as analyze_readers
 samples, marks, peak_open = [], [packets * k // 10 for k in range(1, 11)], 0
 t0 = time.perf_counter()
 
-def on_batch(reader, done):
+def on_batch(reader, done, _flows):
     global peak_open
     peak_open = max(peak_open, pipeline.table.open_flows)
     while marks and done >= marks[0]:

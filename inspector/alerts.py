@@ -26,9 +26,8 @@ from inspector.capture.reader import CaptureReader, PacketBatch
 from inspector.errors import InspectorError
 from inspector.flows import kernels as K
 from inspector.flows.frame import format_addresses
-from inspector.flows.table import FlowTable
+from inspector.meters import Meter
 from inspector.protocols import CLEARTEXT, Detection
-from inspector.watch import Watchlist
 
 _MIGRATION_PROTOCOLS = ("qemu-migration", "qemu-multifd")
 _HTTP_CREDENTIALS = ("x_auth_token", "x_subject_token", "authorization", "password_in_body")
@@ -79,60 +78,39 @@ def rfc3339(ns: int | None = None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Alerter:
+class Alerter(Meter):
     """Turns detections and secret matches of watched flows into ``Alert``
-    objects for ``emit``, once per (flow, kind).
+    objects for ``emit``, once per (flow, kind): a meter whose
+    ``on_detect`` and ``on_secret`` the detections and the secret scan call
+    (``default_meters(on_detect=..., on_secret=...)``).
 
-    ``table()`` returns the live flow table; ``orientation(flow)`` says
-    whether endpoint A is the originator (as the detection collector asks);
     ``evidence(flow, kind, orig, resp)``, when given, starts keeping the
     flow's packets and returns the file they go to (``EvidencePcaps.keep``).
     """
 
-    def __init__(self, table: Callable[[], FlowTable], watch: Watchlist, orientation: Callable[[int], bool],
-                 emit: Callable[[Alert], None],
+    def __init__(self, emit: Callable[[Alert], None],
                  evidence: Callable[[int, str, str, str], str] | None = None) -> None:
-        self.table = table
-        self.watch = watch
-        self.orientation = orientation
         self.emit = emit
         self.evidence = evidence
         self.told: set[tuple[int, str]] = set()
-        self._watched: dict[int, bool] = {}
 
     def _endpoints(self, flow: int) -> tuple[str, str, str]:
-        table = self.table()
+        table = self.flows.table
         row, addr = table.flow[flow], table.flow_addr[flow]
         version = np.array([row[K.FL_IP_VERSION]] * 2)
         a, b = format_addresses(addr[[0, 2]], addr[[1, 3]], version)
         a = f"[{a}]" if ":" in a else a
         b = f"[{b}]" if ":" in b else b
         ends = (f"{a}:{row[K.FL_A_PORT]}", f"{b}:{row[K.FL_B_PORT]}")
-        orig, resp = ends if self.orientation(flow) else ends[::-1]
+        orig, resp = ends if self.flows.orig_is_a(flow) else ends[::-1]
         return orig, resp, {6: "tcp", 17: "udp", 132: "sctp"}.get(int(row[K.FL_PROTO]), str(row[K.FL_PROTO]))
 
-    def watched(self, flow: int) -> bool:
-        """The flow matches a watchlist role (ports, or an internal network)."""
-        if flow not in self._watched:
-            table = self.table()
-            row, addr = table.flow[flow], table.flow_addr[flow]
-            ports = self.watch.service_ports
-            if int(row[K.FL_A_PORT]) in ports or int(row[K.FL_B_PORT]) in ports:
-                self._watched[flow] = True  # asked once per flow: the port check first, addresses only if needed
-            elif not self.watch.internal_nets:
-                self._watched[flow] = False
-            else:
-                hosts = format_addresses(addr[[0, 2]], addr[[1, 3]], np.array([row[K.FL_IP_VERSION]] * 2))
-                self._watched[flow] = bool(self.watch.roles(np.array([row[K.FL_A_PORT]]), np.array([row[K.FL_B_PORT]]),
-                                                            hosts[:1], hosts[1:])[0] != "none")
-        return self._watched[flow]
-
     def _tell(self, flow: int, kind: str, protocol: str, evidence: str) -> None:
-        if (flow, kind) in self.told or not self.watched(flow):
+        if (flow, kind) in self.told or not self.flows.watched(flow):
             return
         self.told.add((flow, kind))
         orig, resp, transport = self._endpoints(flow)
-        start = int(self.table().flow[flow, K.FL_FIRST_TS])
+        start = int(self.flows.table.flow[flow, K.FL_FIRST_TS])
         pcap = self.evidence(flow, kind, orig, resp) if self.evidence else ""
         self.emit(Alert(rfc3339(), rfc3339(start), kind, protocol, orig, resp, transport, evidence, pcap))
 
@@ -149,8 +127,6 @@ class Alerter:
         """These flows ended: their ids will name new flows."""
         gone = set(fids)
         self.told = {(flow, kind) for flow, kind in self.told if flow not in gone}
-        for flow in fids:
-            self._watched.pop(flow, None)
 
 
 MB = 1_000_000
@@ -173,13 +149,13 @@ def _file_part(endpoint: str) -> str:
     return re.sub(r"[^0-9A-Za-z.]", "-", host.strip("[]").replace(":", ".")) + f"-{port}"
 
 
-class EvidencePcaps:
+class EvidencePcaps(Meter):
     """The packets of alerted flows, one pcap per flow in ``folder``.
 
-    ``keep(flow, kind, orig, resp)`` (the ``Alerter``'s ``evidence`` hook)
-    names the flow's file, e.g. ``cleartext-migration_127.0.0.1-40000_127.0.0.1-49152.pcap``;
-    ``write(reader, batch, flow_ids)`` after each keyed batch appends the
-    batch's packets of kept flows: the batch the alert fired in, then every
+    A meter: ``keep(flow, kind, orig, resp)`` (the ``Alerter``'s ``evidence``
+    hook) names the flow's file, e.g.
+    ``cleartext-migration_127.0.0.1-40000_127.0.0.1-49152.pcap``; after each
+    batch the batch's packets of kept flows are appended: the batch the alert fired in, then every
     later one. Selection is a numpy mask over the batch's flow ids; only the
     selected records are written one by one. A file stops before the record
     that would take it past ``max_file_bytes``, every file stops once all
@@ -189,7 +165,9 @@ class EvidencePcaps:
     Example::
 
         evidence = EvidencePcaps("evidence/", max_file_bytes=8 * MB)
-        analyze_readers(..., on_alert=print, evidence=evidence)
+        alerter = Alerter(print, evidence.keep)
+        meters = default_meters(on_detect=alerter.on_detect, on_secret=alerter.on_secret) + [alerter, evidence]
+        analyze_readers(readers, ..., meters=meters)
         evidence.close()
     """
 
@@ -215,6 +193,9 @@ class EvidencePcaps:
             else:
                 self.files[flow].capped = "total"
         return str(self.files[flow].path)
+
+    def on_batch(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray) -> None:
+        self.write(self.flows.reader, batch, flow_ids)
 
     def write(self, reader: CaptureReader, batch: PacketBatch, flow_ids: np.ndarray) -> None:
         if reader.linktype is not None:

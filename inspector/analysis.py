@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 
-from inspector.alerts import Alert
-from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
+from inspector.capture.reader import CaptureReader, InputStats
 from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
+from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
 from inspector.tables import empty_frame, typed
@@ -139,7 +138,7 @@ def analyze(
     total = sum(_size(p) for p in path_list)
     done_files = 0
 
-    def on_batch(reader: CaptureReader, packets: int) -> None:
+    def on_batch(reader: CaptureReader, packets: int, _flows: int) -> None:
         nonlocal done_files
         if on_progress:
             on_progress(Progress(packets, done_files + reader.file_bytes_read, total))
@@ -151,7 +150,8 @@ def analyze(
             done_files += _size(path)
 
     return analyze_readers(readers(), watch=watch, names=[str(p) for p in path_list], on_batch=on_batch,
-                           detectors=detectors, secrets=secrets, timeouts=timeouts or DEFAULT_TIMEOUTS)
+                           meters=default_meters(detectors=detectors, secrets=secrets),
+                           timeouts=timeouts or DEFAULT_TIMEOUTS)
 
 
 def analyze_readers(
@@ -159,33 +159,24 @@ def analyze_readers(
     *,
     watch: Watchlist,
     names: list[str],
-    on_batch: Callable[[CaptureReader, int], None] | None = None,
-    detectors: bool = True,
-    secrets: bool = True,
+    meters: list[Meter] | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    on_batch: Callable[[CaptureReader, int, int], None] | None = None,
     on_closed: Callable[[ClosedFlows], None] | None = None,
     store: ClosedTables | None = None,
-    on_alert: Callable[[Alert], None] | None = None,
-    evidence: Callable[[int, str, str, str], str] | None = None,
-    on_keyed: Callable[[CaptureReader, PacketBatch, np.ndarray, int], None] | None = None,
-    on_forget: Callable[[list[int]], None] | None = None,
 ) -> Analysis:
     """The one pipeline under ``analyze`` (files) and ``inspector live`` (a
     tcpdump pipe): every batch of every reader, in order, through
-    ``Pipeline`` (flows classified as they end, see ``Timeouts``), then
-    events and findings over every flow once the readers are exhausted.
+    ``Pipeline`` and its ``meters`` (``default_meters()`` unless given; the
+    sensor adds its alerts and evidence pcaps), flows classified as they
+    end (see ``Timeouts``), then events and findings over every flow once
+    the readers are exhausted.
 
-    ``names`` name the inputs (``flows.input``); ``on_batch(reader, packets)``
-    follows progress; ``on_closed`` hears each ``ClosedFlows`` as flows
-    end (and interim reports of long flows), ``store`` keeps the ended
-    ones for the result (memory by default; the sensor spools to disk).
-    ``on_alert`` gets an ``Alert`` as soon as a watched flow shows
-    cleartext migration, credentials or NBD disk data, and
-    ``evidence(flow, kind, orig, resp)`` names the file its packets are kept
-    in (``Alert.evidence_pcap``, see ``EvidencePcaps``); ``on_keyed(reader,
-    batch, flow_ids, flows)`` sees each batch once its packets are keyed to
-    flows (``flows``: how many so far), before the next batch reuses it;
-    ``on_forget(flow_ids)`` hears ids of flows that ended (to be reused).
+    ``names`` name the inputs (``flows.input``); ``on_batch(reader,
+    packets, flows_seen)`` follows progress; ``on_closed`` hears each
+    ``ClosedFlows`` as flows end (and interim reports of long flows),
+    ``store`` keeps the ended ones for the result (memory by default; the
+    sensor spools to disk).
     """
     store = store if store is not None else ClosedTables()
 
@@ -195,9 +186,9 @@ def analyze_readers(
         if on_closed:
             on_closed(part)
 
-    pipeline = Pipeline(watch, names, on_closed=closed, detectors=detectors, secrets=secrets, timeouts=timeouts,
-                        on_alert=on_alert, evidence=evidence, on_forget=on_forget)
-    stats = pipeline.run(readers, on_batch=on_batch, on_keyed=on_keyed)
+    pipeline = Pipeline(watch, names, meters=default_meters() if meters is None else meters, on_closed=closed,
+                        timeouts=timeouts)
+    stats = pipeline.run(readers, on_batch=on_batch)
     return assemble(store.tables(), stats, watch)
 
 

@@ -39,11 +39,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from inspector.alerts import Alert, EvidencePcaps, rfc3339
+from inspector.alerts import Alert, Alerter, EvidencePcaps, rfc3339
 from inspector.analysis import Analysis, analyze_readers
 from inspector.capture.reader import CaptureReader
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
+from inspector.meters import Meter, default_meters
 from inspector.pipeline import ClosedFlows, Timeouts
 from inspector.spool import SpooledTables
 from inspector.watch import Watchlist, port_ranges
@@ -312,9 +313,17 @@ def warm_up(watch: Watchlist, secrets: bool) -> None:
         happenings.add(part)
 
     with SpooledTables() as spool:  # the flow's end also looks at the recent flows (its first add)
-        result = analyze_readers([reader], watch=watch, names=["warm-up"], secrets=secrets,
-                                 on_alert=lambda _alert: None, on_closed=closed, store=spool)
+        result = analyze_readers([reader], watch=watch, names=["warm-up"], meters=sensor_meters(secrets, lambda _alert: None),
+                                 on_closed=closed, store=spool)
     lines.final(result)
+
+
+def sensor_meters(secrets: bool, on_alert: Callable[[Alert], None],
+                  evidence: EvidencePcaps | None = None) -> list[Meter]:
+    """``analyze``'s meters, with early alerts and the evidence pcaps of alerted flows."""
+    alerter = Alerter(on_alert, evidence.keep if evidence else None)
+    meters = default_meters(secrets=secrets, on_detect=alerter.on_detect, on_secret=alerter.on_secret)
+    return meters + [alerter] + ([evidence] if evidence else [])
 
 
 def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, snaplen: int = SNAPLEN,
@@ -352,10 +361,8 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
             if not ended.is_set():
                 on_stats(stats)
 
-    def on_keyed(reader, batch, flow_ids, flows: int) -> None:
+    def on_batch(_reader, _packets: int, flows: int) -> None:
         sensor.flows = flows
-        if evidence:
-            evidence.write(reader, batch, flow_ids)
 
     timer = threading.Timer(duration, stop) if duration else None
     reporter = threading.Thread(target=report_stats, name="live-stats", daemon=True) \
@@ -380,10 +387,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
                     reporter.join(5)
                 sensor.close()  # drained: the drop counters join the input's anomalies
 
-        result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"], on_alert=on_alert,
-                                 secrets=secrets, evidence=evidence.keep if evidence else None, on_keyed=on_keyed,
-                                 on_forget=evidence.forget if evidence else None, timeouts=timeouts,
-                                 on_closed=on_closed, store=store)
+        result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"],
+                                 meters=sensor_meters(secrets, on_alert or (lambda _alert: None), evidence),
+                                 timeouts=timeouts, on_batch=on_batch, on_closed=on_closed, store=store)
     finally:
         ended.set()
         if timer:

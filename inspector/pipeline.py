@@ -1,12 +1,12 @@
 """Packets in, tables of ended flows out: flows are classified as they end.
 
-Each batch goes through the flow table (the detectors read its reassembled
-regions, the byte histograms count them), the secret scan and, in the live
-sensor, the alerts. Every ``Timeouts.sweep`` seconds of capture time the
-flows that ended (idle, or closed by FIN/RST a little while ago) are
-closed: their state becomes tables (``ClosedFlows``: flows, windows,
-evidence, secrets, byte histograms), handed to ``on_closed``, and their
-memory is reused. So the pipeline holds the flows open at once, not every
+Each batch goes through the flow table, then the meters (``inspector.meters``:
+the detectors read its reassembled regions, the byte histograms count them,
+the secret scan reads the batch, the live sensor adds alerts). Every
+``Timeouts.sweep`` seconds of capture time the flows that ended (idle, or
+closed by FIN/RST a little while ago) are closed together: their state
+becomes tables (``ClosedFlows``: flows, windows, evidence, secrets, byte
+histograms), handed to ``on_closed``, and their memory is reused. So the pipeline holds the flows open at once, not every
 flow seen; a long run with many short flows stays flat.
 
 Long flows are not cut: with ``Timeouts.active``, a flow open that long is
@@ -25,18 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inspector.alerts import Alert, Alerter
 from inspector.capture import decode as D
 from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
 from inspector.classify import classify_flows
-from inspector.classify.evidence import DetectionCollector, apply_evidence
 from inspector.errors import InspectorError
-from inspector.findings.secrets import PATTERNS, SecretScanner
 from inspector.flows import kernels as K
 from inspector.flows.frame import build_flows, originator_is_a_one
-from inspector.flows.histograms import RegionHistograms
 from inspector.flows.table import FlowState, FlowTable, Region
-from inspector.schema import CLOSED_BY, ROLES
+from inspector.meters import Meter, Part
+from inspector.schema import CLOSED_BY, ROLES, SCHEMAS
+from inspector.tables import empty_frame
 from inspector.watch import Watchlist
 
 SECOND = 1_000_000_000
@@ -81,13 +79,6 @@ class ClosedFlows:
     TABLES = ("flows", "windows", "evidence", "secrets", "secret_counts", "byte_histograms")
 
 
-def _only(flow_ids: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """``flow_ids`` with the packets outside ``start:stop`` left out (-1)."""
-    part = np.full_like(flow_ids, -1)
-    part[start:stop] = flow_ids[start:stop]
-    return part
-
-
 class ClosedTables:
     """Where ended flows' tables go until the reports: memory (``analyze``)."""
 
@@ -106,53 +97,54 @@ class ClosedTables:
 class Pipeline:
     """One pass over the packets of one capture (any number of readers).
 
+    The pipeline keeps the flow table, classifies flows as they end and runs
+    ``meters`` (``inspector.meters``: detections, secret scan, byte
+    histograms, the sensor's alerts ...) through their lifecycle;
     ``on_closed`` gets the ``ClosedFlows`` of each sweep, and of the rest of
-    the flows at ``finish()``; ``on_alert`` and ``evidence`` are the live
-    sensor's early alerts and evidence pcaps (see ``analyze_readers``).
+    the flows at ``finish()``.
     """
 
-    def __init__(self, watch: Watchlist, names: list[str], *, on_closed: Callable[[ClosedFlows], None],
-                 detectors: bool = True, secrets: bool = True, timeouts: Timeouts = DEFAULT_TIMEOUTS,
-                 on_alert: Callable[[Alert], None] | None = None,
-                 evidence: Callable[[int, str, str, str], str] | None = None,
-                 on_forget: Callable[[list[int]], None] | None = None) -> None:
+    def __init__(self, watch: Watchlist, names: list[str], *, meters: list[Meter],
+                 on_closed: Callable[[ClosedFlows], None], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self.watch = watch
         self.names = names
         self.on_closed = on_closed
         self.timeouts = timeouts
-        self.on_forget = on_forget
+        self.meters = meters
         self.now = -1  # capture clock, ns: the latest packet time (or wall clock tick) seen
+        self.reader: CaptureReader | None = None
         self._next_sweep: int | None = None
-        self.alerts = Alerter(lambda: self.table, watch, self._orientation, on_alert, evidence) if on_alert else None
-        self.collector = DetectionCollector(self._orientation, on_detect=self.alerts.on_detect if self.alerts else None,
-                                            early=self.alerts.watched if self.alerts else None)
-        self.histograms = RegionHistograms(self._service_flow)
-        self.detectors = detectors
-        self.table = FlowTable(on_region=self._on_region)
-        self.scanner = SecretScanner(PATTERNS if secrets else (),
-                                     on_first=self.alerts.on_secret if self.alerts else None)
+        self._ended: list[int] = []  # flows that ended mid-batch (a packet came after their end), closed at the sweep
+        self._roles = np.zeros(1024, dtype=np.int8)  # watch role code of each flow id
+        self.table = FlowTable(on_regions=self._on_regions, on_create=self._on_create)
+        for meter in meters:
+            meter.start(self)
 
-    def _orientation(self, flow: int) -> bool:
+    def orig_is_a(self, flow: int) -> bool:
+        """Endpoint A of the flow is its originator (asked once its SYN, if any, was seen)."""
         return originator_is_a_one(self.table.flow[flow], self.watch.service_ports)
 
-    def _service_flow(self, flow: int) -> bool:
-        ports = self.watch.service_ports
-        return int(self.table.flow[flow, K.FL_A_PORT]) in ports or int(self.table.flow[flow, K.FL_B_PORT]) in ports
+    def watched(self, flow: int) -> bool:
+        """The flow matched a watchlist role (ports or an internal network)."""
+        return bool(self._roles[flow] != len(ROLES) - 1)
 
-    def _on_region(self, region: Region) -> None:
-        if self.detectors:
-            self.collector.on_region(region)
-        self.histograms.on_region(region)
+    def _on_create(self, fids: np.ndarray) -> None:
+        if self._roles.size < self.table.n_ids:
+            self._roles = np.resize(self._roles, max(self.table.n_ids, 2 * self._roles.size))
+        t = self.table
+        self._roles[fids] = self.watch.role_codes(t.flow[fids, K.FL_A_PORT], t.flow[fids, K.FL_B_PORT],
+                                                  t.flow_addr[fids], t.flow[fids, K.FL_IP_VERSION])
+
+    def _on_regions(self, regions: list[Region]) -> None:
+        for meter in self.meters:
+            meter.on_regions(regions)
 
     def run(self, readers: Iterable[CaptureReader], *,
-            on_batch: Callable[[CaptureReader, int], None] | None = None,
-            on_keyed: Callable[[CaptureReader, PacketBatch, np.ndarray, int], None] | None = None,
-            ) -> list[InputStats]:
+            on_batch: Callable[[CaptureReader, int, int], None] | None = None) -> list[InputStats]:
         """Every batch of every reader, in order (reader ``i`` is input ``i``),
         a sweep after each, then ``finish``; returns the readers' stats.
 
-        ``on_keyed(reader, batch, flow_ids, flows_seen)`` sees each batch once
-        its packets are keyed to flows, ``on_batch(reader, packets)`` after it.
+        ``on_batch(reader, packets, flows_seen)`` follows progress after each batch.
         A live reader's empty batch (nothing arrived for ``LIVE_TICK``) means
         its pipe is drained: the clock moves on to the wall clock, less what
         libpcap may still hold back, so flows end on a quiet link; while
@@ -161,14 +153,13 @@ class Pipeline:
         stats: list[InputStats] = []
         packets = 0
         for i, reader in enumerate(readers):
+            self.reader = reader
             for batch in reader:
                 if batch.n:
-                    flow_ids, _dirs = self.add(batch, i)
-                    if on_keyed:
-                        on_keyed(reader, batch, flow_ids, self.table.flows_seen)
+                    self.add(batch, i)
                     packets += batch.n
                     if on_batch:
-                        on_batch(reader, packets)
+                        on_batch(reader, packets, self.table.flows_seen)
                 self.sweep(time.time_ns() - LIVE_LAG if reader.live and not batch.n else None)
             stats.append(reader.stats)
         self.finish()
@@ -178,28 +169,28 @@ class Pipeline:
         return stats
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Fold a batch in; returns its packets' flow ids and directions, valid
-        until the next ``sweep`` (which may close flows and reuse their ids).
+        """Fold a batch in and show it to the meters; returns its packets' flow
+        ids and directions, valid until the next ``sweep`` (which may close
+        flows and reuse their ids).
 
         A packet that comes after its flow ended (idle, or after FIN/RST: see
-        ``kernels.update_flows``) ends that flow here, mid-batch, and starts a
-        new one, so where batches happen to split a capture changes nothing."""
+        ``kernels.update_flows``) starts a new flow with a new id here,
+        mid-batch, so where batches happen to split a capture changes
+        nothing; the ended flow keeps its id and state until the next sweep
+        closes it with the others (one classification for all of them)."""
         table, t = self.table, self.timeouts
         flow_ids, dirs = table.key(batch, input_index)
         start = 0
         while True:
             stop, ended = table.update(batch, flow_ids, dirs, start, int(t.idle * SECOND),
                                        int(t.after_close * SECOND))
-            if start == 0 and ended < 0:
-                self.scanner.scan(batch, flow_ids, dirs, table.slot)
-            else:  # the packets before the flow ended belong to it: scan them now
-                self.scanner.scan(batch, _only(flow_ids, start, stop), dirs, table.slot)
             if ended < 0:
                 break
-            self.now = max(self.now, int(batch.fields[D.F_TS, stop]))
-            self._close(np.array([ended]), "idle")
+            self._ended.append(ended)
             table.restart(batch, flow_ids, dirs, stop, ended, input_index)
             start = stop
+        for meter in self.meters:
+            meter.on_batch(batch, flow_ids, dirs)
         if batch.n:
             self.now = max(self.now, int(batch.fields[D.F_TS].max()))
         return flow_ids, dirs
@@ -217,7 +208,8 @@ class Pipeline:
             return
         self._next_sweep = self.now + int(self.timeouts.sweep * SECOND)
         t = self.timeouts
-        ended = self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))
+        due = self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))
+        ended = np.concatenate([np.array(self._ended, dtype=np.int64), due])
         if ended.size:
             self._close(ended, "idle")
         if t.active:
@@ -233,36 +225,34 @@ class Pipeline:
             self.on_closed(self._tables(long, table.snapshot(long), "open", ended=False))
 
     def finish(self) -> None:
-        """The input ended: close every flow still open."""
-        open_ids = self.table.open_ids()
-        if open_ids.size:
-            self._close(open_ids, "end")
+        """The input ended: close every flow still open (and those that ended mid-batch)."""
+        ended = np.concatenate([np.array(self._ended, dtype=np.int64), self.table.open_ids()])
+        if ended.size:
+            self._close(ended, "end")
 
     def _close(self, fids: np.ndarray, reason: str) -> None:
+        """``reason``: how flows still open end (flows closed by FIN or RST say so)."""
+        ended_before = np.isin(fids, self._ended)
+        self._ended = []
         state = self.table.close(fids)
-        closed = self._tables(fids, state, reason, ended=True)
+        closed = self._tables(fids, state, np.where(ended_before, "idle", reason), ended=True)
         ids = fids.tolist()
-        if self.alerts:
-            self.alerts.forget(ids)
-        if self.on_forget:
-            self.on_forget(ids)
+        for meter in self.meters:
+            meter.forget(ids)
         self.on_closed(closed)
 
-    def _tables(self, fids: np.ndarray, state: FlowState, reason: str, *, ended: bool) -> ClosedFlows:
-        """Flows, verdicts, evidence, secrets and histograms of these flows."""
-        ids = fids.tolist()
+    def _tables(self, fids: np.ndarray, state: FlowState, reason, *, ended: bool) -> ClosedFlows:
+        """Flows and verdicts of these flows, and the meters' tables."""
         flows, orig_slot, resp_slot = build_flows(state, self.watch.service_ports, self.names)
         flows, windows = classify_flows(flows, orig_slot, resp_slot, state.windows)
-        flows, evidence = apply_evidence(flows, self.collector.take(ids, ended=ended), np.arange(len(flows)))
-        secrets, secret_counts = self.scanner.take(ids, flows, orig_slot, ended=ended)
-        byte_histograms = self.histograms.take(ids, flows["uid"].to_numpy(), orig_slot, ended=ended)
-        flows["watch"] = pd.Categorical(
-            self.watch.roles(flows["orig_p"].to_numpy("int64"), flows["resp_p"].to_numpy("int64"),
-                             flows["orig_h"].tolist(), flows["resp_h"].tolist()),
-            categories=ROLES,
-        )
+        part = Part(fids, flows, orig_slot, ended, {"windows": windows})
+        for meter in self.meters:
+            meter.take(part)
+        flows = part.flows
+        flows["watch"] = pd.Categorical.from_codes(self._roles[fids], categories=ROLES)
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(flows))  # an interim report: 'open'
         flows["closed_by"] = pd.Categorical(np.select([closed == 1, closed == 2], ["fin", "rst"], reason),
                                             categories=CLOSED_BY)
-        return ClosedFlows(flows, windows, evidence, secrets, secret_counts, byte_histograms, interim=not ended,
-                           at=self.now)
+        tables = {name: part.tables.get(name) for name in ClosedFlows.TABLES[1:]}
+        return ClosedFlows(flows, **{name: table if table is not None else empty_frame(SCHEMAS[name])
+                                     for name, table in tables.items()}, interim=not ended, at=self.now)

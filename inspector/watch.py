@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from inspector.errors import ConfigError
-from inspector.schema import ROLES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -132,26 +131,46 @@ class Watchlist:
 
         return table(self.migration_ports), table(self.libvirtd_ports), table(self.ssh_ports)
 
-    def roles(self, orig_p: np.ndarray, resp_p: np.ndarray,
-              orig_h: list[str], resp_h: list[str]) -> np.ndarray:
-        """The watch role of each flow (see ``ROLES``)."""
+    @cached_property
+    def _net_words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The internal networks as the flow table stores addresses: IP version,
+        (hi, lo) 64-bit words of the network and of its mask (IPv4 in the low
+        32 bits of ``lo``)."""
+        version, net_hi, net_lo, mask_hi, mask_lo = [], [], [], [], []
+        for net in self.internal_nets:
+            network, mask = int(net.network_address), int(net.netmask)
+            version.append(net.version)
+            net_hi.append(network >> 64)
+            net_lo.append(network & 0xFFFFFFFFFFFFFFFF)
+            mask_hi.append(mask >> 64)
+            mask_lo.append(mask & 0xFFFFFFFFFFFFFFFF)
+        return (np.array(version, dtype=np.int64),) + tuple(np.array(w, dtype=np.uint64)
+                                                             for w in (net_hi, net_lo, mask_hi, mask_lo))
+
+    def _internal(self, hi: np.ndarray, lo: np.ndarray, version: np.ndarray) -> np.ndarray:
+        """Addresses (flow-table words) inside an internal network."""
+        inside = np.zeros(hi.size, dtype=bool)
+        v4 = lo & np.uint64(0xFFFFFFFF)
+        for ver, n_hi, n_lo, m_hi, m_lo in zip(*self._net_words):
+            if ver == 4:
+                inside |= (version == 4) & ((v4 & m_lo) == n_lo)
+            else:
+                inside |= (version == 6) & ((hi & m_hi) == n_hi) & ((lo & m_lo) == n_lo)
+        return inside
+
+    def role_codes(self, a_port: np.ndarray, b_port: np.ndarray, addr: np.ndarray,
+                   version: np.ndarray) -> np.ndarray:
+        """The watch role of each flow as a code into ``schema.ROLES``, from the flow
+        table's columns: the two ports, ``addr`` (rows of A hi, A lo, B hi, B
+        lo words) and the IP version. No address is formatted."""
         migration, libvirtd, ssh = self._port_tables
-
-        internal = np.zeros(len(orig_h), dtype=bool)
+        internal = np.zeros(a_port.size, dtype=bool)
         if self.internal_nets:
-            cache: dict[str, bool] = {}
-
-            def inside(host: str) -> bool:
-                if host not in cache:
-                    addr = ipaddress.ip_address(host)
-                    cache[host] = any(addr in net for net in self.internal_nets)
-                return cache[host]
-
-            internal = np.fromiter((inside(a) or inside(b) for a, b in zip(orig_h, resp_h)),
-                                   dtype=bool, count=len(orig_h))
+            internal = self._internal(addr[:, 0], addr[:, 1], version) | self._internal(addr[:, 2], addr[:, 3],
+                                                                                          version)
         return np.select(
-            [migration[resp_p] | migration[orig_p], libvirtd[resp_p] | libvirtd[orig_p], ssh[resp_p] | ssh[orig_p],
+            [migration[a_port] | migration[b_port], libvirtd[a_port] | libvirtd[b_port], ssh[a_port] | ssh[b_port],
              internal],
-            list(ROLES[:4]),
-            "none",
-        )
+            [0, 1, 2, 3],
+            4,
+        ).astype(np.int8)

@@ -77,11 +77,10 @@ def regions_of(path: Path) -> dict[int, Region]:
     """The head region of every direction of every flow in a capture."""
     heads: dict[int, Region] = {}
 
-    def keep_head(region: Region) -> None:
-        if region.index == 0:
-            heads[region.slot] = region
+    def keep_heads(regions: list[Region]) -> None:
+        heads.update((region.slot, region) for region in regions if region.index == 0)
 
-    table = FlowTable(on_region=keep_head)
+    table = FlowTable(on_regions=keep_heads)
     for batch in CaptureReader(path):
         table.add(batch)
     table.finish()

@@ -79,21 +79,23 @@ class Region:
     islands: tuple[tuple[int, bytes], ...] = ()
 
 
-RegionHandler = Callable[[Region], None]
+RegionHandler = Callable[[list[Region]], None]
 
 
 class FlowTable:
     """Accumulates flows over any number of batches and input files.
 
-    ``on_region`` receives each reassembled region of a direction (its head,
-    then probes further in) as soon as it is complete or the flow ends, so
-    region buffers live only while a region is being filled. Flow ids are
-    reused once ``close`` has handed a flow over.
+    ``on_regions`` receives the reassembled regions of flow directions (a
+    head, then probes further in) completed by a batch or by flows' end, so
+    region buffers live only while a region is being filled. ``on_create``
+    hears the ids of flows as they are created. Flow ids are reused once
+    ``close`` has handed a flow over.
     """
 
-    def __init__(self, on_region: RegionHandler | None = None, initial_flows: int = 1024,
-                 initial_rows: int = 256) -> None:
-        self.on_region = on_region
+    def __init__(self, on_regions: RegionHandler | None = None, initial_flows: int = 1024,
+                 initial_rows: int = 256, on_create: Callable[[np.ndarray], None] | None = None) -> None:
+        self.on_regions = on_regions
+        self.on_create = on_create
         self.index: dict[int, int] = {}
         self.n_ids = 0  # ids handed out so far (the high-water mark of the arrays in use)
         self.free_ids: list[int] = []  # ids of closed flows, taken first by new flows
@@ -172,9 +174,12 @@ class FlowTable:
 
     def restart(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, at: int, ended: int,
                 input_index: int = 0) -> None:
-        """After ``close([ended])``: its 5-tuple starts a new flow at packet
-        ``at``; the batch's later packets of it are renumbered."""
+        """Flow ``ended`` ended before packet ``at``: its 5-tuple starts a new
+        flow there (a new id; the batch's later packets of it are renumbered).
+        The ended flow is no longer open, but keeps its id and state until
+        ``close``."""
         key = int(self.keys[ended])
+        self.in_use[ended] = False
         fid = self._allocate()
         self.index[key] = fid
         self._create(np.array([fid]), np.array([at]), dirs, batch, input_index, np.array([key], dtype=np.uint64))
@@ -188,17 +193,19 @@ class FlowTable:
         return self.n_ids - 1
 
     def _drain_heads(self) -> None:
-        """Hand complete regions to ``on_region`` and recycle their buffers."""
+        """Hand complete regions to ``on_regions`` and recycle their buffers."""
         c = self.counters
+        regions = []
         for s, row, start, length, index, kept_end in self.ready[: c[K.CT_READY]].tolist():
-            if self.on_region is not None:
+            if self.on_regions is not None:
                 at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
                 islands = self._islands(row, start, length, kept_end) if kept_end > length else ()
-                self.on_region(Region(s, index, start, self.heads[row, :length].tobytes(),
-                                      at_start, islands))
+                regions.append(Region(s, index, start, self.heads[row, :length].tobytes(), at_start, islands))
             self.head_free[c[K.CT_FREE_HEADS]] = row
             c[K.CT_FREE_HEADS] += 1
         c[K.CT_READY] = 0
+        if regions:
+            self.on_regions(regions)
 
     def _islands(self, row: int, start: int, length: int, kept_end: int) -> tuple[tuple[int, bytes], ...]:
         """Runs of bytes kept after the first hole of a region (coverage bitmap)."""
@@ -263,6 +270,8 @@ class FlowTable:
         self.keys[fids] = keys
         self.in_use[fids] = True
         self.flows_seen += fids.size
+        if self.on_create is not None:
+            self.on_create(fids)
 
     def _grow_work_space(self) -> None:
         """Double whichever pool ran short: histogram rows, head buffers, windows."""
@@ -300,8 +309,9 @@ class FlowTable:
         K.finish_slots(slots, self.slot, self.hist, self.free_rows, self.windows, self.ready, self.counters)
         self._drain_heads()
         state = self._state(fids, slots, take=True)
-        for key in self.keys[fids].tolist():
-            del self.index[key]
+        for fid, key in zip(fids.tolist(), self.keys[fids].tolist()):
+            if self.index.get(key) == fid:  # a flow that ended mid-batch gave its key to the next one
+                del self.index[key]
         self.in_use[fids] = False
         self.free_ids.extend(fids[::-1].tolist())  # the lowest id is reused first
         return state
