@@ -7,6 +7,7 @@ secrets through this one object, so each table is parsed once.
 from __future__ import annotations
 
 import ipaddress
+from collections import namedtuple
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,7 +49,9 @@ class Facts:
     def _rows(self) -> list:
         """Every flow as a row tuple, and the positions of each uid: built once,
         as rules ask per event (a pandas lookup per event cost ~50 ms each)."""
-        return list(self.flows.itertuples(index=False))
+        f = self.flows
+        row = namedtuple("Flow", f.columns)  # itertuples reads arrow-backed strings item by item: 10x slower
+        return list(map(row._make, zip(*(f[column].tolist() for column in f.columns))))
 
     @cached_property
     def _positions(self) -> dict[str, list[int]]:
