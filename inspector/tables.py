@@ -10,6 +10,7 @@ no rows.
 from __future__ import annotations
 
 import pandas as pd
+from pandas.api.types import pandas_dtype
 
 from inspector.schema import CATEGORIES, Columns
 
@@ -30,6 +31,8 @@ def empty_frame(columns: Columns) -> pd.DataFrame:
 
 
 def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> pd.Series:
+    if _already(values, dtype, categories):  # tables are typed as they are built: joining them re-types nothing
+        return values
     if dtype == "category":
         return pd.Series(pd.Categorical(values.astype(object).where(values.notna(), None),
                                         categories=_categories(values, categories)), index=values.index)
@@ -43,6 +46,16 @@ def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> 
     if dtype == "object":
         return values.astype(object)
     return values.astype(dtype)
+
+
+def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> bool:
+    """``values`` has exactly the documented dtype (and, for a category, exactly its documented categories)."""
+    if dtype == "category":
+        return isinstance(values.dtype, pd.CategoricalDtype) and tuple(values.cat.categories) == tuple(categories or ())
+    return dtype != "object" and values.dtype == _DTYPES.setdefault(dtype, pandas_dtype(dtype))
+
+
+_DTYPES: dict = {}
 
 
 def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
