@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fast generator of synthetic Ethernet/IPv4/TCP captures (classic pcap).
+"""Fast generator of synthetic Ethernet/IPv4/TCP(/UDP) captures (classic pcap),
+and of the shipped captures replicated (`--profile real`).
 
 Everything per packet is computed with numpy arrays; the record bytes are
 assembled by a small numba kernel (pure-Python fallback if numba is missing)
@@ -15,7 +16,13 @@ Profiles
         every port class.
   many  (default 1,000,000 packets in 100,000 short flows): SYN, SYN-ACK,
         ACK, a few data segments (first one a request from the originator,
-        then mostly responses), FIN/ACK, FIN/ACK, ACK.
+        then mostly responses), FIN/ACK, FIN/ACK, ACK. With --udp-share S,
+        that fraction of the flows are UDP instead: 2-6 datagrams on port
+        53 (query/answer alternating, random bytes) or 514 (one-way text),
+        never closed.
+  real  (--sources FILE... --copies N) the given captures merged in time
+        order, written N times one after another with each copy's
+        addresses rewritten into 198.18.0.0/15 (see replicate()).
 
 Payload kinds (each drawn from a per-kind pool, deterministic from --seed)
   random  random bytes (stands for ciphertext)
@@ -31,7 +38,8 @@ ISNs) depend only on --seed and the flow index, so `--profile bulk
 packets per flow (used for the memory-boundedness check).
 
 Usage: make_capture.py OUT.pcap [--profile bulk|many] [--packets N]
-                       [--flows F] [--seed S] [--meta]
+                       [--flows F] [--seed S] [--udp-share S] [--meta]
+       make_capture.py OUT.pcap --profile real --sources PCAP... [--copies N] [--meta]
 """
 from __future__ import annotations
 
