@@ -645,6 +645,7 @@ def main(argv=None) -> int:
                     help="command prefix for inspector (default: python -m inspector, repo on PYTHONPATH)")
     ap.add_argument("--inspector-args", default="", help="extra arguments for inspector analyze")
     args = ap.parse_args(argv)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     args.timeout = args.timeout or (120.0 if args.quick else 600.0)
     if args.mem_limit_gb:
@@ -771,7 +772,7 @@ def main(argv=None) -> int:
           "(other work on the machine skews the numbers)")
     doc = {
         "mode": "quick" if args.quick else "full",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": started,
         "timeout_s": args.timeout,
         "environment": env_info,
         "captures": caps,
