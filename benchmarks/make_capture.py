@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fast generator of synthetic Ethernet/IPv4/TCP captures (classic pcap).
+"""Fast generator of synthetic Ethernet/IPv4/TCP(/UDP) captures (classic pcap),
+and of the shipped captures replicated (`--profile real`).
 
 Everything per packet is computed with numpy arrays; the record bytes are
 assembled by a small numba kernel (pure-Python fallback if numba is missing)
@@ -15,7 +16,13 @@ Profiles
         every port class.
   many  (default 1,000,000 packets in 100,000 short flows): SYN, SYN-ACK,
         ACK, a few data segments (first one a request from the originator,
-        then mostly responses), FIN/ACK, FIN/ACK, ACK.
+        then mostly responses), FIN/ACK, FIN/ACK, ACK. With --udp-share S,
+        that fraction of the flows are UDP instead: 2-6 datagrams on port
+        53 (query/answer alternating, random bytes) or 514 (one-way text),
+        never closed.
+  real  (--sources FILE... --copies N) the given captures merged in time
+        order, written N times one after another with each copy's
+        addresses rewritten into 198.18.0.0/15 (see replicate()).
 
 Payload kinds (each drawn from a per-kind pool, deterministic from --seed)
   random  random bytes (stands for ciphertext)
@@ -31,16 +38,21 @@ ISNs) depend only on --seed and the flow index, so `--profile bulk
 packets per flow (used for the memory-boundedness check).
 
 Usage: make_capture.py OUT.pcap [--profile bulk|many] [--packets N]
-                       [--flows F] [--seed S] [--meta]
+                       [--flows F] [--seed S] [--udp-share S] [--meta]
+       make_capture.py OUT.pcap --profile real --sources PCAP... [--copies N] [--meta]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import math
 import os
+import struct
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -48,8 +60,11 @@ KINDS = ("random", "zlib", "text", "mixed")
 GEN_VERSION = 1          # bump when the output for given args changes
 MSS = 1448               # payload per full segment (1500 - 20 IP - 32 TCP w/ TS)
 HDR_W = 90               # pcap rec hdr 16 + eth 14 + ip 20 + tcp up to 40
+# classic pcap, microsecond, little-endian, snaplen 262144, Ethernet
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
 CHUNK_BYTES = 64 << 20   # output assembled and written in chunks of this size
 
+UDP_DATAGRAMS = (2, 6)   # many --udp-share: datagrams per UDP flow, at least and at most
 PROFILE_DEFAULTS = {
     "bulk": {"packets": 2_000_000, "flows": 20},
     "many": {"packets": 1_000_000, "flows": 100_000},
@@ -317,9 +332,11 @@ def layout_bulk(n_packets: int, n_flows: int, seed: int, ack_every: int):
     return flows, pk, per
 
 
-def layout_many(n_packets: int, n_flows: int, seed: int):
-    if n_packets < n_flows * 7:
-        raise SystemExit("many: need at least 7 packets per flow")
+def layout_many(n_packets: int, n_flows: int, seed: int, udp_share: float = 0.0):
+    """Short TCP flows; with udp_share, that fraction of the flows are UDP
+    exchanges of UDP_DATAGRAMS datagrams that never close (DNS on 53: query,
+    answer, ...; syslog on 514: one way), so they end only on idle timeouts.
+    udp_share 0 gives exactly the all-TCP capture of before (same draws)."""
     frng = np.random.default_rng([seed, 11])
     i = np.arange(n_flows)
     u = frng.random(n_flows)
@@ -346,26 +363,32 @@ def layout_many(n_packets: int, n_flows: int, seed: int):
         "tsoff_o": frng.integers(0, 1 << 31, n_flows),
         "tsoff_r": frng.integers(0, 1 << 31, n_flows),
     }
+    udp, udp_per, dns = _udp_flows(flows, n_flows, seed, udp_share)
+    n_tcp = n_flows - int(udp.sum())
+    if n_packets < n_tcp * 7 + int(udp_per.sum()):
+        raise SystemExit("many: need at least 7 packets per TCP flow")
     prng = np.random.default_rng([seed, 12, n_packets])
-    # data segments per flow: 1 + multinomial share of the remainder
-    extra = n_packets - 7 * n_flows
-    m = 1 + prng.multinomial(extra, np.full(n_flows, 1.0 / n_flows))
-    per = m + 6
+    # TCP data segments per flow: 1 + multinomial share of the remainder
+    extra = n_packets - 7 * n_tcp - int(udp_per.sum())
+    m = np.zeros(n_flows, np.int64)
+    m[~udp] = 1 + prng.multinomial(extra, np.full(n_tcp, 1.0 / n_tcp))
+    per = np.where(udp, udp_per, m + 6)
     N = int(per.sum())
     assert N == n_packets
     flow = np.repeat(i, per)
     first = np.concatenate([[0], np.cumsum(per)[:-1]])
     pos = np.arange(N) - first[flow]           # position within flow
     last = per[flow] - 1 - pos                 # distance from the end
+    tcp = ~udp[flow]
     d = np.zeros(N, np.int8)
-    fl = np.full(N, ACK, np.uint8)
+    fl = np.where(tcp, ACK, 0).astype(np.uint8)
     pl = np.zeros(N, np.int32)
     # handshake
-    fl[pos == 0] = SYN
-    fl[pos == 1] = SYN | ACK
-    d[pos == 1] = 1
+    fl[(pos == 0) & tcp] = SYN
+    fl[(pos == 1) & tcp] = SYN | ACK
+    d[(pos == 1) & tcp] = 1
     # data: pos 3 .. 3+m-1; first from originator, then 75% responder
-    isdata = (pos >= 3) & (last >= 3)
+    isdata = (pos >= 3) & (last >= 3) & tcp
     firstdata = pos == 3
     rdir = (prng.random(N) < 0.75).astype(np.int8)
     d[isdata] = np.where(firstdata[isdata], 0, rdir[isdata])
@@ -374,9 +397,15 @@ def layout_many(n_packets: int, n_flows: int, seed: int):
     resp_len = np.where(prng.random(N) < 0.5, MSS, prng.integers(60, MSS + 1, N))
     pl[isdata] = np.where(d[isdata] == 0, req_len[isdata], resp_len[isdata])
     # close
-    fl[last == 2] = FIN | ACK
-    fl[last == 1] = FIN | ACK
-    d[last == 1] = 1
+    fl[(last == 2) & tcp] = FIN | ACK
+    fl[(last == 1) & tcp] = FIN | ACK
+    d[(last == 1) & tcp] = 1
+    if udp.any():  # DNS alternates query/answer, syslog only sends
+        isudp = ~tcp
+        d[isudp] = np.where(dns[flow[isudp]], pos[isudp] % 2, 0)
+        urng = np.random.default_rng([seed, 14, n_packets])
+        pl[isudp] = np.where(dns[flow[isudp]] & (d[isudp] == 0), urng.integers(30, 80, N)[isudp],
+                             urng.integers(60, 500, N)[isudp])
     span_us = max(1, n_flows) * 1000   # 1000 new flows per second
     start = np.sort(prng.integers(0, span_us, n_flows))
     rtt = prng.integers(50, 2000, n_flows)
@@ -387,6 +416,23 @@ def layout_many(n_packets: int, n_flows: int, seed: int):
     ts = start[flow] + cs - cs[first][flow]
     pk = {"flow": flow, "dir": d, "flags": fl, "plen": pl, "ts": ts}
     return flows, pk, per
+
+
+def _udp_flows(flows: dict, n_flows: int, seed: int, udp_share: float):
+    """Turns udp_share of the flows into UDP ones (in place: port, payload
+    kind, "udp" flag); -> (udp mask, datagrams per flow, DNS mask)."""
+    udp = np.zeros(n_flows, bool)
+    flows["udp"] = udp
+    n_udp = round(udp_share * n_flows)
+    if not n_udp:
+        return udp, np.zeros(n_flows, np.int64), udp
+    urng = np.random.default_rng([seed, 13])
+    udp[urng.choice(n_flows, n_udp, replace=False)] = True
+    dns = udp & (urng.random(n_flows) < 0.5)
+    flows["resp_p"] = np.where(dns, 53, np.where(udp, 514, flows["resp_p"]))
+    flows["kind"] = np.where(dns, KINDS.index("random"), np.where(udp, KINDS.index("text"), flows["kind"]))
+    per = np.where(udp, urng.integers(UDP_DATAGRAMS[0], UDP_DATAGRAMS[1] + 1, n_flows), 0)
+    return udp, per, dns
 
 
 # --------------------------------------------------------------------------
@@ -468,8 +514,9 @@ def build_headers(sel, flows, pk, seq, ack, ipid, tsv, tse, pool_pref, src, allp
     flags = pk["flags"][sel]
     plen = pk["plen"][sel].astype(np.int64)
     n = sel.size
+    udp = flows["udp"][f] if "udp" in flows else np.zeros(n, bool)
     syn = (flags & SYN) > 0
-    thl = np.where(syn, 40, 32)
+    thl = np.where(udp, 8, np.where(syn, 40, 32))   # transport header length
     iplen = 20 + thl + plen
     h = np.zeros(n, REC_DT)
     t = pk["ts"][sel]
@@ -490,7 +537,7 @@ def build_headers(sel, flows, pk, seq, ack, ipid, tsv, tse, pool_pref, src, allp
     h["ip_id"] = ipid[sel]
     h["ip_off"] = 0x4000
     h["ip_ttl"] = 64
-    h["ip_p"] = 6
+    h["ip_p"] = np.where(udp, 17, 6)
     h["ip_src"] = src_ip
     h["ip_dst"] = dst_ip
     h["sport"] = np.where(d == 0, op, rp)
@@ -513,17 +560,20 @@ def build_headers(sel, flows, pk, seq, ack, ipid, tsv, tse, pool_pref, src, allp
     opt[syn, 16:20] = (1, 3, 3, 7)
     h["opt"] = opt
     raw = h.view(np.uint8).reshape(n, HDR_W)
+    if udp.any():  # UDP header: ports, then length and checksum where TCP has seq
+        raw[udp, 54:] = 0
+        h["seq"][udp] = (8 + plen[udp]) << 16
     # IPv4 header checksum
     w = raw[:, 30:50].astype(np.int64)
     s = ((w[:, 0::2] << 8) | w[:, 1::2]).sum(axis=1)
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     h["ip_sum"] = ~s & 0xFFFF
-    # TCP checksum: pseudo header + header + payload (from pool prefix sums)
+    # TCP/UDP checksum: pseudo header + header + payload (from pool prefix sums)
     w = raw[:, 50:90].astype(np.int64)
     tot = ((w[:, 0::2] << 8) | w[:, 1::2]).sum(axis=1)
     tot += (src_ip >> 16) + (src_ip & 0xFFFF) + (dst_ip >> 16) + (dst_ip & 0xFFFF)
-    tot += 6 + thl + plen
+    tot += h["ip_p"] + thl + plen
     sp = src[sel]
     a = sp & 1
     k0 = sp >> 1
@@ -538,12 +588,14 @@ def build_headers(sel, flows, pk, seq, ack, ipid, tsv, tse, pool_pref, src, allp
     tot += np.where(plen & 1, lastb, 0)
     m = tot % 65535
     h["th_sum"] = np.where(m == 0, 0, 0xFFFF - m)
+    if udp.any():  # a computed 0 goes on the wire as 0xFFFF (0 means no checksum, RFC 768)
+        h["seq"][udp] = ((8 + plen[udp]) << 16) | np.where(m[udp] == 0, 0xFFFF, 0xFFFF - m[udp])
     return raw, (14 + 16 + 20 + thl).astype(np.int64), plen, 16 + 14 + iplen
 
 
 def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
              flows: int | None = None, seed: int = 1, ack_every: int = 4,
-             pool_mib: int = 16, quiet: bool = False) -> dict:
+             pool_mib: int = 16, quiet: bool = False, udp_share: float = 0.0) -> dict:
     t0 = time.perf_counter()
     packets = packets or PROFILE_DEFAULTS[profile]["packets"]
     flows_n = flows or PROFILE_DEFAULTS[profile]["flows"]
@@ -554,7 +606,7 @@ def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
     if profile == "bulk":
         fl, pk, per = layout_bulk(packets, flows_n, seed, ack_every)
     elif profile == "many":
-        fl, pk, per = layout_many(packets, flows_n, seed)
+        fl, pk, per = layout_many(packets, flows_n, seed, udp_share)
     else:
         raise SystemExit(f"unknown profile {profile}")
     seq, ack, src, ipid, tsv, tse = finish_fields(fl, pk, per, pool_bytes, stride)
@@ -563,10 +615,7 @@ def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
     total_bytes = 24
     buf = np.empty(CHUNK_BYTES, np.uint8)
     with open(tmp, "wb") as fh:
-        # classic pcap, microsecond, little-endian, snaplen 262144, Ethernet
-        fh.write(np.array([0xA1B2C3D4], "<u4").tobytes()
-                 + np.array([2, 4], "<u2").tobytes()
-                 + np.array([0, 0, 262144, 1], "<u4").tobytes())
+        fh.write(PCAP_HEADER)
         step = max(1, CHUNK_BYTES // (HDR_W + MSS))
         for c in range(0, order.size, step):
             sel = order[c:c + step]
@@ -589,6 +638,7 @@ def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
         "bytes": int(total_bytes), "seed": seed, "ack_every": ack_every,
         "pool_mib": pool_mib,
         "payload_bytes": int(pk["plen"].sum()),
+        "udp_share": udp_share, "udp_flows": int(fl["udp"].sum()) if "udp" in fl else 0,
         "flows_by_kind": {k: int((kinds == i).sum()) for i, k in enumerate(KINDS)},
         "flows_by_port_class": {
             "migration": int(((fl["resp_p"] >= 49152) & (fl["resp_p"] <= 49261)).sum()),
@@ -618,10 +668,146 @@ def _ipstr(x) -> str:
     return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
 
 
+# --------------------------------------------------------------------------
+# real: the shipped captures, replicated
+# --------------------------------------------------------------------------
+
+# RFC 2544 benchmarking range 198.18.0.0/15: copy k (from 0) runs between
+# originators at 198.18.0.0 + k + 1 and responders at 198.19.0.0 + k + 1.
+REAL_ORIG_NET, REAL_RESP_NET = ip4(198, 18, 0, 0), ip4(198, 19, 0, 0)
+REAL_GAP_US = 1_000_000   # between the last packet of a copy and the first of the next
+
+
+def read_frames(path: str) -> list[tuple[int, int, bytes]]:
+    """(timestamp us, original length, frame) of every record of a classic
+    little-endian microsecond Ethernet pcap, gzip-compressed or not."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 24 or struct.unpack_from("<I", data)[0] != 0xA1B2C3D4 or struct.unpack_from("<I", data, 20)[0] != 1:
+        raise SystemExit(f"{path}: not a classic little-endian microsecond Ethernet pcap")
+    frames, off = [], 24
+    while off + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, off)
+        frame = data[off + 16:off + 16 + incl]
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
+            raise SystemExit(f"{path}: record at byte {off} is not Ethernet/IPv4")
+        frames.append((sec * 1_000_000 + usec, orig, frame))
+        off += 16 + incl
+    return frames
+
+
+def _word_sum(b: bytes) -> int:
+    """Sum of the big-endian 16-bit words of b (odd length padded with 0)."""
+    a = np.frombuffer(b + b"\0" * (len(b) & 1), ">u2")
+    return int(a.sum(dtype=np.int64))
+
+
+def _fold(s: np.ndarray) -> np.ndarray:
+    for _ in range(3):
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def _put_be(buf: np.ndarray, off: np.ndarray, value: np.ndarray, n: int) -> None:
+    for i in range(n):
+        buf[off + i] = (value >> (8 * (n - 1 - i))) & 0xFF
+
+
+def replicate(out_path: str, sources: list[str], copies: int = 32, quiet: bool = False) -> dict:
+    """Writes `copies` copies of the sources' packets (merged in time order),
+    copy k shifted in time by k periods (a period is the copy's span plus
+    REAL_GAP_US, so copies never overlap) and with its addresses rewritten:
+    a flow's originator (the sender of its first SYN, else of its first
+    packet) becomes 198.18.0.0 + k + 1, its responder 198.19.0.0 + k + 1.
+    IPv4 header and TCP/UDP checksums are recomputed for the new addresses
+    (the loopback captures' offloaded, never-filled TCP checksums come out
+    valid too); a UDP checksum of 0 (none) stays 0, and a segment cut by the
+    snaplen keeps its checksum as captured. Everything else is byte for byte
+    the original."""
+    t0 = time.perf_counter()
+    frames = sorted((f for src in sources for f in read_frames(src)), key=lambda f: f[0])
+    n = len(frames)
+    ts = np.array([f[0] for f in frames], np.int64)
+    rec_off = np.zeros(n, np.int64)
+    syn_seen: set[tuple] = set()
+    ip_base = np.zeros(n, np.int64)      # IP header words but checksum and addresses
+    l4_base = np.zeros(n, np.int64)      # pseudo header and segment, checksum zeroed, but addresses
+    l4_sum_at = np.full(n, -1, np.int64)  # offset of the TCP/UDP checksum in the frame, -1: keep
+    originator: dict[tuple, tuple[bytes, int]] = {}   # flow key -> originator's endpoint
+    endpoints: list[tuple[tuple, tuple[bytes, int]]] = []  # (flow key, sender's endpoint) per frame
+    template = bytearray()
+    for i, (_, orig_len, fr) in enumerate(frames):
+        rec_off[i] = len(template)
+        template += struct.pack("<IIII", 0, 0, len(fr), orig_len) + fr
+        ihl = (fr[14] & 15) * 4
+        l4 = 14 + ihl
+        ip_len = struct.unpack_from(">H", fr, 16)[0]
+        proto = fr[23]
+        ports = struct.unpack_from(">HH", fr, l4) if proto in (6, 17) and len(fr) >= l4 + 8 else (0, 0)
+        sender = (fr[26:30], ports[0])
+        key = (proto,) + tuple(sorted([sender, (fr[30:34], ports[1])]))
+        endpoints.append((key, sender))
+        syn_only = proto == 6 and len(fr) >= l4 + 14 and fr[l4 + 13] & (SYN | ACK) == SYN
+        if syn_only and key not in syn_seen:
+            syn_seen.add(key)
+            originator[key] = sender
+        elif key not in originator:
+            originator[key] = sender
+        ip_base[i] = _word_sum(fr[14:24] + fr[34:l4])
+        at = l4 + (16 if proto == 6 else 6)
+        complete = proto in (6, 17) and at + 2 <= 14 + ip_len <= len(fr)   # not cut by the snaplen
+        if complete and not (proto == 17 and fr[at:at + 2] == b"\0\0"):
+            seg = fr[l4:at] + b"\0\0" + fr[at + 2:14 + ip_len]
+            l4_base[i] = _word_sum(seg) + proto + len(seg)
+            l4_sum_at[i] = at
+    is_orig = np.array([originator[key] == sender for key, sender in endpoints])
+    tpl = np.frombuffer(bytes(template), np.uint8)
+    period_us = math.ceil((int(ts[-1] - ts[0]) + REAL_GAP_US) / 1_000_000) * 1_000_000
+    fix = l4_sum_at >= 0
+    udp_sum = np.array([fr[23] == 17 for _, _, fr in frames])[fix]
+    tmp = os.path.abspath(out_path) + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(PCAP_HEADER)
+        for k in range(copies):
+            buf = tpl.copy()
+            t = ts + k * period_us
+            for j, v in enumerate((t // 1_000_000, t % 1_000_000)):  # record header: little-endian
+                for b in range(4):
+                    buf[rec_off + 4 * j + b] = (v >> (8 * b)) & 0xFF
+            a, r = REAL_ORIG_NET + k + 1, REAL_RESP_NET + k + 1
+            _put_be(buf, rec_off + 16 + 26, np.where(is_orig, a, r), 4)
+            _put_be(buf, rec_off + 16 + 30, np.where(is_orig, r, a), 4)
+            addr_sum = (a >> 16) + (a & 0xFFFF) + (r >> 16) + (r & 0xFFFF)
+            _put_be(buf, rec_off + 16 + 24, ~_fold(ip_base + addr_sum) & 0xFFFF, 2)
+            c = ~_fold(l4_base[fix] + addr_sum) & 0xFFFF
+            c = np.where(udp_sum & (c == 0), 0xFFFF, c)
+            _put_be(buf, rec_off[fix] + 16 + l4_sum_at[fix], c, 2)
+            fh.write(buf.tobytes())
+    os.replace(tmp, out_path)
+    flows = len(originator)
+    meta = {
+        "generator_version": GEN_VERSION,
+        "path": os.path.abspath(out_path),
+        "profile": "real", "copies": copies,
+        "packets": n * copies, "flows": flows * copies, "bytes": 24 + tpl.size * copies,
+        "packets_per_copy": n, "flows_per_copy": flows,
+        "period_s": period_us / 1e6,
+        "addresses": f"copy k: originators {_ipstr(REAL_ORIG_NET)}+k+1, responders {_ipstr(REAL_RESP_NET)}+k+1",
+        "checksums": f"IPv4 recomputed; TCP/UDP recomputed on {int(fix.sum())} of {n} packets per copy",
+        "sources": {Path(src).name: os.path.getsize(src) for src in sources},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if not quiet:
+        print(f"wrote {out_path}: {meta['packets']:,} packets, {meta['bytes']:,} bytes "
+              f"({meta['bytes'] / 1e6:.1f} MB), {meta['flows']:,} flows: {len(sources)} captures "
+              f"x {copies}, {meta['seconds']:.1f} s")
+    return meta
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="output .pcap path")
-    ap.add_argument("--profile", choices=sorted(PROFILE_DEFAULTS), default="bulk")
+    ap.add_argument("--profile", choices=sorted(PROFILE_DEFAULTS) + ["real"], default="bulk")
     ap.add_argument("--packets", type=int, help="total packets (default: profile's)")
     ap.add_argument("--flows", type=int, help="number of flows (default: profile's)")
     ap.add_argument("--seed", type=int, default=1)
@@ -629,12 +815,22 @@ def main(argv=None) -> int:
                     help="bulk: one pure ACK back per this many data segments")
     ap.add_argument("--pool-mib", type=int, default=16,
                     help="size of each payload-kind pool (MiB)")
+    ap.add_argument("--udp-share", type=float, default=0.0,
+                    help="many: this fraction of the flows are UDP (DNS/syslog, never closed)")
+    ap.add_argument("--sources", nargs="+", metavar="PCAP",
+                    help="real: the captures to replicate (classic pcap, optionally .gz)")
+    ap.add_argument("--copies", type=int, default=32, help="real: copies of the sources")
     ap.add_argument("--meta", action="store_true",
                     help="also write OUT.meta.json describing the capture")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    meta = generate(a.out, a.profile, a.packets, a.flows, a.seed, a.ack_every,
-                    a.pool_mib, a.quiet)
+    if a.profile == "real":
+        if not a.sources:
+            ap.error("--profile real needs --sources")
+        meta = replicate(a.out, a.sources, a.copies, a.quiet)
+    else:
+        meta = generate(a.out, a.profile, a.packets, a.flows, a.seed, a.ack_every,
+                        a.pool_mib, a.quiet, a.udp_share)
     if a.meta:
         with open(a.out + ".meta.json", "w") as fh:
             json.dump(meta, fh, indent=1)

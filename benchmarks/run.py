@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Throughput and memory benchmark: inspector against tshark and nfstream.
+"""Throughput and memory benchmark: inspector against tshark, nfstream and ndpiReader.
 
-Generates the synthetic captures if missing (benchmarks/.data/, see
-make_capture.py), then measures, per capture, every tool in its own process:
-wall time, CPU time, packets/s, MB/s, peak memory and flows found. Prints a
-table, inspector's speedup and memory ratio against each peer, and a
-memory-boundedness check (inspector's peak RSS on the bulk capture against a
-capture with the same 20 flows and half the packets).
+Generates the captures if missing (benchmarks/.data/, see make_capture.py):
+synthetic ones, and `real`, the shipped captures replicated 32 times with
+rewritten addresses. Then measures, per capture, every tool in its own
+process: wall time, CPU time (user+sys of the process tree), packets per
+second and per CPU-second, MB/s, peak memory and flows found. Prints a
+table, inspector's ratios against each peer (per CPU-second and wall), peak
+RSS side by side, a memory-boundedness check (inspector's peak RSS on the
+bulk capture against a capture with the same 20 flows and half the packets),
+inspector's fixed cost (best CPU of 3 runs on the 52-packet
+captures/http-api.pcap, numba's cache warm) and the targets of issue 11,
+met or not.
 
     python benchmarks/run.py --quick            # smoke run, small captures
-    python benchmarks/run.py --out results.json # full run (~15-25 min)
+    python benchmarks/run.py --out results.json # real, many, bulk (~15-25 min)
+    python benchmarks/run.py --captures many-500k,udp-mix --tools inspector,nfstream  # memory
 
 See benchmarks/README.md for the meaning of each column.
 """
@@ -29,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 try:
     import psutil
@@ -38,25 +45,60 @@ except ImportError:  # tree RSS sampling and the memory limit are then off
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
-# name -> (profile, packets, flows)
-CAPTURES_FULL = {
-    "bulk": ("bulk", 2_000_000, 20),
-    "many": ("many", 1_000_000, 100_000),
-    "bulk-half": ("bulk", 1_000_000, 20),
-}
-CAPTURES_QUICK = {
-    "bulk": ("bulk", 200_000, 20),
-    "many": ("many", 100_000, 10_000),
-    "bulk-half": ("bulk", 100_000, 20),
-}
-WARMUP_CAPTURE = ("bulk", 2_000, 20)
-ALL_TOOLS = ("cat", "inspector", "tshark-nodesegment", "tshark", "nfstream")
-PEERS = ("tshark", "tshark-nodesegment", "nfstream")
-
-
 # --------------------------------------------------------------------------
 # captures
 # --------------------------------------------------------------------------
+
+class Spec(NamedTuple):
+    """A benchmark capture: a synthetic profile (make_capture.py) with its
+    packets and flows, or "real": the shipped captures replicated `copies` times."""
+    profile: str
+    packets: int = 0
+    flows: int = 0
+    udp_share: float = 0.0
+    copies: int = 0
+
+    def file_name(self, seed: int) -> str:
+        if self.profile == "real":
+            return f"real-x{self.copies}.pcap"
+        udp = f"-u{round(self.udp_share * 100)}" if self.udp_share else ""
+        return f"{self.profile}-{self.packets}p-{self.flows}f{udp}-s{seed}.pcap"
+
+    def generator_args(self, seed: int) -> list[str]:
+        if self.profile == "real":
+            return ["--copies", str(self.copies), "--sources", *map(str, real_sources())]
+        args = ["--packets", str(self.packets), "--flows", str(self.flows), "--seed", str(seed)]
+        return args + (["--udp-share", str(self.udp_share)] if self.udp_share else [])
+
+
+CAPTURES_FULL = {
+    "real": Spec("real", copies=32),
+    "bulk": Spec("bulk", 2_000_000, 20),
+    "many": Spec("many", 1_000_000, 100_000),
+    "bulk-half": Spec("bulk", 1_000_000, 20),
+    "many-500k": Spec("many", 5_000_000, 500_000),        # memory.py's capture
+    "udp-mix": Spec("many", 1_000_000, 100_000, udp_share=0.1),
+}
+CAPTURES_QUICK = {
+    "real": Spec("real", copies=4),
+    "bulk": Spec("bulk", 200_000, 20),
+    "many": Spec("many", 100_000, 10_000),
+    "bulk-half": Spec("bulk", 100_000, 20),
+    "many-500k": Spec("many", 500_000, 50_000),
+    "udp-mix": Spec("many", 100_000, 10_000, udp_share=0.1),
+}
+WARMUP_CAPTURE = Spec("bulk", 2_000, 20)
+# the fixed cost of one run: the smallest shipped capture (52 packets, 3 HTTP flows)
+FIXED_COST_CAPTURE = REPO / "captures" / "http-api.pcap"
+FIXED_COST_RUNS = 3
+ALL_TOOLS = ("cat", "inspector", "tshark-nodesegment", "tshark", "nfstream", "ndpiReader")
+PEERS = ("tshark", "tshark-nodesegment", "nfstream", "ndpiReader")
+
+
+def real_sources() -> list[Path]:
+    """The shipped captures the `real` capture replicates (not captures/variants)."""
+    return sorted([*REPO.glob("captures/*.pcap"), *REPO.glob("captures/*.pcap.gz")])
+
 
 def generator_version() -> int | None:
     """GEN_VERSION of make_capture.py, read without importing it (importing
@@ -67,25 +109,30 @@ def generator_version() -> int | None:
 
 
 def ensure_capture(data_dir: Path, name: str, spec, seed: int, regen: bool) -> dict:
-    profile, packets, flows = spec
-    path = data_dir / f"{profile}-{packets}p-{flows}f-s{seed}.pcap"
+    """The capture's sidecar meta, after writing the capture with make_capture.py
+    unless an up-to-date one is there (same generator, size and, for `real`,
+    the same source captures)."""
+    spec = Spec(*spec)
+    path = data_dir / spec.file_name(seed)
     meta_path = Path(str(path) + ".meta.json")
+    sources = ({p.name: p.stat().st_size for p in real_sources()} if spec.profile == "real" else None)
     if not regen and path.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
             if (meta.get("generator_version") == generator_version()
-                    and meta.get("bytes") == path.stat().st_size):
+                    and meta.get("bytes") == path.stat().st_size and meta.get("sources") == sources):
                 meta["reused"] = True
                 meta["name"] = name
                 return meta
         except (ValueError, OSError):
             pass
-    print(f"generating {name}: {profile}, {packets:,} packets, {flows:,} flows -> {path}",
-          flush=True)
+    what = (f"{len(sources)} shipped captures x {spec.copies}" if sources else
+            f"{spec.profile}, {spec.packets:,} packets, {spec.flows:,} flows"
+            + (f", {spec.udp_share:.0%} UDP" if spec.udp_share else ""))
+    print(f"generating {name}: {what} -> {path}", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path),
-                    "--profile", profile, "--packets", str(packets), "--flows", str(flows),
-                    "--seed", str(seed), "--meta"], check=True)
+    subprocess.run([sys.executable, str(BENCH / "make_capture.py"), str(path), "--profile", spec.profile,
+                    *spec.generator_args(seed), "--meta"], check=True)
     meta = json.loads(meta_path.read_text())
     meta["generation_wall_s"] = round(time.perf_counter() - t0, 2)
     meta["reused"] = False
@@ -278,8 +325,17 @@ def tool_command(tool: str, path: str, workdir: Path, args):
         cmd = ["tshark"]
         if tool == "tshark-nodesegment":
             cmd += ["-o", "tcp.desegment_tcp_streams:FALSE"]
-        cmd += ["-q", "-z", "conv,tcp", "-r", path]
+        cmd += ["-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", path]
         return cmd, None, False, lambda res: sum(1 for ln in res["stdout"].splitlines() if "<->" in ln)
+    if tool == "ndpiReader":
+        def count(res):
+            m = re.search(r"^\s*IP packets:\s*(\d+)", res["stdout"], re.MULTILINE)
+            res["tool_packets"] = int(m.group(1)) if m else None
+            m = re.search(r"^\s*Unique flows:\s*(\d+)", res["stdout"], re.MULTILINE)
+            return int(m.group(1)) if m else None
+        # full DPI with its defaults (up to 80 TCP / 24 UDP packets of a flow dissected); without -q
+        # it ends with the traffic statistics the flow count comes from
+        return ["ndpiReader", "-i", path], None, False, count
     if tool == "nfstream":
         def count(res):
             for ln in reversed(res["stdout"].strip().splitlines()):
@@ -314,6 +370,7 @@ def measure(tool: str, cap: dict, workdir: Path, args) -> dict:
     best = min(ok, key=lambda r: r["wall_s"]) if ok else runs[-1]
     best = dict(best)
     if ok:
+        best["cpu_s"] = min(r["cpu_s"] for r in ok)
         best["max_rss_mb"] = max(r["max_rss_mb"] for r in ok)
         trees = [r["tree_rss_mb"] for r in ok if r.get("tree_rss_mb") is not None]
         best["tree_rss_mb"] = max(trees) if trees else None
@@ -329,6 +386,7 @@ def measure(tool: str, cap: dict, workdir: Path, args) -> dict:
     if best.get("wall_s") and best.get("status") == "ok":
         best["pps"] = cap["packets"] / best["wall_s"]
         best["mb_s"] = cap["bytes"] / 1e6 / best["wall_s"]
+        best["pps_cpu"] = cap["packets"] / best["cpu_s"] if best.get("cpu_s") else None
     rss = [v for v in (best.get("max_rss_mb"), best.get("tree_rss_mb")) if v]
     best["peak_rss_mb"] = max(rss) if rss else None
     # keep the JSON small
@@ -356,7 +414,7 @@ def fmt(x, spec=".1f"):
 
 
 def print_table(results):
-    hdr = ["capture", "tool", "status", "wall s", "cpu s", "pkts/s", "MB/s",
+    hdr = ["capture", "tool", "status", "wall s", "cpu s", "pkts/s", "pkts/CPU-s", "MB/s",
            "maxRSS MB", "treeRSS MB", "anonRSS MB", "flows (exp.)"]
     rows = []
     for r in results:
@@ -369,6 +427,7 @@ def print_table(results):
                                                      if r.get("status") == "did not finish" else "-"),
             fmt(r.get("cpu_s"), ".2f"),
             fmt_rate(r.get("pps")) if ok else "-",
+            fmt_rate(r.get("pps_cpu")) if ok else "-",
             fmt(r.get("mb_s"), ".1f") if ok else "-",
             fmt(r.get("max_rss_mb"), ".0f"),
             fmt(r.get("tree_rss_mb"), ".0f"),
@@ -396,11 +455,13 @@ def ratios(results, timeout):
             if pr is None:
                 continue
             row = {"capture": cap, "peer": peer, "speedup": None, "speedup_is_lower_bound": False,
-                   "mem_ratio": None}
+                   "cpu_ratio": None, "mem_ratio": None}
             if ins is None or ins.get("status") != "ok":
                 row["note"] = "inspector did not run successfully"
             elif pr.get("status") == "ok":
                 row["speedup"] = pr["wall_s"] / ins["wall_s"]
+                if ins.get("pps_cpu") and pr.get("pps_cpu"):
+                    row["cpu_ratio"] = ins["pps_cpu"] / pr["pps_cpu"]
                 if ins.get("peak_rss_mb") and pr.get("peak_rss_mb"):
                     row["mem_ratio"] = ins["peak_rss_mb"] / pr["peak_rss_mb"]
             elif pr.get("status") == "did not finish":
@@ -414,14 +475,108 @@ def ratios(results, timeout):
 
 
 def print_ratios(rows):
-    print("\ninspector against peers (speedup = peer wall / inspector wall; "
+    print("\ninspector against peers (per CPU-s = inspector pkts/CPU-s / peer pkts/CPU-s; "
+          "speedup = peer wall / inspector wall;\n"
           "mem ratio = inspector peak RSS / peer peak RSS, < 1 means inspector uses less)")
     for r in rows:
         sp = "-" if r["speedup"] is None else (
             (">=" if r["speedup_is_lower_bound"] else "") + f"{r['speedup']:.2f}x")
+        cr = "-" if r["cpu_ratio"] is None else f"{r['cpu_ratio']:.2f}x"
         mr = "-" if r["mem_ratio"] is None else f"{r['mem_ratio']:.2f}"
         note = f"   ({r['note']})" if r.get("note") else ""
-        print(f"  {r['capture']:<10} vs {r['peer']:<19} speedup {sp:<9} mem ratio {mr}{note}")
+        print(f"  {r['capture']:<10} vs {r['peer']:<19} per CPU-s {cr:<7} speedup {sp:<9} "
+              f"mem ratio {mr}{note}")
+
+
+def fixed_cost(workdir: Path, args) -> dict:
+    """CPU time and peak RSS of `inspector analyze` on the 52-packet capture,
+    numba's cache warm (after the warm-up): the best CPU of FIXED_COST_RUNS."""
+    base, env = inspector_cmd(args)
+    cmd = base + ["analyze", str(FIXED_COST_CAPTURE), "--json", str(workdir / "fixed-cost.json")] \
+        + shlex.split(args.inspector_args)
+    runs = [run_measured(cmd, args.timeout, args.mem_limit, env=env, cwd=str(workdir))
+            for _ in range(FIXED_COST_RUNS)]
+    ok = [r for r in runs if r["status"] == "ok"]
+    out = {"capture": FIXED_COST_CAPTURE.name, "cmd": " ".join(map(str, cmd)),
+           "cpus_s": [round(r["cpu_s"], 3) for r in ok]}
+    if not ok:
+        return out | {"status": runs[-1]["status"], "error": runs[-1].get("error")}
+    best = min(ok, key=lambda r: r["cpu_s"])
+    peaks = [v for r in ok for v in (r.get("max_rss_mb"), r.get("tree_rss_mb")) if v]
+    return out | {"status": "ok", "cpu_s": best["cpu_s"], "wall_s": best["wall_s"], "peak_rss_mb": max(peaks)}
+
+
+# the issue's targets (issue 11, "Done when")
+TARGET_REAL_VS_NFSTREAM = 2.0      # real: inspector pkts/CPU-s over nfstream's
+TARGET_MANY_VS_NDPI = 0.75         # many: inspector pkts/CPU-s over ndpiReader's
+TARGET_BULK_PPS_CPU = 1e6          # bulk, secret scan on: inspector pkts/CPU-s
+TARGET_FIXED_CPU_S = 0.5           # the 52-packet capture, warm caches
+TARGET_PEAK_RSS_MB = 500           # many-500k and udp-mix
+TARGET_FLAT = 1.25                 # peak RSS many-500k (5x the packets and flows) / many
+
+
+def targets(results, rat, fixed, args) -> list[dict]:
+    """One row per target: what it asks, what was measured, met (None: not measured)."""
+    by = {(r["capture"], r["tool"]): r for r in results}
+    cpu_ratio = {(r["capture"], r["peer"]): r["cpu_ratio"] for r in rat}
+
+    def peak(cap):
+        r = by.get((cap, "inspector"))
+        return r.get("peak_rss_mb") if r and r.get("status") == "ok" else None
+
+    def row(target, value, goal, show, higher_is_better=True):
+        met = None if value is None else (value >= goal if higher_is_better else value <= goal)
+        return {"target": target, "measured": "not measured" if value is None else show(value),
+                "value": value, "met": met}
+
+    def times(v):
+        return f"{v:.2f}x"
+
+    def mb(v):
+        return f"{v:.0f} MB"
+
+    bulk = by.get(("bulk", "inspector"))
+    bulk_pps = bulk.get("pps_cpu") if bulk and "--no-secret-scan" not in args.inspector_args else None
+    flat = (peak("many-500k") / peak("many")) if peak("many-500k") and peak("many") else None
+    return [
+        row(f"real: inspector >= {TARGET_REAL_VS_NFSTREAM}x nfstream pkts/CPU-s",
+            cpu_ratio.get(("real", "nfstream")), TARGET_REAL_VS_NFSTREAM, times),
+        row(f"many: inspector >= {TARGET_MANY_VS_NDPI}x ndpiReader pkts/CPU-s",
+            cpu_ratio.get(("many", "ndpiReader")), TARGET_MANY_VS_NDPI, times),
+        row(f"bulk, secret scan on: inspector >= {fmt_rate(TARGET_BULK_PPS_CPU)} pkts/CPU-s",
+            bulk_pps, TARGET_BULK_PPS_CPU, fmt_rate),
+        row(f"fixed cost ({FIXED_COST_CAPTURE.name}): <= {TARGET_FIXED_CPU_S} CPU s",
+            fixed.get("cpu_s") if fixed else None, TARGET_FIXED_CPU_S, lambda v: f"{v:.2f} s",
+            higher_is_better=False),
+        row(f"many-500k: inspector peak RSS <= {TARGET_PEAK_RSS_MB} MB", peak("many-500k"),
+            TARGET_PEAK_RSS_MB, mb, higher_is_better=False),
+        row(f"udp-mix: inspector peak RSS <= {TARGET_PEAK_RSS_MB} MB", peak("udp-mix"),
+            TARGET_PEAK_RSS_MB, mb, higher_is_better=False),
+        row(f"flat: peak RSS many-500k / many <= {TARGET_FLAT}", flat, TARGET_FLAT, lambda v: f"{v:.2f}",
+            higher_is_better=False),
+    ]
+
+
+def print_targets(rows, quick: bool):
+    print("\ntargets (issue 11)" + (" -- quick captures, not the issue's sizes" if quick else ""))
+    for r in rows:
+        verdict = {True: "met", False: "NOT met", None: "-"}[r["met"]]
+        print(f"  {r['target']:<58} {r['measured']:>12}  {verdict}")
+
+
+def print_memory(results):
+    """Peak RSS of inspector next to the peers' on each capture."""
+    tools = [t for t in ("inspector", "nfstream", "ndpiReader", "tshark-nodesegment")
+             if any(r["tool"] == t for r in results)]
+    by = {(r["capture"], r["tool"]): r for r in results}
+    print("\npeak RSS, MB (larger of maxRSS and treeRSS)")
+    print("  " + f"{'capture':<10}" + "".join(f"{t:>20}" for t in tools))
+    for cap in dict.fromkeys(r["capture"] for r in results):
+        cells = []
+        for t in tools:
+            r = by.get((cap, t))
+            cells.append("-" if not r or r.get("status") != "ok" else fmt(r.get("peak_rss_mb"), ".0f"))
+        print("  " + f"{cap:<10}" + "".join(f"{c:>20}" for c in cells))
 
 
 def versions(args) -> dict:
@@ -440,6 +595,12 @@ def versions(args) -> dict:
                                      timeout=30).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         v["tshark"] = None
+    try:
+        m = re.search(r"nDPI (\S+)", subprocess.run(["ndpiReader", "-h"], capture_output=True, text=True,
+                                                    timeout=30, check=False).stdout)
+        v["ndpiReader"] = m.group(1) if m else None
+    except (OSError, subprocess.SubprocessError):
+        v["ndpiReader"] = None
     for name, code in (("nfstream", "import nfstream; print(nfstream.__version__)"),
                        ("inspector", "import inspector; print(getattr(inspector, '__version__', '?'))"),
                        ("numpy", "import numpy; print(numpy.__version__)"),
@@ -458,7 +619,7 @@ def versions(args) -> dict:
 # --------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="inspector vs tshark/nfstream benchmark")
+    ap = argparse.ArgumentParser(description="inspector vs tshark/nfstream/ndpiReader benchmark")
     ap.add_argument("--quick", action="store_true",
                     help="small captures (bulk 200k, many 100k packets) for a smoke run")
     ap.add_argument("--out", help="write results as JSON to this path")
@@ -468,19 +629,23 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tools", default=",".join(ALL_TOOLS),
                     help=f"comma list among {','.join(ALL_TOOLS)}")
-    ap.add_argument("--captures", default="bulk,many",
-                    help="comma list among bulk,many (bulk-half is run for the memory check)")
+    ap.add_argument("--captures", default="real,many,bulk",
+                    help="comma list among real,many,bulk,many-500k,udp-mix "
+                         "(bulk-half is run for the memory check)")
     ap.add_argument("--timeout", type=float, help="per tool run, seconds (default 600; quick 120)")
     ap.add_argument("--mem-limit-gb", type=float,
                     help="kill a tool whose process tree RSS exceeds this (default 60%% of RAM)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; best wall time is kept")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the best wall and the least CPU time are kept")
     ap.add_argument("--no-memcheck", action="store_true", help="skip the bulk-half memory check")
     ap.add_argument("--no-warmup", action="store_true",
                     help="do not run inspector once on a tiny capture first (JIT cache warm-up)")
+    ap.add_argument("--no-fixed-cost", action="store_true",
+                    help=f"skip the fixed-cost runs (inspector on {FIXED_COST_CAPTURE.name})")
     ap.add_argument("--inspector-cmd", default="",
                     help="command prefix for inspector (default: python -m inspector, repo on PYTHONPATH)")
     ap.add_argument("--inspector-args", default="", help="extra arguments for inspector analyze")
     args = ap.parse_args(argv)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     args.timeout = args.timeout or (120.0 if args.quick else 600.0)
     if args.mem_limit_gb:
@@ -498,7 +663,7 @@ def main(argv=None) -> int:
     for c in cap_names:
         if c not in specs:
             ap.error(f"unknown capture {c}")
-    memcheck = not args.no_memcheck and "inspector" in tools
+    memcheck = not args.no_memcheck and "inspector" in tools and "bulk" in cap_names
 
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -515,6 +680,8 @@ def main(argv=None) -> int:
         print("  nfstream is not importable: pip install nfstream")
     if any(t.startswith("tshark") for t in tools) and not shutil.which("tshark"):
         print("  tshark not on PATH: apt-get install tshark")
+    if "ndpiReader" in tools and not shutil.which("ndpiReader"):
+        print("  ndpiReader not on PATH: apt-get install libndpi-bin")
 
     caps = {}
     needed = list(cap_names) + (["bulk-half"] if memcheck and "bulk-half" not in cap_names else [])
@@ -529,13 +696,22 @@ def main(argv=None) -> int:
     if "inspector" in tools and not args.no_warmup:
         wm = ensure_capture(data_dir, "warmup", WARMUP_CAPTURE, args.seed, False)
         cmd, env, _, _ = tool_command("inspector", wm["path"], workdir, args)
+        # the shipped captures reach kernels the synthetic flows do not (detectors, TLS, SSH)
+        cmd[cmd.index(wm["path"]) + 1:cmd.index(wm["path"]) + 1] = map(str, real_sources())
         r = run_measured(cmd, args.timeout, args.mem_limit, env=env, cwd=str(workdir))
         warmup = {"status": r.get("status"), "wall_s": r.get("wall_s"),
                   "max_rss_mb": r.get("max_rss_mb"), "error": r.get("error")}
-        print(f"  inspector warm-up on a {WARMUP_CAPTURE[1]:,}-packet capture: "
+        print(f"  inspector warm-up on a {WARMUP_CAPTURE.packets:,}-packet capture and the shipped ones: "
               f"{r.get('status')} in {r.get('wall_s', 0):.2f} s, "
               f"max RSS {fmt(r.get('max_rss_mb'), '.0f')} MB"
               + (f" -- {r.get('error')}" if r.get("status") != "ok" else ""))
+    fixed = None
+    if "inspector" in tools and not args.no_fixed_cost:
+        fixed = fixed_cost(workdir, args)
+        print(f"  fixed cost: inspector on {fixed['capture']}, best of {FIXED_COST_RUNS}: "
+              + (f"{fixed['cpu_s']:.2f} CPU s ({fixed['cpus_s']}), {fixed['wall_s']:.2f} s wall, "
+                 f"peak RSS {fixed['peak_rss_mb']:.0f} MB" if fixed["status"] == "ok"
+                 else f"{fixed['status']} -- {fixed.get('error')}"))
 
     results = []
     for name in cap_names:
@@ -574,6 +750,7 @@ def main(argv=None) -> int:
     print_table(results)
     rat = ratios(results, args.timeout)
     print_ratios(rat)
+    print_memory(results)
     if mem:
         print("\nmemory boundedness (same 20 flows, half the packets):")
         print(f"  inspector peak RSS on bulk      ({mem['bulk_packets']:,} pkts): "
@@ -587,19 +764,24 @@ def main(argv=None) -> int:
         else:
             print(f"  {mem['verdict']}: {'; '.join(mem['errors'])}")
 
+    goals = targets(results, rat, fixed, args)
+    print_targets(goals, args.quick)
+
     env_info["loadavg_at_end"] = os.getloadavg()
     print(f"\nload average at start {env_info['loadavg_at_start']}, at end {env_info['loadavg_at_end']} "
           "(other work on the machine skews the numbers)")
     doc = {
         "mode": "quick" if args.quick else "full",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": started,
         "timeout_s": args.timeout,
         "environment": env_info,
         "captures": caps,
         "inspector_warmup": warmup,
+        "fixed_cost": fixed,
         "results": results,
         "ratios": rat,
         "memory_boundedness": mem,
+        "targets": goals,
     }
     for c in doc["captures"].values():
         c.pop("flow_table", None)
