@@ -48,6 +48,11 @@ class _Piece:
     rows: int
     island_rows: tuple[int, ...]
 
+    @property
+    def idle(self) -> bool:
+        """No detector can accept any of its bytes."""
+        return not (self.rows and self.region.data) and not any(self.island_rows)
+
 
 class DetectionCollector:
     """Runs the detectors on reassembled regions: the two heads of each flow
@@ -145,6 +150,8 @@ class DetectionCollector:
 
     def _detect_heads(self, flow: int, head: _Piece, other: _Piece | None) -> None:
         """Run the detectors on both heads of a flow."""
+        if head.idle and (other is None or other.idle):
+            return
         orig, resp = (head, other) if self._side(flow, head.region.slot % 2) == ORIG else (other, head)
         for piece in (orig, resp):
             if piece is not None:

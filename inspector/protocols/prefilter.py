@@ -28,7 +28,9 @@ class _Tables:
 
     ``classes[p, b]``: byte ``b`` allowed at pattern position ``p``.
     Clause ``c``: pattern positions ``pat[c] .. pat[c] + length[c]``, where
-    (``anywhere[c]``, ending by ``within[c]``, -1: the end), ``min_len[c]``.
+    (``anywhere[c]``, ending by ``within[c]``, -1: the end), ``min_len[c]``;
+    a search for it looks for its rarest position ``anchor[c]`` first (the
+    one byte ``anchor_byte[c]`` allowed there, -1: several).
     Alternative ``a``: clauses ``first[a] .. last[a]`` all hold -> row
     ``row[a]`` is a candidate for regions of kind ``mid[a]`` (0: a stream
     start, 1: mid-stream). A row without a signature gets one alternative
@@ -50,18 +52,35 @@ class _Tables:
                         classes += [np.isin(np.arange(256), sorted(c)) for c in clause.pattern]
                     alt_rows.append((first, len(clause_rows), row, mid))
         self.classes = np.array(classes, dtype=np.bool_).reshape(-1, 256)
-        clauses = np.array(clause_rows, dtype=np.int64).reshape(-1, 5)
-        self.pat, self.length, self.anywhere, self.within, self.min_len = (clauses[:, i].copy() for i in range(5))
+        clauses = np.array(clause_rows, dtype=np.int64).reshape(-1, 7)
+        (self.pat, self.length, self.anywhere, self.within, self.min_len, self.anchor,
+         self.anchor_byte) = (clauses[:, i].copy() for i in range(7))
         alts = np.array(alt_rows, dtype=np.int64).reshape(-1, 4)
         self.first, self.last, self.row, self.mid = (alts[:, i].copy() for i in range(4))
 
     @staticmethod
-    def _clause(clause: Clause, pat: int) -> tuple[int, int, int, int, int]:
+    def _clause(clause: Clause, pat: int) -> tuple[int, ...]:
         within = -1 if clause.within is None else clause.within
-        return pat, len(clause.pattern), int(clause.anywhere), within, clause.min_len
+        anchor = min(range(len(clause.pattern)), key=lambda i: _commonness(clause.pattern[i]), default=0)
+        one = clause.pattern[anchor] if clause.pattern else ()
+        return (pat, len(clause.pattern), int(clause.anywhere), within, clause.min_len, anchor,
+                next(iter(one)) if len(one) == 1 else -1)
+
+
+def _commonness(allowed: frozenset) -> tuple[int, int]:
+    """How often a position holding one of ``allowed`` is met in traffic, roughly
+    (zeros, letters, digits, spaces and quotes of text often; line ends and other bytes less)."""
+    common = set(b" \"0123456789abcdefghijklmnopqrstuvwxyz\x00\xff")
+    usual = set(range(0x20, 0x7F))
+    worst = max((2 if b in common else 1 if b in usual else 0) for b in allowed)
+    return worst, len(allowed)
 
 
 _TABLES = _Tables()
+
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
 
 
 @njit(cache=True, inline="always")
@@ -73,23 +92,51 @@ def _at(buf, s, classes, p, k) -> bool:
 
 
 @njit(cache=True, inline="always")
-def _clause_holds(buf, s, n, classes, p, k, anywhere, within, min_len) -> bool:
-    if n < min_len:
-        return False
-    if k == 0:
-        return True
-    if not anywhere:
-        return n >= k and _at(buf, s, classes, p, k)
+def _find(buf, words, byte, lo, hi) -> int:
+    """The first index in ``lo .. hi - 1`` holding ``byte``, else ``hi``; eight
+    bytes at a time (a word without ``byte`` has no zero byte after xor)."""
+    i = lo
+    while i < hi and i & 7:
+        if buf[i] == byte:
+            return i
+        i += 1
+    spread = _ONES * np.uint64(byte)
+    while i + 8 <= hi:
+        v = words[i >> 3] ^ spread
+        if (v - _ONES) & ~v & _HIGHS:
+            break
+        i += 8
+    while i < hi:
+        if buf[i] == byte:
+            return i
+        i += 1
+    return hi
+
+
+@njit(cache=True, inline="always")
+def _search(buf, words, s, n, classes, p, k, within, anchor, anchor_byte) -> bool:
+    """The pattern anywhere in ``buf[s:s + n]`` (ending by ``within``): candidates
+    where its anchor position matches, then the whole pattern there."""
     end = n if within < 0 else min(n, within)
-    for pos in range(end - k + 1):
-        if classes[p, buf[s + pos]] and _at(buf, s + pos, classes, p, k):
+    pos = anchor
+    last = end - k + anchor       # the last anchor position whose pattern fits
+    while pos <= last:
+        if anchor_byte >= 0:
+            pos = _find(buf, words, anchor_byte, s + pos, s + last + 1) - s
+            if pos > last:
+                return False
+        elif not classes[p + anchor, buf[s + pos]]:
+            pos += 1
+            continue
+        if _at(buf, s + pos - anchor, classes, p, k):
             return True
+        pos += 1
     return False
 
 
 @njit(cache=True)
-def _candidates(buf, starts, lengths, mid, classes, pat, length, anywhere, within, min_len,
-                first, last, row, alt_mid, out) -> None:
+def _candidates(buf, words, starts, lengths, mid, classes, pat, length, anywhere, within, min_len, anchor,
+                anchor_byte, first, last, row, alt_mid, out) -> None:
     for r in range(starts.size):
         s, n, mask = starts[r], lengths[r], np.int64(0)
         for a in range(row.size):
@@ -98,8 +145,16 @@ def _candidates(buf, starts, lengths, mid, classes, pat, length, anywhere, withi
                 continue
             holds = True
             for c in range(first[a], last[a]):
-                if not _clause_holds(buf, s, n, classes, pat[c], length[c], anywhere[c], within[c], min_len[c]):
+                k = length[c]
+                if n < min_len[c] or n < k:
                     holds = False
+                elif k == 0:
+                    continue
+                elif anywhere[c]:
+                    holds = _search(buf, words, s, n, classes, pat[c], k, within[c], anchor[c], anchor_byte[c])
+                else:
+                    holds = _at(buf, s, classes, pat[c], k)
+                if not holds:
                     break
             if holds:
                 mask |= bit
@@ -116,9 +171,12 @@ def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool]) -> list[int]:
     t = _TABLES
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=n)
     starts = np.cumsum(lengths) - lengths
-    buf = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    joined = b"".join(pieces)
+    words = np.zeros((len(joined) + 7) // 8, dtype=np.uint64)
+    buf = words.view(np.uint8)
+    buf[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
     out = np.zeros(n, dtype=np.int64)
-    _candidates(buf, starts, lengths, np.asarray(mid, dtype=np.int64), t.classes, t.pat, t.length, t.anywhere,
-                t.within, t.min_len, t.first, t.last, t.row, t.mid, out)
+    _candidates(buf, words, starts, lengths, np.asarray(mid, dtype=np.int64), t.classes, t.pat, t.length,
+                t.anywhere, t.within, t.min_len, t.anchor, t.anchor_byte, t.first, t.last, t.row, t.mid, out)
     return out.tolist()
 

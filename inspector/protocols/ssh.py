@@ -37,8 +37,9 @@ PREAMBLE_MAX = 8192            # other lines a server may send before its banner
 _BANNER = re.compile(rb"SSH-(\d+\.\d+)-([\x21-\x2c\x2e-\x7e]+)(?: ([\x20-\x7e]*))?\r?\n")
 PLAIN_CIPHERS = ("none",)
 # What at_start can accept (prefilter.py): text up to the end of a banner (at least
-# "SSH-2.0-x\n", 10 bytes), whose "SSH-" starts within the preamble.
-START = signature((lead(*[TEXT] * 10), anywhere(b"SSH-", within=PREAMBLE_MAX)))
+# "SSH-2.0-x\n", 10 bytes), at the start or after a line end within the preamble.
+START = signature((lead(*[TEXT] * 10), lead(b"SSH-")),
+                  (lead(*[TEXT] * 10), anywhere(b"\nSSH-", within=PREAMBLE_MAX)))
 
 
 def _namelist(body: bytes, pos: int):
