@@ -30,7 +30,7 @@ class _Tables:
     Clause ``c``: pattern positions ``pat[c] .. pat[c] + length[c]``, where
     (``anywhere[c]``, ending by ``within[c]``, -1: the end), ``min_len[c]``;
     a search for it looks for its rarest position ``anchor[c]`` first (the
-    one byte ``anchor_byte[c]`` allowed there, -1: several).
+    one or two bytes ``anchor_bytes[c]`` allowed there, -1: more).
     Alternative ``a``: clauses ``first[a] .. last[a]`` all hold -> row
     ``row[a]`` is a candidate for regions of kind ``mid[a]`` (0: a stream
     start, 1: mid-stream). A row without a signature gets one alternative
@@ -52,28 +52,31 @@ class _Tables:
                         classes += [np.isin(np.arange(256), sorted(c)) for c in clause.pattern]
                     alt_rows.append((first, len(clause_rows), row, mid))
         self.classes = np.array(classes, dtype=np.bool_).reshape(-1, 256)
-        clauses = np.array(clause_rows, dtype=np.int64).reshape(-1, 7)
-        (self.pat, self.length, self.anywhere, self.within, self.min_len, self.anchor,
-         self.anchor_byte) = (clauses[:, i].copy() for i in range(7))
+        clauses = np.array(clause_rows, dtype=np.int64).reshape(-1, 8)
+        (self.pat, self.length, self.anywhere, self.within, self.min_len,
+         self.anchor) = (clauses[:, i].copy() for i in range(6))
+        self.anchor_bytes = clauses[:, 6:].copy()
         alts = np.array(alt_rows, dtype=np.int64).reshape(-1, 4)
         self.first, self.last, self.row, self.mid = (alts[:, i].copy() for i in range(4))
 
     @staticmethod
     def _clause(clause: Clause, pat: int) -> tuple[int, ...]:
         within = -1 if clause.within is None else clause.within
-        anchor = min(range(len(clause.pattern)), key=lambda i: _commonness(clause.pattern[i]), default=0)
-        one = clause.pattern[anchor] if clause.pattern else ()
-        return (pat, len(clause.pattern), int(clause.anywhere), within, clause.min_len, anchor,
-                next(iter(one)) if len(one) == 1 else -1)
+        anchor = min(range(len(clause.pattern)), key=lambda i: _cost(clause.pattern[i]), default=0)
+        allowed = sorted(clause.pattern[anchor]) if clause.pattern else []
+        found = (allowed * 2)[:2] if 0 < len(allowed) <= 2 else [-1, -1]
+        return (pat, len(clause.pattern), int(clause.anywhere), within, clause.min_len, anchor, *found)
 
 
-def _commonness(allowed: frozenset) -> tuple[int, int]:
-    """How often a position holding one of ``allowed`` is met in traffic, roughly
-    (zeros, letters, digits, spaces and quotes of text often; line ends and other bytes less)."""
+def _cost(allowed: frozenset) -> tuple[int, int, int]:
+    """How dear a search anchored on a position holding one of ``allowed`` is:
+    one or two values are looked for eight bytes at a time, more one by one;
+    then how often they are met in traffic, roughly (zeros, letters, digits,
+    spaces and quotes of text often; line ends and other bytes less)."""
     common = set(b" \"0123456789abcdefghijklmnopqrstuvwxyz\x00\xff")
     usual = set(range(0x20, 0x7F))
     worst = max((2 if b in common else 1 if b in usual else 0) for b in allowed)
-    return worst, len(allowed)
+    return int(len(allowed) > 2), worst, len(allowed)
 
 
 _TABLES = _Tables()
@@ -92,37 +95,38 @@ def _at(buf, s, classes, p, k) -> bool:
 
 
 @njit(cache=True, inline="always")
-def _find(buf, words, byte, lo, hi) -> int:
-    """The first index in ``lo .. hi - 1`` holding ``byte``, else ``hi``; eight
-    bytes at a time (a word without ``byte`` has no zero byte after xor)."""
+def _find(buf, words, one, two, lo, hi) -> int:
+    """The first index in ``lo .. hi - 1`` holding byte ``one`` or ``two``, else
+    ``hi``; eight bytes at a time (a word without the byte has no zero byte
+    after xor with it spread over the word)."""
     i = lo
     while i < hi and i & 7:
-        if buf[i] == byte:
+        if buf[i] == one or buf[i] == two:
             return i
         i += 1
-    spread = _ONES * np.uint64(byte)
+    spread_one, spread_two = _ONES * np.uint64(one), _ONES * np.uint64(two)
     while i + 8 <= hi:
-        v = words[i >> 3] ^ spread
-        if (v - _ONES) & ~v & _HIGHS:
+        v, w = words[i >> 3] ^ spread_one, words[i >> 3] ^ spread_two
+        if ((v - _ONES) & ~v | (w - _ONES) & ~w) & _HIGHS:
             break
         i += 8
     while i < hi:
-        if buf[i] == byte:
+        if buf[i] == one or buf[i] == two:
             return i
         i += 1
     return hi
 
 
 @njit(cache=True, inline="always")
-def _search(buf, words, s, n, classes, p, k, within, anchor, anchor_byte) -> bool:
+def _search(buf, words, s, n, classes, p, k, within, anchor, one, two) -> bool:
     """The pattern anywhere in ``buf[s:s + n]`` (ending by ``within``): candidates
     where its anchor position matches, then the whole pattern there."""
     end = n if within < 0 else min(n, within)
     pos = anchor
     last = end - k + anchor       # the last anchor position whose pattern fits
     while pos <= last:
-        if anchor_byte >= 0:
-            pos = _find(buf, words, anchor_byte, s + pos, s + last + 1) - s
+        if one >= 0:
+            pos = _find(buf, words, one, two, s + pos, s + last + 1) - s
             if pos > last:
                 return False
         elif not classes[p + anchor, buf[s + pos]]:
@@ -136,7 +140,7 @@ def _search(buf, words, s, n, classes, p, k, within, anchor, anchor_byte) -> boo
 
 @njit(cache=True)
 def _candidates(buf, words, starts, lengths, mid, classes, pat, length, anywhere, within, min_len, anchor,
-                anchor_byte, first, last, row, alt_mid, out) -> None:
+                anchor_bytes, first, last, row, alt_mid, out) -> None:
     for r in range(starts.size):
         s, n, mask = starts[r], lengths[r], np.int64(0)
         for a in range(row.size):
@@ -151,7 +155,8 @@ def _candidates(buf, words, starts, lengths, mid, classes, pat, length, anywhere
                 elif k == 0:
                     continue
                 elif anywhere[c]:
-                    holds = _search(buf, words, s, n, classes, pat[c], k, within[c], anchor[c], anchor_byte[c])
+                    holds = _search(buf, words, s, n, classes, pat[c], k, within[c], anchor[c],
+                                    anchor_bytes[c, 0], anchor_bytes[c, 1])
                 else:
                     holds = _at(buf, s, classes, pat[c], k)
                 if not holds:
@@ -172,11 +177,10 @@ def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool]) -> list[int]:
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=n)
     starts = np.cumsum(lengths) - lengths
     joined = b"".join(pieces)
-    words = np.zeros((len(joined) + 7) // 8, dtype=np.uint64)
-    buf = words.view(np.uint8)
-    buf[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    words = np.frombuffer(joined, dtype=np.uint64, count=len(joined) // 8)  # the same bytes, a word at a time
     out = np.zeros(n, dtype=np.int64)
     _candidates(buf, words, starts, lengths, np.asarray(mid, dtype=np.int64), t.classes, t.pat, t.length,
-                t.anywhere, t.within, t.min_len, t.anchor, t.anchor_byte, t.first, t.last, t.row, t.mid, out)
+                t.anywhere, t.within, t.min_len, t.anchor, t.anchor_bytes, t.first, t.last, t.row, t.mid, out)
     return out.tolist()
 
