@@ -54,6 +54,10 @@ class _Piece:
         return not (self.rows and self.region.data) and not any(self.island_rows)
 
 
+_IDLE = _Piece(Region(-1, 0, 0, b"", False), 0, ())
+"""Stands for a pending head no detector can read (its bytes are not kept)."""
+
+
 class DetectionCollector:
     """Runs the detectors on reassembled regions: the two heads of each flow
     together, probes further in one by one.
@@ -61,7 +65,7 @@ class DetectionCollector:
     ``orientation(flow)`` says whether endpoint A is the originator; it is
     asked when the second head of a flow arrives, by which time the SYN (if
     any) has been seen. Memory: one head per flow whose other head is
-    still being filled.
+    still being filled (none when no detector can read it).
 
     ``take(flows)`` hands over the detections of flows that ended.
 
@@ -73,7 +77,8 @@ class DetectionCollector:
     The detector rows a piece (a region's bytes, an island) can match come
     from the compiled prefilter (``protocols.prefilter``), for every piece
     of a batch of regions at once; only those rows run in Python, and a
-    piece with none costs no detector call.
+    region with none costs no detector call: such a head is only kept as
+    a mark that pairs with the other head, such a probe is dropped.
 
     ``on_detect(flow, hits)``, when given, hears every detection as it is
     made (the live sensor's alerts). A head whose other head is still being
@@ -105,8 +110,21 @@ class DetectionCollector:
         k = 0
         for region in regions:
             n = 1 + len(region.islands)
-            self.on_region(region, masks[k], tuple(masks[k + 1:k + n]))
+            rows, island_rows = masks[k], masks[k + 1:k + n]
             k += n
+            if rows or any(island_rows):
+                self.on_region(region, rows, tuple(island_rows))
+            elif region.index == 0:
+                self._idle_head(region.slot)
+            # else a probe no detector can read: nothing to do
+
+    def _idle_head(self, slot: int) -> None:
+        """A head no detector can read: it only pairs with the other head of its flow."""
+        other = self.pending.pop(slot ^ 1, None)
+        if other is None:
+            self.pending[slot] = _IDLE
+        elif other is not _IDLE:
+            self._detect_heads(slot // 2, other, None)
 
     def on_region(self, region: Region, rows: int = ALL_ROWS, island_rows: tuple[int, ...] | None = None) -> None:
         """Heads (region 0) are paired per flow; probes further in are read at once.
