@@ -174,8 +174,10 @@ class DetectionCollector:
         for piece in (orig, resp):
             if piece is not None:
                 self._scan_islands(flow, ORIG if piece is orig else RESP, piece)
-        orig_data, orig_start, orig_rows = (orig.region.data, orig.region.at_start, orig.rows) if orig else (b"", False, 0)
-        resp_data, resp_start, resp_rows = (resp.region.data, resp.region.at_start, resp.rows) if resp else (b"", False, 0)
+        orig_data, orig_start, orig_rows = (
+            (orig.region.data, orig.region.at_start, orig.rows) if orig else (b"", False, 0))
+        resp_data, resp_start, resp_rows = (
+            (resp.region.data, resp.region.at_start, resp.rows) if resp else (b"", False, 0))
         if not (orig_data and orig_rows) and not (resp_data and resp_rows):
             return
         # Heads that start at the stream start get the start-of-stream rows only:

@@ -34,7 +34,9 @@ class _Tables:
     Alternative ``a``: clauses ``first[a] .. last[a]`` all hold -> row
     ``row[a]`` is a candidate for regions of kind ``mid[a]`` (0: a stream
     start, 1: mid-stream). A row without a signature gets one alternative
-    without clauses: always a candidate.
+    without clauses: always a candidate. The alternatives worth trying on
+    a region of kind ``m`` whose first byte is ``b`` are ``alts[bucket[i] ..
+    bucket[i + 1]]`` for ``i = 257 * m + b`` (``b`` = 256: empty regions).
     """
 
     def __init__(self) -> None:
@@ -58,6 +60,24 @@ class _Tables:
         self.anchor_bytes = clauses[:, 6:].copy()
         alts = np.array(alt_rows, dtype=np.int64).reshape(-1, 4)
         self.first, self.last, self.row, self.mid = (alts[:, i].copy() for i in range(4))
+        buckets: list[list[int]] = [[] for _ in range(2 * 257)]
+        for a, alternative in enumerate(self._alternatives()):
+            firsts = set(range(256))
+            for clause in alternative:
+                if clause.pattern and not clause.anywhere:
+                    firsts &= clause.pattern[0]
+            for b in (*firsts, 256):
+                buckets[257 * self.mid[a] + b].append(a)
+        self.bucket = np.cumsum([0] + [len(b) for b in buckets]).astype(np.int64)
+        self.alts = np.array([a for b in buckets for a in b], dtype=np.int64)
+
+    @staticmethod
+    def _alternatives():
+        """Every alternative, in the order of the arrays."""
+        for d in DETECTORS:
+            for fn, sig in ((d.at_start, d.start_signature), (d.mid_stream, d.mid_signature)):
+                if fn is not None:
+                    yield from (sig if sig is not None else ((),))
 
     @staticmethod
     def _clause(clause: Clause, pat: int) -> tuple[int, ...]:
@@ -140,12 +160,14 @@ def _search(buf, words, s, n, classes, p, k, within, anchor, one, two) -> bool:
 
 @njit(cache=True)
 def _candidates(buf, words, starts, lengths, mid, classes, pat, length, anywhere, within, min_len, anchor,
-                anchor_bytes, first, last, row, alt_mid, out) -> None:
+                anchor_bytes, first, last, row, bucket, alts, out) -> None:
     for r in range(starts.size):
         s, n, mask = starts[r], lengths[r], np.int64(0)
-        for a in range(row.size):
+        b = 257 * mid[r] + (buf[s] if n > 0 else 256)
+        for j in range(bucket[b], bucket[b + 1]):
+            a = alts[j]
             bit = np.int64(1) << row[a]
-            if alt_mid[a] != mid[r] or mask & bit:
+            if mask & bit:
                 continue
             holds = True
             for c in range(first[a], last[a]):
@@ -181,6 +203,7 @@ def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool]) -> list[int]:
     words = np.frombuffer(joined, dtype=np.uint64, count=len(joined) // 8)  # the same bytes, a word at a time
     out = np.zeros(n, dtype=np.int64)
     _candidates(buf, words, starts, lengths, np.asarray(mid, dtype=np.int64), t.classes, t.pat, t.length,
-                t.anywhere, t.within, t.min_len, t.anchor, t.anchor_bytes, t.first, t.last, t.row, t.mid, out)
+                t.anywhere, t.within, t.min_len, t.anchor, t.anchor_bytes, t.first, t.last, t.row, t.bucket,
+                t.alts, out)
     return out.tolist()
 

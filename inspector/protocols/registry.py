@@ -3,7 +3,8 @@
 ``DETECTORS`` is data: one row per (protocol, role), each naming which
 side of a flow sends what it matches, a cheap prefix filter, where the
 format is defined, and signatures of what it can accept (which
-``prefilter.py`` evaluates in compiled code for many regions at once). ``detect`` runs the rows for one direction; ``detect_flow``
+``prefilter.py`` evaluates in compiled code for many regions at once).
+``detect`` runs the rows for one direction; ``detect_flow``
 runs both directions and merges the two halves of a TLS or SSH handshake
 into one detection.
 
