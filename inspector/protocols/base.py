@@ -78,8 +78,8 @@ class Detector:
     mid_stream: Optional[Detect]
     prefixes: tuple = ()
     source: str = ""
-    start_signature: Optional["Signature"] = None
-    mid_signature: Optional["Signature"] = None
+    start_signature: Signature | None = None
+    mid_signature: Signature | None = None
 
 
 # ------------------------------------------------------------------ signatures
