@@ -109,8 +109,7 @@ class Detections(Meter):
 
     def on_regions(self, regions: list[Region]) -> None:
         if self.detect:
-            for region in regions:
-                self.collector.on_region(region)
+            self.collector.on_regions(regions)
 
     def take(self, part: Part) -> None:
         found = self.collector.take(part.fids.tolist(), ended=part.ended)

@@ -11,6 +11,7 @@ itself (e.g. where the test finds 'X-Auth-Token:' with bytes.find).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocols_samples as samples  # noqa: E402
@@ -27,6 +30,8 @@ from protocols_streams import CAPTURES, streams_for  # noqa: E402
 from inspector.protocols import (CLEARTEXT, DETECTORS, ENCRYPTED, NOTHING, PROVES,  # noqa: E402
                                  Detection, detect, detect_flow)
 from inspector.protocols.base import EVIDENCE_MAX  # noqa: E402
+from inspector.protocols.prefilter import candidate_rows  # noqa: E402
+from inspector.protocols.registry import ROW_BIT  # noqa: E402
 
 MANIFEST = json.loads((CAPTURES / "manifest.json").read_text())
 BASES = MANIFEST["captures"]
@@ -608,6 +613,130 @@ def test_detect_accepts_bytes_like_and_any_direction():
     for data in (head, bytearray(head), memoryview(head)):
         assert one(detect(data, direction="any", at_start=True), "qemu-migration").direction == ""
     assert detect(b"", direction="orig", at_start=True) == []
+
+
+# ------------------------------------------------------------------ the prefilter
+
+# Mid-stream pieces the tests above build, beside the slices of real heads.
+MID_SAMPLES = [
+    b"\x9c" * 100 + samples.AMQP_PUBLISH * 2,
+    b"\x00" * 50 + samples.REDIS_CLIENT,
+    b"xx" + samples.OVSDB_CLIENT[40:],
+    b"\x5a" * 50 + ((28).to_bytes(4, "big") + b"keep" + (1).to_bytes(4, "big") * 2 + (2).to_bytes(4, "big")
+                    + bytes(8)) * 4,
+    b"\x42" * 7 + b"".join(bytes.fromhex("67446698") + bytes(4) + i.to_bytes(8, "big") for i in range(5)),
+]
+EXTRA_STARTS = [samples.MYSQL_GREETING_NO_TLS, samples.RFB_SERVER_VENCRYPT, samples.RFB_CLIENT_NONE,
+                samples.RFB_CLIENT_VENCRYPT, samples.MEMCACHED_TEXT_REPLY, samples.OVSDB_SERVER,
+                samples.REDIS_SERVER, samples.MYSQL_SSL_REQUEST, b"PING\r\n", b"  \r\n" + samples.OVSDB_CLIENT,
+                b"FTP ready\r\n\nSSH-2.0-OpenSSH_9.2p1\r\n"]
+
+
+def _accepting_rows(data: bytes, mid: bool) -> int:
+    """The ROW_BIT mask of the rows whose function accepts ``data``
+    (``at_start`` after its prefix filter, as ``detect`` runs it)."""
+    mask = 0
+    for d in DETECTORS:
+        fn = d.mid_stream if mid else d.at_start
+        if fn is None or (not mid and d.prefixes and not data.startswith(d.prefixes)):
+            continue
+        if fn(data) is not None:
+            mask |= ROW_BIT[d.name]
+    return mask
+
+
+def _missed(pieces: list[bytes]) -> tuple[list[str], int, int]:
+    """Rows that accept a piece the prefilter left out; and which rows accepted
+    something at the start and mid-stream."""
+    missed, seen = [], [0, 0]
+    for mid in (False, True):
+        for data, candidates in zip(pieces, candidate_rows(pieces, [mid] * len(pieces))):
+            accepted = _accepting_rows(data, mid)
+            seen[mid] |= accepted
+            missed += [f"{d.name} {'mid' if mid else 'start'} on {data[:24]!r} ({len(data)} bytes)"
+                       for d in DETECTORS if accepted & ~candidates & ROW_BIT[d.name]]
+    return missed, seen[0], seen[1]
+
+
+def test_prefilter_marks_every_row_that_accepts_a_sample():
+    """Real heads, the samples, their truncations and mid-stream slices: every
+    row that accepts one was a candidate; and every row accepted something."""
+    pieces = _all_heads() + MID_SAMPLES + EXTRA_STARTS
+    pieces += [h[:n] for h in list(pieces) for n in (4, 8, 12, 16, 24, 36, 47, 64, 256, 1500, 4096)]
+    pieces += [h[k:] for h in _all_heads() for k in (1, 7, 100, 3000)]
+    missed, at_start, mid = _missed(pieces)
+    assert not missed, missed
+    for d in DETECTORS:
+        assert d.at_start is None or at_start & ROW_BIT[d.name], f"no sample for {d.name} at the start"
+        assert d.mid_stream is None or mid & ROW_BIT[d.name], f"no sample for {d.name} mid-stream"
+
+
+@functools.cache
+def _seeds() -> list[bytes]:
+    return [h[:2048] for h in _all_heads() + MID_SAMPLES + EXTRA_STARTS]
+
+
+@st.composite
+def _mutated(draw) -> bytes:
+    """A sample with bytes changed, inserted, deleted, or its front cut off."""
+    seeds = _seeds()
+    data = bytearray(seeds[draw(st.integers(min_value=0)) % len(seeds)])
+    for _ in range(draw(st.integers(0, 6))):
+        op, i = draw(st.integers(0, 3)), draw(st.integers(0, len(data)))
+        if op == 0 and data:
+            data[min(i, len(data) - 1)] = draw(st.integers(0, 255))
+        elif op == 1:
+            data[i:i] = draw(st.binary(min_size=1, max_size=16))
+        elif op == 2:
+            del data[i:i + draw(st.integers(1, 64))]
+        else:
+            data = data[i:]
+    return bytes(data)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=600), _mutated()))
+def test_prefilter_is_a_superset_of_what_detectors_accept(data):
+    missed, _, _ = _missed([data])
+    assert not missed, missed
+
+
+def _matches(sig, data: bytes) -> bool:
+    """The signature semantics (base.Clause), in plain Python."""
+    if sig is None:
+        return True
+
+    def at(clause, pos: int) -> bool:
+        return all(data[pos + i] in allowed for i, allowed in enumerate(clause.pattern))
+
+    def holds(clause) -> bool:
+        k = len(clause.pattern)
+        if len(data) < max(clause.min_len, k):
+            return False
+        if not clause.anywhere:
+            return at(clause, 0)
+        end = len(data) if clause.within is None else min(len(data), clause.within)
+        return any(at(clause, pos) for pos in range(end - k + 1))
+
+    return any(all(holds(c) for c in alternative) for alternative in sig)
+
+
+def test_prefilter_kernel_agrees_with_the_signatures():
+    rng = random.Random(5)
+    pieces = [h[:3000] for h in _seeds()] + MID_SAMPLES + [rng.randbytes(rng.randrange(64)) for _ in range(200)]
+    pieces += [b"x" * n + b"\nSSH-2.0-x\r\n" for n in range(0, 40)] + [b"\x03" * n for n in range(12)]
+    for mid in (False, True):
+        for data, candidates in zip(pieces, candidate_rows(pieces, [mid] * len(pieces))):
+            for d in DETECTORS:
+                fn, sig = (d.mid_stream, d.mid_signature) if mid else (d.at_start, d.start_signature)
+                if fn is not None:
+                    assert bool(candidates & ROW_BIT[d.name]) == _matches(sig, data), (d.name, mid, data[:40])
+
+
+def test_prefilter_skips_unknown_heads():
+    rng = random.Random(3)
+    noise = [rng.randbytes(16384) for _ in range(20)] + [b"\x00" * 16384, b"a" * 16384]
+    assert candidate_rows(noise, [False] * len(noise)) == [0] * len(noise)
 
 
 # ------------------------------------------------------------------ speed

@@ -15,7 +15,9 @@ from inspector.protocols.qemu import MULTIFD_HEAD
 from capture_variants import Rec, read_pcap, write_pcap
 from inspector.capture.reader import CaptureReader
 from inspector.flows import kernels as K
+from inspector.flows.frame import originator_is_a_one
 from inspector.flows.table import FlowTable, Region
+from inspector.watch import Watchlist
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -138,3 +140,31 @@ def test_islands_add_detail_but_never_name_a_protocol():
     assert [d.offset for d in found] == [0, island_at]
     assert found[1].fields["compression"] == "zstd"
     assert collect(Region(region.slot, 0, 0, b"\0" * 64, True, region.islands)) == []
+
+
+ALL_CAPTURES = sorted([*CAPTURES.glob("*.pcap*"), *(CAPTURES / "variants").glob("*.pcap*")])
+
+
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=[p.name for p in ALL_CAPTURES])
+def test_prefilter_changes_no_detection(path):
+    """Every region of a capture (heads, probes, islands) read with the
+    prefilter's candidate rows gives the detections of every row on every region."""
+    batches: list[list[Region]] = []
+    table = FlowTable(on_regions=batches.append)
+    for batch in CaptureReader(path):
+        table.add(batch)
+    table.finish()
+    flows = sorted({r.slot // 2 for regions in batches for r in regions})
+    ports = Watchlist.default().service_ports
+
+    def orientation(flow: int) -> bool:
+        return originator_is_a_one(table.flow[flow], ports)
+
+    filtered, every_row = DetectionCollector(orientation), DetectionCollector(orientation)
+    for regions in batches:
+        filtered.on_regions(regions)
+        for region in regions:
+            every_row.on_region(region)
+    found = every_row.take(flows)
+    assert found, path.name
+    assert filtered.take(flows) == found

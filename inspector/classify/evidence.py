@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ import pandas as pd
 from inspector.flows.kernels import PROBE_FIRST
 from inspector.flows.table import Region
 from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, detect, detect_flow
+from inspector.protocols.prefilter import candidate_rows
+from inspector.protocols.registry import ALL_ROWS
 from inspector.schema import EVIDENCE_COLUMNS, PROTOCOLS, VERDICTS
 
 # When a flow shows several protocols, the one named in the flows table.
@@ -37,6 +40,24 @@ DETAIL_COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """A region and the prefilter's candidate rows for its bytes and each of its islands."""
+
+    region: Region
+    rows: int
+    island_rows: tuple[int, ...]
+
+    @property
+    def idle(self) -> bool:
+        """No detector can accept any of its bytes."""
+        return not (self.rows and self.region.data) and not any(self.island_rows)
+
+
+_IDLE = _Piece(Region(-1, 0, 0, b"", False), 0, ())
+"""Stands for a pending head no detector can read (its bytes are not kept)."""
+
+
 class DetectionCollector:
     """Runs the detectors on reassembled regions: the two heads of each flow
     together, probes further in one by one.
@@ -44,7 +65,7 @@ class DetectionCollector:
     ``orientation(flow)`` says whether endpoint A is the originator; it is
     asked when the second head of a flow arrives, by which time the SYN (if
     any) has been seen. Memory: one head per flow whose other head is
-    still being filled.
+    still being filled (none when no detector can read it).
 
     ``take(flows)`` hands over the detections of flows that ended.
 
@@ -52,6 +73,12 @@ class DetectionCollector:
     snaplen) are scanned mid-stream, but their detections only add detail
     to a protocol the flow's contiguous bytes proved: a few hundred bytes
     are too little to name a protocol on their own.
+
+    The detector rows a piece (a region's bytes, an island) can match come
+    from the compiled prefilter (``protocols.prefilter``), for every piece
+    of a batch of regions at once; only those rows run in Python, and a
+    region with none costs no detector call: such a head is only kept as
+    a mark that pairs with the other head, such a probe is dropped.
 
     ``on_detect(flow, hits)``, when given, hears every detection as it is
     made (the live sensor's alerts). A head whose other head is still being
@@ -66,58 +93,98 @@ class DetectionCollector:
         self.orientation = orientation
         self.on_detect = on_detect
         self.early = early
-        self.pending: dict[int, Region] = {}
+        self.pending: dict[int, _Piece] = {}
         self.found: dict[int, list[Detection]] = {}
         self.from_islands: dict[int, list[Detection]] = {}
 
-    def on_region(self, region: Region) -> None:
-        """Heads (region 0) are paired per flow; probes further in are read at once."""
+    def on_regions(self, regions: list[Region]) -> None:
+        """Regions completed together: their candidate rows in one prefilter call, then each region."""
+        pieces: list[bytes] = []
+        mid: list[bool] = []
+        for region in regions:
+            pieces.append(region.data)
+            mid.append(not (region.index == 0 and region.at_start))
+            pieces += [data for _, data in region.islands]
+            mid += [True] * len(region.islands)
+        masks = candidate_rows(pieces, mid)
+        k = 0
+        for region in regions:
+            n = 1 + len(region.islands)
+            rows, island_rows = masks[k], masks[k + 1:k + n]
+            k += n
+            if rows or any(island_rows):
+                self.on_region(region, rows, tuple(island_rows))
+            elif region.index == 0:
+                self._idle_head(region.slot)
+            # else a probe no detector can read: nothing to do
+
+    def _idle_head(self, slot: int) -> None:
+        """A head no detector can read: it only pairs with the other head of its flow."""
+        other = self.pending.pop(slot ^ 1, None)
+        if other is None:
+            self.pending[slot] = _IDLE
+        elif other is not _IDLE:
+            self._detect_heads(slot // 2, other, None)
+
+    def on_region(self, region: Region, rows: int = ALL_ROWS, island_rows: tuple[int, ...] | None = None) -> None:
+        """Heads (region 0) are paired per flow; probes further in are read at once.
+
+        ``rows``/``island_rows``: the candidate rows of the region's bytes and
+        of each island (default: every row)."""
+        piece = _Piece(region, rows, island_rows if island_rows is not None else (ALL_ROWS,) * len(region.islands))
         flow, direction = divmod(region.slot, 2)
         if region.index == 0:
             other = self.pending.pop(2 * flow + 1 - direction, None)
             if other is None:
-                self.pending[region.slot] = region
-                if self.on_detect and self.early and region.data and self.early(flow):
+                self.pending[region.slot] = piece
+                if self.on_detect and self.early and region.data and rows and self.early(flow):
                     hits = detect(region.data, direction=self._side(flow, direction), at_start=region.at_start,
-                                  fallback=False)
+                                  fallback=False, rows=rows)
                     if hits:
                         self.on_detect(flow, hits)
             else:
-                self._detect_heads(flow, region, other)
+                self._detect_heads(flow, piece, other)
             return
         side = self._side(flow, direction)
-        if region.data:
-            hits = [d.shifted(region.offset) for d in detect(region.data, direction=side, at_start=False)]
+        if region.data and rows:
+            hits = [d.shifted(region.offset) for d in detect(region.data, direction=side, at_start=False,
+                                                             rows=rows)]
             if hits:
                 self.found.setdefault(flow, []).extend(hits)
                 if self.on_detect:
                     self.on_detect(flow, hits)
-        self._scan_islands(flow, side, region)
+        self._scan_islands(flow, side, piece)
 
     def _side(self, flow: int, direction: int) -> str:
         return ORIG if self.orientation(flow) == (direction == 0) else RESP
 
-    def _scan_islands(self, flow: int, side: str, region: Region) -> None:
-        for offset, data in region.islands:
-            hits = [d.shifted(offset) for d in detect(data, direction=side, at_start=False)]
+    def _scan_islands(self, flow: int, side: str, piece: _Piece) -> None:
+        for (offset, data), rows in zip(piece.region.islands, piece.island_rows):
+            if not rows:
+                continue
+            hits = [d.shifted(offset) for d in detect(data, direction=side, at_start=False, rows=rows)]
             if hits:
                 self.from_islands.setdefault(flow, []).extend(hits)
 
-    def _detect_heads(self, flow: int, head: Region, other: Region | None) -> None:
+    def _detect_heads(self, flow: int, head: _Piece, other: _Piece | None) -> None:
         """Run the detectors on both heads of a flow."""
-        orig, resp = (head, other) if self._side(flow, head.slot % 2) == ORIG else (other, head)
-        orig_data, orig_start = (orig.data, orig.at_start) if orig else (b"", False)
-        resp_data, resp_start = (resp.data, resp.at_start) if resp else (b"", False)
-        for region in (orig, resp):
-            if region is not None:
-                self._scan_islands(flow, ORIG if region is orig else RESP, region)
-        if not orig_data and not resp_data:
+        if head.idle and (other is None or other.idle):
+            return
+        orig, resp = (head, other) if self._side(flow, head.region.slot % 2) == ORIG else (other, head)
+        for piece in (orig, resp):
+            if piece is not None:
+                self._scan_islands(flow, ORIG if piece is orig else RESP, piece)
+        orig_data, orig_start, orig_rows = (
+            (orig.region.data, orig.region.at_start, orig.rows) if orig else (b"", False, 0))
+        resp_data, resp_start, resp_rows = (
+            (resp.region.data, resp.region.at_start, resp.rows) if resp else (b"", False, 0))
+        if not (orig_data and orig_rows) and not (resp_data and resp_rows):
             return
         # Heads that start at the stream start get the start-of-stream rows only:
         # scanning every unknown head for mid-stream framing would cost ~0.1 ms
         # a head (20 s for 100k flows); heads captured mid-stream get the scan.
         hits = detect_flow(orig_data, resp_data, orig_at_start=orig_start, resp_at_start=resp_start,
-                           fallback=False)
+                           fallback=False, orig_rows=orig_rows, resp_rows=resp_rows)
         if hits:
             self.found[flow] = hits + self.found.get(flow, [])
             if self.on_detect:

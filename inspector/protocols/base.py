@@ -64,6 +64,11 @@ class Detector:
     bytes from an arbitrary point. ``prefixes`` is a cheap filter for
     ``at_start``: when not empty, ``at_start`` runs only on data that
     starts with one of them. ``source`` says where the format is defined.
+
+    ``start_signature`` / ``mid_signature`` say what ``at_start`` (after the
+    prefix filter) / ``mid_stream`` can possibly accept, as data a compiled
+    prefilter (``prefilter.py``) evaluates for many regions at once: a
+    superset, never missing data the function accepts (None: anything).
     """
 
     name: str
@@ -73,6 +78,66 @@ class Detector:
     mid_stream: Optional[Detect]
     prefixes: tuple = ()
     source: str = ""
+    start_signature: Signature | None = None
+    mid_signature: Signature | None = None
+
+
+# ------------------------------------------------------------------ signatures
+
+ByteSet = frozenset  # the byte values allowed at one position
+EVERY_BYTE = frozenset(range(256))
+TEXT = frozenset([9, 10, 11, 12, 13, *range(32, 127)])   # printable ASCII and line/tab controls
+DIGIT = frozenset(b"0123456789")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """Bytes that must be present: ``pattern`` (one set of allowed values per
+    position) at the start of the data, or ``anywhere`` in it, ending no later
+    than ``within`` bytes from the start; and at least ``min_len`` bytes."""
+
+    pattern: tuple[ByteSet, ...] = ()
+    anywhere: bool = False
+    within: int | None = None
+    min_len: int = 0
+
+
+Signature = tuple[tuple[Clause, ...], ...]
+"""Alternatives, each a conjunction of clauses: data matches when every
+clause of one alternative holds."""
+
+
+def _pattern(parts) -> tuple[ByteSet, ...]:
+    """bytes: one value per position; a set or range of ints: one position."""
+    out: list[ByteSet] = []
+    for part in parts:
+        if isinstance(part, bytes):
+            out += [frozenset((b,)) for b in part]
+        else:
+            out.append(frozenset(part))
+    return tuple(out)
+
+
+def lead(*parts, min_len: int = 0) -> Clause:
+    """The data starts with ``parts`` (``bytes`` or sets of byte values) and
+    has at least ``min_len`` bytes."""
+    pattern = _pattern(parts)
+    return Clause(pattern, min_len=max(min_len, len(pattern)))
+
+
+def anywhere(*parts, within: int | None = None) -> Clause:
+    """``parts`` occur somewhere in the data (ending by ``within`` bytes)."""
+    return Clause(_pattern(parts), anywhere=True, within=within)
+
+
+def nocase(word: bytes) -> tuple[ByteSet, ...]:
+    """One position per letter of ``word``, either case."""
+    return tuple(frozenset({c, ord(chr(c).lower()), ord(chr(c).upper())}) for c in word)
+
+
+def signature(*alternatives) -> Signature:
+    """Alternatives, each a Clause or a tuple of Clauses that must all hold."""
+    return tuple(alt if isinstance(alt, tuple) else (alt,) for alt in alternatives)
 
 
 # --------------------------------------------------------------------- helpers

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from .base import CLEARTEXT, Detection, clean, line, listing
+from .base import CLEARTEXT, DIGIT, Detection, anywhere, clean, lead, line, listing, signature
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 _REQUEST = re.compile(rb"(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|CONNECT|TRACE) ([\x21-\x7e]{1,4096}) HTTP/(1\.[01])\r?\n")
@@ -35,6 +35,11 @@ _PASSWORD = re.compile(rb'"(password|passwd|admin_password|adminPass|secret)"\s*
 MAX_MESSAGES = 256
 MAX_HEADERS = 128
 BODY_SCAN = 65536             # bytes of each body searched for "password" keys
+
+# What each detector can accept (prefilter.py): a request line, a status line, "HTTP/1." anywhere.
+REQUEST_START = signature(*((lead(m + b" "), anywhere(b" HTTP/1.")) for m in METHODS))
+RESPONSE_START = signature(lead(b"HTTP/1.", set(b"01"), b" ", set(b"12345"), DIGIT, DIGIT))
+MID = signature(anywhere(b"HTTP/1."))
 
 
 def _new(role: str) -> dict:

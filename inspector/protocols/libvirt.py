@@ -30,7 +30,7 @@ import struct
 
 from inspector.units import human_bytes
 
-from .base import CLEARTEXT, NOTHING, Detection, line, listing
+from .base import CLEARTEXT, EVERY_BYTE, NOTHING, Detection, anywhere, lead, line, listing, signature
 from . import qemu
 
 HEADER_SIZE = 28
@@ -89,6 +89,22 @@ SASL_PROCS = (67, 68, 69)
 AUTH_PROCS = (66, 67, 68, 69, 70, 60)    # exchanged before/while authenticating
 MAX_MESSAGES = 100_000
 MIN_CHAIN = 3
+
+
+def _header_pattern() -> tuple:
+    """The byte values a header that ``_header`` accepts may hold, position by position."""
+    progs = [p.to_bytes(4, "big") for p in PROGRAMS]
+    versions = [v.to_bytes(4, "big") for _, v in PROGRAMS.values()]
+    return (range((MESSAGE_MAX >> 24) + 1), EVERY_BYTE, EVERY_BYTE, EVERY_BYTE,      # length
+            *({p[i] for p in progs} for i in range(4)), *({v[i] for v in versions} for i in range(4)),
+            b"\0\0", range((PROC_MAX >> 8) + 1), EVERY_BYTE,                           # procedure
+            b"\0\0\0", set(TYPES), EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, EVERY_BYTE,      # type, serial
+            b"\0\0\0", set(STATUS))
+
+
+# What at_start / mid_stream can accept (prefilter.py): a header, at the start or anywhere.
+START = signature(lead(*_header_pattern()))
+MID = signature(anywhere(*_header_pattern()))
 
 
 _HEADER = struct.Struct(">7I")  # len, prog, vers, proc, type, serial, status

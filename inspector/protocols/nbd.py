@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from inspector.units import human_bytes
 
-from .base import CLEARTEXT, NOTHING, Detection, clean, line, listing, name_at, u16, u32, u64
+from .base import (CLEARTEXT, NOTHING, Detection, anywhere, clean, lead, line, listing, name_at, signature,
+                   u16, u32, u64)
 
 NBDMAGIC = b"NBDMAGIC"
 IHAVEOPT = b"IHAVEOPT"                     # NBD_OPTS_MAGIC
@@ -47,6 +48,12 @@ OPTION_MAX = 65536            # option data a server accepts (qemu: NBD_MAX_BUFF
 PAYLOAD_MAX = 1 << 26         # 64 MiB: more than any server's maximum block size
 MAX_UNITS = 100_000
 MIN_CHAIN = 2
+
+# What each detector can accept (prefilter.py): its greeting at the start, a header magic anywhere.
+SERVER_START = signature(lead(NBDMAGIC, {CLISERV_MAGIC[0], IHAVEOPT[0]}, min_len=16))
+SERVER_MID = signature(anywhere(SIMPLE_REPLY_MAGIC), anywhere(STRUCTURED_REPLY_MAGIC))
+CLIENT_START = signature(lead(b"\0\0\0", range(4), IHAVEOPT))       # be32 flags <= 3, IHAVEOPT
+CLIENT_MID = signature(anywhere(REQUEST_MAGIC))
 
 
 def _option_name(opt: int) -> str:

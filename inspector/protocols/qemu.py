@@ -42,8 +42,8 @@ import re
 
 from inspector.units import human_bytes
 
-from .base import (CLEARTEXT, Detection, clean, cstring, line, listing, name_at,
-                   u16, u32, u64)
+from .base import (CLEARTEXT, EVERY_BYTE, Detection, anywhere, clean, cstring, lead, line, listing,
+                   name_at, signature, u16, u32, u64)
 
 # ------------------------------------------------------------------ main channel
 
@@ -93,6 +93,21 @@ _VMDESC_DEVICE = re.compile(rb'\{"name": "([\x21-\x7e]{1,64})", "instance_id": \
 # ... or its field entries (migration/vmstate.c vmsd_desc_field_start)
 _VMDESC_FIELD = re.compile(rb'\{"name": "[\x21-\x7e]{1,64}", (?:"index": \d{1,6}, )?"type": "[\x20-\x7e]{1,32}", '
                            rb'(?:"size": \d|"struct": \{"vmsd_name": ")')
+
+# What main_at_start / main_mid_stream can accept (the prefilter, prefilter.py): the
+# file header; mid-stream, at least 16 bytes holding one of the sync candidates the
+# walk starts from, or the opening of a VM description entry.
+MAIN_START = signature(lead(QEVM, b"\0\0\0", set(FILE_VERSIONS)))
+_AT_LEAST_16 = lead(min_len=16)
+MAIN_MID = signature(
+    (lead(QEVM, b"\0\0\0", set(FILE_VERSIONS)), _AT_LEAST_16),
+    (anywhere(b"\0\0\0", EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, {b << 4 for b in range(16)},
+              {0x02, 0x08, 0x10, 0x22, 0x28, 0x40, 0x60}), _AT_LEAST_16),                # _RECORD_CAND
+    (anywhere({1, 4}, b"\0\0", EVERY_BYTE, EVERY_BYTE, range(0x01, 0x80), range(0x21, 0x7F)),
+     _AT_LEAST_16),                                                                      # _SECTION_CAND
+    (anywhere(b"\x06", EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, b'{"page_size"'), _AT_LEAST_16),
+    (anywhere(b'{"name": "'), _AT_LEAST_16),                        # _VMDESC_DEVICE, _VMDESC_FIELD
+)
 
 
 class _Walk:
@@ -504,6 +519,8 @@ SYNC, DEVICE_STATE = 0x01, 0x40     # MULTIFD_FLAG_SYNC, MULTIFD_FLAG_DEVICE_STA
 COMPRESSION_FLAGS = ((0x02, "zlib"), (0x04, "zstd"), (0x08, "qpl"), (0x10, "uadk"), (0x20, "qatzip"))
 COMPRESSION_MAGIC = {"zstd": (b"\x28\xb5\x2f\xfd",),                         # zstd frame
                      "zlib": (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")}  # zlib header
+MULTIFD_START = signature(lead(MULTIFD_HEAD, min_len=25))
+MULTIFD_MID = signature(anywhere(MULTIFD_HEAD))
 MAX_PAGES_ALLOC = 1 << 16
 MAX_PACKETS = 4096
 

@@ -1,8 +1,10 @@
 """The detector table and the functions that run it.
 
 ``DETECTORS`` is data: one row per (protocol, role), each naming which
-side of a flow sends what it matches, a cheap prefix filter, and where the
-format is defined. ``detect`` runs the rows for one direction; ``detect_flow``
+side of a flow sends what it matches, a cheap prefix filter, where the
+format is defined, and signatures of what it can accept (which
+``prefilter.py`` evaluates in compiled code for many regions at once).
+``detect`` runs the rows for one direction; ``detect_flow``
 runs both directions and merges the two halves of a TLS or SSH handshake
 into one detection.
 
@@ -30,54 +32,58 @@ O, R = frozenset({ORIG}), frozenset({RESP})
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
-             (qemu.QEVM,), "qemu migration/savevm.c, migration/ram.c"),
+             (qemu.QEVM,), "qemu migration/savevm.c, migration/ram.c", qemu.MAIN_START, qemu.MAIN_MID),
     Detector("qemu-multifd", "qemu-multifd", O, qemu.multifd_at_start, qemu.multifd_mid_stream,
-             (qemu.MULTIFD_HEAD,), "qemu migration/multifd.h"),
+             (qemu.MULTIFD_HEAD,), "qemu migration/multifd.h", qemu.MULTIFD_START, qemu.MULTIFD_MID),
     Detector("libvirt-rpc", "libvirt-rpc", BOTH, libvirt.at_start, libvirt.mid_stream,
-             (), "libvirt src/rpc/virnetprotocol.x, src/remote/remote_protocol.x"),
+             (), "libvirt src/rpc/virnetprotocol.x, src/remote/remote_protocol.x", libvirt.START, libvirt.MID),
     Detector("nbd-server", "nbd", R, nbd.server_at_start, nbd.server_mid_stream,
-             (nbd.NBDMAGIC,), "NBD doc/proto.md"),
+             (nbd.NBDMAGIC,), "NBD doc/proto.md", nbd.SERVER_START, nbd.SERVER_MID),
     Detector("nbd-client", "nbd", O, nbd.client_at_start, nbd.client_mid_stream,
-             (b"\x00\x00\x00",), "NBD doc/proto.md"),
+             (b"\x00\x00\x00",), "NBD doc/proto.md", nbd.CLIENT_START, nbd.CLIENT_MID),
     Detector("tls-client-hello", "tls", O, tls.client_at_start, None,
-             (b"\x16\x03",), "RFC 8446 4.1.2, RFC 5246 7.4.1.2"),
+             (b"\x16\x03",), "RFC 8446 4.1.2, RFC 5246 7.4.1.2", tls.CLIENT_START),
     Detector("tls-server-hello", "tls", R, tls.server_at_start, None,
-             (b"\x16\x03",), "RFC 8446 4.1.3, RFC 5246 7.4.1.3"),
+             (b"\x16\x03",), "RFC 8446 4.1.3, RFC 5246 7.4.1.3", tls.SERVER_START),
     Detector("tls-records", "tls", BOTH, None, tls.mid_stream,
-             (), "RFC 8446 5.1, RFC 5246 6.2"),
+             (), "RFC 8446 5.1, RFC 5246 6.2", mid_signature=tls.RECORDS_MID),
     Detector("ssh", "ssh", BOTH, ssh.at_start, None,
-             (), "RFC 4253 4.2, 6, 7.1"),
+             (), "RFC 4253 4.2, 6, 7.1", ssh.START),
     Detector("http-request", "http", O, http.request_at_start, None,
-             tuple(m + b" " for m in http.METHODS), "RFC 9112 3"),
+             tuple(m + b" " for m in http.METHODS), "RFC 9112 3", http.REQUEST_START),
     Detector("http-response", "http", R, http.response_at_start, None,
-             (b"HTTP/1.",), "RFC 9112 4"),
+             (b"HTTP/1.",), "RFC 9112 4", http.RESPONSE_START),
     Detector("http-messages", "http", BOTH, None, http.mid_stream,
-             (), "RFC 9112"),
+             (), "RFC 9112", mid_signature=http.MID),
     Detector("amqp-client", "amqp", O, services.amqp_client_at_start, None,
-             (b"AMQP",), "AMQP 0-9-1 specification 4.2.2"),
+             (b"AMQP",), "AMQP 0-9-1 specification 4.2.2", services.AMQP_CLIENT_START),
     Detector("amqp-server", "amqp", R, services.amqp_server_at_start, None,
-             (b"\x01\x00\x00",), "AMQP 0-9-1 specification 4.2.3"),
+             (b"\x01\x00\x00",), "AMQP 0-9-1 specification 4.2.3", services.AMQP_SERVER_START),
     Detector("amqp-frames", "amqp", BOTH, None, services.amqp_mid_stream,
-             (), "AMQP 0-9-1 specification 4.2.3"),
+             (), "AMQP 0-9-1 specification 4.2.3", mid_signature=services.AMQP_MID),
     Detector("mysql-server", "mysql", R, services.mysql_server_at_start, None,
-             (), "MySQL protocol: Connection Phase, Protocol::HandshakeV10"),
+             (), "MySQL protocol: Connection Phase, Protocol::HandshakeV10", services.MYSQL_SERVER_START),
     Detector("mysql-client", "mysql", O, services.mysql_client_at_start, None,
-             (), "MySQL protocol: Protocol::SSLRequest, HandshakeResponse41"),
+             (), "MySQL protocol: Protocol::SSLRequest, HandshakeResponse41", services.MYSQL_CLIENT_START),
     Detector("rfb-server", "rfb", R, services.rfb_server_at_start, None,
-             (b"RFB ",), "rfbproto.rst 7.1"),
+             (b"RFB ",), "rfbproto.rst 7.1", services.RFB_START),
     Detector("rfb-client", "rfb", O, services.rfb_client_at_start, None,
-             (b"RFB ",), "rfbproto.rst 7.1"),
+             (b"RFB ",), "rfbproto.rst 7.1", services.RFB_START),
     Detector("spice-link", "spice", BOTH, services.spice_at_start, None,
-             (services.SPICE_MAGIC,), "spice-protocol spice/protocol.h"),
+             (services.SPICE_MAGIC,), "spice-protocol spice/protocol.h", services.SPICE_START),
     Detector("redis-client", "redis", O, services.redis_client_at_start, services.redis_mid_stream,
-             (), "Redis serialization protocol (RESP)"),
+             (), "Redis serialization protocol (RESP)", services.REDIS_CLIENT_START, services.REDIS_MID),
     Detector("redis-server", "redis", R, services.redis_server_at_start, None,
-             (b"+", b"-", b":", b"$", b"*", b"%", b"_"), "Redis serialization protocol (RESP)"),
+             (b"+", b"-", b":", b"$", b"*", b"%", b"_"), "Redis serialization protocol (RESP)",
+             services.REDIS_SERVER_START),
     Detector("memcached", "memcached", BOTH, services.memcached_at_start, None,
-             (), "memcached protocol.txt, protocol_binary.h"),
+             (), "memcached protocol.txt, protocol_binary.h", services.MEMCACHED_START),
     Detector("ovsdb", "ovsdb", BOTH, services.ovsdb_at_start, services.ovsdb_mid_stream,
-             (), "RFC 7047 4"),
+             (), "RFC 7047 4", services.OVSDB_START, services.OVSDB_MID),
 )
+ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
+"""Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
+ALL_ROWS = (1 << len(DETECTORS)) - 1
 
 _TLS_AT_START = tuple(d for d in DETECTORS if d.protocol == "tls" and d.at_start is not None)
 
@@ -101,12 +107,15 @@ _MID_ROWS = {side: tuple(d for d in DETECTORS if d.mid_stream is not None and _w
              for side in (ORIG, RESP, ANY)}
 
 
-def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True) -> list[Detection]:
+def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True,
+           rows: int = ALL_ROWS) -> list[Detection]:
     """Detections in one direction of a flow, ordered by offset.
 
     ``data``: the reassembled stream bytes (from the first byte of the
     stream when ``at_start``, else from an arbitrary point). ``direction``:
-    'orig', 'resp', or 'any' when the roles are unknown.
+    'orig', 'resp', or 'any' when the roles are unknown. ``rows``: a mask
+    of ``ROW_BIT`` of the rows that may run (the prefilter's candidates);
+    the TLS rows after an in-band upgrade always may.
     """
     if not isinstance(data, bytes):
         try:
@@ -120,13 +129,15 @@ def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True
     found: list[Detection] = []
     if at_start:
         for d in _START_ROWS[side]:
-            if d.prefixes and not data.startswith(d.prefixes):
+            if not rows & ROW_BIT[d.name] or d.prefixes and not data.startswith(d.prefixes):
                 continue
             det = _run(d.at_start, data)
             if det is not None:
                 found.append(det)
     if not found and (fallback or not at_start):
         for d in _MID_ROWS[side]:
+            if not rows & ROW_BIT[d.name]:
+                continue
             det = _run(d.mid_stream, data)
             if det is not None:
                 found.append(det)
@@ -153,7 +164,8 @@ def _role(det: Detection) -> str | None:
 
 
 def detect_flow(orig: bytes, resp: bytes, *, orig_at_start: bool = True,
-                resp_at_start: bool = True, fallback: bool = True) -> list[Detection]:
+                resp_at_start: bool = True, fallback: bool = True, orig_rows: int = ALL_ROWS,
+                resp_rows: int = ALL_ROWS) -> list[Detection]:
     """Detections in both directions of a flow.
 
     The two halves of a TLS handshake (ClientHello from orig, ServerHello
@@ -161,9 +173,10 @@ def detect_flow(orig: bytes, resp: bytes, *, orig_at_start: bool = True,
     cipher from the server, SNI and offered versions from the client); the
     two SSH banners/KEXINITs become one 'ssh' detection with the negotiated
     algorithms. Offsets of a merged detection are those of the orig side.
+    ``orig_rows``/``resp_rows``: as ``rows`` of ``detect``.
     """
-    o = detect(orig, direction=ORIG, at_start=orig_at_start, fallback=fallback)
-    r = detect(resp, direction=RESP, at_start=resp_at_start, fallback=fallback)
+    o = detect(orig, direction=ORIG, at_start=orig_at_start, fallback=fallback, rows=orig_rows)
+    r = detect(resp, direction=RESP, at_start=resp_at_start, fallback=fallback, rows=resp_rows)
     out = o + r
     ch = next((d for d in o if d.protocol == "tls" and _role(d) == "client"), None)
     sh = next((d for d in r if d.protocol == "tls" and _role(d) == "server"), None)

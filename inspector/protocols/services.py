@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import re
 
-from .base import CLEARTEXT, NOTHING, Detection, clean, cstring, line, listing, name_at, u16, u32
+from .base import (CLEARTEXT, DIGIT, EVERY_BYTE, NOTHING, Detection, anywhere, clean, cstring, lead, line, listing,
+                   name_at, nocase, signature, u16, u32)
 
 # --------------------------------------------------------------------------- AMQP
 
@@ -128,6 +129,15 @@ def _amqp_detection(f: dict, pos: int, head: str) -> Detection:
     return Detection("amqp", pos, line(*parts), proves, f)
 
 
+# What the AMQP detectors can accept (prefilter.py): a protocol header; a connection.start
+# method frame; mid-stream, 3 chained frames (>= 24 bytes) from the start or after a frame end.
+_FRAME_SIZE = (b"\0", range((FRAME_MAX >> 16) + 1))             # be32 size <= FRAME_MAX, high bytes
+AMQP_CLIENT_START = signature(*(lead(h) for h in AMQP_HEADERS))
+AMQP_SERVER_START = signature(lead(b"\x01\x00\x00", *_FRAME_SIZE, EVERY_BYTE, EVERY_BYTE, b"\x00\x0a\x00\x0a"))
+AMQP_MID = signature((lead({1, 2, 3, 8}, EVERY_BYTE, EVERY_BYTE, *_FRAME_SIZE), lead(min_len=24)),
+                     (anywhere(b"\xce", {1, 2, 3, 8}, b"\x00", EVERY_BYTE, *_FRAME_SIZE), lead(min_len=24)))
+
+
 def amqp_client_at_start(data: bytes) -> Detection | None:
     version = AMQP_HEADERS.get(data[:8])
     if version is None:
@@ -176,6 +186,15 @@ def _mysql_packet(d: bytes, pos: int):
     if pos + 4 > len(d):
         return None
     return int.from_bytes(d[pos:pos + 3], "little"), d[pos + 3]
+
+
+# What the MySQL detectors can accept (prefilter.py). Server: a 40..1024-byte packet 0 of
+# protocol 10 with a visible version string, >= 22 bytes. Client: a 32..4096-byte packet 1
+# with CLIENT_PROTOCOL_41 and 23 zero filler bytes.
+MYSQL_SERVER_START = signature(lead(EVERY_BYTE, range(5), b"\x00\x00\x0a", range(0x21, 0x7F), min_len=22))
+MYSQL_CLIENT_START = signature(lead(EVERY_BYTE, range(0x11), b"\x00\x01", EVERY_BYTE,
+                                    {b for b in range(256) if b & (CLIENT_PROTOCOL_41 >> 8)},
+                                    *[EVERY_BYTE] * 7, bytes(23)))
 
 
 def mysql_server_at_start(data: bytes) -> Detection | None:
@@ -254,6 +273,9 @@ RFB_SECURITY = {1: "None", 2: "VNC", 5: "RA2", 6: "RA2ne", 16: "Tight", 18: "TLS
 RFB_CLEAR_TYPES = {1, 2}        # None and VNC authentication: the session itself is not encrypted
 
 
+RFB_START = signature(lead(b"RFB ", DIGIT, DIGIT, DIGIT, b".", DIGIT, DIGIT, DIGIT, b"\n"))  # prefilter.py
+
+
 def _rfb_version(data: bytes):
     m = _RFB.match(data)
     if m is None:
@@ -305,6 +327,10 @@ SPICE_CHANNELS = {1: "main", 2: "display", 3: "inputs", 4: "cursor", 5: "playbac
 SPICE_TICKET_PUBKEY_BYTES = 162
 
 
+# prefilter.py: magic, le32 major 1 or 2, le32 minor, le32 size <= 65536
+SPICE_START = signature(lead(SPICE_MAGIC, {1, 2}, b"\0\0\0", *[EVERY_BYTE] * 6, range(2), b"\0"))
+
+
 def _le32(d: bytes, pos: int) -> int | None:
     return int.from_bytes(d[pos:pos + 4], "little") if pos + 4 <= len(d) else None
 
@@ -338,6 +364,16 @@ _RESP_LINE = re.compile(rb"([+\-:_,#(!=%~>|])([^\r\n]{0,1024})\r\n")
 # Inline commands a client sends first; GET/SET are left out (an HTTP request line reads alike).
 REDIS_INLINE = re.compile(rb"(PING|AUTH|HELLO|INFO|QUIT|SELECT)(?: [^\r\n]{0,512})?\r\n", re.I)
 REDIS_SECRET_COMMANDS = ("AUTH", "HELLO", "MIGRATE", "CONFIG")
+
+
+# What the Redis detectors can accept (prefilter.py): a RESP array of bulk strings
+# ("*<n>\r\n$<len>\r\n...") or an inline command first; replies that start with a RESP
+# type byte and end a line; mid-stream, an array of bulk strings anywhere.
+REDIS_CLIENT_START = signature((lead(b"*", DIGIT), anywhere(b"\r\n$")),
+                               *(lead(*nocase(w), {0x20, 0x0D})
+                                 for w in (b"PING", b"AUTH", b"HELLO", b"INFO", b"QUIT", b"SELECT")))
+REDIS_SERVER_START = signature((lead(set(b"+-:$*%_")), anywhere(b"\r\n")))
+REDIS_MID = signature((anywhere(b"*", DIGIT), anywhere(b"\r\n$", DIGIT)))
 
 
 def _resp_command(d: bytes, pos: int):
@@ -451,6 +487,15 @@ MC_OPCODES = {0x00: "get", 0x01: "set", 0x02: "add", 0x03: "replace", 0x04: "del
               0x20: "sasl_list_mechs", 0x21: "sasl_auth", 0x22: "sasl_step"}
 
 
+# What memcached_at_start can accept (prefilter.py): a binary header (magic, known
+# opcode, zero data type, 24 bytes); a text command word then a space or CR; a reply
+# that opens a session's replies; text lines end with CRLF.
+MEMCACHED_START = signature(
+    lead({0x80, 0x81}, set(MC_OPCODES), EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, b"\0", min_len=24),
+    *((lead(c, {0x20, 0x0D}), anywhere(b"\r\n")) for c in MC_COMMANDS),
+    *((lead(r), anywhere(b"\r\n")) for r in (b"VALUE ", b"VERSION ", b"STAT ", b"STORED\r\n", b"END\r\n")))
+
+
 def _mc_text_commands(d: bytes, pos: int, f: dict) -> int:
     n = 0
     for _ in range(4096):
@@ -522,6 +567,14 @@ OVSDB_DATABASES = (b"Open_vSwitch", b"OVN_Northbound", b"OVN_Southbound", b"_Ser
 _OVSDB_METHOD = re.compile(rb'\{\s*"(?:method|id)"[^{}]{0,256}?"method"\s*:\s*"([a-z_0-9]{1,32})"|'
                            rb'\{\s*"method"\s*:\s*"([a-z_0-9]{1,32})"')
 _OVSDB_RESULT = re.compile(rb'\{\s*"(?:id|result|error)"\s*:')
+
+
+# What the OVSDB detectors can accept (prefilter.py): a JSON object first (after
+# whitespace) naming a method, or a result in its first 4 KiB; mid-stream, '{"method"'.
+_JSON_START = lead(set(b" \t\r\n{"))
+OVSDB_START = signature((_JSON_START, anywhere(b'"method"')),
+                        (_JSON_START, anywhere(b'"result"', within=4096)))
+OVSDB_MID = signature(anywhere(b'{"method"'))
 
 
 def _ovsdb(data: bytes, pos: int, head: str) -> Detection | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from .base import ENCRYPTED, NOTHING, Detection, clean, line, listing, u32
+from .base import ENCRYPTED, NOTHING, TEXT, Detection, anywhere, clean, lead, line, listing, signature, u32
 
 KEXINIT, NEWKEYS = 20, 21
 MSG_NAMES = {1: "DISCONNECT", 2: "IGNORE", 20: "KEXINIT", 21: "NEWKEYS", 30: "KEX_ECDH_INIT",
@@ -36,6 +36,10 @@ BANNER_MAX = 255
 PREAMBLE_MAX = 8192            # other lines a server may send before its banner
 _BANNER = re.compile(rb"SSH-(\d+\.\d+)-([\x21-\x2c\x2e-\x7e]+)(?: ([\x20-\x7e]*))?\r?\n")
 PLAIN_CIPHERS = ("none",)
+# What at_start can accept (prefilter.py): text up to the end of a banner (at least
+# "SSH-2.0-x\n", 10 bytes), at the start or after a line end within the preamble.
+START = signature((lead(*[TEXT] * 10), lead(b"SSH-")),
+                  (lead(*[TEXT] * 10), anywhere(b"\nSSH-", within=PREAMBLE_MAX)))
 
 
 def _namelist(body: bytes, pos: int):

@@ -30,7 +30,8 @@ application_data_records, record_version, readable_payload.
 
 from __future__ import annotations
 
-from .base import CLEARTEXT, ENCRYPTED, NOTHING, Detection, clean, line, listing, name_at, u16
+from .base import (CLEARTEXT, ENCRYPTED, EVERY_BYTE, NOTHING, Detection, anywhere, clean, lead, line, listing,
+                   name_at, signature, u16)
 
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
 RECORD_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data",
@@ -82,6 +83,16 @@ MAX_RECORDS = 100_000
 MIN_CHAIN = 3
 
 _RECORD_STARTS = tuple(bytes([t, 3]) for t in RECORD_TYPES)      # type byte + major version
+
+# What each detector can accept (prefilter.py). At the start: a handshake record whose
+# first message is the hello, long enough for a 38-byte hello body; mid-stream: a record
+# header (type, 3, minor <= 4, length <= RECORD_MAX) anywhere.
+_HELLO_MIN = 5 + 4 + 38
+CLIENT_START = signature(lead({HANDSHAKE}, b"\x03", range(5), EVERY_BYTE, EVERY_BYTE, {CLIENT_HELLO},
+                              min_len=_HELLO_MIN))
+SERVER_START = signature(lead({HANDSHAKE}, b"\x03", range(5), EVERY_BYTE, EVERY_BYTE, {SERVER_HELLO},
+                              min_len=_HELLO_MIN))
+RECORDS_MID = signature(anywhere(set(RECORD_TYPES), b"\x03", range(5), range((RECORD_MAX >> 8) + 1), EVERY_BYTE))
 
 
 def is_grease(v: int) -> bool:
