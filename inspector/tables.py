@@ -9,9 +9,13 @@ no rows.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import orjson
 import pandas as pd
 
-from inspector.schema import CATEGORIES, Columns
+from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
 
 
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
@@ -49,3 +53,31 @@ def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
     """The documented categories, plus any value a newer version wrote."""
     seen = [v for v in pd.unique(values.dropna().astype(str)) if not known or v not in known]
     return list(known or ()) + sorted(seen)
+
+
+def json_text(value: Any) -> str:
+    """``value`` (JSON values only) as compact JSON text; orjson, or the
+    standard library for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+
+
+def with_json_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its dict columns (``JSON_COLUMNS``) as JSON text, for files."""
+    names = [name for name in frame.columns if name in JSON_COLUMNS]
+    if not names:
+        return frame
+    return frame.assign(**{name: [json_text(v) for v in frame[name].tolist()] for name in names})
+
+
+def with_json_parsed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the JSON text of its dict columns parsed back (the inverse
+    of ``with_json_text``; the standard parser, which keeps big integers exact)."""
+    names = [name for name in frame.columns if name in JSON_COLUMNS]
+    if not names:
+        return frame
+    return frame.assign(**{name: pd.Series([json.loads(v) for v in frame[name].tolist()], index=frame.index,
+                                            dtype=object)
+                           for name in names})

@@ -51,7 +51,7 @@ def _evidence_lists(uids: pd.Series, evidence: pd.DataFrame | None) -> list[list
     by_uid: dict[str, list[dict[str, Any]]] = {}
     for row in evidence.itertuples(index=False):
         item = {"direction": row.direction, "protocol": row.protocol, "offset": int(row.offset),
-                "proves": row.proves, "evidence": row.evidence, "fields": json.loads(row.fields)}
+                "proves": row.proves, "evidence": row.evidence, "fields": row.fields}
         by_uid.setdefault(row.uid, []).append(item)
     return [by_uid.get(uid, []) for uid in uids.tolist()]
 
