@@ -10,6 +10,7 @@ no rows.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -55,13 +56,21 @@ def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
     return list(known or ()) + sorted(seen)
 
 
-def json_text(value: Any) -> str:
-    """``value`` (JSON values only) as compact JSON text; orjson, or the
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON of ``value`` (JSON values; NaN becomes null): orjson, or the
     standard library for what orjson refuses (integers beyond 64 bits)."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(_nan_as_null(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _nan_as_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_as_null(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def with_json_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +78,7 @@ def with_json_text(frame: pd.DataFrame) -> pd.DataFrame:
     names = [name for name in frame.columns if name in JSON_COLUMNS]
     if not names:
         return frame
-    return frame.assign(**{name: [json_text(v) for v in frame[name].tolist()] for name in names})
+    return frame.assign(**{name: [json_bytes(v).decode() for v in frame[name].tolist()] for name in names})
 
 
 def with_json_parsed(frame: pd.DataFrame) -> pd.DataFrame:
