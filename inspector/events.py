@@ -20,7 +20,6 @@ Protection, in order:
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -52,10 +51,10 @@ ROLES = {kind: _Role(kind, carries) for kind, carries in (
 def _tunnel_flows(evidence: pd.DataFrame) -> set[str]:
     """uids of libvirt RPC flows whose STREAM messages carry a migration."""
     uids = set()
-    for row in evidence[evidence["protocol"] == "libvirt-rpc"].itertuples(index=False):
-        fields = json.loads(row.fields)
+    rpc = evidence[evidence["protocol"] == "libvirt-rpc"]
+    for uid, fields in zip(rpc["uid"].tolist(), rpc["fields"].tolist()):
         if fields.get("tunnel") or fields.get("tunnelled_qevm"):
-            uids.add(row.uid)
+            uids.add(uid)
     return uids
 
 

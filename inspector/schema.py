@@ -162,7 +162,8 @@ EVIDENCE_COLUMNS: Columns = {
     "offset": ("int64", "where the evidence starts in that direction's reassembled stream head"),
     "proves": ("string", "cleartext (framing in clear), encrypted (validated TLS/SSH session) or nothing"),
     "evidence": ("string", "one line a reviewer reads: what was seen (never payload or credential values)"),
-    "fields": ("string", "extracted fields as a JSON object"),
+    "fields": ("object", "extracted fields: a dict per row (JSON values only); CSV and Parquet files hold it as "
+                         "JSON text, which `inspector.load` parses back"),
 }
 
 EVENT_COLUMNS: Columns = {
@@ -258,6 +259,10 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 MISSING_WHEN_EMPTY = frozenset(c for c in FLOW_COLUMNS if c.startswith(("tls_", "ssh_")))
 """Text columns where missing (no handshake) differs from empty; CSV writes
 both as an empty cell, so loading a CSV export maps empty back to missing."""
+
+JSON_COLUMNS = frozenset({"fields"})
+"""Columns holding a dict per row; files (CSV and Parquet exports, the live
+spool) hold them as JSON text, exact both ways and readable by any tool."""
 
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     "verdict": VERDICTS, "window label": WINDOW_LABELS, "watch role": ROLES, "closed_by": CLOSED_BY,

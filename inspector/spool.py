@@ -18,7 +18,7 @@ import pandas as pd
 from inspector.errors import InspectorError
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.schema import SCHEMAS
-from inspector.tables import typed
+from inspector.tables import typed, with_json_parsed, with_json_text
 
 FLUSH_FLOWS = 20_000
 
@@ -59,7 +59,8 @@ class SpooledTables(ClosedTables):
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
             try:
-                typed(pd.concat(parts, ignore_index=True), SCHEMAS[name]).to_parquet(path, index=False)
+                table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
+                with_json_text(table).to_parquet(path, index=False)
             except OSError as exc:
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files[name].append(path)
@@ -68,7 +69,7 @@ class SpooledTables(ClosedTables):
 
     def tables(self) -> dict[str, list[pd.DataFrame]]:
         self.flush()
-        return {name: [pd.read_parquet(p) for p in paths] for name, paths in self.files.items()}
+        return {name: [with_json_parsed(pd.read_parquet(p)) for p in paths] for name, paths in self.files.items()}
 
     def close(self) -> None:
         if self._temporary is not None:

@@ -60,8 +60,8 @@ class JsonLines:
     def flows(self, closed: ClosedFlows) -> None:
         """One ``flow`` record per flow that ended (or is reported open)."""
         flows = closed.flows.assign(event="")
-        for line in json_report.flow_lines(flows, closed.evidence):
-            self.handle.write('{"type":"flow",' + line[1:] + "\n")
+        for lines in json_report.flow_chunks(flows, closed.evidence):
+            self.handle.write(b"".join(b'{"type":"flow",' + line[1:] + b"\n" for line in lines).decode())
         self.handle.flush()
 
     def final(self, result: Analysis) -> None:

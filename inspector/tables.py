@@ -9,10 +9,15 @@ no rows.
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
+import orjson
 import pandas as pd
 from pandas.api.types import pandas_dtype
 
-from inspector.schema import CATEGORIES, Columns
+from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
 
 
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
@@ -62,3 +67,39 @@ def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
     """The documented categories, plus any value a newer version wrote."""
     seen = [v for v in pd.unique(values.dropna().astype(str)) if not known or v not in known]
     return list(known or ()) + sorted(seen)
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON of ``value`` (JSON values; NaN becomes null): orjson, or the
+    standard library for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(_nan_as_null(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _nan_as_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_as_null(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def with_json_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its dict columns (``JSON_COLUMNS``) as JSON text, for files."""
+    names = [name for name in frame.columns if name in JSON_COLUMNS]
+    if not names:
+        return frame
+    return frame.assign(**{name: [json_bytes(v).decode() for v in frame[name].tolist()] for name in names})
+
+
+def with_json_parsed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the JSON text of its dict columns parsed back (the inverse
+    of ``with_json_text``; the standard parser, which keeps big integers exact)."""
+    names = [name for name in frame.columns if name in JSON_COLUMNS]
+    if not names:
+        return frame
+    return frame.assign(**{name: pd.Series([json.loads(v) for v in frame[name].tolist()], index=frame.index,
+                                            dtype=object)
+                           for name in names})

@@ -66,6 +66,10 @@ def test_export_and_load_round_trip(tmp_path, fmt):
     for name in inspector.SCHEMAS:
         pd.testing.assert_frame_equal(getattr(result, name), getattr(loaded, name), check_exact=False, obj=name)
     assert loaded.watch == result.watch
+    fields = result.evidence["fields"].tolist()  # a dict per detection, written as JSON text
+    assert fields and all(isinstance(f, dict) for f in fields)
+    assert any(isinstance(v, (dict, list)) for f in fields for v in f.values())  # nested values too
+    assert loaded.evidence["fields"].tolist() == fields
 
 
 def test_load_keeps_excerpts_out_unless_exported(tmp_path):

@@ -3,6 +3,7 @@ diff, rules, the progress bar."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -15,9 +16,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import inspector
 from inspector.cli import ExitStatus, main
+from inspector.pipeline import ClosedFlows
 from inspector.report.export import TABLES
-from inspector.report.json_report import json_schema
+from inspector.report.json_report import flow_chunks, json_schema, write_json
+from inspector.schema import FLOW_COLUMNS
+from inspector.streaming import JsonLines
+from inspector.tables import json_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT / "captures" / "qemu-plain.pcap.gz"
@@ -49,6 +55,56 @@ def test_reports_still_written_when_fail_on_trips(tmp_path):
     assert [f["rule"] for f in document["findings"]] == ["plaintext-migration", "api-credentials-in-clear",
                                                          "secrets-in-cleartext"]
     assert document["findings"][0]["remediation"][0].startswith("Enable QEMU native TLS")
+
+
+def test_json_document_holds_the_tables_values(tmp_path):
+    """Every flow's columns as the flows table holds them (times RFC 3339 to
+    the microsecond, durations in seconds, floats to 6 decimals), its evidence
+    as the evidence table's rows with their fields as objects, secrets with
+    their times; one record per line, whatever the chunk size."""
+    result = inspector.analyze([PLAIN, TLS, API])
+    buffer = io.StringIO()
+    write_json(result, buffer)
+    document = json.loads(buffer.getvalue())
+    flows, evidence = result.flows, result.evidence
+    assert [f["uid"] for f in document["flows"]] == flows["uid"].tolist()
+    for flow, row in zip(document["flows"], flows.itertuples(index=False)):
+        assert list(flow) == list(FLOW_COLUMNS) + ["evidence"]
+        assert flow["ts"] == row.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert flow["duration"] == round(row.duration.total_seconds(), 6)
+        assert flow["orig_entropy"] is None if pd.isna(row.orig_entropy) else \
+            flow["orig_entropy"] == round(row.orig_entropy, 6)
+        assert flow["vlan"] is None and flow["tls_version"] == (None if pd.isna(row.tls_version) else row.tls_version)
+        own = evidence[evidence["uid"] == row.uid]
+        assert [e["fields"] for e in flow["evidence"]] == own["fields"].tolist()
+        assert [e["offset"] for e in flow["evidence"]] == own["offset"].tolist()
+    assert sum(len(f["evidence"]) for f in document["flows"]) == len(evidence) > 0
+    assert [s["ts"] for s in document["secrets"]] == [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                                                      for t in result.secrets["ts"]]
+    records = [line.rstrip(",") for line in buffer.getvalue().splitlines() if line.startswith("  {")]
+    assert len(records) == sum(len(document[key]) for key in ("inputs", "anomalies", "findings", "secrets",
+                                                               "secret_counts", "events", "flows"))
+    assert all(isinstance(json.loads(record), dict) for record in records)
+    one_by_one = b"".join(line for chunk in flow_chunks(flows, evidence, chunk=1) for line in chunk)
+    assert one_by_one == b"".join(line for chunk in flow_chunks(flows, evidence) for line in chunk)
+
+
+def test_jsonl_flow_records_are_the_json_flows():
+    result = inspector.analyze([PLAIN, API])
+    buffer = io.StringIO()
+    closed = ClosedFlows(flows=result.flows.drop(columns="event"), windows=result.windows,
+                         evidence=result.evidence.drop(columns="event"), secrets=result.secrets,
+                         secret_counts=result.secret_counts, byte_histograms=result.byte_histograms)
+    JsonLines(buffer).flows(closed)
+    document = io.StringIO()
+    write_json(result, document)
+    want = [{"type": "flow", **flow, "event": ""} for flow in json.loads(document.getvalue())["flows"]]
+    assert [json.loads(line) for line in buffer.getvalue().splitlines()] == want
+
+
+def test_json_values_orjson_refuses_fall_back_to_the_standard_encoder():
+    value = {"big": 2**70, "nan": float("nan"), "nested": [{"x": float("nan")}]}
+    assert json.loads(json_bytes(value)) == {"big": 2**70, "nan": None, "nested": [{"x": None}]}
 
 
 def test_terminal_summary_shows_findings_first():

@@ -8,9 +8,9 @@ explains.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,6 +235,27 @@ def _compressed(hits: list[Detection]) -> Detection | None:
                  and _field(d.fields, ("compression",)) not in (None, "none")), None)
 
 
+def json_value(value: Any) -> Any:
+    """A copy of ``value`` made of JSON values only, as a round trip through
+    ``json.dumps(default=str, sort_keys=True)`` gives it (the evidence table
+    held that text before it held dicts): keys sorted and made text, tuples
+    made lists, anything JSON has no type for made text."""
+    if isinstance(value, dict):
+        return {_JSON_KEYS.get(k, k) if k is None or isinstance(k, bool) else str(k): json_value(v)
+                for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if value is None:
+        return None
+    for kind in (str, bool, int, float):  # bool before int: True is an int
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
+_JSON_KEYS = {None: "null", True: "true", False: "false"}
+
+
 def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                    flow_index: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add ``protocol`` and detail columns, let proofs override statistics.
@@ -285,7 +306,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             reason[i] = f"{best.direction or 'flow'}: only the {best.protocol} handshake: {best.evidence}"
         for d in hits:
             rows.append((uids[i], d.direction or "both", d.protocol, d.offset, d.proves, d.evidence,
-                         json.dumps(d.fields, default=str, sort_keys=True)))
+                         json_value(d.fields)))
     out["verdict"] = pd.Categorical(verdict, categories=VERDICTS)
     out["confidence"] = confidence
     out["reason"] = pd.array(reason, dtype="string")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections import namedtuple
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -40,9 +39,10 @@ class Facts:
     def fields(self) -> dict[tuple[str, str], list[dict]]:
         """Evidence fields by (uid, protocol), every direction and offset."""
         out: dict[tuple[str, str], list[dict]] = {}
-        for row in self.evidence.itertuples(index=False):
-            out.setdefault((row.uid, row.protocol), []).append(
-                {"direction": row.direction, "offset": int(row.offset), **json.loads(row.fields)})
+        e = self.evidence
+        for uid, protocol, direction, offset, fields in zip(*(e[c].tolist() for c in (
+                "uid", "protocol", "direction", "offset", "fields"))):
+            out.setdefault((uid, protocol), []).append({"direction": direction, "offset": offset, **fields})
         return out
 
     @cached_property

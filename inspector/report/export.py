@@ -4,7 +4,8 @@ The folder also holds ``meta.json`` (schema version, tool, watchlist, the
 tables written), so ``load`` can tell what it is loading: an analysis run
 once on a big capture is explored later without re-reading it. Secret
 excerpts are left out unless asked for (``show_payload``): then they are
-written as hex, never as raw bytes.
+written as hex, never as raw bytes. Dict columns (evidence ``fields``) are
+written as JSON text and parsed back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from inspector.analysis import Analysis
 from inspector.errors import InspectorError
 from inspector.report.output import write_atomically
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
+from inspector.tables import with_json_parsed, with_json_text
 from inspector.watch import Watchlist
 
 EXPORT_FORMATS = ("csv", "parquet")
@@ -45,7 +47,7 @@ def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv",
         if fmt == "csv":
             write_atomically(path, lambda h, t=table: csv_ready(t).to_csv(h, index=False))
         else:
-            _write_parquet(table, path)
+            _write_parquet(with_json_text(table), path)
         written.append(path)
     meta = {"schema_version": SCHEMA_VERSION, "tool": {"name": "inspector", "version": __version__},
             "format": fmt, "tables": list(TABLES), "watchlist": watchlist_dict(result.watch),
@@ -65,8 +67,8 @@ def _shareable(name: str, table: pd.DataFrame, show_payload: bool) -> pd.DataFra
 
 
 def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
-    """Durations in seconds, times in RFC 3339 (pandas' default is fine)."""
-    out = table.copy()
+    """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text."""
+    out = with_json_text(table).copy()
     for col in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[col]):
             out[col] = out[col].dt.total_seconds()
@@ -113,11 +115,11 @@ def load(folder: str | os.PathLike) -> Analysis:
 def _read_table(path: Path, fmt: str, columns) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            return pd.read_parquet(path, engine="pyarrow")
-        frame = pd.read_csv(path, dtype=object, keep_default_na=False)
+            return with_json_parsed(pd.read_parquet(path, engine="pyarrow"))
+        frame = with_json_parsed(pd.read_csv(path, dtype=object, keep_default_na=False))
     except FileNotFoundError:
         raise InspectorError(f"{path}: missing from the export") from None
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds on damaged files
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow/json raise many kinds on damaged files
         raise InspectorError(f"{path}: cannot read: {exc}") from None
     for name, (dtype, _doc) in columns.items():  # CSV keeps text: numbers and empty cells back
         if name in MISSING_WHEN_EMPTY and name in frame.columns:

@@ -4,15 +4,20 @@ Top level: ``schema_version``, ``tool``, ``watchlist``, ``inputs``,
 ``anomalies``, ``summary`` (findings by severity), ``findings``, ``secrets``,
 ``secret_counts``,
 ``events`` and ``flows`` (one object per flow with every column of
-``inspector.flows.schema.FLOW_COLUMNS``). Secret excerpts appear only when
+``inspector.schema.FLOW_COLUMNS``). Secret excerpts appear only when
 asked for (``show_payload``); a result is meant to be shared. ``json_schema()`` returns the JSON
 Schema of this document; docs/result.schema.json is a copy the tests keep
 in step.
+
+Layout: one top-level key per line, and one array element per line (flows,
+secrets, findings ...), so the document greps and diffs by record. It is
+written from the tables' columns, a chunk of flows at a time, by orjson:
+times and durations are converted per column, never per row through pandas.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -21,63 +26,73 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.report.payload import printable
 from inspector.schema import (ANOMALY_COLUMNS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
-                              PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES, TUNNELS)
+                              PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES, TUNNELS, Columns)
+from inspector.tables import json_bytes
 from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
+FLOW_DIGITS = 6  # decimals of the flows' floats (seconds to the microsecond; entropy, chi2, shares)
+CHUNK = 20_000  # flows converted and encoded at a time
 
 
-def json_ready_flows(flows: pd.DataFrame, evidence: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Flows with JSON-friendly columns: RFC 3339 ``ts`` (UTC), ``duration``
-    in seconds, and an ``evidence`` list per flow; missing values become null
-    when written."""
-    out = pd.DataFrame(index=flows.index)
-    for name, (dtype, _doc) in FLOW_COLUMNS.items():
-        col = flows[name]
-        if dtype.startswith("datetime64"):
-            text = np.datetime_as_string(col.dt.tz_convert(None).to_numpy(), unit="us") if len(col) else []
-            out[name] = pd.Series(text, index=flows.index, dtype=object) + "Z"
-        elif dtype.startswith("timedelta64"):
-            out[name] = col.dt.total_seconds()
-        else:
-            out[name] = col
-    out["evidence"] = _evidence_lists(flows["uid"], evidence)
-    return out
+def rfc3339(times: pd.Series) -> list[str | None]:
+    """UTC times as RFC 3339 text to the microsecond ('2024-05-01T10:00:00.123456Z'), null when missing."""
+    values = times.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+    text = np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
+    text[np.isnat(values)] = None
+    return text.tolist()
 
 
-def _evidence_lists(uids: pd.Series, evidence: pd.DataFrame | None) -> list[list[dict[str, Any]]]:
+def json_column(values: pd.Series, dtype: str, digits: int | None = None) -> list:
+    """One column as JSON-ready Python values: RFC 3339 times, durations in
+    seconds, floats rounded to ``digits`` decimals, None for missing."""
+    if dtype.startswith("datetime64"):
+        return rfc3339(values)
+    if dtype.startswith("timedelta64") or dtype == "float64":
+        numbers = values.dt.total_seconds() if dtype.startswith("timedelta64") else values
+        numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        return (numbers if digits is None else np.round(numbers, digits)).tolist()  # NaN is written as null
+    if dtype in ("int64", "bool"):
+        return values.to_numpy().tolist()
+    return values.to_numpy(dtype=object, na_value=None).tolist()
+
+
+def records(table: pd.DataFrame, columns: Columns, digits: int | None = None) -> list[dict[str, Any]]:
+    """The rows of ``table`` (the ``columns`` of its schema) as JSON-ready dicts."""
+    names = [name for name in columns if name in table.columns]
+    values = [json_column(table[name], columns[name][0], digits) for name in names]
+    return [dict(zip(names, row)) for row in zip(*values)] if names else [{} for _ in range(len(table))]
+
+
+def _evidence_lists(uids: list[str], evidence: pd.DataFrame | None) -> list[list[dict[str, Any]]]:
+    """Each flow's detections, in the evidence table's order."""
     if evidence is None or evidence.empty:
-        return [[] for _ in range(len(uids))]
+        return [[] for _ in uids]
     by_uid: dict[str, list[dict[str, Any]]] = {}
-    for row in evidence.itertuples(index=False):
-        item = {"direction": row.direction, "protocol": row.protocol, "offset": int(row.offset),
-                "proves": row.proves, "evidence": row.evidence, "fields": json.loads(row.fields)}
-        by_uid.setdefault(row.uid, []).append(item)
-    return [by_uid.get(uid, []) for uid in uids.tolist()]
+    keys = ("direction", "protocol", "offset", "proves", "evidence", "fields")
+    columns = [evidence[key].tolist() for key in keys]
+    for uid, row in zip(evidence["uid"].tolist(), zip(*columns)):
+        by_uid.setdefault(uid, []).append(dict(zip(keys, row)))
+    return [by_uid.get(uid, []) for uid in uids]
 
 
-def flow_lines(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = 20000):
-    """One JSON object per flow, encoded by pandas' C encoder in chunks."""
+def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+    """The flows as compact JSON objects (every flow column, then ``evidence``),
+    a list of up to ``chunk`` encoded lines at a time."""
+    names = list(FLOW_COLUMNS) + ["evidence"]
     for start in range(0, len(flows), chunk):
-        text = json_ready_flows(flows.iloc[start : start + chunk], evidence).to_json(
-            orient="records", lines=True, date_format="iso", double_precision=6)
-        # pandas escapes every '/' as '\/'; '\/' only ever stands for '/'.
-        yield from text.replace("\\/", "/").rstrip("\n").split("\n")
-
-
-def _rfc3339(ts) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        part = flows.iloc[start : start + chunk]
+        values = [json_column(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
+        values.append(_evidence_lists(values[names.index("uid")], evidence))
+        yield [json_bytes(dict(zip(names, row))) for row in zip(*values)]
 
 
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list)."""
-    records = []
-    for row in map(_native, events.to_dict("records")):
-        for key in ("start", "end"):
-            row[key] = _rfc3339(row[key])
+    out = records(events, EVENT_COLUMNS)
+    for row in out:
         row["uids"] = row["uids"].split(",") if row["uids"] else []
-        records.append(row)
-    return records
+    return out
 
 
 def watchlist_dict(watch: Watchlist) -> dict[str, Any]:
@@ -89,19 +104,13 @@ def watchlist_dict(watch: Watchlist) -> dict[str, Any]:
     }
 
 
-def _native(row: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars -> Python values, for json."""
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-
-
 def finding_records(findings: pd.DataFrame) -> list[dict[str, Any]]:
     """Findings as JSON-ready dicts: list-valued columns become lists."""
-    records = []
-    for row in map(_native, findings.to_dict("records")):
+    out = records(findings, FINDING_COLUMNS)
+    for row in out:
         for key, sep in _FINDING_LISTS.items():
             row[key] = [part for part in str(row[key]).split(sep) if part] if row[key] else []
-        records.append(row)
-    return records
+    return out
 
 
 _FINDING_LISTS = {"risks": ", ", "evidence": "\n", "hosts": ", ", "uids": ",", "events": ",", "remediation": "\n",
@@ -110,15 +119,12 @@ _FINDING_LISTS = {"risks": ", ", "evidence": "\n", "hosts": ", ", "uids": ",", "
 
 def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]]:
     """Secrets found in cleartext: redacted (label only) unless ``show_payload``."""
-    records = []
-    for row in map(_native, secrets.to_dict("records")):
-        excerpt = row.pop("excerpt")
-        row["ts"] = _rfc3339(row["ts"])
-        if show_payload:
+    out = records(secrets, {k: v for k, v in SECRET_COLUMNS.items() if k != "excerpt"})
+    if show_payload:
+        for row, excerpt in zip(out, secrets["excerpt"].tolist()):
             row["excerpt_hex"] = bytes(excerpt).hex()
             row["excerpt_text"] = printable(bytes(excerpt))
-        records.append(row)
-    return records
+    return out
 
 
 def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
@@ -134,26 +140,40 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "inspector", "version": __version__},
         "watchlist": watchlist_dict(analysis.watch),
-        "inputs": [_native(row) for row in analysis.inputs.to_dict("records")],
-        "anomalies": [_native(row) for row in analysis.anomalies.to_dict("records")],
+        "inputs": records(analysis.inputs, INPUT_COLUMNS),
+        "anomalies": records(analysis.anomalies, ANOMALY_COLUMNS),
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
                     "flows": len(analysis.flows), "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
         "secrets": secret_records(analysis.secrets, show_payload),
-        "secret_counts": [_native(row) for row in analysis.secret_counts.to_dict("records")],
+        "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
         "events": event_records(analysis.events),
     }
 
 
 def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False) -> None:
-    """Write the document, one flow per line, without building it whole in memory."""
-    head = json.dumps(document_head(analysis, show_payload), indent=1, allow_nan=False)
-    handle.write(head[:-2] + ',\n "flows": [')
-    sep = "\n  "
-    for line in flow_lines(analysis.flows, analysis.evidence):
-        handle.write(sep + line)
-        sep = ",\n  "
-    handle.write("\n ]\n}\n")
+    """Write the document, a chunk of flows at a time, without building it whole in memory."""
+    handle.write("{")
+    for key, value in document_head(analysis, show_payload).items():
+        handle.write(f'\n "{key}": ')
+        if isinstance(value, list):
+            _write_array(handle, [[json_bytes(item) for item in value]])
+        else:
+            handle.write(json_bytes(value).decode())
+        handle.write(",")
+    handle.write('\n "flows": ')
+    _write_array(handle, flow_chunks(analysis.flows, analysis.evidence))
+    handle.write("\n}\n")
+
+
+def _write_array(handle: IO[str], chunks: Iterable[list[bytes]]) -> None:
+    """A JSON array of encoded elements, one per line."""
+    sep = b"[\n  "
+    for lines in chunks:
+        if lines:
+            handle.write((sep + b",\n  ".join(lines)).decode())
+            sep = b",\n  "
+    handle.write("[]" if sep == b"[\n  " else "\n ]")
 
 
 _JSON_TYPES = {
