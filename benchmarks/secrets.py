@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Secret scan throughput on benign and crafted payloads, before and after.
+
+Builds one batch per payload kind in memory (one TCP direction cut into
+64 KiB segments, 1 MiB and 4 MiB), scans it with ``SecretScanner`` and the
+matches of the flow are taken as tables, and prints MB/s and CPU seconds
+(user+sys of this process) per kind. "before" is the module as it stands on
+another git revision (default ``main``), imported from ``git show`` into a
+temporary module; "after" is the working tree's. The total match count of
+each run is printed beside it: both sides must agree.
+
+    python benchmarks/secrets.py                 # before (main) and after
+    python benchmarks/secrets.py --after-only    # skip the slow old scan
+    python benchmarks/secrets.py --before REV --repeat 3
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+# this file is named like the standard library's `secrets` (which numpy imports): look here last
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from make_capture import text_blob  # noqa: E402
+
+from inspector.capture import constants as C  # noqa: E402
+from inspector.capture import decode as D  # noqa: E402
+from inspector.capture.reader import PacketBatch  # noqa: E402
+from inspector.flows import kernels as K  # noqa: E402
+
+SEGMENT = 64 * 1024
+SIZES = (1 << 20, 4 << 20)
+BASE_SEQ = 1000
+CREDENTIALS = (b"password = hunter2-%d\n", b"transport_url = rabbit://nova:pw%d@ctl:5672/\n",
+               b"Authorization: Bearer abcdefghijkl%d\r\n", b"key AKIAIOSFODNN7EXAMPL%d.\n",
+               b'{"token": "t0k3n-%d"}\n')
+
+
+def benign_text(size: int) -> bytes:
+    """make_capture's plain text with a credential line after every fourth line."""
+    lines = text_blob(np.random.default_rng(7), size).splitlines(keepends=True)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i % 4 == 3:
+            out.append(CREDENTIALS[i // 4 % len(CREDENTIALS)] % (i % 10))
+    return b"".join(out)[:size]
+
+
+def repeated(unit: bytes) -> callable:
+    return lambda size: (unit * (size // len(unit) + 1))[:size]
+
+
+KINDS = {
+    "random": lambda size: np.random.default_rng(1).bytes(size),
+    "text+credentials": benign_text,
+    "eyJ": repeated(b"eyJ"),
+    "password=": repeated(b"password="),
+    "token=:": repeated(b"token=:"),
+    "AKIA": repeated(b"AKIA"),
+    "://a:b@": repeated(b"://a:b@"),
+    "-----BEGIN ": repeated(b"-----BEGIN "),
+}
+
+
+def tcp_batch(payload: bytes) -> tuple[PacketBatch, np.ndarray, np.ndarray, np.ndarray]:
+    """One TCP direction of flow 0 in 64 KiB segments, with its flow-table slot."""
+    offs = np.arange(0, len(payload), SEGMENT, dtype=np.int64)
+    fields = np.zeros((D.N_FIELDS, offs.size), dtype=np.int64)
+    fields[D.F_PAYLOAD_OFF] = offs
+    fields[D.F_PAYLOAD_CAP] = np.minimum(SEGMENT, len(payload) - offs)
+    fields[D.F_PROTO] = C.IPPROTO_TCP
+    fields[D.F_TCP_SEQ] = BASE_SEQ + offs
+    fields[D.F_TS] = np.arange(offs.size) * 1000
+    slot = np.zeros((2, K.N_SLOT_COLS), dtype=np.int64)
+    slot[:, K.SL_BASE_SEQ] = BASE_SEQ
+    slot[0, K.SL_MAX_END] = len(payload)
+    batch = PacketBatch(np.frombuffer(payload, dtype=np.uint8).copy(), fields,
+                        np.zeros((D.N_ADDRS, offs.size), dtype=np.uint64))
+    return batch, np.zeros(offs.size, dtype=np.int64), np.zeros(offs.size, dtype=np.int8), slot
+
+
+def scan_once(module: ModuleType, payload: bytes) -> tuple[float, int]:
+    """CPU seconds to scan the payload and take the flow's tables; the match count."""
+    batch, flow_ids, dirs, slot = tcp_batch(payload)
+    flows = pd.DataFrame({"uid": ["Cbench"], "verdict": ["plaintext"]})
+    start = time.process_time()
+    scanner = module.SecretScanner()
+    scanner.scan(batch, flow_ids, dirs, slot)
+    _secrets, counts = scanner.take([0], flows, np.array([0]))
+    return time.process_time() - start, int(counts["count"].sum())
+
+
+def module_at(rev: str, workdir: Path) -> ModuleType:
+    """inspector/findings/secrets.py as of ``rev``, imported as a module of its own."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:inspector/findings/secrets.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = workdir / f"secrets_{rev.replace('/', '_')}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default="main", help="git revision of the module to compare against")
+    parser.add_argument("--after-only", action="store_true", help="measure the working tree's module only")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is printed")
+    args = parser.parse_args()
+
+    from inspector.findings import secrets as after
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = {"after": after} if args.after_only else {"before": module_at(args.before, Path(tmp)), "after": after}
+        for module in sides.values():  # compile the kernels outside the measurement
+            scan_once(module, benign_text(SEGMENT))
+        print(f"{'payload':<18}{'MiB':>4}" + "".join(f"{side + ' MB/s':>14}{'CPU s':>9}{'matches':>9}"
+                                                   for side in sides))
+        for kind, make in KINDS.items():
+            for size in SIZES:
+                payload = make(size)
+                row = f"{kind:<18}{size >> 20:>4}"
+                for module in sides.values():
+                    cpu, matches = min(scan_once(module, payload) for _ in range(args.repeat))
+                    row += f"{size / max(cpu, 1e-6) / 1e6:>14.0f}{cpu:>9.3f}{matches:>9}"
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
