@@ -12,6 +12,12 @@ each run is printed beside it: both sides must agree.
     python benchmarks/secrets.py                 # before (main) and after
     python benchmarks/secrets.py --after-only    # skip the slow old scan
     python benchmarks/secrets.py --before REV --repeat 3
+    python benchmarks/secrets.py --pipeline      # whole analyze() of a pcap per payload
+
+``--pipeline`` writes each payload as a pcap (a handshake, then the payload
+from client to server in 64 KiB segments) and times ``inspector.analyze``
+of it in this process, after a warm-up, to set the scan's cost on crafted
+payloads against the whole pipeline's on benign ones.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -40,7 +47,7 @@ from inspector.capture import decode as D  # noqa: E402
 from inspector.capture.reader import PacketBatch  # noqa: E402
 from inspector.flows import kernels as K  # noqa: E402
 
-SEGMENT = 64 * 1024
+SEGMENT = 65483  # the largest TCP payload a loopback capture shows (64 KiB less headers)
 SIZES = (1 << 20, 4 << 20)
 BASE_SEQ = 1000
 CREDENTIALS = (b"password = hunter2-%d\n", b"transport_url = rabbit://nova:pw%d@ctl:5672/\n",
@@ -64,8 +71,8 @@ def repeated(unit: bytes) -> callable:
 
 
 KINDS = {
-    "random": lambda size: np.random.default_rng(1).bytes(size),
     "text+credentials": benign_text,
+    "random": lambda size: np.random.default_rng(1).bytes(size),
     "eyJ": repeated(b"eyJ"),
     "password=": repeated(b"password="),
     "token=:": repeated(b"token=:"),
@@ -105,6 +112,49 @@ def scan_once(module: ModuleType, payload: bytes) -> tuple[float, int]:
     return cpu, int(counts["count"].sum())
 
 
+def write_pcap(path: Path, payload: bytes) -> None:
+    """A TCP handshake, then ``payload`` from client to server in segments, as a pcap."""
+    def frame(seq: int, ack: int, flags: int, data: bytes, reply: bool) -> bytes:
+        ports = (49152, 40000) if reply else (40000, 49152)
+        addrs = (b"\x0a\x00\x00\x02", b"\x0a\x00\x00\x01") if reply else (b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")
+        tcp = struct.pack("!HHIIBBHHH", *ports, seq, ack, 5 << 4, flags, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, *addrs)
+        return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp + data
+
+    syn, ack = 0x02, 0x10
+    frames = [frame(0, 0, syn, b"", False), frame(0, 1, syn | ack, b"", True), frame(1, 1, ack, b"", False)]
+    frames += [frame(1 + at, 1, ack, payload[at:at + SEGMENT], False) for at in range(0, len(payload), SEGMENT)]
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for i, f in enumerate(frames):
+            out.write(struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f)
+
+
+def analyze_once(path: Path) -> float:
+    """CPU seconds of ``inspector.analyze`` of one capture."""
+    import inspector
+    start = time.process_time()
+    inspector.analyze(path)
+    return time.process_time() - start
+
+
+def pipeline(repeat: int, workdir: Path) -> None:
+    """The whole pipeline per payload kind and size: CPU s, MB/s, and the
+    ratio to the benign text capture of the same size."""
+    write_pcap(workdir / "warm.pcap", benign_text(SEGMENT))
+    analyze_once(workdir / "warm.pcap")
+    print(f"{'payload':<18}{'MiB':>4}{'analyze MB/s':>14}{'CPU s':>9}{'x text':>8}")
+    benign: dict[int, float] = {}
+    for kind, make in KINDS.items():
+        for size in SIZES:
+            path = workdir / f"{kind.strip(':=/-@ ')}-{size}.pcap"
+            write_pcap(path, make(size))
+            cpu = min(analyze_once(path) for _ in range(repeat))
+            benign.setdefault(size, cpu) if kind == "text+credentials" else None
+            ratio = f"{cpu / benign[size]:>8.2f}" if size in benign else f"{'':>8}"
+            print(f"{kind:<18}{size >> 20:>4}{size / cpu / 1e6:>14.0f}{cpu:>9.3f}{ratio}", flush=True)
+
+
 def module_at(rev: str, workdir: Path) -> ModuleType:
     """inspector/findings/secrets.py as of ``rev``, imported as a module of its own."""
     source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:inspector/findings/secrets.py"],
@@ -123,7 +173,12 @@ def main() -> None:
     parser.add_argument("--before", default="main", help="git revision of the module to compare against")
     parser.add_argument("--after-only", action="store_true", help="measure the working tree's module only")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is printed")
+    parser.add_argument("--pipeline", action="store_true", help="time inspector.analyze of a pcap per payload")
     args = parser.parse_args()
+    if args.pipeline:
+        with tempfile.TemporaryDirectory() as tmp:
+            pipeline(args.repeat, Path(tmp))
+        return
 
     from inspector.findings import secrets as after
     with tempfile.TemporaryDirectory() as tmp:
