@@ -539,3 +539,17 @@ def test_more_kept_matches_than_one_kernel_call_lists():
     flows = 9000  # one kept row each: more than the rows one call of scan_payloads lists
     counts = _scan_flows([b"password = hunter22\npassword = hunter23\n"] * flows, list(range(flows)))
     assert len(counts) == flows and (counts["count"] == 2).all()
+
+
+def test_first_match_of_each_kind_is_told_once_with_its_label():
+    payload = b"password = hunter22\npassword = hunter23\nAKIAIOSFODNN7EXAMPLE\n"
+    fields = np.zeros((D.N_FIELDS, 2), dtype=np.int64)
+    fields[D.F_PAYLOAD_OFF] = [0, len(payload)]
+    fields[D.F_PAYLOAD_CAP] = len(payload)
+    fields[D.F_PROTO] = C.IPPROTO_UDP
+    batch = PacketBatch(np.frombuffer(payload * 2, dtype=np.uint8).copy(), fields, np.zeros((4, 2), dtype=np.uint64))
+    heard = []
+    scanner = SecretScanner(on_first=lambda *told: heard.append(told))
+    scanner.scan(batch, np.array([3, 3]), np.array([0, 1], dtype=np.int8), np.zeros((8, K.N_SLOT_COLS), dtype=np.int64))
+    assert sorted(heard) == sorted([(3, d, "password", "password = <8 bytes>") for d in (0, 1)]
+                                   + [(3, d, "cloud-credential", "AWS access key id <20 bytes>") for d in (0, 1)])
