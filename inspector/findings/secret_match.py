@@ -30,6 +30,10 @@ inside that run reads its end instead of walking it again. So ``eyJ``
 repeated over 64 KiB costs one walk of the segment, not 8 KiB per anchor as
 Python's backtracking did. The other unbounded walks (spaces before and
 after ``=``, ``*`` of a masked value) cover bytes that hold no anchor.
+Measured (``benchmarks/secrets.py``, 2 shared cores): random bytes
+1-1.3 GB/s, text with a credential every fourth line 400-600 MB/s, payloads
+made of one anchor repeated 90-200 MB/s (the walk then stops at every byte),
+where the regexes managed 0.1-3 MB/s on those.
 """
 
 from __future__ import annotations

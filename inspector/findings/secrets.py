@@ -16,9 +16,9 @@ Limits, by design:
 
 - A secret is matched within one packet's payload: one that straddles two
   TCP segments (or a packet cut by the snaplen) is missed.
-- Counts per (flow, direction, kind) are exact; only the first
-  ``MAX_KEPT`` matches of each keep a row with its excerpt, so memory grows
-  with the number of flows, not with the capture.
+- Counts per (flow, direction, kind) are exact (an array by flow-table
+  slot); only the first ``MAX_KEPT`` matches of each keep a row with its
+  excerpt, so memory grows with the number of flows, not with the capture.
 - An anchor inside a match is part of it: a Fernet token in an
   ``X-Auth-Token`` header counts once, as the header. At the same byte the
   pattern listed first is tried first.
