@@ -29,23 +29,22 @@ REPO = BENCH.parent
 # this file is named like the standard library's `secrets` (which numpy imports): look here last
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import struct  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from types import ModuleType  # noqa: E402
+import argparse
+import importlib.util
+import struct
+import subprocess
+import tempfile
+import time
+from types import ModuleType
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from make_capture import text_blob
 
-from make_capture import text_blob  # noqa: E402
-
-from inspector.capture import constants as C  # noqa: E402
-from inspector.capture import decode as D  # noqa: E402
-from inspector.capture.reader import PacketBatch  # noqa: E402
-from inspector.flows import kernels as K  # noqa: E402
+from inspector.capture import constants as C
+from inspector.capture import decode as D
+from inspector.capture.reader import PacketBatch
+from inspector.flows import kernels as K
 
 SEGMENT = 65483  # the largest TCP payload a loopback capture shows (64 KiB less headers)
 SIZES = (1 << 20, 4 << 20)
@@ -126,8 +125,7 @@ def write_pcap(path: Path, payload: bytes) -> None:
     frames += [frame(1 + at, 1, ack, payload[at:at + SEGMENT], False) for at in range(0, len(payload), SEGMENT)]
     with open(path, "wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for i, f in enumerate(frames):
-            out.write(struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f)
+        out.writelines(struct.pack("<IIII", 1_700_000_000, i, len(f), len(f)) + f for i, f in enumerate(frames))
 
 
 def analyze_once(path: Path) -> float:

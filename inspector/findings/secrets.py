@@ -31,7 +31,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,7 +42,6 @@ from inspector.findings import secret_match as M
 from inspector.findings.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.flows import kernels as K
 from inspector.tables import typed
-
 
 MAX_KEPT = 4
 """Matches kept with an excerpt per (flow, direction, kind); the rest are counted."""
