@@ -8,10 +8,12 @@ import gzip
 import http.client
 import http.server
 import os
+import random
 import re
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import dpkt
 import numpy as np
@@ -22,6 +24,7 @@ import inspector
 from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
+from inspector.findings import secret_match as M
 from inspector.schema import SECRET_COLUMNS
 from inspector.findings.secrets import (
     EXCERPT_CONTEXT,
@@ -323,6 +326,7 @@ NOT_SECRETS = [
     b"password = ${DB_PASSWORD}\n",
     b"password = getpass.getpass()\n",
     b"'password': '***'",
+    b'password = "*"\n',
     b"https://docs.openstack.org/nova/latest/",
     b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
     b"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
@@ -370,3 +374,182 @@ def test_excerpts_are_capped_around_the_match():
 def test_flows_proved_encrypted_keep_no_rows():
     secrets, counts = _scan(b"password = hunter22\n", verdict="encrypted")
     assert secrets.empty and counts.empty
+
+
+# -- the compiled matchers against the regexes -------------------------------
+
+def _regex_matches(payload: bytes) -> list[tuple[int, int, str]]:
+    """Python's ``re.match`` at every anchor in order, an anchor inside a match
+    skipped, the earlier pattern first at one byte: the semantics kept."""
+    folded = payload.lower()  # ASCII only, as re.IGNORECASE on bytes
+    hits = []
+    for index, pattern in enumerate(PATTERNS):
+        text = folded if pattern.ignore_case else payload
+        for anchor in pattern.anchors:
+            at = text.find(anchor)
+            while at >= 0:
+                hits.append((at, index))
+                at = text.find(anchor, at + 1)
+    found, reached = [], 0
+    for at, index in sorted(set(hits)):
+        if at >= reached and (m := PATTERNS[index].regex.match(payload, at)):
+            found.append((at, m.end(), PATTERNS[index].name))
+            reached = m.end()
+    return found
+
+
+def _compiled_matches(payload: bytes, scanner: SecretScanner) -> list[tuple[int, int, str]]:
+    """Every match the compiled scan finds in one payload (none left unlisted)."""
+    out = np.empty((len(payload) + 1, M.N_HIT_COLS), dtype=np.int64)
+    counts = np.zeros((2, len(scanner.kinds)), dtype=np.int64)
+    listed, _, _ = M.scan_payloads(np.frombuffer(payload, dtype=np.uint8).copy(), np.array([0]),
+                                   np.array([len(payload)]), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int8),
+                                   np.zeros(0, dtype=np.bool_), 0, 0, *scanner.anchors, scanner.matcher,
+                                   scanner.kind_of, counts, len(payload) + 1, out)
+    return [(start, end, PATTERNS[index].name) for start, end, index in out[:listed, [M.HIT_START, M.HIT_END,
+                                                                                       M.HIT_PATTERN]].tolist()]
+
+
+_RUN_LENGTHS = (1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 63, 64, 65, 79, 80, 81, 99, 100, 101, 127, 128, 129, 255, 256, 257,
+                2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193, 16384, 16385)
+_RUN_ALPHABETS = (b"abcXYZ019", b"AKIA0123456789XYZ", b"eyJhbGci0_-", b"A+/=9z", b"!#~}*$%.", b"*", b" \t",
+                  b"abc\x80\xff", b"ab:cd", b"ab.cd")
+_PIECES = sorted({a for p in PATTERNS for a in p.anchors} | {a.upper() for p in PATTERNS for a in p.anchors} | {
+    b"Password", b"X-Auth-Token", b"secret_key", b"_KEY", b"passwords", b"=", b":", b" ", b"\t", b"  =  ", b": ",
+    b'"', b"'", b'": "', b"*", b"***", b"none", b"NULL", b"nil", b"true ", b"falsey", b"files", b"systemd",
+    b"ldapx", b"$", b"%", b"!", b"{", b"}", b"<", b">", b",", b";", b"&", b"(", b"[", b"\n", b"\r\n", b"\r",
+    b"\\n", b"\\", b"\x00", b"\x01", b"\x7f", b"\xff", b"@", b"/", b".", b"-", b"_", b"+", b"~", b"basic ",
+    b"Bearer\t", b"-----END ", b"RSA ", b"EC ", b"ENCRYPTED ", b"PGP ", b"OPENSSH ", b"PRIVATE KEY", b" BLOCK",
+    b"-----", b"Proc-Type: ", b"DEK-Info: ", b"rabbit", b"nova", b"ctl", b"[::1]", b"eyJhbGciOiJ", b"abc"})
+
+
+class _Run(NamedTuple):
+    """A run of bytes drawn from ``alphabet``, its length near a repeat bound."""
+
+    alphabet: bytes
+
+
+_NEAR_BOUNDS = [n for n in _RUN_LENGTHS if n < 1000]
+_BLANKS = (b"", b" ", b"  ", b"\t", b" \t ")
+_VALUE = ([(b'"', b"'"), (_Run(b"ab9 *"), _Run(b"*"), _Run(b"x\x01'\""), b""), (b'"', b"'", b"")],
+          [_Run(b"abcXYZ019=:/"), (b"", b"\n", b" ", b",", b";", b"&", b"<", b"(", b"\x00", b"\x01", b"\xff", b"'")],
+          [(b"none", b"Null", b"nil", b"TRUE", b"falsehood"), (b"", b" ", b"x", b"_", b"-", b"\n")],
+          [(b"$", b"%", b"*", b"!", b"{", b"-"), _Run(b"abc")])
+_SKELETONS = (
+    [(b"", b"admin_", b"OS_", b"db-"),
+     (b"password", b"PASSWORD", b"Passwd", b"passphrase", b"secret", b"secret_key", b"Secret_KEY", b"secret_k",
+      b"token", b"aws_secret_access_key", b"AWS_SESSION_TOKEN", b"application_credential_secret", b"passwords"),
+     (b"", b"", b'"', b"'", b"s"), _BLANKS, (b"=", b":", b":", b"-"), _BLANKS, _VALUE],
+    [b"passwd", _BLANKS, (b":", b"="), _BLANKS, (b"files", b"systemd", b"ldap", b"ldapx", b"sss_", b"compat"),
+     (b"", b" ", b"x", b"\n")],
+    [(b"", b"rabbit", b"mysql+pymysql"), b"://", _Run(b"nova0-"), (b":", b"@", b""), _Run(b"pw0!.-"),
+     (b"@", b":", b""), (b"", b"ctl", b"[::1]", b"-x", b"/")],
+    [(b"AKIA", b"ASIA"), _Run(b"AZ09"), (b"", b".", b"a", b"Z", b"\n")],
+    [(b"Authorization", b"AUTHORIZATION"), _BLANKS, (b":", b""), _BLANKS, (b"basic", b"Bearer", b"BASIC", b"bear"),
+     _BLANKS, (_Run(b"aZ9+/"), _Run(b"aZ9._~+/=-"), b""), (b"", b"=", b"==", b"===", b"\r\n")],
+    [(b"X-Auth-Token", b"x-subject-token", b"X-Auth-Tok"), _BLANKS, (b":", b""), _BLANKS, (b"", b"{", b"*"),
+     (_Run(b"aZ9!~{}"), _Run(b"gAAAAAB"), b"")],
+    [b"gAAAAAB", (_Run(b"aZ9_-"), b""), (b"", b"=", b"==", b"===", b".")],
+    [b"eyJ", _Run(b"aZ9_-"), (b".", b"", b"/"), (b"eyJ", b"eyj", b""), _Run(b"aZ9_-"), (b".", b""),
+     (_Run(b"aZ9_-"), b"")],
+    [b"-----BEGIN ", (b"", b"RSA ", b"EC ", b"ENCRYPTED ", b"PGP ", b"OPENSSH ", b"DSA", b"CERTIFICATE"),
+     (b"PRIVATE KEY", b"PRIVATE"), (b"", b" BLOCK", b" BLOCKS"), (b"-----", b"----"),
+     [(b"", b"\n", b"\r\n", b"\\n", b"\r"), (b"Proc-Type: ", b"DEK-Info: ", b"DEK-Info:"), (_Run(b"4,ENC \\"), b"")],
+     [(b"", b"\n", b"\r\n", b"\\n"), (b"Proc-Type: ", b"DEK-Info: "), (_Run(b"AES-128-CBC,0123"), b"")],
+     (_Run(b"aZ9+/=\n\r\\"), b""),
+     (b"", b"-----END ", b"-----END RSA ", b"-----END PGP "), (b"", b"PRIVATE KEY"), (b"", b" BLOCK"),
+     (b"", b"-----", b"---")],
+)
+
+
+def _expand(rng: random.Random, spec) -> bytes:
+    """A tuple is a choice, a list a sequence (a part sometimes replaced by a random piece)."""
+    if isinstance(spec, bytes):
+        return spec
+    if isinstance(spec, _Run):
+        length = rng.choice(_NEAR_BOUNDS if rng.random() < 0.9 else _RUN_LENGTHS)
+        return bytes(rng.choice(spec.alphabet) for _ in range(length))
+    if isinstance(spec, tuple):
+        return _expand(rng, rng.choice(spec))
+    return b"".join(rng.choice(_PIECES) if rng.random() < 0.05 else _expand(rng, part) for part in spec)
+
+
+def _fuzzed(rng: random.Random) -> bytes:
+    """A few pattern skeletons with bounds and near misses, between random
+    pieces, or a payload of the tests above mutated."""
+    if rng.random() < 0.2:
+        text = bytearray(rng.choice([p for p, _k, _l in FOUND] + NOT_SECRETS))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randint(0, len(text))
+            text[at:at + rng.randint(0, 3)] = rng.choice(_PIECES)
+        return bytes(text)
+    parts = []
+    for _ in range(rng.randint(1, 4)):
+        parts += [rng.choice(_PIECES) for _ in range(rng.randint(0, 3))]
+        parts.append(_expand(rng, rng.choice(_SKELETONS)))
+    return b"".join(parts)
+
+
+def test_compiled_matchers_end_where_the_regexes_do():
+    """Thousands of generated payloads: the compiled scan finds the same
+    matches, same spans, as Python's regexes at the anchors."""
+    rng = random.Random(20261204)
+    scanner = SecretScanner()
+    matched = set()
+    for _ in range(8000):
+        payload = _fuzzed(rng)
+        expected = _regex_matches(payload)
+        assert _compiled_matches(payload, scanner) == expected, payload
+        matched |= {name for _s, _e, name in expected}
+    assert matched == {p.name for p in PATTERNS}  # the generator reaches every pattern
+
+
+@pytest.mark.parametrize("unit", [b"eyJ", b"password=", b"token=:", b"AKIA", b"://a:b@", b"-----BEGIN ",
+                                  b"eyJabcdefgh.eyJ", b"gAAAAAB", b"X-Auth-Token:", b'password="*'])
+def test_repeated_anchors_match_as_the_regexes_do(unit):
+    payload = (unit * (20000 // len(unit) + 1))[:20000]
+    assert _compiled_matches(payload, SecretScanner()) == _regex_matches(payload)
+
+
+def _scan_flows(payloads: list[bytes], flow_ids: list[int], skip: np.ndarray | None = None) -> pd.DataFrame:
+    """Scan one UDP payload per flow id (direction 0) in one batch; the counts table."""
+    fields = np.zeros((D.N_FIELDS, len(payloads)), dtype=np.int64)
+    fields[D.F_PAYLOAD_OFF] = np.cumsum([0] + [len(p) for p in payloads[:-1]])
+    fields[D.F_PAYLOAD_CAP] = [len(p) for p in payloads]
+    fields[D.F_PROTO] = C.IPPROTO_UDP
+    batch = PacketBatch(np.frombuffer(b"".join(payloads), dtype=np.uint8).copy(), fields,
+                        np.zeros((4, len(payloads)), dtype=np.uint64))
+    scanner = SecretScanner()
+    ids = np.array(flow_ids, dtype=np.int64)
+    scanner.scan(batch, ids, np.zeros(len(ids), dtype=np.int8), np.zeros((2 * ids.max() + 2, K.N_SLOT_COLS),
+                                                                          dtype=np.int64), skip=skip)
+    fids = sorted(set(flow_ids))
+    flows = pd.DataFrame({"uid": [f"C{f}" for f in fids], "verdict": "plaintext"})
+    return scanner.take(fids, flows, 2 * np.arange(len(fids)))[1]
+
+
+def test_skipped_directions_are_not_read():
+    skip = np.zeros(4, dtype=np.bool_)
+    skip[2 * 1] = True  # flow 1, direction 0: proven encrypted
+    counts = _scan_flows([b"password = hunter22\n"] * 4, [0, 1, 0, 1], skip)
+    assert counts[["uid", "count"]].values.tolist() == [["C0", 2]]
+
+
+def test_more_kept_matches_than_one_kernel_call_lists():
+    flows = 9000  # one kept row each: more than the rows one call of scan_payloads lists
+    counts = _scan_flows([b"password = hunter22\npassword = hunter23\n"] * flows, list(range(flows)))
+    assert len(counts) == flows and (counts["count"] == 2).all()
+
+
+def test_first_match_of_each_kind_is_told_once_with_its_label():
+    payload = b"password = hunter22\npassword = hunter23\nAKIAIOSFODNN7EXAMPLE\n"
+    fields = np.zeros((D.N_FIELDS, 2), dtype=np.int64)
+    fields[D.F_PAYLOAD_OFF] = [0, len(payload)]
+    fields[D.F_PAYLOAD_CAP] = len(payload)
+    fields[D.F_PROTO] = C.IPPROTO_UDP
+    batch = PacketBatch(np.frombuffer(payload * 2, dtype=np.uint8).copy(), fields, np.zeros((4, 2), dtype=np.uint64))
+    heard = []
+    scanner = SecretScanner(on_first=lambda *told: heard.append(told))
+    scanner.scan(batch, np.array([3, 3]), np.array([0, 1], dtype=np.int8), np.zeros((8, K.N_SLOT_COLS), dtype=np.int64))
+    assert sorted(heard) == sorted([(3, d, "password", "password = <8 bytes>") for d in (0, 1)]
+                                   + [(3, d, "cloud-credential", "AWS access key id <20 bytes>") for d in (0, 1)])
