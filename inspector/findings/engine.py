@@ -12,7 +12,7 @@ from inspector.tables import typed
 
 def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFrame:
     """One row per rule match, most severe first (then in rule order),
-    numbered F1, F2, ... (see ``inspector.findings.schema.FINDING_COLUMNS``)."""
+    numbered F1, F2, ... (see ``inspector.schema.FINDING_COLUMNS``)."""
     rows = []
     for rule in sorted(rules, key=lambda r: SEVERITIES.index(r.severity)):
         for match in rule.matches(facts):
