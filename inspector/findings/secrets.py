@@ -35,13 +35,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
 from inspector.findings.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
 from inspector.flows import kernels as K
+from inspector.jit import njit
 from inspector.tables import typed
 
 
