@@ -41,21 +41,15 @@ from pathlib import Path
 
 from inspector.alerts import Alert, EvidencePcaps, rfc3339
 from inspector.analysis import Analysis, analyze_readers
+from inspector.capture.constants import BUFFER_MB, SNAPLEN
 from inspector.capture.reader import CaptureReader
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
-from inspector.pipeline import ClosedFlows, Timeouts
+from inspector.pipeline import ClosedFlows
 from inspector.spool import SpooledTables
+from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist, port_ranges
 
-SNAPLEN = 262144
-BUFFER_MB = 64
-"""The kernel capture buffer (tcpdump -B). libpcap's default, 2 MiB, overflows
-on one burst of a migration: 3 MB sent in 4 ms over loopback lost a third
-of its packets, and a 10 Gbit/s mirror fills 2 MiB in under 2 ms."""
-LIVE_TIMEOUTS = Timeouts(active=1800.0, sweep=1.0)
-"""The sensor's defaults: flows end after 300 s idle or 5 s after FIN/RST
-(looked for every second), long flows are reported every 30 minutes."""
 SYS_NET = Path("/sys/class/net")
 _F_SETPIPE_SZ = 1031  # fcntl.h, Linux
 PIPE_BYTES = 1 << 20  # the default pipe-max-size: 16x the default pipe, fewer wake-ups under load

@@ -17,11 +17,10 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
-from inspector.report.output import write_atomically
+from inspector.report.output import EXPORT_FORMATS, write_atomically
 from inspector.tables import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.watch import Watchlist
 
-EXPORT_FORMATS = ("csv", "parquet")
 TABLES = tuple(SCHEMAS)
 
 
