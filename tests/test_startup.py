@@ -83,11 +83,10 @@ def test_a_process_that_can_write_no_cache_still_works(runs):
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["analyze", "--help"], ["live", "--help"]])
 def test_help_and_version_load_no_heavy_module(argv):
-    probe = ("import sys\n"
+    probe = ("import atexit, runpy, sys\n"
+             f"atexit.register(lambda: print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr))\n"
              f"sys.argv = ['inspector', *{argv!r}]\n"
-             "from inspector.cli import run\n"
-             "try:\n    run()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+             "runpy.run_module('inspector', run_name='__main__')\n")
     done = subprocess.run([sys.executable, "-c", probe], env=cli_env(), capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip()
