@@ -47,13 +47,22 @@ def _writable(folder: Path | None) -> bool:
 
 CACHE_FOLDER = cache_folder()
 CACHING = _writable(CACHE_FOLDER)
-if CACHING:
-    numba.config.CACHE_DIR = str(CACHE_FOLDER)
 
 
-def njit(*args, cache: bool = False, **options):
-    """``numba.njit``, caching (when asked) only where ``CACHE_FOLDER`` is writable."""
-    return numba.njit(*args, cache=cache and CACHING, **options)
+def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
+    """``numba.njit(**options)``, caching (when asked) only where ``CACHE_FOLDER``
+    is writable. numba fixes a kernel's cache path when it decorates it, so
+    ``numba.config.CACHE_DIR`` is ours only meanwhile: the caller's own
+    kernels keep their cache where they had it."""
+    def decorate(function: Callable) -> Callable:
+        if not (cache and CACHING):
+            return numba.njit(**options)(function)
+        saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, str(CACHE_FOLDER)
+        try:
+            return numba.njit(cache=True, **options)(function)
+        finally:
+            numba.config.CACHE_DIR = saved
+    return decorate
 
 
 def compiling_notice() -> str:

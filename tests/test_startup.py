@@ -117,3 +117,14 @@ def test_cache_folder_follows_numba_then_xdg_then_home(monkeypatch, env, folder)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert cache_folder() == Path(folder)
+
+
+def test_the_callers_own_kernels_keep_their_cache_folder(tmp_path):
+    """inspector's cache folder is numba's only while inspector's kernels are decorated."""
+    (tmp_path / "mine.py").write_text("from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    probe = "import inspector.flows.kernels, mine\nassert mine.twice(21) == 42\n"
+    env = cli_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, timeout=300, check=True)
+    assert [p.name for p in (tmp_path / "__pycache__").glob("mine.twice-*.nbi")], "the caller's kernel moved"
+    assert not [p for p in (tmp_path / "cache").rglob("*.nbi") if "twice" in p.name]
