@@ -5,12 +5,17 @@ starts most, with warm kernel caches, and where the time of a small
 
     python benchmarks/startup.py              # 5 runs each, medians
     python benchmarks/startup.py --repeat 9 --capture captures/http-api.pcap
+    python benchmarks/startup.py --without-scipy   # as where scipy is not installed
 
 The commands run as ``python -m inspector`` from this checkout, each in a
 process of its own; the first ``analyze`` (untimed) fills the kernel cache.
 The breakdown runs the stages of ``inspector analyze CAPTURE --json OUT -q``
 one after another in one process and prints the CPU seconds of each
 (cumulative imports: a module already loaded by an earlier stage is free).
+
+scipy is no dependency of inspector, but numba's BLAS check imports it
+where it is installed; ``--without-scipy`` hides it from the measured
+processes, as on a plain install.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CAPTURE = REPO / "captures" / "http-api.pcap"  # 52 packets, 3 flows
 
+HIDE_SCIPY = "import sys; sys.modules['scipy'] = None\n"
 STAGES = r"""
 import sys, time
 marks = [("interpreter start", time.process_time())]
@@ -68,13 +74,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each command (median printed)")
     parser.add_argument("--capture", type=Path, default=CAPTURE, help="the small capture analysed")
+    parser.add_argument("--without-scipy", action="store_true", help="hide scipy from the measured processes")
     args = parser.parse_args()
+    prefix = HIDE_SCIPY if args.without_scipy else ""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its .pyc files: so does this checkout
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "out.json")
-        analyze = [python, "-m", "inspector", "analyze", str(args.capture), "--json", out, "-q"]
+        argv = ["inspector", "analyze", str(args.capture), "--json", out, "-q"]
+        analyze = [python, "-c", (f"{prefix}import runpy, sys; sys.argv = {argv!r}; "
+                                  "runpy.run_module('inspector', run_name='__main__')")]
         subprocess.run(analyze, env=env, cwd=REPO, check=True)  # fills the kernel cache
         commands = {
             "python -c pass (the interpreter alone)": [python, "-c", "pass"],
@@ -88,7 +98,7 @@ def main() -> None:
             runs = [cpu_seconds(argv, env) for _ in range(args.repeat)]
             print(f"  {name:52} {statistics.median(runs):6.3f}  (min {min(runs):.3f}, max {max(runs):.3f})")
         print(f"\nWhere a small analyze spends it (one process, {args.capture.name}):")
-        subprocess.run([python, "-c", STAGES, str(args.capture), out], env=env, cwd=REPO, check=True)
+        subprocess.run([python, "-c", prefix + STAGES, str(args.capture), out], env=env, cwd=REPO, check=True)
 
 
 if __name__ == "__main__":
