@@ -31,12 +31,19 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """Import a public name's module when the name is first used (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'inspector' has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+    """Import a public name's module when the name is first used (PEP 562);
+    ``inspector.analysis`` and the other submodules load the same way."""
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:
+            return import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

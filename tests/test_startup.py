@@ -97,10 +97,11 @@ def test_import_inspector_loads_no_heavy_module_until_a_name_is_used():
     probe = ("import sys, inspector\n"
              f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
              "inspector.Watchlist\n"
-             "print('numpy' in sys.modules)\n")
+             "print('numpy' in sys.modules)\n"
+             "print(inspector.analysis.analyze_readers.__name__)\n")
     done = subprocess.run([sys.executable, "-c", probe], env=cli_env(), capture_output=True, text=True,
                           timeout=120, check=True)
-    assert done.stdout.splitlines() == ["[]", "True"]
+    assert done.stdout.splitlines() == ["[]", "True", "analyze_readers"]
 
 
 @pytest.mark.parametrize("env, folder", [
