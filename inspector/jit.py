@@ -8,8 +8,8 @@ When that folder cannot be written, kernels are compiled in memory on every
 run (slow, but no traceback): numba would otherwise fall back to the source
 folder, or fail at import with "no locator available".
 
-Every module with kernels imports ``njit`` from here, so this module runs
-before numba decorates anything.
+The modules with kernels import ``njit`` from here; ``tell_when_compiling``
+lets the command line say why a first run is slow.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def compiling_notice() -> str:
         where = f"cache folder {CACHE_FOLDER} is not writable, so every run compiles" if CACHE_FOLDER \
             else "no cache folder (set XDG_CACHE_HOME or NUMBA_CACHE_DIR), so every run compiles"
         return f"compiling packet kernels (up to a minute; {where})"
-    home = Path.home()
-    shown = f"~/{CACHE_FOLDER.relative_to(home)}" if CACHE_FOLDER.is_relative_to(home) else str(CACHE_FOLDER)
+    home = os.path.expanduser("~")  # "~" itself when there is no home: then the full path is shown
+    shown = f"~/{CACHE_FOLDER.relative_to(home)}" if os.path.isabs(home) and CACHE_FOLDER.is_relative_to(home) \
+        else str(CACHE_FOLDER)
     return f"compiling packet kernels once (up to a minute; cached in {shown})"
 
 
