@@ -178,11 +178,16 @@ class Sensor:
         self.flows = 0  # flows so far, kept up to date by run_live
         self.reader: CaptureReader
 
-    def start(self, timeout: float = 10.0) -> None:
+    def check(self) -> str:
+        """Fail with one line on what would stop tcpdump; returns its path."""
         tcpdump = _tcpdump()
         check_interface(self.iface)
         check_privilege(tcpdump)
         check_filter(tcpdump, self.iface, self.expression, self.snaplen)
+        return tcpdump
+
+    def start(self, timeout: float = 10.0) -> None:
+        tcpdump = self.check()
         self._rx_start = _rx_dropped(self.iface)
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
@@ -329,8 +334,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
     (closed here, its ``written`` files then list what was written)."""
-    warm_up(watch, secrets)
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen, buffer_mb)
+    sensor.check()  # a wrong interface, privilege or filter is told at once, not after the warm-up
+    warm_up(watch, secrets)
     store = SpooledTables(spool)
     sensor.start()
     previous = {}

@@ -129,3 +129,13 @@ def test_the_callers_own_kernels_keep_their_cache_folder(tmp_path):
     subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, timeout=300, check=True)
     assert [p.name for p in (tmp_path / "__pycache__").glob("mine.twice-*.nbi")], "the caller's kernel moved"
     assert not [p for p in (tmp_path / "cache").rglob("*.nbi") if "twice" in p.name]
+
+
+def test_live_tells_a_wrong_interface_before_compiling(tmp_path):
+    """The sensor's checks run before its warm-up, which compiles on a cold cache."""
+    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "nosuch0"],
+                          env=cli_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache")), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "nosuch0" in done.stderr
+    assert not kernel_cache_files(tmp_path / "cache")
