@@ -73,8 +73,8 @@ def test_a_process_that_can_write_no_cache_still_works(runs):
     done = runs["uncached"]
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    assert done.stderr.splitlines() == [f"{COMPILING} (up to a minute; cache folder {UNCREATABLE}/inspector/numba "
-                                        "is not writable, so every run compiles)"]
+    notice = f"{COMPILING} (up to a minute; cache folder {UNCREATABLE}/inspector/numba is not writable, so every run compiles)"
+    assert done.stderr.splitlines() == [notice]
     first = json.loads((runs["home"] / "first.json").read_text())
     uncached = json.loads((runs["home"] / "uncached.json").read_text())
     assert uncached == first
