@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import sys
 import threading
 from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
 
-from inspector.analysis import analyze
+from inspector.capture.constants import BUFFER_MB, SNAPLEN
 from inspector.errors import InspectorError
-from inspector.findings.engine import at_or_above
+from inspector.report.output import EXPORT_FORMATS
 from inspector.schema import SEVERITIES
-from inspector.live import BUFFER_MB, LIVE_TIMEOUTS
-from inspector.pipeline import Timeouts
-from inspector.report.export import EXPORT_FORMATS
-from inspector.report.progress import progress_bar
-from inspector.report.writers import Reports
-from inspector.watch import Watchlist, parse_ports
+from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from inspector.watch import Watchlist
+
+# Modules that load numpy, pandas, numba or rich are imported inside the
+# commands that use them: ``inspector --help`` and ``--version`` stay instant.
 
 
 class ExitStatus(IntEnum):
@@ -40,6 +45,8 @@ def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
 
 def _watchlist(config: str | None, migration_ports: str | None, libvirtd_ports: str | None,
                ssh_ports: str | None, internal_nets: tuple[str, ...]) -> Watchlist:
+    from inspector.watch import Watchlist, parse_ports
+
     watch = Watchlist.from_toml(config) if config else Watchlist.default()
     changes = {}
     for key, spec, flag in (("migration_ports", migration_ports, "--migration-ports"),
@@ -110,7 +117,8 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @_report_options
 @_watch_options
-@click.option("-q", "--quiet", is_flag=True, help="No terminal summary and no progress bar.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No terminal summary and no progress bar (the one-time 'compiling' line still shows).")
 def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
                     fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
                     internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
@@ -118,8 +126,11 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 
     Example: inspector analyze captures/qemu-plain.pcap.gz --html report.html --fail-on high
     """
-    from inspector.report import terminal
+    from inspector.analysis import analyze
+    from inspector.report.progress import progress_bar
+    from inspector.report.writers import Reports
 
+    _tell_when_compiling()
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
     try:
@@ -134,6 +145,8 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
     except KeyboardInterrupt:
         _fail("interrupted", ExitStatus.INTERNAL_ERROR)
     if not quiet:
+        from inspector.report import terminal
+
         terminal.render(result, _console(), show_all=show_all, limit=limit)
     _exit_for_findings(result.findings, fail_on)
 
@@ -153,7 +166,7 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
               help="Keep the tables of ended flows here until the final reports (default: a temporary folder, "
                    "removed at the end).")
 @click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
-@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
+@click.option("--snaplen", type=click.IntRange(64, SNAPLEN), default=SNAPLEN, show_default=True,
               help="Bytes captured of each packet.")
 @click.option("--buffer-mb", type=click.IntRange(1, 4096), default=BUFFER_MB, show_default=True, metavar="MB",
               help="Kernel capture buffer (tcpdump -B): room for bursts while the sensor catches up.")
@@ -183,8 +196,10 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     from inspector.alerts import MB, EvidencePcaps
     from inspector.live import capture_filter, run_live
     from inspector.report import terminal
+    from inspector.report.writers import Reports
     from inspector.streaming import JsonLines, RecentHappenings
 
+    _tell_when_compiling()
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
     handle = evidence = None
@@ -264,12 +279,24 @@ def _happening_line(record: dict) -> str:
     return f"FINDING {record['severity']} {record['rule']}: {record['summary']}"
 
 
+def _tell_when_compiling() -> None:
+    """One line on stderr before numba compiles the kernels (a first run, or no
+    writable cache); shown even with --quiet: a silent minute looks like a hang."""
+    from inspector.jit import tell_when_compiling
+
+    tell_when_compiling(lambda line: click.echo(f"inspector: {line}", err=True))
+
+
 def _console() -> Console:
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=160)  # piped: do not squeeze to 80 columns
 
 
 def _exit_for_findings(findings, fail_on: str | None) -> None:
+    from inspector.findings.engine import at_or_above
+
     if fail_on and len(at_or_above(findings, fail_on)):
         sys.exit(ExitStatus.FINDINGS)
 
@@ -329,9 +356,29 @@ def run() -> None:
     """Console entry point: unexpected errors become one line, not a traceback."""
     try:
         main(standalone_mode=True)
-    except SystemExit:
-        raise
+    except SystemExit as done:
+        _exit_without_teardown(done)
     except Exception as exc:  # noqa: BLE001 - last line of defence
         click.echo(f"inspector: internal error: {type(exc).__name__}: {exc} "
                    "(please report it with the command line)", err=True)
-        sys.exit(ExitStatus.INTERNAL_ERROR)
+        _exit_without_teardown(SystemExit(ExitStatus.INTERNAL_ERROR))
+
+
+def _exit_without_teardown(done: SystemExit) -> NoReturn:
+    """Exit as ``done`` would, minus the interpreter's teardown of every
+    module: with numba (LLVM) and pandas loaded it costs ~0.3 CPU s, more
+    than a small analysis. Exit handlers run and the output is flushed
+    first; with a thread still running, a message as exit code, or output
+    that cannot be flushed (a closed pipe), Python exits the usual way."""
+    code = done.code
+    if not (code is None or isinstance(code, int)) or any(
+            thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
+            for thread in threading.enumerate()):
+        raise done
+    atexit._run_exitfuncs()  # what Python runs at exit, before the teardown skipped here
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        raise done from None
+    os._exit(int(code or 0))

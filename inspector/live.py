@@ -41,22 +41,16 @@ from pathlib import Path
 
 from inspector.alerts import Alert, Alerter, EvidencePcaps, rfc3339
 from inspector.analysis import Analysis, analyze_readers
+from inspector.capture.constants import BUFFER_MB, SNAPLEN
 from inspector.capture.reader import CaptureReader
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
 from inspector.meters import Meter, default_meters
-from inspector.pipeline import ClosedFlows, Timeouts
+from inspector.pipeline import ClosedFlows
 from inspector.spool import SpooledTables
+from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist, port_ranges
 
-SNAPLEN = 262144
-BUFFER_MB = 64
-"""The kernel capture buffer (tcpdump -B). libpcap's default, 2 MiB, overflows
-on one burst of a migration: 3 MB sent in 4 ms over loopback lost a third
-of its packets, and a 10 Gbit/s mirror fills 2 MiB in under 2 ms."""
-LIVE_TIMEOUTS = Timeouts(active=1800.0, sweep=1.0)
-"""The sensor's defaults: flows end after 300 s idle or 5 s after FIN/RST
-(looked for every second), long flows are reported every 30 minutes."""
 SYS_NET = Path("/sys/class/net")
 _F_SETPIPE_SZ = 1031  # fcntl.h, Linux
 PIPE_BYTES = 1 << 20  # the default pipe-max-size: 16x the default pipe, fewer wake-ups under load
@@ -185,11 +179,16 @@ class Sensor:
         self.flows = 0  # flows so far, kept up to date by run_live
         self.reader: CaptureReader
 
-    def start(self, timeout: float = 10.0) -> None:
+    def check(self) -> str:
+        """Fail with one line on what would stop tcpdump; returns its path."""
         tcpdump = _tcpdump()
         check_interface(self.iface)
         check_privilege(tcpdump)
         check_filter(tcpdump, self.iface, self.expression, self.snaplen)
+        return tcpdump
+
+    def start(self, timeout: float = 10.0) -> None:
+        tcpdump = self.check()
         self._rx_start = _rx_dropped(self.iface)
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
@@ -344,8 +343,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
     (closed here, its ``written`` files then list what was written)."""
-    warm_up(watch, secrets)
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen, buffer_mb)
+    sensor.check()  # a wrong interface, privilege or filter is told at once, not after the warm-up
+    warm_up(watch, secrets)
     store = SpooledTables(spool)
     sensor.start()
     previous = {}

@@ -28,37 +28,17 @@ import pandas as pd
 from inspector.capture import decode as D
 from inspector.capture.reader import CaptureReader, InputStats, PacketBatch
 from inspector.classify import classify_flows
-from inspector.errors import InspectorError
 from inspector.flows import kernels as K
 from inspector.flows.frame import build_flows, originator_is_a_one
 from inspector.flows.table import FlowState, FlowTable, Region
 from inspector.meters import Meter, Part
 from inspector.schema import CLOSED_BY, ROLES, SCHEMAS
 from inspector.tables import empty_frame
+from inspector.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist
 
 SECOND = 1_000_000_000
 LIVE_LAG = 2 * SECOND  # libpcap's buffer timeout (1 s on Linux) and the pipe, with a margin
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """When flows end, in seconds of capture time (the packets' clock)."""
-
-    idle: float = 300.0        # no packet for this long: the flow ended (Zeek's TCP inactivity timeout)
-    after_close: float = 5.0   # after FIN from both sides or a RST, late ACKs and retransmissions still join
-    active: float | None = None  # report a flow still open after this long (interim, it goes on)
-    sweep: float = 30.0        # look for ended flows this often (each look costs ~50 ms of pandas work)
-
-    def __post_init__(self) -> None:
-        for name in ("idle", "after_close", "active", "sweep"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise InspectorError(f"timeout {name} must be a positive number of seconds, "
-                                     f"not {value}")
-
-
-DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass

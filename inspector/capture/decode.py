@@ -16,9 +16,9 @@ so the header decoders, the path of untunnelled traffic, stay as they were.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from inspector.capture import constants as C
+from inspector.jit import njit
 
 # Rows of PacketColumns.fields (int64) -------------------------------------
 F_TS = 0  # timestamp, ns since the epoch

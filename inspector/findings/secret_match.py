@@ -42,7 +42,7 @@ import re
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from inspector.jit import njit
 
 # -- what the kernel returns ---------------------------------------------------
 

@@ -9,10 +9,10 @@ sampled window.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from inspector.capture import constants as C
 from inspector.capture import decode as D
+from inspector.jit import njit
 
 # Columns of FlowTable.flow (int64, one row per flow)
 FL_FIRST_TS = 0

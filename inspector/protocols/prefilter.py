@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
+from inspector.jit import njit
 
 from .base import Clause
 from .registry import DETECTORS

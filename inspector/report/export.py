@@ -18,12 +18,11 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
-from inspector.report.output import write_atomically
+from inspector.report.output import EXPORT_FORMATS, write_atomically
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.tables import with_json_parsed, with_json_text
 from inspector.watch import Watchlist
 
-EXPORT_FORMATS = ("csv", "parquet")
 TABLES = tuple(SCHEMAS)
 
 

@@ -10,6 +10,8 @@ from typing import IO
 
 from inspector.errors import InspectorError
 
+EXPORT_FORMATS = ("csv", "parquet")  # of export.export_tables; here so --help need not load pandas
+
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
     """Refuse to write a report over one of the capture files being read."""

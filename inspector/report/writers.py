@@ -37,7 +37,7 @@ class Reports:
                 check_not_input(self.export_dir / f"{name}.{self.export_format}", inputs)
 
     def write(self, result: Analysis) -> None:
-        from inspector.report import export, json_report, markdown
+        from inspector.report import export, json_report
 
         payload = self.show_payload
         if self.json_path:
@@ -47,6 +47,8 @@ class Reports:
 
             write_atomically(self.html_path, lambda h: html.write_html(result, h, show_payload=payload))
         if self.markdown_path:
+            from inspector.report import markdown
+
             write_atomically(self.markdown_path, lambda h: markdown.write_markdown(result, h, show_payload=payload))
         if self.csv_path:
             write_atomically(self.csv_path, lambda h: export.csv_ready(result.flows).to_csv(

@@ -1,0 +1,99 @@
+"""Compiled kernels: numba's ``njit``, cached in the user's cache folder.
+
+By default numba caches a kernel beside its source (``__pycache__``), that
+is inside site-packages, where the files outlive a reinstall and can shadow
+an editable install. Here the cache lives in ``$NUMBA_CACHE_DIR`` when the
+user set it, else ``$XDG_CACHE_HOME/inspector/numba`` (``~/.cache/...``).
+When that folder cannot be written, kernels are compiled in memory on every
+run (slow, but no traceback): numba would otherwise fall back to the source
+folder, or fail at import with "no locator available".
+
+The modules with kernels import ``njit`` from here; ``tell_when_compiling``
+lets the command line say why a first run is slow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+from numba.core import event
+
+
+def cache_folder() -> Path | None:
+    """Where compiled kernels are kept, or None when no absolute folder is known."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "inspector", "numba") if os.path.isabs(base) else None
+
+
+def _writable(folder: Path | None) -> bool:
+    """Create the folder if needed and check a file can be written in it (numba's own test)."""
+    if folder is None:
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+CACHE_FOLDER = cache_folder()
+CACHING = _writable(CACHE_FOLDER)
+
+
+def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
+    """``numba.njit(**options)``, caching (when asked) only where ``CACHE_FOLDER``
+    is writable. numba fixes a kernel's cache path when it decorates it, so
+    ``numba.config.CACHE_DIR`` is ours only meanwhile: the caller's own
+    kernels keep their cache where they had it."""
+    def decorate(function: Callable) -> Callable:
+        if not (cache and CACHING):
+            return numba.njit(**options)(function)
+        saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, str(CACHE_FOLDER)
+        try:
+            return numba.njit(cache=True, **options)(function)
+        finally:
+            numba.config.CACHE_DIR = saved
+    return decorate
+
+
+def compiling_notice() -> str:
+    """The line that tells why the first run is slow, and where the result is kept."""
+    if not CACHING:
+        where = f"cache folder {CACHE_FOLDER} is not writable, so every run compiles" if CACHE_FOLDER \
+            else "no cache folder (set XDG_CACHE_HOME or NUMBA_CACHE_DIR), so every run compiles"
+        return f"compiling packet kernels (up to a minute; {where})"
+    home = os.path.expanduser("~")  # "~" itself when there is no home: then the full path is shown
+    shown = f"~/{CACHE_FOLDER.relative_to(home)}" if os.path.isabs(home) and CACHE_FOLDER.is_relative_to(home) \
+        else str(CACHE_FOLDER)
+    return f"compiling packet kernels once (up to a minute; cached in {shown})"
+
+
+class _FirstCompile(event.Listener):
+    """Calls ``tell`` once, when numba starts compiling (a kernel found in the
+    cache is loaded without a compile event)."""
+
+    def __init__(self, tell: Callable[[str], None]) -> None:
+        self.tell: Callable[[str], None] | None = tell
+
+    def on_start(self, _event: event.Event) -> None:
+        if self.tell:
+            tell, self.tell = self.tell, None
+            tell(compiling_notice())
+
+    def on_end(self, _event: event.Event) -> None:
+        pass
+
+
+def tell_when_compiling(tell: Callable[[str], None]) -> None:
+    """Call ``tell`` with ``compiling_notice()`` the first time this process
+    compiles a kernel: never when every kernel it uses is cached."""
+    event.register("numba:compile", _FirstCompile(tell))

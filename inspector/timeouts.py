@@ -1,0 +1,34 @@
+"""When flows end: the timeouts of ``analyze`` and of the live sensor.
+
+A leaf module (no numpy, pandas or numba), so the command line can show
+these defaults in ``--help`` without loading the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inspector.errors import InspectorError
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """When flows end, in seconds of capture time (the packets' clock)."""
+
+    idle: float = 300.0        # no packet for this long: the flow ended (Zeek's TCP inactivity timeout)
+    after_close: float = 5.0   # after FIN from both sides or a RST, late ACKs and retransmissions still join
+    active: float | None = None  # report a flow still open after this long (interim, it goes on)
+    sweep: float = 30.0        # look for ended flows this often (each look costs ~50 ms of pandas work)
+
+    def __post_init__(self) -> None:
+        for name in ("idle", "after_close", "active", "sweep"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InspectorError(f"timeout {name} must be a positive number of seconds, "
+                                     f"not {value}")
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+LIVE_TIMEOUTS = Timeouts(active=1800.0, sweep=1.0)
+"""The sensor's defaults: flows end after 300 s idle or 5 s after FIN/RST
+(looked for every second), long flows are reported every 30 minutes."""
