@@ -59,6 +59,7 @@ NEVER = np.iinfo(np.int64).max  # a timeout that never fires
 MAX_ISLANDS = 16
 """Islands handed over per region; a snaplen-cut stream has one per segment."""
 MIN_ISLAND = 8
+MIN_WINDOW_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class FlowTable:
         self.head_cov, self.cov_free = _new_pool(initial_rows // 16, K.REGION_BYTES // 8, np.uint8, self.counters,
                                                  K.CT_FREE_COV)
         self.ready = np.zeros((65536, K.N_READY_COLS), dtype=np.int64)
-        self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
+        self.windows = np.zeros((MIN_WINDOW_ROWS, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
     @property
@@ -345,6 +346,8 @@ class FlowTable:
             rest = self.windows[:n_windows][~mine]
             self.windows[: len(rest)] = rest
             self.counters[K.CT_WINDOWS] = len(rest)
+            if self.windows.shape[0] > 4 * max(len(rest), MIN_WINDOW_ROWS):  # a burst of flows ended: give back
+                self.windows = self.windows[: 2 * max(len(rest), MIN_WINDOW_ROWS)].copy()
         return FlowState(
             flow=self.flow[fids].copy(),
             flow_addr=self.flow_addr[fids].copy(),
