@@ -168,3 +168,64 @@ def test_prefilter_changes_no_detection(path):
     found = every_row.take(flows)
     assert found, path.name
     assert filtered.take(flows) == found
+
+
+def all_regions(path: Path, **table_args) -> list[Region]:
+    """Every region a capture hands over, in order."""
+    regions: list[Region] = []
+    table = FlowTable(on_regions=regions.extend, **table_args)
+    for batch in CaptureReader(path):
+        table.add(batch)
+    table.finish()
+    return regions
+
+
+def test_regions_do_not_depend_on_pool_sizes(plain_mtu1500, tmp_path):
+    """Pools that start with one row grow under the kernel (small rows,
+    full rows, bitmaps, histograms) and hand over the same regions: a head
+    whose first segment comes late (a bitmap, then a move to a full row), a
+    hole that stays, islands beyond a snaplen cut."""
+    linktype, records, data = data_packets(plain_mtu1500)
+    shuffled = list(records)
+    shuffled[data[0]], shuffled[data[3]] = shuffled[data[3]], shuffled[data[0]]
+    del shuffled[data[40]]
+    holes = write_pcap(tmp_path / "holes.pcap", linktype, shuffled)
+    for capture in (holes, CAPTURES / "variants" / "qemu-multifd-zstd-snap256.pcap.gz"):
+        regions = all_regions(capture)
+        assert any(r.islands for r in regions) or any(len(r.data) == K.REGION_BYTES for r in regions)
+        assert all_regions(capture, initial_flows=1, initial_rows=1) == regions
+
+
+def udp_exchanges(path: Path, flows: int, payloads: list[bytes]) -> Path:
+    """``flows`` UDP flows, each sending ``payloads`` both ways in turn; none ends before the input."""
+    records = []
+    for f in range(flows):
+        client, server = bytes([192, 168, 1, 1 + f]), bytes([10, 0, 0, 53])
+        for k, payload in enumerate(payloads):
+            src, dst, sport, dport = (client, server, 40000 + f, 53) if k % 2 == 0 else (server, client, 53, 40000 + f)
+            udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+            udp.ulen = len(udp)
+            ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_UDP, data=udp)
+            frame = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+            records.append(Rec((f * len(payloads) + k) * 1_000_000, frame, len(frame)))
+    return write_pcap(path, dpkt.pcap.DLT_EN10MB, records)
+
+
+def test_short_exchanges_hold_small_rows_only(tmp_path):
+    """Directions that carry a few hundred bytes and stay open (DNS, syslog:
+    until the idle timeout) hold a small region row each, no full row and
+    no bitmap, and still hand over every byte in order."""
+    payloads = [bytes([k]) * (120 + 90 * k) for k in range(6)]
+    path = udp_exchanges(tmp_path / "udp.pcap", 40, payloads)
+    regions: list[Region] = []
+    table = FlowTable(on_regions=regions.extend)
+    for batch in CaptureReader(path):
+        table.add(batch)
+    c = table.counters
+    assert table.small_heads.shape[0] - c[K.CT_FREE_SMALL] == 2 * 40
+    assert c[K.CT_FREE_HEADS] == table.heads.shape[0] and c[K.CT_FREE_COV] == table.head_cov.shape[0]
+    assert regions == []
+    table.finish()
+    from_server = 0  # endpoint A, the lower address, sends direction 0
+    assert sorted((r.slot % 2, r.data) for r in regions) == sorted(
+        [(from_server, b"".join(payloads[1::2]))] * 40 + [(1 - from_server, b"".join(payloads[0::2]))] * 40)

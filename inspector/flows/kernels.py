@@ -46,24 +46,28 @@ SL_AT_START = 9  # 1 when offset 0 is the true stream start (SYN seen), 0 mid-st
 SL_MISSED = 10  # bytes never seen in gaps of the stream (like Zeek's missed_bytes)
 SL_GAP_START = 11  # the latest gap, so that a late segment filling it is not counted
 SL_GAP_END = 12
-SL_REG_ROW = 13  # row of the region buffer pool in use, -1 none
+SL_REG_ROW = 13  # row of the region buffer in use (in the pool SL_REG_CAP names), -1 none
 SL_REG_STATE = 14  # 0 waiting for the region, 1 collecting
 SL_REG_LEN = 15  # contiguous bytes from the region start
 SL_REG_OOO = 16  # end of bytes kept after a hole (0: none, bitmap unused)
 SL_REG_INDEX = 17  # 0: the head, k >= 1: the probe at PROBE_FIRST << (k - 1)
 SL_REG_START = 18  # stream offset of the region's first byte
-N_SLOT_COLS = 19
+SL_REG_CAP = 19  # bytes the region's row holds: SMALL_REGION_BYTES (small pool) or REGION_BYTES
+SL_REG_COV = 20  # row of the coverage bitmap pool, -1 until the region has a hole
+N_SLOT_COLS = 21
 
 # Columns of FlowTable.ready (int64): regions handed over, one row each
-RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX, RD_KEPT_END = range(6)
-N_READY_COLS = 6
+RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX, RD_KEPT_END, RD_CAP, RD_COV = range(8)
+N_READY_COLS = 8
 
 # FlowTable.counters (int64): free/used counts of the shared pools
 CT_FREE_HIST = 0
 CT_WINDOWS = 1
 CT_FREE_HEADS = 2
 CT_READY = 3  # regions handed over, listed in FlowTable.ready
-N_COUNTERS = 4
+CT_FREE_SMALL = 4
+CT_FREE_COV = 5
+N_COUNTERS = 6
 
 # Columns of FlowTable.windows (float64, one row per finished window)
 WR_SLOT = 0
@@ -87,6 +91,11 @@ HEAD_BYTES = 8192
 # then probes of REGION_BYTES from 1 MiB, 2 MiB, 4 MiB, ... into the stream,
 # where mid-stream framing (page records, multifd or libvirt headers) shows.
 REGION_BYTES = 16384
+# A region starts in a small row and moves to a full one only when its data
+# reaches past it: most directions (requests, DNS or syslog exchanges, short
+# API calls) never carry more, and a UDP flow that never closes holds its
+# row until the idle timeout. A coverage bitmap is taken only at a hole.
+SMALL_REGION_BYTES = 2048
 PROBE_FIRST = 1 << 20
 MAX_PROBES = 12
 # Every window of the first DENSE_WINDOWS (1 MiB) is analysed, then 8 per
@@ -310,19 +319,37 @@ def _hand_over_region(s, slot, ready, counters):
     ready[k, RD_LEN] = slot[s, SL_REG_LEN]
     ready[k, RD_INDEX] = slot[s, SL_REG_INDEX]
     ready[k, RD_KEPT_END] = slot[s, SL_REG_OOO]
+    ready[k, RD_CAP] = slot[s, SL_REG_CAP]
+    ready[k, RD_COV] = slot[s, SL_REG_COV]
     counters[CT_READY] = k + 1
     slot[s, SL_REG_STATE] = 0
     slot[s, SL_REG_ROW] = -1
+    slot[s, SL_REG_COV] = -1
     slot[s, SL_REG_INDEX] += 1
 
 
 @njit(cache=True)
-def _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters):
+def _take_row(free, counters, which):
+    counters[which] -= 1
+    return free[counters[which]]
+
+
+@njit(cache=True)
+def _put_row(row, free, counters, which):
+    free[counters[which]] = row
+    counters[which] += 1
+
+
+@njit(cache=True)
+def _add_region(s, pos, buf, off, cap, slot, heads, head_free, small_heads, small_free, head_cov, cov_free,
+                ready, counters):
     """Copy the part of the payload that falls in the region being collected.
 
     In-order data is appended with one copy (SL_REG_LEN is the contiguous
     length); a segment after a hole is kept aside, byte by byte with a
     coverage bitmap, until the hole is filled. The first copy of a byte wins.
+    The region lives in a small row until its data reaches past it, then in
+    a full one (its bytes copied over once).
     """
     if slot[s, SL_REG_STATE] == 0:
         index = slot[s, SL_REG_INDEX]
@@ -331,30 +358,43 @@ def _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, 
         slot[s, SL_REG_INDEX] = index
         if index > MAX_PROBES or pos + cap <= _region_start(index):
             return
-        counters[CT_FREE_HEADS] -= 1
-        slot[s, SL_REG_ROW] = head_free[counters[CT_FREE_HEADS]]
+        slot[s, SL_REG_ROW] = _take_row(small_free, counters, CT_FREE_SMALL)
+        slot[s, SL_REG_CAP] = SMALL_REGION_BYTES
+        slot[s, SL_REG_COV] = -1
         slot[s, SL_REG_STATE] = 1
         slot[s, SL_REG_START] = max(pos, _region_start(index)) if index else 0
         slot[s, SL_REG_LEN] = 0
         slot[s, SL_REG_OOO] = 0
-    row = slot[s, SL_REG_ROW]
     start = slot[s, SL_REG_START]
     lo, hi = max(pos, start) - start, min(pos + cap, start + REGION_BYTES) - start
     contig = slot[s, SL_REG_LEN]
     if lo < hi and hi > contig:
+        if hi > slot[s, SL_REG_CAP]:  # outgrew the small row: move to a full one
+            small = slot[s, SL_REG_ROW]
+            row = _take_row(head_free, counters, CT_FREE_HEADS)
+            kept = max(contig, slot[s, SL_REG_OOO])
+            heads[row, :kept] = small_heads[small, :kept]
+            _put_row(small, small_free, counters, CT_FREE_SMALL)
+            slot[s, SL_REG_ROW] = row
+            slot[s, SL_REG_CAP] = REGION_BYTES
+        rows = heads if slot[s, SL_REG_CAP] == REGION_BYTES else small_heads
+        row = slot[s, SL_REG_ROW]
         if lo <= contig and slot[s, SL_REG_OOO] <= contig:  # the common, in-order case
-            heads[row, contig:hi] = buf[off + start + contig - pos: off + start + hi - pos]
+            rows[row, contig:hi] = buf[off + start + contig - pos: off + start + hi - pos]
             contig = hi
         else:
-            if slot[s, SL_REG_OOO] == 0:  # first hole: start the bitmap
-                head_cov[row, :] = 0
+            cov = slot[s, SL_REG_COV]
+            if cov < 0:  # first hole: start the bitmap
+                cov = _take_row(cov_free, counters, CT_FREE_COV)
+                head_cov[cov, :] = 0
+                slot[s, SL_REG_COV] = cov
             for k in range(max(lo, contig), hi):
                 bit = 1 << (k & 7)
-                if not head_cov[row, k >> 3] & bit:
-                    heads[row, k] = buf[off + start + k - pos]
-                    head_cov[row, k >> 3] |= bit
+                if not head_cov[cov, k >> 3] & bit:
+                    rows[row, k] = buf[off + start + k - pos]
+                    head_cov[cov, k >> 3] |= bit
             slot[s, SL_REG_OOO] = max(slot[s, SL_REG_OOO], hi)
-            while contig < REGION_BYTES and head_cov[row, contig >> 3] & (1 << (contig & 7)):
+            while contig < REGION_BYTES and head_cov[cov, contig >> 3] & (1 << (contig & 7)):
                 contig += 1
         slot[s, SL_REG_LEN] = contig
     if slot[s, SL_MAX_END] >= start + REGION_BYTES:
@@ -375,12 +415,13 @@ def _note_tunnel(f, i, fields, addrs, flow, tunnel_addr):
 
 @njit(cache=True)
 def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tunnel_addr, slot, hist,
-                 free_rows, windows, heads, head_cov, head_free, ready, counters, idle, after_close):
+                 free_rows, windows, heads, head_free, small_heads, small_free, head_cov, cov_free, ready,
+                 counters, idle, after_close):
     """Fold packets ``start..`` of a batch into the flow state.
 
     Returns ``(stop, collisions, ended)``. It stops early, at packet
-    ``stop``, when a pool (histogram rows, window rows, head buffers, the
-    ready list) may run out; the caller drains or grows them and calls
+    ``stop``, when a pool (histogram rows, window rows, region rows small
+    and full, coverage bitmaps, the ready list) may run out; the caller drains or grows them and calls
     again from ``stop``. It also stops when packet ``stop`` comes after its
     flow ended: more than ``idle`` ns after the flow's last packet, or
     after a FIN/RST close either ``after_close`` ns later or as a new SYN;
@@ -394,8 +435,8 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tun
         f = flow_ids[i]
         if f < 0:
             continue
-        if (counters[CT_FREE_HIST] < 1 or counters[CT_FREE_HEADS] < 1
-                or counters[CT_READY] + 2 > ready.shape[0]
+        if (counters[CT_FREE_HIST] < 1 or counters[CT_FREE_HEADS] < 1 or counters[CT_FREE_SMALL] < 1
+                or counters[CT_FREE_COV] < 1 or counters[CT_READY] + 2 > ready.shape[0]
                 or counters[CT_WINDOWS] + fields[D.F_PAYLOAD_CAP, i] // WINDOW_BYTES + 4 > windows.shape[0]):
             return i, collisions, -1
         d = dirs[i]
@@ -452,7 +493,8 @@ def update_flows(start, fields, addrs, buf, flow_ids, dirs, flow, flow_addr, tun
             if pos >= 0:
                 off = fields[D.F_PAYLOAD_OFF, i]
                 _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows)
-                _add_region(s, pos, buf, off, cap, slot, heads, head_cov, head_free, ready, counters)
+                _add_region(s, pos, buf, off, cap, slot, heads, head_free, small_heads, small_free, head_cov,
+                            cov_free, ready, counters)
         if proto == C.IPPROTO_TCP and flags & (C.TCP_FIN | C.TCP_RST):
             if flags & C.TCP_FIN:
                 slot[s, SL_FIN] = 1

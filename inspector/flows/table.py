@@ -59,6 +59,7 @@ NEVER = np.iinfo(np.int64).max  # a timeout that never fires
 MAX_ISLANDS = 16
 """Islands handed over per region; a snaplen-cut stream has one per segment."""
 MIN_ISLAND = 8
+MIN_WINDOW_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,16 @@ class FlowTable:
         self.in_use = np.zeros(initial_flows, dtype=bool)
         self.slot = self._empty_slots(2 * initial_flows)
         self.counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
-        self.hist = np.zeros((initial_rows, 256), dtype=np.uint32)
-        self.free_rows = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
-        self.counters[K.CT_FREE_HIST] = initial_rows
-        self.heads = np.zeros((initial_rows, K.REGION_BYTES), dtype=np.uint8)
-        self.head_cov = np.zeros((initial_rows, K.REGION_BYTES // 8), dtype=np.uint8)
-        self.head_free = np.arange(initial_rows - 1, -1, -1, dtype=np.int64)
-        self.counters[K.CT_FREE_HEADS] = initial_rows
+        # pools of rows, each with a stack of free rows (see _grow_pool)
+        self.hist, self.free_rows = _new_pool(initial_rows, 256, np.uint32, self.counters, K.CT_FREE_HIST)
+        self.heads, self.head_free = _new_pool(initial_rows // 4, K.REGION_BYTES, np.uint8, self.counters,
+                                               K.CT_FREE_HEADS)
+        self.small_heads, self.small_free = _new_pool(initial_rows, K.SMALL_REGION_BYTES, np.uint8, self.counters,
+                                                      K.CT_FREE_SMALL)
+        self.head_cov, self.cov_free = _new_pool(initial_rows // 16, K.REGION_BYTES // 8, np.uint8, self.counters,
+                                                 K.CT_FREE_COV)
         self.ready = np.zeros((65536, K.N_READY_COLS), dtype=np.int64)
-        self.windows = np.zeros((4096, K.N_WINDOW_COLS), dtype=np.float64)
+        self.windows = np.zeros((MIN_WINDOW_ROWS, K.N_WINDOW_COLS), dtype=np.float64)
         self.hash_collisions = 0
 
     @property
@@ -130,6 +132,7 @@ class FlowTable:
         slot[:, K.SL_ROW] = -1
         slot[:, K.SL_BASE_SEQ] = -1
         slot[:, K.SL_REG_ROW] = -1
+        slot[:, K.SL_REG_COV] = -1
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +164,8 @@ class FlowTable:
             start, collisions, ended = K.update_flows(
                 start, batch.fields, batch.addrs, batch.buf, flow_ids, dirs,
                 self.flow, self.flow_addr, self.tunnel_addr, self.slot, self.hist, self.free_rows,
-                self.windows, self.heads, self.head_cov, self.head_free, self.ready, self.counters,
-                idle, after_close,
+                self.windows, self.heads, self.head_free, self.small_heads, self.small_free, self.head_cov,
+                self.cov_free, self.ready, self.counters, idle, after_close,
             )
             self.hash_collisions += collisions
             self._drain_heads()
@@ -193,28 +196,34 @@ class FlowTable:
         return self.n_ids - 1
 
     def _drain_heads(self) -> None:
-        """Hand complete regions to ``on_regions`` and recycle their buffers."""
+        """Hand complete regions to ``on_regions`` and recycle their rows."""
         c = self.counters
         regions = []
-        for s, row, start, length, index, kept_end in self.ready[: c[K.CT_READY]].tolist():
+        for s, row, start, length, index, kept_end, cap, cov in self.ready[: c[K.CT_READY]].tolist():
+            rows, free, which = ((self.heads, self.head_free, K.CT_FREE_HEADS) if cap == K.REGION_BYTES
+                                 else (self.small_heads, self.small_free, K.CT_FREE_SMALL))
             if self.on_regions is not None:
                 at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
-                islands = self._islands(row, start, length, kept_end) if kept_end > length else ()
-                regions.append(Region(s, index, start, self.heads[row, :length].tobytes(), at_start, islands))
-            self.head_free[c[K.CT_FREE_HEADS]] = row
-            c[K.CT_FREE_HEADS] += 1
+                islands = self._islands(rows[row], cov, start, length, kept_end) if kept_end > length else ()
+                regions.append(Region(s, index, start, rows[row, :length].tobytes(), at_start, islands))
+            free[c[which]] = row
+            c[which] += 1
+            if cov >= 0:
+                self.cov_free[c[K.CT_FREE_COV]] = cov
+                c[K.CT_FREE_COV] += 1
         c[K.CT_READY] = 0
         if regions:
             self.on_regions(regions)
 
-    def _islands(self, row: int, start: int, length: int, kept_end: int) -> tuple[tuple[int, bytes], ...]:
-        """Runs of bytes kept after the first hole of a region (coverage bitmap)."""
-        bitmap = self.head_cov[row, : (kept_end + 7) // 8]
+    def _islands(self, data: np.ndarray, cov: int, start: int, length: int,
+                 kept_end: int) -> tuple[tuple[int, bytes], ...]:
+        """Runs of bytes kept after the first hole of a region (its coverage bitmap)."""
+        bitmap = self.head_cov[cov, : (kept_end + 7) // 8]
         covered = np.unpackbits(bitmap, bitorder="little")[:kept_end]
         covered[:length] = 0
         edges = np.flatnonzero(np.diff(np.concatenate(([0], covered.astype(np.int8), [0]))))
         runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= MIN_ISLAND]
-        return tuple((start + a, self.heads[row, a:b].tobytes()) for a, b in runs[:MAX_ISLANDS])
+        return tuple((start + a, data[a:b].tobytes()) for a, b in runs[:MAX_ISLANDS])
 
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:
@@ -274,14 +283,16 @@ class FlowTable:
             self.on_create(fids)
 
     def _grow_work_space(self) -> None:
-        """Double whichever pool ran short: histogram rows, head buffers, windows."""
+        """Grow whichever pool ran short: histogram rows, region rows, bitmaps, windows."""
         c = self.counters
         if c[K.CT_FREE_HIST] < 1:
             self.hist, self.free_rows = _grow_pool(self.hist, self.free_rows, c, K.CT_FREE_HIST)
         if c[K.CT_FREE_HEADS] < 1:
-            old = self.heads.shape[0]
             self.heads, self.head_free = _grow_pool(self.heads, self.head_free, c, K.CT_FREE_HEADS)
-            self.head_cov = np.concatenate([self.head_cov, np.zeros_like(self.head_cov[:old])])
+        if c[K.CT_FREE_SMALL] < 1:
+            self.small_heads, self.small_free = _grow_pool(self.small_heads, self.small_free, c, K.CT_FREE_SMALL)
+        if c[K.CT_FREE_COV] < 1:
+            self.head_cov, self.cov_free = _grow_pool(self.head_cov, self.cov_free, c, K.CT_FREE_COV)
         if self.windows.shape[0] - c[K.CT_WINDOWS] < 512:  # a 16 MiB record spans 256 windows
             self.windows = _grow(self.windows, 2 * self.windows.shape[0])
 
@@ -335,6 +346,8 @@ class FlowTable:
             rest = self.windows[:n_windows][~mine]
             self.windows[: len(rest)] = rest
             self.counters[K.CT_WINDOWS] = len(rest)
+            if self.windows.shape[0] > 4 * max(len(rest), MIN_WINDOW_ROWS):  # a burst of flows ended: give back
+                self.windows = self.windows[: 2 * max(len(rest), MIN_WINDOW_ROWS)].copy()
         return FlowState(
             flow=self.flow[fids].copy(),
             flow_addr=self.flow_addr[fids].copy(),
@@ -349,10 +362,24 @@ class FlowTable:
         return self.close(self.open_ids())
 
 
-def _grow_pool(rows: np.ndarray, free: np.ndarray, counters: np.ndarray, which: int):
-    """Double a pool of rows and put the new ones on its free stack."""
+def _new_pool(n: int, width: int, dtype, counters: np.ndarray, which: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of ``width`` and their free stack (every row free, the lowest on top)."""
+    counters[which] = n
+    return np.zeros((n, width), dtype=dtype), np.arange(n - 1, -1, -1, dtype=np.int64)
+
+
+def _grow_pool(rows: np.ndarray, free: np.ndarray, counters: np.ndarray,
+               which: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grow an exhausted pool of rows by half and put the new ones on its free stack.
+
+    The new rows come from fresh zeroed pages, which cost memory only once
+    written; only the old rows are copied (no zero-filled copy of the whole).
+    """
     old = rows.shape[0]
-    rows = np.concatenate([rows, np.zeros_like(rows)])
-    free = np.concatenate([np.arange(2 * old - 1, old - 1, -1, dtype=np.int64), np.zeros(old, dtype=np.int64)])
-    counters[which] = old
-    return rows, free
+    new = max(old // 2, 16)
+    grown = np.zeros((old + new,) + rows.shape[1:], dtype=rows.dtype)
+    grown[:old] = rows
+    free = np.zeros(old + new, dtype=np.int64)
+    free[:new] = np.arange(old + new - 1, old - 1, -1)
+    counters[which] = new
+    return grown, free
