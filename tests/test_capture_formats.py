@@ -123,6 +123,7 @@ def base_packet_count(base: str) -> int:
 # the oracle and the generators themselves (no inspector needed)
 # ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", list(cv.BASES))
 def test_oracle_agrees_with_tshark(base):
     """Cross-check the dpkt oracle against tshark on the committed captures."""
@@ -159,6 +160,7 @@ def test_base_captures_are_what_the_tests_assume():
 GENERATOR_CHECK_BASES = ["lo_mixed", "any_sll2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", GENERATOR_CHECK_BASES)
 @pytest.mark.parametrize("name", list(cv.VARIANTS))
 def test_generated_variant_parses_in_tshark(name, base, variant_dir):

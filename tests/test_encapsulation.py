@@ -147,7 +147,7 @@ def tshark_rows(path: Path, *fields: str) -> list[list[str]]:
     return [line.split("|") for line in done.stdout.splitlines()]
 
 
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+needs_tshark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")]
 
 
 # -- real traffic in every tunnel ---------------------------------------------
@@ -166,7 +166,8 @@ def test_tunnelled_migration_is_analysed_as_if_captured_directly(name, source, t
     assert (None if pd.isna(flow.vlan) else int(flow.vlan)) == tunnel.vlan
 
 
-@needs_tshark
+@needs_tshark[0]
+@needs_tshark[1]
 @pytest.mark.parametrize("name", TUNNELS)
 def test_wrapping_is_well_formed_for_tshark(name, tunnel_dir):
     tunnel = TUNNELS[name]
@@ -185,7 +186,8 @@ def test_wrapping_is_well_formed_for_tshark(name, tunnel_dir):
             assert int(row[tunnel.id_field], 0) == tunnel.tunnel_id, row
 
 
-@needs_tshark
+@needs_tshark[0]
+@needs_tshark[1]
 @pytest.mark.parametrize("variant", [v for v in json.loads((CAPTURES / "manifest.json").read_text())["variants"]
                                      if v["kind"] == "tunnel"], ids=lambda v: v["name"])
 def test_derived_tunnel_variants(variant):

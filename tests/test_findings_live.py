@@ -16,6 +16,8 @@ import inspector
 import protocols_samples as samples
 from loopback_capture import loopback_capture
 
+pytestmark = pytest.mark.slow  # real servers recorded on loopback
+
 
 def _free_port() -> int:
     with socket.socket() as s:

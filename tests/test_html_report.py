@@ -28,6 +28,8 @@ from inspector.schema import FINDING_COLUMNS, SECRET_COLUMNS
 from inspector.report import plots
 from inspector.report.html import CSP, MAX_FLOW_ROWS, SECTIONS, write_html
 
+pytestmark = pytest.mark.slow  # headless chromium
+
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 MIGRATIONS = [CAPTURES / name for name in ("qemu-plain.pcap.gz", "qemu-tls.pcap.gz", "qemu-multifd-zstd.pcap.gz")]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -20,6 +20,8 @@ import pytest
 from inspector.live import capture_filter
 from inspector.watch import Watchlist
 
+pytestmark = pytest.mark.slow  # a real sensor on loopback
+
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (the CI runs the tests as root)")
 

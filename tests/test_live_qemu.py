@@ -32,7 +32,7 @@ SSH_PORT = 22           # the default watchlist's SSH port (its own namespace: n
 ALERT_WITHIN = 5.0      # seconds from the migrate command to the alert
 TOOLS = ("qemu-system-x86_64", "tcpdump", "ip", "ethtool", "certtool", "sshd", "ssh", "ssh-keygen")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and live capture need root (CI runs as root)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and live capture need root (CI runs as root)")]  # QEMU migrations through namespaces
 
 
 def _make_captures():

@@ -56,12 +56,14 @@ def runs(tmp_path_factory) -> dict:
             "package_before": package_before, "package_after": package_after}
 
 
+@pytest.mark.slow
 def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(runs):
     assert runs["first"].returncode == 0, runs["first"].stderr
     assert kernel_cache_files(runs["home"] / "cache" / "inspector" / "numba"), "no kernel cached in XDG_CACHE_HOME"
     assert runs["package_after"] == runs["package_before"], "kernel cache files written inside the package"
 
 
+@pytest.mark.slow
 def test_first_run_says_it_compiles_once_and_a_cached_run_says_nothing(runs):
     notices = [line for line in runs["first"].stderr.splitlines() if line.startswith(COMPILING)]
     assert notices == [f"{COMPILING} once (up to a minute; cached in ~/cache/inspector/numba)"], runs["first"].stderr
@@ -69,6 +71,7 @@ def test_first_run_says_it_compiles_once_and_a_cached_run_says_nothing(runs):
     assert runs["second"].stderr == ""
 
 
+@pytest.mark.slow
 def test_a_process_that_can_write_no_cache_still_works(runs):
     done = runs["uncached"]
     assert done.returncode == 0, done.stderr
