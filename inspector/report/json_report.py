@@ -64,26 +64,27 @@ def records(table: pd.DataFrame, columns: Columns, digits: int | None = None) ->
     return [dict(zip(names, row)) for row in zip(*values)] if names else [{} for _ in range(len(table))]
 
 
-def _evidence_lists(uids: list[str], evidence: pd.DataFrame | None) -> list[list[dict[str, Any]]]:
+def _evidence_by_uid(evidence: pd.DataFrame | None) -> dict[str, list[dict[str, Any]]]:
     """Each flow's detections, in the evidence table's order."""
-    if evidence is None or evidence.empty:
-        return [[] for _ in uids]
     by_uid: dict[str, list[dict[str, Any]]] = {}
+    if evidence is None or evidence.empty:
+        return by_uid
     keys = ("direction", "protocol", "offset", "proves", "evidence", "fields")
     columns = [evidence[key].tolist() for key in keys]
     for uid, row in zip(evidence["uid"].tolist(), zip(*columns)):
         by_uid.setdefault(uid, []).append(dict(zip(keys, row)))
-    return [by_uid.get(uid, []) for uid in uids]
+    return by_uid
 
 
 def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The flows as compact JSON objects (every flow column, then ``evidence``),
     a list of up to ``chunk`` encoded lines at a time."""
     names = list(FLOW_COLUMNS) + ["evidence"]
+    by_uid = _evidence_by_uid(evidence)
     for start in range(0, len(flows), chunk):
         part = flows.iloc[start : start + chunk]
         values = [json_column(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
-        values.append(_evidence_lists(values[names.index("uid")], evidence))
+        values.append([by_uid.get(uid, []) for uid in values[names.index("uid")]])
         yield [json_bytes(dict(zip(names, row))) for row in zip(*values)]
 
 
