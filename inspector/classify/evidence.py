@@ -99,21 +99,18 @@ class DetectionCollector:
 
     def on_regions(self, regions: list[Region]) -> None:
         """Regions completed together: their candidate rows in one prefilter call, then each region."""
-        pieces: list[bytes] = []
-        mid: list[bool] = []
+        pieces = [region.data for region in regions]
+        mid = [region.index > 0 or not region.at_start for region in regions]
         for region in regions:
-            pieces.append(region.data)
-            mid.append(not (region.index == 0 and region.at_start))
-            pieces += [data for _, data in region.islands]
-            mid += [True] * len(region.islands)
+            if region.islands:
+                pieces += [data for _, data in region.islands]
+                mid += [True] * len(region.islands)
         masks = candidate_rows(pieces, mid)
-        k = 0
-        for region in regions:
-            n = 1 + len(region.islands)
-            rows, island_rows = masks[k], masks[k + 1:k + n]
-            k += n
+        island_masks = iter(masks[len(regions):])
+        for region, rows in zip(regions, masks):
+            island_rows = tuple(next(island_masks) for _ in region.islands) if region.islands else ()
             if rows or any(island_rows):
-                self.on_region(region, rows, tuple(island_rows))
+                self.on_region(region, rows, island_rows)
             elif region.index == 0:
                 self._idle_head(region.slot)
             # else a probe no detector can read: nothing to do

@@ -15,7 +15,9 @@ is seen or announced proves it is.
 
 The table of detectors is ``DETECTORS`` (registry.py); each protocol module
 documents its format, its sources, and the fields it extracts. Pure Python,
-no dependencies; every detector is bounded in work and never raises.
+no dependencies; every detector is bounded in work and never raises. The
+pipeline runs only the rows a compiled prefilter (``prefilter.py``, numba)
+marks as candidates for each region, from the signatures each row declares.
 """
 
 from .base import ANY, CLEARTEXT, ENCRYPTED, NOTHING, ORIG, PROVES, RESP, Detection, Detector
