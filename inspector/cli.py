@@ -18,7 +18,7 @@ from inspector.capture.constants import BUFFER_MB, SNAPLEN
 from inspector.errors import InspectorError
 from inspector.report.output import EXPORT_FORMATS
 from inspector.schema import SEVERITIES
-from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
+from inspector.timeouts import DEFAULT_TIMEOUTS, LIVE_TIMEOUTS, Timeouts
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -138,7 +138,7 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
         reports.check(paths)
         with progress_bar(enabled=not quiet) as on_progress:
             result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
-                             timeouts=Timeouts(idle=idle_timeout))
+                             timeouts=replace(DEFAULT_TIMEOUTS, idle=idle_timeout))
         reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))

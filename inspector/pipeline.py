@@ -190,7 +190,7 @@ class Pipeline:
         t = self.timeouts
         due = self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))
         ended = np.concatenate([np.array(self._ended, dtype=np.int64), due])
-        if ended.size:
+        if ended.size and ended.size >= t.batch:
             self._close(ended, "idle")
         if t.active:
             self._report_long_flows(int(t.active * SECOND))

@@ -9,10 +9,10 @@ kind. "before" is the module as it stands on another git revision (default
 the working tree's. The total match count of
 each run is printed beside it: both sides must agree.
 
-    python benchmarks/secrets.py                 # before (main) and after
-    python benchmarks/secrets.py --after-only    # skip the slow old scan
-    python benchmarks/secrets.py --before REV --repeat 3
-    python benchmarks/secrets.py --pipeline      # whole analyze() of a pcap per payload
+    python benchmarks/secret_scan.py                 # before (main) and after
+    python benchmarks/secret_scan.py --after-only    # skip the slow old scan
+    python benchmarks/secret_scan.py --before REV --repeat 3
+    python benchmarks/secret_scan.py --pipeline      # whole analyze() of a pcap per payload
 
 ``--pipeline`` writes each payload as a pcap (a handshake, then the payload
 from client to server in 64 KiB segments) and times ``inspector.analyze``
