@@ -4,10 +4,12 @@ Each batch goes through the flow table, then the meters (``inspector.meters``:
 the detectors read its reassembled regions, the byte histograms count them,
 the secret scan reads the batch, the live sensor adds alerts). Every
 ``Timeouts.sweep`` seconds of capture time the flows that ended (idle, or
-closed by FIN/RST a little while ago) are closed together: their state
-becomes tables (``ClosedFlows``: flows, windows, evidence, secrets, byte
-histograms), handed to ``on_closed``, and their memory is reused. So the pipeline holds the flows open at once, not every
-flow seen; a long run with many short flows stays flat.
+closed by FIN/RST a little while ago) are closed together, once at least
+``Timeouts.batch`` of them did: their state becomes tables (``ClosedFlows``:
+flows, windows, evidence, secrets, byte histograms), handed to
+``on_closed``, and their memory is reused. So the pipeline holds the flows
+open at once (and at most a batch of ended ones), not every flow seen; a
+long run with many short flows stays flat.
 
 Long flows are not cut: with ``Timeouts.active``, a flow open that long is
 reported as it is so far (``closed_by`` = ``open``) and again after each
