@@ -35,7 +35,8 @@ CAPTURE = REPO / "captures" / "http-api.pcap"  # 52 packets, 3 flows
 
 HIDE_SCIPY = "import sys; sys.modules['scipy'] = None\n"
 STAGES = r"""
-import sys, time
+import gc, sys, time
+gc.disable()  # as the analyze command imports: GC off, then frozen
 marks = [("interpreter start", time.process_time())]
 def mark(name):
     marks.append((name, time.process_time()))
@@ -44,6 +45,7 @@ import numpy; mark("import numpy")
 import pandas; mark("import pandas (and pyarrow)")
 import numba; mark("import numba")
 from inspector.analysis import analyze; mark("import inspector.analysis")
+gc.freeze(); gc.enable()
 from inspector import jit
 loading = [0.0]
 load_overload = jit._KernelCache.load_overload
