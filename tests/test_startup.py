@@ -1,7 +1,7 @@
 """Start-up (issues 11 and 13): compiled kernels are cached in the user's
 cache folder and never inside the package, a process that can write no
-cache still works, the first run says it is compiling, and ``--help`` loads
-none of the heavy modules."""
+cache still works, the first run says it is compiling, a cached kernel loads
+without numba's registries, and ``--help`` loads none of the heavy modules."""
 
 from __future__ import annotations
 
@@ -82,6 +82,22 @@ def test_a_process_that_can_write_no_cache_still_works(runs):
     uncached = json.loads((runs["home"] / "uncached.json").read_text())
     assert uncached == first
     assert [f["rule"] for f in uncached["findings"]] == ["api-credentials-in-clear"]
+
+
+@pytest.mark.slow
+def test_cached_kernels_load_without_numba_registries(runs):
+    """A kernel loaded from the cache imports none of numba's implementation
+    modules (nor, through their BLAS check, scipy.linalg), and a kernel the
+    caller compiles afterwards still gets them all."""
+    probe = ("import sys, numba, numpy as np, inspector\n"
+             "flows = inspector.analyze(sys.argv[1]).flows\n"
+             "print(len(flows), sorted(m for m in ('numba.np.arraymath', 'scipy.linalg') if m in sys.modules))\n"
+             "print(numba.njit(lambda a: np.sum(np.sort(a)))(np.ones(3)))\n")
+    env = cli_env(HOME=str(runs["home"]), XDG_CACHE_HOME=str(runs["home"] / "cache"))
+    done = subprocess.run([sys.executable, "-c", probe, str(CAPTURE)], env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["3 []", "3.0"]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["analyze", "--help"], ["live", "--help"]])

@@ -51,7 +51,7 @@ class _Tables:
                     first = len(clause_rows)
                     for clause in alternative:
                         clause_rows.append(self._clause(clause, len(classes)))
-                        classes += [np.isin(np.arange(256), sorted(c)) for c in clause.pattern]
+                        classes += [_allowed(c) for c in clause.pattern]
                     alt_rows.append((first, len(clause_rows), row, mid))
         self.classes = np.array(classes, dtype=np.bool_).reshape(-1, 256)
         clauses = np.array(clause_rows, dtype=np.int64).reshape(-1, 8)
@@ -86,6 +86,13 @@ class _Tables:
         allowed = sorted(clause.pattern[anchor]) if clause.pattern else []
         found = (allowed * 2)[:2] if 0 < len(allowed) <= 2 else [-1, -1]
         return (pat, len(clause.pattern), int(clause.anywhere), within, clause.min_len, anchor, *found)
+
+
+def _allowed(values: frozenset) -> np.ndarray:
+    """One row of ``_Tables.classes``: True at the byte values allowed."""
+    row = np.zeros(256, dtype=np.bool_)
+    row[list(values)] = True
+    return row
 
 
 def _cost(allowed: frozenset) -> tuple[int, int, int]:
