@@ -28,6 +28,7 @@ verdict of the decided direction with more analysed bytes.
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -138,13 +139,15 @@ def direction_reasons(columns: dict[str, np.ndarray], basis: np.ndarray) -> list
     return [builders[b](row) for b, row in zip(basis.tolist(), rows)]
 
 
-def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
-                  orig_stats: pd.DataFrame, resp_stats: pd.DataFrame) -> pd.DataFrame:
-    """Combine the two directions of each flow (rows aligned)."""
-    ov, rv = orig["verdict"].to_numpy(), resp["verdict"].to_numpy()
-    oc, rc = orig["confidence"].to_numpy(), resp["confidence"].to_numpy()
-    orig_bytes = orig_stats["analysed_bytes"].to_numpy()
-    resp_bytes = resp_stats["analysed_bytes"].to_numpy()
+def flow_verdicts(orig: Mapping[str, np.ndarray], resp: Mapping[str, np.ndarray],
+                  orig_stats: Mapping[str, np.ndarray], resp_stats: Mapping[str, np.ndarray]) -> dict[str, object]:
+    """Combine the two directions of each flow (rows aligned; columns of
+    ``direction_verdicts`` and of the statistics, as arrays or Series):
+    ``verdict`` codes, ``confidence`` and the ``reason`` lines."""
+    ov, rv = np.asarray(orig["verdict"]), np.asarray(resp["verdict"])
+    oc, rc = np.asarray(orig["confidence"]), np.asarray(resp["confidence"])
+    orig_bytes = np.asarray(orig_stats["analysed_bytes"])
+    resp_bytes = np.asarray(resp_stats["analysed_bytes"])
     o_plain, r_plain = ov == PLAINTEXT, rv == PLAINTEXT
     o_known, r_known = ov != UNKNOWN, rv != UNKNOWN
     # Which direction speaks for the flow: plaintext first, then the bigger decided one.
@@ -158,12 +161,12 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     other = np.where(use_orig, rv, ov)
     disagree = (other != UNKNOWN) & (other != verdict) & (verdict != PLAINTEXT)
     confidence = np.round(np.where(disagree, confidence * 0.8, confidence), 2)
-    deciding = {name: np.where(use_orig, orig_stats[name].to_numpy(), resp_stats[name].to_numpy())
+    deciding = {name: np.where(use_orig, np.asarray(orig_stats[name]), np.asarray(resp_stats[name]))
                 for name in _ReasonRow._fields}
-    basis = np.where(use_orig, orig["basis"].to_numpy(), resp["basis"].to_numpy())
+    basis = np.where(use_orig, np.asarray(orig["basis"]), np.asarray(resp["basis"]))
     reason = [
         ("orig: " if u else "resp: ") + text + (f" (the other direction looks {VERDICTS[o]})" if d else "")
         for u, text, o, d in zip(use_orig.tolist(), direction_reasons(deciding, basis), other.tolist(),
                                  disagree.tolist())
     ]
-    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reason})
+    return {"verdict": verdict, "confidence": confidence, "reason": reason}

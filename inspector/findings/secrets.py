@@ -39,7 +39,7 @@ from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
 from inspector.findings import secret_match as M
-from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
+from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS, Columns
 from inspector.flows import kernels as K
 from inspector.tables import typed
 
@@ -321,7 +321,7 @@ class SecretScanner:
         each, numbered by position, as ``build_flows`` returns it.
         """
         uids = flows["uid"].to_numpy()
-        shown = flows["verdict"].astype(str).to_numpy() != "encrypted"
+        shown = None  # verdict is not encrypted: read only once a flow has a match
 
         def role(i: int, direction: int) -> str:
             return "orig" if orig_slot[i] == 2 * i + direction else "resp"
@@ -330,16 +330,30 @@ class SecretScanner:
         for i, flow in enumerate(fids):
             kept = self.kept.pop(flow, []) if ended else self.kept.get(flow, [])
             found = self.counts[2 * flow:2 * flow + 2]  # empty for a flow never scanned
-            if shown[i]:
-                rows += [(uids[i], role(i, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
-                         for k in kept]
-                counts += [(uids[i], role(i, d), self.kinds[k], int(found[d, k])) for d, k in zip(*found.nonzero())]
-            if ended:
-                found[:] = 0
-        secrets = typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS)
-        return (sort_secrets(secrets),
+            if kept or found.any():
+                if shown is None:
+                    shown = flows["verdict"].astype(str).to_numpy() != "encrypted"
+                if shown[i]:
+                    rows += [(uids[i], role(i, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
+                             for k in kept]
+                    counts += [(uids[i], role(i, d), self.kinds[k], int(found[d, k]))
+                               for d, k in zip(*found.nonzero())]
+                if ended:
+                    found[:] = 0
+        return (sort_secrets(typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS))
+                if rows else _empty(SECRET_COLUMNS),
                 sort_secret_counts(typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)),
-                                         SECRET_COUNT_COLUMNS)))
+                                         SECRET_COUNT_COLUMNS)) if counts else _empty(SECRET_COUNT_COLUMNS))
+
+
+_EMPTY: dict[int, pd.DataFrame] = {}
+
+
+def _empty(columns: Columns) -> pd.DataFrame:
+    """A copy of the table of no rows (typed once: most closes find no secret)."""
+    if id(columns) not in _EMPTY:
+        _EMPTY[id(columns)] = typed(pd.DataFrame([], columns=list(columns)), columns)
+    return _EMPTY[id(columns)].copy()
 
 
 def sort_secrets(secrets: pd.DataFrame) -> pd.DataFrame:
