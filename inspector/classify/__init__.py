@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from inspector.classify.statistics import direction_statistics, label_windows
-from inspector.classify.verdicts import direction_verdicts, flow_verdicts
-from inspector.schema import VERDICTS
+from inspector.classify.statistics import statistics_columns, window_columns
+from inspector.classify.verdicts import direction_verdict_columns, flow_verdicts
+from inspector.schema import VERDICTS, WINDOW_LABELS
 
 __all__ = ["classify_columns", "classify_flows"]
 
 _ROLES = pd.CategoricalDtype(["orig", "resp"])
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
+_LABELS = pd.CategoricalDtype(WINDOW_LABELS)
 _ROLE_COLUMNS = ("entropy", "chi2", "printable", "analysed_bytes", "windows")
 
 
@@ -29,11 +30,9 @@ def classify_columns(uids: np.ndarray, orig_slot: np.ndarray, resp_slot: np.ndar
     """The verdict and statistics columns of the flows named by ``uids``, as
     ready arrays (the flows table is built from them at once: every pandas
     step costs on each close), and the windows table."""
-    labelled = label_windows(windows)
-    stats = direction_statistics(labelled, 2 * len(uids))
-    stat = {name: stats[name].to_numpy() for name in stats.columns}
-    verdicts = direction_verdicts(stats)
-    direction = {name: verdicts[name].to_numpy() for name in verdicts.columns}
+    labelled = window_columns(windows)
+    stat = statistics_columns(labelled, 2 * len(uids))
+    direction = direction_verdict_columns(stat)
     orig, resp = ({name: v[slot] for name, v in direction.items()} for slot in (orig_slot, resp_slot))
     orig_stats, resp_stats = ({name: v[slot] for name, v in stat.items()} for slot in (orig_slot, resp_slot))
     combined = flow_verdicts(orig, resp, orig_stats, resp_stats)
@@ -50,25 +49,24 @@ def classify_columns(uids: np.ndarray, orig_slot: np.ndarray, resp_slot: np.ndar
     return out, _windows_table(labelled, uids, orig_slot, resp_slot)
 
 
-def _windows_table(labelled: pd.DataFrame, uids: np.ndarray, orig_slot: np.ndarray,
+def _windows_table(labelled: dict[str, np.ndarray], uids: np.ndarray, orig_slot: np.ndarray,
                    resp_slot: np.ndarray) -> pd.DataFrame:
-    """The windows, keyed by flow uid and role instead of internal slots,
-    sorted by uid, direction and window."""
+    """The windows (``window_columns``), keyed by flow uid and role instead
+    of internal slots, sorted by uid, direction and window."""
     slot_flow = np.empty(2 * len(uids), dtype=np.int64)
     slot_role = np.empty(2 * len(uids), dtype=np.int8)
     slot_flow[orig_slot] = slot_flow[resp_slot] = np.arange(len(uids))
     slot_role[orig_slot], slot_role[resp_slot] = 0, 1
-    slot = labelled["slot"].to_numpy()
+    slot = labelled["slot"]
     uid = np.asarray(uids, dtype=object)[slot_flow[slot]]
     role = slot_role[slot]
-    window = labelled["window"].to_numpy()
-    _, uid_rank = np.unique(uid.astype(str), return_inverse=True) if uid.size else (None, np.zeros(0, np.int64))
-    order = np.lexsort((window, role, uid_rank.ravel()))
-    label = labelled["label"].array
+    window = labelled["window"]
+    uid_rank = np.unique(uid.astype(str), return_inverse=True)[1].ravel() if uid.size else slot
+    order = np.lexsort((window, role, uid_rank))
     return pd.DataFrame({
         "uid": uid[order],
         "direction": pd.Categorical.from_codes(role[order], dtype=_ROLES),
         "window": window[order],
-        **{name: labelled[name].to_numpy()[order] for name in ("bytes", "entropy", "chi2", "printable")},
-        "label": pd.Categorical.from_codes(label.codes[order], dtype=label.dtype),
+        **{name: labelled[name][order] for name in ("bytes", "entropy", "chi2", "printable")},
+        "label": pd.Categorical.from_codes(labelled["label"][order], dtype=_LABELS),
     })

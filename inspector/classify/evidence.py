@@ -307,16 +307,16 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         for values in details.values():
             if values[i] is not None:
                 values[i] = str(values[i])
+    out = flows.copy()
+    out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
+    out["confidence"] = confidence
+    out["reason"] = pd.array(reason, dtype="string")
     none = pd.array(np.full(n, None, dtype=object), dtype="string") if len(hit_rows) < n else None
-    replaced = {
-        "verdict": pd.Categorical.from_codes(verdict, dtype=_VERDICTS),
-        "confidence": confidence,
-        "reason": pd.array(reason, dtype="string"),
+    added = pd.DataFrame({
         "protocol": pd.array(protocol, dtype="string"),
         **{col: pd.array(values, dtype="string") if hit_rows else none.copy() for col, values in details.items()},
-    }
-    out = pd.DataFrame({**{name: column.array for name, column in flows.items() if name not in replaced}, **replaced},
-                       index=flows.index)
+    }, index=flows.index)
+    out = pd.concat([out.drop(columns=[c for c in added.columns if c in out.columns]), added], axis=1)
     if not rows:
         return out, pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
                                   for name in DETECTION_COLUMNS})

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from inspector.schema import VERDICTS
+from inspector.schema import VERDICTS, WINDOW_LABELS
 from inspector.units import human_bytes
 
 PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
@@ -51,16 +51,24 @@ HEAD_RANDOM_MIN_BYTES = 2048
 COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
 
 
-def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
+def direction_verdicts(stats: Mapping[str, np.ndarray] | pd.DataFrame) -> pd.DataFrame:
     """Verdict, confidence and reason for each direction (row of ``stats``)."""
-    n = stats["analysed_bytes"].to_numpy()
-    body = stats["body_bytes"].to_numpy()
+    return pd.DataFrame(direction_verdict_columns(stats), index=getattr(stats, "index", None))
+
+
+def direction_verdict_columns(stats: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.ndarray]:
+    """``direction_verdicts``'s columns as arrays, from statistics columns
+    (a frame, or ``statistics_columns``' arrays: ``head_label`` as codes)."""
+    n = np.asarray(stats["analysed_bytes"])
+    body = np.asarray(stats["body_bytes"])
     safe_body = np.maximum(body, 1)
-    plain_share = stats["body_plain"].to_numpy() / safe_body
-    nonrandom_share = (stats["body_plain"].to_numpy() + stats["body_compressed"].to_numpy()) / safe_body
-    printable = stats["printable"].fillna(0).to_numpy()
-    head_entropy = stats["head_entropy"].fillna(8).to_numpy()
-    head_random = (stats["head_label"] == "random").to_numpy()
+    plain_share = np.asarray(stats["body_plain"]) / safe_body
+    nonrandom_share = (np.asarray(stats["body_plain"]) + np.asarray(stats["body_compressed"])) / safe_body
+    printable = np.nan_to_num(np.asarray(stats["printable"], dtype=np.float64), nan=0.0)
+    head_entropy = np.nan_to_num(np.asarray(stats["head_entropy"], dtype=np.float64), nan=8.0)
+    head_label = stats["head_label"]
+    head_codes = head_label.cat.codes.to_numpy() if isinstance(head_label, pd.Series) else np.asarray(head_label)
+    head_random = head_codes == WINDOW_LABELS.index("random")
 
     too_little = n < MIN_BYTES
     text = ~too_little & (printable >= TEXT_PRINTABLE)
@@ -105,7 +113,7 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
         list(range(7)),
         7,
     ).astype(np.int8)
-    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
+    return {"verdict": verdict, "confidence": confidence, "basis": basis}
 
 
 _REASONS = {
