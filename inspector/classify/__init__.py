@@ -10,19 +10,12 @@ from inspector.classify.statistics import statistics_columns, window_columns
 from inspector.classify.verdicts import direction_verdict_columns, flow_verdicts
 from inspector.schema import VERDICTS, WINDOW_LABELS
 
-__all__ = ["classify_columns", "classify_flows"]
+__all__ = ["classify_columns"]
 
 _ROLES = pd.CategoricalDtype(["orig", "resp"])
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _LABELS = pd.CategoricalDtype(WINDOW_LABELS)
 _ROLE_COLUMNS = ("entropy", "chi2", "printable", "analysed_bytes", "windows")
-
-
-def classify_flows(flows: pd.DataFrame, orig_slot: np.ndarray, resp_slot: np.ndarray,
-                   windows: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add verdict and statistics columns to ``flows``; return it and the windows table."""
-    columns, win = classify_columns(flows["uid"].to_numpy(), orig_slot, resp_slot, windows)
-    return pd.concat([flows, pd.DataFrame(columns, index=flows.index)], axis=1), win
 
 
 def classify_columns(uids: np.ndarray, orig_slot: np.ndarray, resp_slot: np.ndarray,

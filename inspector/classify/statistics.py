@@ -21,7 +21,6 @@ Window labels
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from inspector.jit import njit
 
@@ -32,14 +31,8 @@ Z_RANDOM = 5.0  # one-sided z on chi2(255); ciphertext windows sit at ~0 +- 1
 H2_COMPRESSED = 7.0  # collision entropy bound between compressed and plain
 
 
-def label_windows(windows: np.ndarray) -> pd.DataFrame:
-    """One row per finished window with its statistics and label."""
-    columns = window_columns(windows)
-    return pd.DataFrame({**columns, "label": pd.Categorical.from_codes(columns["label"], dtype=_LABELS)})
-
-
 def window_columns(windows: np.ndarray) -> dict[str, np.ndarray]:
-    """``label_windows``'s columns as arrays (``label``: codes into ``WINDOW_LABELS``)."""
+    """One entry per finished window: its statistics and label (codes into ``WINDOW_LABELS``)."""
     n = windows[:, K.WR_BYTES]
     chi2 = windows[:, K.WR_CHI2]
     z = (chi2 - 255.0) / np.sqrt(510.0)
@@ -54,9 +47,6 @@ def window_columns(windows: np.ndarray) -> dict[str, np.ndarray]:
         "printable": windows[:, K.WR_PRINTABLE],
         "label": np.where(z < Z_RANDOM, 0, np.where(h2 >= H2_COMPRESSED, 1, 2)).astype(np.int8),
     }
-
-
-_LABELS = pd.CategoricalDtype(WINDOW_LABELS)
 
 
 @njit(cache=True)
@@ -101,25 +91,16 @@ def _medians(slot: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndar
     return out
 
 
-def direction_statistics(windows: pd.DataFrame, n_slots: int) -> pd.DataFrame:
-    """Summarise windows per direction (slot = 2 * flow + direction).
+def statistics_columns(windows: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarray]:
+    """Summarise windows (``window_columns``) per direction (slot = 2 * flow + direction).
 
     Columns: ``analysed_bytes``, ``windows``, ``entropy`` and ``chi2`` (medians
-    over windows), ``printable`` (byte-weighted), ``head_*`` (window 0),
+    over windows), ``printable`` (byte-weighted), ``head_*`` (window 0;
+    ``head_label``: a code into ``WINDOW_LABELS``, -1 without a head),
     ``body_bytes`` and ``body_{random,compressed,plain}`` (bytes per label in
-    windows after the head). Computed from the columns in one compiled pass
-    (no groupby: a sweep of a few flows costs no pandas overhead).
+    windows after the head). Arrays from one compiled pass: no groupby and
+    no DataFrame, so a sweep of a few flows costs little.
     """
-    columns = {name: windows[name].to_numpy() for name in ("slot", "window", "bytes", "entropy", "chi2",
-                                                            "printable")}
-    stats = statistics_columns({**columns, "label": windows["label"].cat.codes.to_numpy()}, n_slots)
-    stats["head_label"] = pd.Categorical.from_codes(stats["head_label"], dtype=_LABELS)
-    return pd.DataFrame(stats, index=pd.RangeIndex(n_slots, name="slot"))
-
-
-def statistics_columns(windows: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarray]:
-    """``direction_statistics``'s columns as arrays, from ``window_columns``
-    (``head_label``: codes into ``WINDOW_LABELS``, -1 without a head)."""
     slot = windows["slot"].astype(np.int64, copy=False)
     nbytes = windows["bytes"].astype(np.int64, copy=False)
     label = windows["label"].astype(np.int64)

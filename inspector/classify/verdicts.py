@@ -31,7 +31,6 @@ from collections import namedtuple
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 from inspector.schema import VERDICTS, WINDOW_LABELS
 from inspector.units import human_bytes
@@ -51,14 +50,9 @@ HEAD_RANDOM_MIN_BYTES = 2048
 COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
 
 
-def direction_verdicts(stats: Mapping[str, np.ndarray] | pd.DataFrame) -> pd.DataFrame:
-    """Verdict, confidence and reason for each direction (row of ``stats``)."""
-    return pd.DataFrame(direction_verdict_columns(stats), index=getattr(stats, "index", None))
-
-
-def direction_verdict_columns(stats: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.ndarray]:
-    """``direction_verdicts``'s columns as arrays, from statistics columns
-    (a frame, or ``statistics_columns``' arrays: ``head_label`` as codes)."""
+def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Verdict (codes into ``VERDICTS``), confidence and basis (codes into
+    ``BASES``) of each direction, from its statistics (``statistics_columns``)."""
     n = np.asarray(stats["analysed_bytes"])
     body = np.asarray(stats["body_bytes"])
     safe_body = np.maximum(body, 1)
@@ -66,9 +60,7 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray] | pd.DataFrame) ->
     nonrandom_share = (np.asarray(stats["body_plain"]) + np.asarray(stats["body_compressed"])) / safe_body
     printable = np.nan_to_num(np.asarray(stats["printable"], dtype=np.float64), nan=0.0)
     head_entropy = np.nan_to_num(np.asarray(stats["head_entropy"], dtype=np.float64), nan=8.0)
-    head_label = stats["head_label"]
-    head_codes = head_label.cat.codes.to_numpy() if isinstance(head_label, pd.Series) else np.asarray(head_label)
-    head_random = head_codes == WINDOW_LABELS.index("random")
+    head_random = np.asarray(stats["head_label"]) == WINDOW_LABELS.index("random")
 
     too_little = n < MIN_BYTES
     text = ~too_little & (printable >= TEXT_PRINTABLE)
@@ -150,7 +142,7 @@ def direction_reasons(columns: dict[str, np.ndarray], basis: np.ndarray) -> list
 def flow_verdicts(orig: Mapping[str, np.ndarray], resp: Mapping[str, np.ndarray],
                   orig_stats: Mapping[str, np.ndarray], resp_stats: Mapping[str, np.ndarray]) -> dict[str, object]:
     """Combine the two directions of each flow (rows aligned; columns of
-    ``direction_verdicts`` and of the statistics, as arrays or Series):
+    ``direction_verdict_columns`` and of the statistics):
     ``verdict`` codes, ``confidence`` and the ``reason`` lines."""
     ov, rv = np.asarray(orig["verdict"]), np.asarray(resp["verdict"])
     oc, rc = np.asarray(orig["confidence"]), np.asarray(resp["confidence"])
