@@ -265,7 +265,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     n = len(flows)
     protocol = np.full(n, "", dtype=object)
     details = {col: np.full(n, None, dtype=object) for col in DETAIL_COLUMNS}
-    verdict = pd.Categorical(flows["verdict"], dtype=_VERDICTS).codes.copy()
+    verdict = _verdict_codes(flows["verdict"])
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
     reason = flows["reason"].to_numpy(dtype=object).copy()
     rows = []
@@ -307,19 +307,18 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         for values in details.values():
             if values[i] is not None:
                 values[i] = str(values[i])
-    out = flows.copy()
-    out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
-    out["confidence"] = confidence
-    out["reason"] = pd.array(reason, dtype="string")
     none = pd.array(np.full(n, None, dtype=object), dtype="string") if len(hit_rows) < n else None
     added = pd.DataFrame({
         "protocol": pd.array(protocol, dtype="string"),
         **{col: pd.array(values, dtype="string") if hit_rows else none.copy() for col, values in details.items()},
     }, index=flows.index)
-    out = pd.concat([out.drop(columns=[c for c in added.columns if c in out.columns]), added], axis=1)
+    again = [c for c in added.columns if c in flows.columns]
+    out = pd.concat([flows.drop(columns=again) if again else flows, added], axis=1)
+    out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
+    out["confidence"] = confidence
+    out["reason"] = pd.array(reason, dtype="string")
     if not rows:
-        return out, pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
-                                  for name in DETECTION_COLUMNS})
+        return out, _NO_EVIDENCE.copy()
     evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
     evidence["offset"] = evidence["offset"].astype("int64")
     return out, evidence
@@ -327,4 +326,14 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
 
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _CODE = {name: code for code, name in enumerate(VERDICTS)}
+_NO_EVIDENCE = pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
+                             for name in DETECTION_COLUMNS})
+
+
+def _verdict_codes(verdict: pd.Series) -> np.ndarray:
+    """A writable copy of the verdicts as codes into ``VERDICTS``."""
+    values = verdict.array
+    if not (isinstance(values, pd.Categorical) and values.dtype == _VERDICTS):
+        values = pd.Categorical(verdict, dtype=_VERDICTS)
+    return values.codes.copy()
 
