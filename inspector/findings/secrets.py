@@ -340,10 +340,40 @@ class SecretScanner:
                                for d, k in zip(*found.nonzero())]
                 if ended:
                     found[:] = 0
-        return (sort_secrets(typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS))
-                if rows else _empty(SECRET_COLUMNS),
-                sort_secret_counts(typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)),
-                                         SECRET_COUNT_COLUMNS)) if counts else _empty(SECRET_COUNT_COLUMNS))
+        return (_secrets_table(rows) if rows else _empty(SECRET_COLUMNS),
+                _counts_table(counts) if counts else _empty(SECRET_COUNT_COLUMNS))
+
+
+def _strings(values) -> pd.api.extensions.ExtensionArray:
+    return pd.array(np.array(values, dtype=object), dtype="string")
+
+
+def _secrets_table(rows: list[tuple]) -> pd.DataFrame:
+    """``SECRET_COLUMNS`` of these rows, typed and sorted as ``sort_secrets`` sorts (built once)."""
+    uid, direction, kind, ts, offset, length, label, excerpt = zip(*rows)
+    ts, offset = np.array(ts, dtype=np.int64), np.array(offset, dtype=np.int64)
+    uid = np.array(uid, dtype=object)
+    order = np.lexsort((offset, np.unique(uid.astype(str), return_inverse=True)[1].ravel(), ts))
+    excerpts = np.empty(len(rows), dtype=object)
+    excerpts[:] = [excerpt[i] for i in order]
+    return pd.DataFrame({
+        "uid": _strings(uid[order]),
+        "direction": _strings(np.array(direction, dtype=object)[order]),
+        "kind": _strings(np.array(kind, dtype=object)[order]),
+        "ts": pd.DatetimeIndex(ts[order].astype("datetime64[ns]")).tz_localize("UTC").array,
+        "offset": offset[order],
+        "length": np.array(length, dtype=np.int64)[order],
+        "label": _strings(np.array(label, dtype=object)[order]),
+        "excerpt": excerpts,
+    })
+
+
+def _counts_table(rows: list[tuple]) -> pd.DataFrame:
+    """``SECRET_COUNT_COLUMNS`` of these rows, typed and sorted as ``sort_secret_counts`` sorts."""
+    uid, direction, kind, count = (np.array(column, dtype=object) for column in zip(*rows))
+    order = np.lexsort(tuple(np.unique(c.astype(str), return_inverse=True)[1].ravel() for c in (kind, direction, uid)))
+    return pd.DataFrame({"uid": _strings(uid[order]), "direction": _strings(direction[order]),
+                         "kind": _strings(kind[order]), "count": count[order].astype(np.int64)})
 
 
 _EMPTY: dict[int, pd.DataFrame] = {}
