@@ -50,12 +50,12 @@ def _windows_table(labelled: dict[str, np.ndarray], uids: np.ndarray, orig_slot:
     slot_role = np.empty(2 * len(uids), dtype=np.int8)
     slot_flow[orig_slot] = slot_flow[resp_slot] = np.arange(len(uids))
     slot_role[orig_slot], slot_role[resp_slot] = 0, 1
+    flow_rank = np.unique(np.asarray(uids, dtype=str), return_inverse=True)[1].ravel()  # uid order, ties equal
     slot = labelled["slot"]
     uid = np.asarray(uids, dtype=object)[slot_flow[slot]]
     role = slot_role[slot]
     window = labelled["window"]
-    uid_rank = np.unique(uid.astype(str), return_inverse=True)[1].ravel() if uid.size else slot
-    order = np.lexsort((window, role, uid_rank))
+    order = np.lexsort((window, role, flow_rank[slot_flow[slot]]))
     return pd.DataFrame({
         "uid": uid[order],
         "direction": pd.Categorical.from_codes(role[order], dtype=_ROLES),

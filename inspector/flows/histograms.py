@@ -44,6 +44,8 @@ class RegionHistograms:
         their position in ``fids``) belong to flow ``fids[i]``."""
         rows = [(i, d) for i, flow in enumerate(fids) for d in (0, 1) if 2 * flow + d in self.counts] \
             if self.counts else []
+        if not rows:
+            return _NONE.copy()
         counts = [self.counts.pop(2 * fids[i] + d) if ended else self.counts[2 * fids[i] + d] for i, d in rows]
         n = len(rows)
         return pd.DataFrame({
@@ -51,5 +53,10 @@ class RegionHistograms:
             "direction": pd.array(np.repeat(np.array(["orig" if orig_slot[i] == 2 * i + d else "resp"
                                                       for i, d in rows], dtype=object), 256), dtype="string"),
             "byte": np.tile(np.arange(256, dtype=np.int64), n),
-            "count": np.concatenate(counts) if n else np.zeros(0, dtype=np.int64),
+            "count": np.concatenate(counts),
         })
+
+
+_NONE = pd.DataFrame({"uid": pd.array([], dtype="string"), "direction": pd.array([], dtype="string"),
+                      "byte": np.zeros(0, dtype=np.int64), "count": np.zeros(0, dtype=np.int64)})
+"""The table of no kept direction (most closes): built once."""
