@@ -37,8 +37,9 @@ import inspector
 from inspector.pipeline import Pipeline
 from inspector.timeouts import Timeouts
 
-path, sweep, batch = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-inspector.analyze("captures/http-api.pcap")  # warm-up: imports and compiled kernels
+path, sweep, batch, warm_up = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+assert inspector.__file__.startswith(sys.argv[5]), inspector.__file__
+inspector.analyze(warm_up)  # imports and compiled kernels
 closes = []
 tables = Pipeline._tables
 
@@ -57,9 +58,12 @@ print(json.dumps({"cpu": cpu, "flows": len(result.flows), "closes": closes}))
 """
 
 
-def run(package_root: Path, capture: str, sweep: float, batch: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(package_root), NUMBA_CACHE_DIR=str(package_root / ".numba"))
-    out = subprocess.run([sys.executable, "-c", CHILD, capture, str(sweep), str(batch)], cwd=REPO, env=env,
+def run(package_root: Path, capture: str, sweep: float, batch: int, numba_cache: Path) -> dict:
+    """One ``analyze`` in a child whose ``inspector`` is the one under ``package_root`` (its working
+    directory, which ``python -c`` puts first on the path)."""
+    env = dict(os.environ, PYTHONPATH=str(package_root), NUMBA_CACHE_DIR=str(numba_cache))
+    out = subprocess.run([sys.executable, "-c", CHILD, capture, str(sweep), str(batch),
+                          str(REPO / "captures" / "http-api.pcap"), str(package_root)], cwd=package_root, env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -92,13 +96,15 @@ def main() -> None:
         if not args.after_only:
             archive = subprocess.run(["git", "archive", args.before, "inspector"], cwd=REPO, capture_output=True,
                                      check=True).stdout
-            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            sides.insert(0, ("before", Path(tmp)))
+            (Path(tmp) / "before").mkdir()
+            subprocess.run(["tar", "-x", "-C", str(Path(tmp) / "before")], input=archive, check=True)
+            sides.insert(0, ("before", Path(tmp) / "before"))
         for capture in args.captures:
             for sweep in args.sweep or [1.0]:
                 print(f"{capture}: Timeouts(sweep={sweep}, batch={args.batch})")
                 for label, root in sides:
-                    report(label, run(root, str(Path(capture).resolve()), sweep, args.batch))
+                    report(label, run(root, str(Path(capture).resolve()), sweep, args.batch,
+                                      Path(tmp) / f"numba-{label}"))
 
 
 if __name__ == "__main__":
