@@ -159,7 +159,7 @@ def flow_columns(state: FlowState, service_ports: frozenset[int],
         "ip_version": version,
         "vlan": pd.arrays.IntegerArray(np.maximum(vlan, 0).astype(np.int64), vlan < 0),
         **tunnel_columns(state),
-        "input": np.array(inputs + [""], dtype=object)[state.input_index] if n else np.zeros(0, dtype=object),
+        "input": np.array(inputs, dtype=object)[state.input_index] if n else np.zeros(0, dtype=object),
     }
     return columns, orig_slot, resp_slot
 
@@ -167,10 +167,11 @@ def flow_columns(state: FlowState, service_ports: frozenset[int],
 def _names(codes: np.ndarray, names: dict[int, str]) -> np.ndarray:
     """Object array of the name of each code (the code as text when unnamed), formatting each distinct code once."""
     distinct, inverse = np.unique(codes, return_inverse=True)
-    return np.array([names.get(int(c), str(int(c))) for c in distinct] + [""], dtype=object)[inverse.ravel()]
+    return np.array([names.get(int(c), str(int(c))) for c in distinct], dtype=object)[inverse.ravel()]
 
 
 def _objects(values: list[str]) -> np.ndarray:
+    """An object array of these strings (a column pandas takes as it is)."""
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
