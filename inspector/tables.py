@@ -23,11 +23,12 @@ from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
     """``frame`` with exactly ``columns``, in order, cast to their dtypes
     (missing columns are added empty)."""
+    present = set(frame.columns)
     cast = {}
     for name, (dtype, _doc) in columns.items():
-        values = frame[name] if name in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        values = frame[name] if name in present else pd.Series([None] * len(frame), index=frame.index)
         cast[name] = _cast(values, dtype, CATEGORIES.get(name)).array
-    return pd.DataFrame(cast, index=frame.index)  # one frame from arrays: no column-by-column inserts
+    return pd.DataFrame(cast, index=frame.index)  # built once: a column insert costs more than a column
 
 
 def empty_frame(columns: Columns) -> pd.DataFrame:

@@ -259,20 +259,19 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
 
     ``flow_index[i]`` is the flow-table id of row ``i`` of ``flows``.
     Returns the flows and the evidence table (one row per detection).
+    Python runs only for the flows with detections; the new flows table is
+    built once.
     """
-    out = flows.copy()
-    n = len(out)
+    n = len(flows)
     protocol = np.full(n, "", dtype=object)
     details = {col: np.full(n, None, dtype=object) for col in DETAIL_COLUMNS}
-    verdict = out["verdict"].astype(str).to_numpy(dtype=object)
-    confidence = out["confidence"].to_numpy(dtype=float).copy()
-    reason = out["reason"].astype(str).to_numpy(dtype=object)
+    verdict = _verdict_codes(flows["verdict"])
+    confidence = flows["confidence"].to_numpy(dtype=float).copy()
+    reason = flows["reason"].to_numpy(dtype=object).copy()
     rows = []
-    uids = out["uid"].to_numpy()
-    for i, flow in enumerate(flow_index.tolist()):
-        hits = found.get(flow)
-        if not hits:
-            continue
+    uids = flows["uid"].to_numpy()
+    hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
+    for i, hits in hit_rows:
         best = min(hits, key=_preference)
         protocol[i] = best.protocol
         for col, (proto, path) in DETAIL_COLUMNS.items():
@@ -284,32 +283,57 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         if clear:
             proof = min(clear, key=_preference)
             squeezed = _compressed(clear)
-            verdict[i] = "compressed" if squeezed is not None or (
-                verdict[i] == "compressed" and proof.protocol != "qemu-migration") else "plaintext"
+            verdict[i] = _CODE["compressed"] if squeezed is not None or (
+                verdict[i] == _CODE["compressed"] and proof.protocol != "qemu-migration") else _CODE["plaintext"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
             if squeezed is not None and squeezed is not proof:
                 reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
         elif sealed:
             proof = sealed[0]
-            verdict[i] = "encrypted"
+            verdict[i] = _CODE["encrypted"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.evidence}"
-        elif best.protocol in HANDSHAKES and verdict[i] == "plaintext":
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"]:
             # The cleartext start of a TLS/SSH session (hellos, banners, KEXINIT)
             # without its encrypted phase: not plaintext data, but not proven either.
-            verdict[i] = "unknown"
+            verdict[i] = _CODE["unknown"]
             confidence[i] = 0.0
             reason[i] = f"{best.direction or 'flow'}: only the {best.protocol} handshake: {best.evidence}"
         for d in hits:
             rows.append((uids[i], d.direction or "both", d.protocol, d.offset, d.proves, d.evidence,
                          json_value(d.fields)))
-    out["verdict"] = pd.Categorical(verdict, categories=VERDICTS)
+    for i, _ in hit_rows:  # detail values as text
+        for values in details.values():
+            if values[i] is not None:
+                values[i] = str(values[i])
+    none = pd.array(np.full(n, None, dtype=object), dtype="string") if len(hit_rows) < n else None
+    added = pd.DataFrame({
+        "protocol": pd.array(protocol, dtype="string"),
+        **{col: pd.array(values, dtype="string") if hit_rows else none.copy() for col, values in details.items()},
+    }, index=flows.index)
+    again = [c for c in added.columns if c in flows.columns]
+    out = pd.concat([flows.drop(columns=again) if again else flows, added], axis=1)
+    out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
     out["confidence"] = confidence
     out["reason"] = pd.array(reason, dtype="string")
-    out["protocol"] = pd.array(protocol, dtype="string")
-    for col, values in details.items():
-        out[col] = pd.array([None if v is None else str(v) for v in values], dtype="string")
+    if not rows:
+        return out, _NO_EVIDENCE.copy()
     evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
     evidence["offset"] = evidence["offset"].astype("int64")
     return out, evidence
+
+
+_VERDICTS = pd.CategoricalDtype(VERDICTS)
+_CODE = {name: code for code, name in enumerate(VERDICTS)}
+_NO_EVIDENCE = pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
+                             for name in DETECTION_COLUMNS})
+
+
+def _verdict_codes(verdict: pd.Series) -> np.ndarray:
+    """A writable copy of the verdicts as codes into ``VERDICTS``."""
+    values = verdict.array
+    if not (isinstance(values, pd.Categorical) and values.dtype == _VERDICTS):
+        values = pd.Categorical(verdict, dtype=_VERDICTS)
+    return values.codes.copy()
+

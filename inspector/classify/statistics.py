@@ -21,7 +21,6 @@ Window labels
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from inspector.jit import njit
 
@@ -32,25 +31,22 @@ Z_RANDOM = 5.0  # one-sided z on chi2(255); ciphertext windows sit at ~0 +- 1
 H2_COMPRESSED = 7.0  # collision entropy bound between compressed and plain
 
 
-def label_windows(windows: np.ndarray) -> pd.DataFrame:
-    """One row per finished window with its statistics and label."""
+def window_columns(windows: np.ndarray) -> dict[str, np.ndarray]:
+    """One entry per finished window: its statistics and label (codes into ``WINDOW_LABELS``)."""
     n = windows[:, K.WR_BYTES]
     chi2 = windows[:, K.WR_CHI2]
     z = (chi2 - 255.0) / np.sqrt(510.0)
     excess = np.maximum(chi2 - 255.0, 0.0) / np.maximum(n, 1.0)
     h2 = 8.0 - np.log2(1.0 + excess)
-    label = np.where(z < Z_RANDOM, 0, np.where(h2 >= H2_COMPRESSED, 1, 2))
-    return pd.DataFrame(
-        {
-            "slot": windows[:, K.WR_SLOT].astype(np.int64),
-            "window": windows[:, K.WR_INDEX].astype(np.int64),
-            "bytes": n.astype(np.int64),
-            "entropy": windows[:, K.WR_ENTROPY],
-            "chi2": chi2,
-            "printable": windows[:, K.WR_PRINTABLE],
-            "label": pd.Categorical.from_codes(label, WINDOW_LABELS),
-        }
-    )
+    return {
+        "slot": windows[:, K.WR_SLOT].astype(np.int64),
+        "window": windows[:, K.WR_INDEX].astype(np.int64),
+        "bytes": n.astype(np.int64),
+        "entropy": windows[:, K.WR_ENTROPY],
+        "chi2": chi2,
+        "printable": windows[:, K.WR_PRINTABLE],
+        "label": np.where(z < Z_RANDOM, 0, np.where(h2 >= H2_COMPRESSED, 1, 2)).astype(np.int8),
+    }
 
 
 @njit(cache=True)
@@ -95,27 +91,29 @@ def _medians(slot: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndar
     return out
 
 
-def direction_statistics(windows: pd.DataFrame, n_slots: int) -> pd.DataFrame:
-    """Summarise windows per direction (slot = 2 * flow + direction).
+def statistics_columns(windows: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarray]:
+    """Summarise windows (``window_columns``) per direction (slot = 2 * flow + direction).
 
     Columns: ``analysed_bytes``, ``windows``, ``entropy`` and ``chi2`` (medians
-    over windows), ``printable`` (byte-weighted), ``head_*`` (window 0),
+    over windows), ``printable`` (byte-weighted), ``head_*`` (window 0;
+    ``head_label``: a code into ``WINDOW_LABELS``, -1 without a head),
     ``body_bytes`` and ``body_{random,compressed,plain}`` (bytes per label in
-    windows after the head). Computed from the columns in one compiled pass
-    (no groupby: a sweep of a few flows costs no pandas overhead).
+    windows after the head). Arrays from one compiled pass: no groupby and
+    no DataFrame, so a sweep of a few flows costs little.
     """
-    slot = windows["slot"].to_numpy(np.int64)
-    nbytes = windows["bytes"].to_numpy(np.int64)
-    label = windows["label"].cat.codes.to_numpy(np.int64)
+    slot = windows["slot"].astype(np.int64, copy=False)
+    nbytes = windows["bytes"].astype(np.int64, copy=False)
+    label = windows["label"].astype(np.int64)
     analysed, count, printable_sum, head_bytes, head_row, body = _sums(
-        slot, windows["window"].to_numpy(np.int64), nbytes, windows["printable"].to_numpy(np.float64), label,
-        n_slots)
-    entropy, chi2 = windows["entropy"].to_numpy(np.float64), windows["chi2"].to_numpy(np.float64)
+        slot, windows["window"].astype(np.int64, copy=False), nbytes,
+        windows["printable"].astype(np.float64, copy=False), label, n_slots)
+    entropy = windows["entropy"].astype(np.float64, copy=False)
+    chi2 = windows["chi2"].astype(np.float64, copy=False)
     has_head = head_row >= 0
     head = np.where(has_head, head_row, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         printable_share = np.where(count > 0, printable_sum / analysed, np.nan)
-    out = pd.DataFrame({
+    out = {
         "analysed_bytes": analysed,
         "windows": count,
         "entropy": _medians(slot, entropy, count),
@@ -124,9 +122,8 @@ def direction_statistics(windows: pd.DataFrame, n_slots: int) -> pd.DataFrame:
         "head_bytes": head_bytes,
         "head_entropy": np.where(has_head, entropy[head] if entropy.size else np.nan, np.nan),
         "head_chi2": np.where(has_head, chi2[head] if chi2.size else np.nan, np.nan),
-        "head_label": pd.Categorical.from_codes(np.where(has_head, label[head] if label.size else -1, -1),
-                                                WINDOW_LABELS),
+        "head_label": np.where(has_head, label[head] if label.size else -1, -1).astype(np.int8),
         **{"body_" + name: body[:, k] for k, name in enumerate(WINDOW_LABELS)},
-    }, index=pd.RangeIndex(n_slots, name="slot"))
+    }
     out["body_bytes"] = out["body_random"] + out["body_compressed"] + out["body_plain"]
     return out

@@ -28,11 +28,11 @@ verdict of the decided direction with more analysed bytes.
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
-from inspector.schema import VERDICTS
+from inspector.schema import VERDICTS, WINDOW_LABELS
 from inspector.units import human_bytes
 
 PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
@@ -50,16 +50,17 @@ HEAD_RANDOM_MIN_BYTES = 2048
 COMPRESSION_VISIBLE_BYTES = 16384  # zlib/zstd bias shows by then
 
 
-def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
-    """Verdict, confidence and reason for each direction (row of ``stats``)."""
-    n = stats["analysed_bytes"].to_numpy()
-    body = stats["body_bytes"].to_numpy()
+def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Verdict (codes into ``VERDICTS``), confidence and basis (codes into
+    ``BASES``) of each direction, from its statistics (``statistics_columns``)."""
+    n = np.asarray(stats["analysed_bytes"])
+    body = np.asarray(stats["body_bytes"])
     safe_body = np.maximum(body, 1)
-    plain_share = stats["body_plain"].to_numpy() / safe_body
-    nonrandom_share = (stats["body_plain"].to_numpy() + stats["body_compressed"].to_numpy()) / safe_body
-    printable = stats["printable"].fillna(0).to_numpy()
-    head_entropy = stats["head_entropy"].fillna(8).to_numpy()
-    head_random = (stats["head_label"] == "random").to_numpy()
+    plain_share = np.asarray(stats["body_plain"]) / safe_body
+    nonrandom_share = (np.asarray(stats["body_plain"]) + np.asarray(stats["body_compressed"])) / safe_body
+    printable = np.nan_to_num(np.asarray(stats["printable"], dtype=np.float64), nan=0.0)
+    head_entropy = np.nan_to_num(np.asarray(stats["head_entropy"], dtype=np.float64), nan=8.0)
+    head_random = np.asarray(stats["head_label"]) == WINDOW_LABELS.index("random")
 
     too_little = n < MIN_BYTES
     text = ~too_little & (printable >= TEXT_PRINTABLE)
@@ -104,7 +105,7 @@ def direction_verdicts(stats: pd.DataFrame) -> pd.DataFrame:
         list(range(7)),
         7,
     ).astype(np.int8)
-    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "basis": basis}, index=stats.index)
+    return {"verdict": verdict, "confidence": confidence, "basis": basis}
 
 
 _REASONS = {
@@ -138,13 +139,15 @@ def direction_reasons(columns: dict[str, np.ndarray], basis: np.ndarray) -> list
     return [builders[b](row) for b, row in zip(basis.tolist(), rows)]
 
 
-def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
-                  orig_stats: pd.DataFrame, resp_stats: pd.DataFrame) -> pd.DataFrame:
-    """Combine the two directions of each flow (rows aligned)."""
-    ov, rv = orig["verdict"].to_numpy(), resp["verdict"].to_numpy()
-    oc, rc = orig["confidence"].to_numpy(), resp["confidence"].to_numpy()
-    orig_bytes = orig_stats["analysed_bytes"].to_numpy()
-    resp_bytes = resp_stats["analysed_bytes"].to_numpy()
+def flow_verdicts(orig: Mapping[str, np.ndarray], resp: Mapping[str, np.ndarray],
+                  orig_stats: Mapping[str, np.ndarray], resp_stats: Mapping[str, np.ndarray]) -> dict[str, object]:
+    """Combine the two directions of each flow (rows aligned; columns of
+    ``direction_verdict_columns`` and of the statistics):
+    ``verdict`` codes, ``confidence`` and the ``reason`` lines."""
+    ov, rv = np.asarray(orig["verdict"]), np.asarray(resp["verdict"])
+    oc, rc = np.asarray(orig["confidence"]), np.asarray(resp["confidence"])
+    orig_bytes = np.asarray(orig_stats["analysed_bytes"])
+    resp_bytes = np.asarray(resp_stats["analysed_bytes"])
     o_plain, r_plain = ov == PLAINTEXT, rv == PLAINTEXT
     o_known, r_known = ov != UNKNOWN, rv != UNKNOWN
     # Which direction speaks for the flow: plaintext first, then the bigger decided one.
@@ -158,12 +161,12 @@ def flow_verdicts(orig: pd.DataFrame, resp: pd.DataFrame,
     other = np.where(use_orig, rv, ov)
     disagree = (other != UNKNOWN) & (other != verdict) & (verdict != PLAINTEXT)
     confidence = np.round(np.where(disagree, confidence * 0.8, confidence), 2)
-    deciding = {name: np.where(use_orig, orig_stats[name].to_numpy(), resp_stats[name].to_numpy())
+    deciding = {name: np.where(use_orig, np.asarray(orig_stats[name]), np.asarray(resp_stats[name]))
                 for name in _ReasonRow._fields}
-    basis = np.where(use_orig, orig["basis"].to_numpy(), resp["basis"].to_numpy())
+    basis = np.where(use_orig, np.asarray(orig["basis"]), np.asarray(resp["basis"]))
     reason = [
         ("orig: " if u else "resp: ") + text + (f" (the other direction looks {VERDICTS[o]})" if d else "")
         for u, text, o, d in zip(use_orig.tolist(), direction_reasons(deciding, basis), other.tolist(),
                                  disagree.tolist())
     ]
-    return pd.DataFrame({"verdict": verdict, "confidence": confidence, "reason": reason})
+    return {"verdict": verdict, "confidence": confidence, "reason": reason}

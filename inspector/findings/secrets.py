@@ -39,7 +39,7 @@ from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.reader import PacketBatch
 from inspector.findings import secret_match as M
-from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS
+from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS, Columns
 from inspector.flows import kernels as K
 from inspector.tables import typed
 
@@ -321,7 +321,7 @@ class SecretScanner:
         each, numbered by position, as ``build_flows`` returns it.
         """
         uids = flows["uid"].to_numpy()
-        shown = flows["verdict"].astype(str).to_numpy() != "encrypted"
+        shown = None  # verdict is not encrypted: read only once a flow has a match
 
         def role(i: int, direction: int) -> str:
             return "orig" if orig_slot[i] == 2 * i + direction else "resp"
@@ -330,16 +330,60 @@ class SecretScanner:
         for i, flow in enumerate(fids):
             kept = self.kept.pop(flow, []) if ended else self.kept.get(flow, [])
             found = self.counts[2 * flow:2 * flow + 2]  # empty for a flow never scanned
-            if shown[i]:
-                rows += [(uids[i], role(i, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
-                         for k in kept]
-                counts += [(uids[i], role(i, d), self.kinds[k], int(found[d, k])) for d, k in zip(*found.nonzero())]
-            if ended:
-                found[:] = 0
-        secrets = typed(pd.DataFrame(rows, columns=list(SECRET_COLUMNS)), SECRET_COLUMNS)
-        return (sort_secrets(secrets),
-                sort_secret_counts(typed(pd.DataFrame(counts, columns=list(SECRET_COUNT_COLUMNS)),
-                                         SECRET_COUNT_COLUMNS)))
+            if kept or found.any():
+                if shown is None:
+                    shown = flows["verdict"].astype(str).to_numpy() != "encrypted"
+                if shown[i]:
+                    rows += [(uids[i], role(i, k.direction), k.kind, k.ts, k.offset, k.length, k.label, k.excerpt)
+                             for k in kept]
+                    counts += [(uids[i], role(i, d), self.kinds[k], int(found[d, k]))
+                               for d, k in zip(*found.nonzero())]
+                if ended:
+                    found[:] = 0
+        return (_secrets_table(rows) if rows else _empty(SECRET_COLUMNS),
+                _counts_table(counts) if counts else _empty(SECRET_COUNT_COLUMNS))
+
+
+def _strings(values) -> pd.api.extensions.ExtensionArray:
+    return pd.array(np.array(values, dtype=object), dtype="string")
+
+
+def _secrets_table(rows: list[tuple]) -> pd.DataFrame:
+    """``SECRET_COLUMNS`` of these rows, typed and sorted as ``sort_secrets`` sorts (built once)."""
+    uid, direction, kind, ts, offset, length, label, excerpt = zip(*rows)
+    ts, offset = np.array(ts, dtype=np.int64), np.array(offset, dtype=np.int64)
+    uid = np.array(uid, dtype=object)
+    order = np.lexsort((offset, np.unique(uid.astype(str), return_inverse=True)[1].ravel(), ts))
+    excerpts = np.empty(len(rows), dtype=object)
+    excerpts[:] = [excerpt[i] for i in order]
+    return pd.DataFrame({
+        "uid": _strings(uid[order]),
+        "direction": _strings(np.array(direction, dtype=object)[order]),
+        "kind": _strings(np.array(kind, dtype=object)[order]),
+        "ts": pd.DatetimeIndex(ts[order].astype("datetime64[ns]")).tz_localize("UTC").array,
+        "offset": offset[order],
+        "length": np.array(length, dtype=np.int64)[order],
+        "label": _strings(np.array(label, dtype=object)[order]),
+        "excerpt": excerpts,
+    })
+
+
+def _counts_table(rows: list[tuple]) -> pd.DataFrame:
+    """``SECRET_COUNT_COLUMNS`` of these rows, typed and sorted as ``sort_secret_counts`` sorts."""
+    uid, direction, kind, count = (np.array(column, dtype=object) for column in zip(*rows))
+    order = np.lexsort(tuple(np.unique(c.astype(str), return_inverse=True)[1].ravel() for c in (kind, direction, uid)))
+    return pd.DataFrame({"uid": _strings(uid[order]), "direction": _strings(direction[order]),
+                         "kind": _strings(kind[order]), "count": count[order].astype(np.int64)})
+
+
+_EMPTY: dict[int, pd.DataFrame] = {}
+
+
+def _empty(columns: Columns) -> pd.DataFrame:
+    """A copy of the table of no rows (typed once: most closes find no secret)."""
+    if id(columns) not in _EMPTY:
+        _EMPTY[id(columns)] = typed(pd.DataFrame([], columns=list(columns)), columns)
+    return _EMPTY[id(columns)].copy()
 
 
 def sort_secrets(secrets: pd.DataFrame) -> pd.DataFrame:

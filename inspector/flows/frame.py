@@ -87,7 +87,7 @@ def tunnel_columns(state: FlowState) -> dict[str, object]:
     tunnel_id = state.flow[:, K.FL_TUNNEL_ID]
     has_id = (kind > 0) & (tunnel_id >= 0)
     return {
-        "tunnel": [TUNNEL_NAMES[k] for k in np.maximum(kind, 0).tolist()],
+        "tunnel": np.array(TUNNEL_NAMES, dtype=object)[np.maximum(kind, 0)],
         "tunnel_src": src,
         "tunnel_dst": dst,
         "tunnel_id": pd.arrays.IntegerArray(np.where(has_id, tunnel_id, 0), ~has_id),
@@ -112,6 +112,14 @@ def build_flows(state: FlowState, service_ports: frozenset[int],
     Also returns, per flow, the state slot of its originator and responder
     direction, which the classifier needs to find their windows.
     """
+    columns, orig_slot, resp_slot = flow_columns(state, service_ports, inputs)
+    return pd.DataFrame(columns), orig_slot, resp_slot
+
+
+def flow_columns(state: FlowState, service_ports: frozenset[int],
+                 inputs: list[str]) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
+    """``build_flows``'s columns as ready arrays (one frame is built from them
+    and the classifier's columns at once: each pandas step costs per close)."""
     f = state.flow
     n = f.shape[0]
     orig_a = originator_is_a(f, service_ports)
@@ -127,32 +135,43 @@ def build_flows(state: FlowState, service_ports: frozenset[int],
     resp_slot = 2 * np.arange(n) + np.where(orig_a, 1, 0)
     s = state.slot
     proto = f[:, K.FL_PROTO]
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime(f[:, K.FL_FIRST_TS], unit="ns", utc=True),
-            "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[:, K.FL_FIRST_TS]]) if n else [],
-            "proto": [IP_PROTOCOL_NAMES.get(int(p), str(int(p))) for p in proto],
-            "orig_h": hosts[:n],
-            "orig_p": orig_p,
-            "resp_h": hosts[n:],
-            "resp_p": resp_p,
-            "duration": pd.to_timedelta(f[:, K.FL_LAST_TS] - f[:, K.FL_FIRST_TS], unit="ns"),
-            "orig_pkts": s[orig_slot, K.SL_PKTS],
-            "resp_pkts": s[resp_slot, K.SL_PKTS],
-            "orig_bytes": s[orig_slot, K.SL_BYTES],
-            "resp_bytes": s[resp_slot, K.SL_BYTES],
-            "orig_captured_bytes": s[orig_slot, K.SL_CAP_BYTES],
-            "resp_captured_bytes": s[resp_slot, K.SL_CAP_BYTES],
-            "orig_missed_bytes": s[orig_slot, K.SL_MISSED],
-            "resp_missed_bytes": s[resp_slot, K.SL_MISSED],
-            "mid_stream": (proto == 6) & (f[:, K.FL_SYN_DIR] < 0) & (f[:, K.FL_SYNACK_DIR] < 0),
-            "ip_version": version,
-            "vlan": pd.array(np.where(f[:, K.FL_VLAN] >= 0, f[:, K.FL_VLAN], 0), dtype="Int64"),
-            **tunnel_columns(state),
-            "input": [inputs[i] for i in state.input_index] if n else [],
-        }
-    )
-    frame.loc[f[:, K.FL_VLAN] < 0, "vlan"] = pd.NA
-    frame["orig_p"] = frame["orig_p"].astype("UInt16")
-    frame["resp_p"] = frame["resp_p"].astype("UInt16")
-    return frame, orig_slot, resp_slot
+    vlan = f[:, K.FL_VLAN]
+    no_port = np.zeros(n, dtype=bool)
+    columns = {
+        "ts": pd.DatetimeIndex(f[:, K.FL_FIRST_TS].astype("datetime64[ns]")).tz_localize("UTC"),
+        "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[:, K.FL_FIRST_TS]])
+        if n else np.zeros(0, dtype=object),
+        "proto": _names(proto, IP_PROTOCOL_NAMES),
+        "orig_h": _objects(hosts[:n]),
+        "orig_p": pd.arrays.IntegerArray(orig_p.astype(np.uint16), no_port),
+        "resp_h": _objects(hosts[n:]),
+        "resp_p": pd.arrays.IntegerArray(resp_p.astype(np.uint16), no_port),
+        "duration": (f[:, K.FL_LAST_TS] - f[:, K.FL_FIRST_TS]).astype("timedelta64[ns]"),
+        "orig_pkts": s[orig_slot, K.SL_PKTS],
+        "resp_pkts": s[resp_slot, K.SL_PKTS],
+        "orig_bytes": s[orig_slot, K.SL_BYTES],
+        "resp_bytes": s[resp_slot, K.SL_BYTES],
+        "orig_captured_bytes": s[orig_slot, K.SL_CAP_BYTES],
+        "resp_captured_bytes": s[resp_slot, K.SL_CAP_BYTES],
+        "orig_missed_bytes": s[orig_slot, K.SL_MISSED],
+        "resp_missed_bytes": s[resp_slot, K.SL_MISSED],
+        "mid_stream": (proto == 6) & (f[:, K.FL_SYN_DIR] < 0) & (f[:, K.FL_SYNACK_DIR] < 0),
+        "ip_version": version,
+        "vlan": pd.arrays.IntegerArray(np.maximum(vlan, 0).astype(np.int64), vlan < 0),
+        **tunnel_columns(state),
+        "input": np.array(inputs, dtype=object)[state.input_index] if n else np.zeros(0, dtype=object),
+    }
+    return columns, orig_slot, resp_slot
+
+
+def _names(codes: np.ndarray, names: dict[int, str]) -> np.ndarray:
+    """Object array of the name of each code (the code as text when unnamed), formatting each distinct code once."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    return np.array([names.get(int(c), str(int(c))) for c in distinct], dtype=object)[inverse.ravel()]
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    """An object array of these strings (a column pandas takes as it is)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out

@@ -42,13 +42,21 @@ class RegionHistograms:
 
         ``uids[i]`` and ``orig_slot[i]`` (a slot of the flows numbered by
         their position in ``fids``) belong to flow ``fids[i]``."""
-        rows = [(i, d) for i, flow in enumerate(fids) for d in (0, 1) if 2 * flow + d in self.counts]
+        rows = [(i, d) for i, flow in enumerate(fids) for d in (0, 1) if 2 * flow + d in self.counts] \
+            if self.counts else []
+        if not rows:
+            return _NONE.copy()
         counts = [self.counts.pop(2 * fids[i] + d) if ended else self.counts[2 * fids[i] + d] for i, d in rows]
         n = len(rows)
         return pd.DataFrame({
-            "uid": pd.array(np.repeat([uids[i] for i, _ in rows], 256), dtype="string"),
-            "direction": pd.array(np.repeat(["orig" if orig_slot[i] == 2 * i + d else "resp" for i, d in rows],
-                                            256), dtype="string"),
+            "uid": pd.array(np.repeat(np.array([uids[i] for i, _ in rows], dtype=object), 256), dtype="string"),
+            "direction": pd.array(np.repeat(np.array(["orig" if orig_slot[i] == 2 * i + d else "resp"
+                                                      for i, d in rows], dtype=object), 256), dtype="string"),
             "byte": np.tile(np.arange(256, dtype=np.int64), n),
-            "count": np.concatenate(counts) if n else np.zeros(0, dtype=np.int64),
+            "count": np.concatenate(counts),
         })
+
+
+_NONE = pd.DataFrame({"uid": pd.array([], dtype="string"), "direction": pd.array([], dtype="string"),
+                      "byte": np.zeros(0, dtype=np.int64), "count": np.zeros(0, dtype=np.int64)})
+"""The table of no kept direction (most closes): built once."""
