@@ -19,7 +19,7 @@ class Timeouts:
     after_close: float = 5.0   # after FIN from both sides or a RST, late ACKs and retransmissions still join
     active: float | None = None  # report a flow still open after this long (interim, it goes on)
     sweep: float = 30.0        # look for ended flows this often
-    batch: int = 1             # ... and close them once at least this many ended (each close costs ~0.1 s of
+    batch: int = 1             # ... and close them once at least this many ended (each close costs ~10 ms of
                                # table building whatever its size; flows that wait still end exactly as they would)
 
     def __post_init__(self) -> None:
