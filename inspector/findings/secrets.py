@@ -236,8 +236,8 @@ class SecretScanner:
             flow_ids, dirs = table.add(batch)
             scanner.scan(batch, flow_ids, dirs, table.slot)
         ended = table.open_ids()
-        flows, orig_slot, _ = build_flows(table.close(ended), ...)   # then classified
-        secrets, counts = scanner.take(ended.tolist(), flows, orig_slot)
+        columns, orig_slot, _ = flow_columns(table.close(ended), ...)   # then classified
+        secrets, counts = scanner.take(ended.tolist(), flows, orig_slot)  # flows: uid, verdict columns
     """
 
     def __init__(self, patterns: tuple[SecretPattern, ...] = PATTERNS,
@@ -318,7 +318,7 @@ class SecretScanner:
 
         ``flows`` has one row per flow of ``fids``, in that order (``uid``
         and ``verdict`` are read); ``orig_slot`` is the originator's slot of
-        each, numbered by position, as ``build_flows`` returns it.
+        each, numbered by position, as ``flow_columns`` returns it.
         """
         uids = flows["uid"].to_numpy()
         shown = None  # verdict is not encrypted: read only once a flow has a match

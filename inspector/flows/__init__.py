@@ -2,5 +2,5 @@
 
 ``FlowTable`` keeps per-flow and per-direction state (counters, sequence
 positions, windowed byte histograms, reassembled regions for the detectors);
-``frame.build_flows`` turns it into the flows table described in ``schema``.
+``frame.flow_columns`` turns it into the columns of the flows table (``inspector.schema``).
 """

@@ -105,21 +105,14 @@ def flow_uids(words: list[np.ndarray]) -> np.ndarray:
     return chars.view("S12").ravel().astype(str)
 
 
-def build_flows(state: FlowState, service_ports: frozenset[int],
-                inputs: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Flow identity and counters, oriented orig/resp; no verdicts yet.
-
-    Also returns, per flow, the state slot of its originator and responder
-    direction, which the classifier needs to find their windows.
-    """
-    columns, orig_slot, resp_slot = flow_columns(state, service_ports, inputs)
-    return pd.DataFrame(columns), orig_slot, resp_slot
-
-
 def flow_columns(state: FlowState, service_ports: frozenset[int],
                  inputs: list[str]) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
-    """``build_flows``'s columns as ready arrays (one frame is built from them
-    and the classifier's columns at once: each pandas step costs per close)."""
+    """Flow identity and counters, oriented orig/resp (no verdicts yet), as
+    ready arrays: the pipeline builds one frame from them and the
+    classifier's columns at once (each pandas step costs per close).
+
+    Also returns, per flow, the state slot of its originator and responder
+    direction, which the classifier needs to find their windows."""
     f = state.flow
     n = f.shape[0]
     orig_a = originator_is_a(f, service_ports)
