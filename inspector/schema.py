@@ -68,7 +68,10 @@ ANOMALY_KINDS: dict[str, str] = {
                              "and was not read",
     "damaged-block-header": "an impossible pcapng block length or byte-order magic; the rest of the file cannot "
                             "be resynchronised and was not read",
+    "truncated-compressed-stream": "the gzip data ends before its end-of-stream marker (a `.gz` copied while still "
+                                   "being written); the records it held were analysed",
     "damaged-compressed-stream": "the gzip data broke after some packets; the rest was not read",
+    "read-error": "reading the file failed (an I/O error) after some packets; the rest was not read",
     "headers-cut-by-snaplen": "the snaplen ended inside the IP, transport or tunnel headers; the packet is "
                               "counted but not keyed to a flow",
     "malformed-ip-header": "an IP header with impossible lengths or version",

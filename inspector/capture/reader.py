@@ -9,13 +9,11 @@ anomaly; only a file that is not a capture at all raises ``CaptureError``.
 
 from __future__ import annotations
 
-import gzip
 import select
 import struct
-import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +22,7 @@ import numpy as np
 
 from inspector.capture import constants as C
 from inspector.capture import decode as D
+from inspector.capture.gzip_stream import GzipStream
 from inspector.errors import CaptureError
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -104,8 +103,8 @@ class _Chunker:
                 break
             try:
                 got = self.stream.readinto(view[self.end :])
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                raise _DamagedStream(str(exc) or type(exc).__name__) from exc
+            except OSError as exc:
+                raise _ReadFailed(str(exc) or type(exc).__name__) from exc
             if not got:
                 self.eof = True
             else:
@@ -127,24 +126,39 @@ def _readable(stream: BinaryIO, wait: float) -> bool:
     return bool(select.select([stream], [], [], wait)[0])
 
 
-class _DamagedStream(Exception):
-    """The compressed stream under the capture broke mid-way."""
+class _ReadFailed(Exception):
+    """Reading the file failed mid-way (an I/O error)."""
 
 
-def _open_stream(path: Path) -> tuple[BinaryIO, bool]:
+def _open_file(path: Path) -> BinaryIO:
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        return open(path, "rb")  # noqa: SIM115 - closed by the reader
     except FileNotFoundError:
         raise CaptureError(path, "no such file") from None
     except IsADirectoryError:
         raise CaptureError(path, "is a directory, not a capture file") from None
     except OSError as exc:
         raise CaptureError(path, f"cannot open: {exc.strerror or exc}") from None
-    head = raw.read(2)
-    raw.seek(0)
-    if head == C.GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
-    return raw, False
+
+
+def _uncompressed(raw: BinaryIO) -> BinaryIO | GzipStream:
+    """The capture bytes of ``raw``: decompressed when it starts with the gzip magic."""
+    if _head(raw, 2) == C.GZIP_MAGIC:
+        return GzipStream(raw)
+    return raw
+
+
+def _head(raw: BinaryIO, size: int) -> bytes:
+    """The first bytes of a stream without consuming them."""
+    peek = getattr(raw, "peek", None)
+    if peek is not None:
+        return peek(size)[:size]
+    if raw.seekable():
+        at = raw.tell()
+        head = raw.read(size)
+        raw.seek(at)
+        return head
+    return b""  # an unseekable stream without peek: taken as an uncompressed capture
 
 
 class CaptureReader:
@@ -183,50 +197,64 @@ class CaptureReader:
             return 0
 
     def __iter__(self) -> Iterator[PacketBatch]:
-        if self._stream is not None:
-            stream, gzipped = self._stream, False
-        else:
-            stream, gzipped = _open_stream(self.path)
-            self._raw = stream.fileobj if gzipped else stream  # type: ignore[attr-defined]
-        with stream if self._stream is None else nullcontext(stream):
-            chunk = _Chunker(stream, str(self.path), live=self.live)
-            try:
-                chunk.fill(24 if self.live else 0)
-                while chunk.idle and chunk.available() < 24:  # live: wait for the file header
-                    chunk.fill(24)
-            except _DamagedStream as exc:
-                raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
-            if chunk.available() == 0 and self.live:
-                self.stats.format = "pcap"  # stopped before the first packet
-                return
-            if chunk.available() == 0:
-                raise CaptureError(self.path, "empty file, not a capture")
-            if chunk.available() < 4:
-                raise CaptureError(self.path, "too short to be a capture")
-            magic_le = int.from_bytes(chunk.buf[:4].tobytes(), "little")
-            magic_be = int.from_bytes(chunk.buf[:4].tobytes(), "big")
-            try:
-                if magic_le == C.PCAPNG_SHB:
-                    self.stats.format = "pcapng"
-                    yield from self._read_pcapng(chunk)
-                elif C.PCAP_MAGIC_US in (magic_le, magic_be) or C.PCAP_MAGIC_NS in (magic_le, magic_be):
-                    self.stats.format = "pcap"
-                    yield from self._read_pcap(chunk)
-                else:
-                    raise CaptureError(
-                        self.path,
-                        "not a pcap or pcapng capture (starts with "
-                        f"{chunk.buf[: min(4, chunk.end)].tobytes().hex()})",
-                    )
-            except _DamagedStream as exc:
-                if self.stats.packets == 0:
-                    raise CaptureError(self.path, f"damaged gzip data: {exc}") from None
-                self.stats.anomaly(
-                    "damaged-compressed-stream",
-                    f"gzip data broke after {chunk.offset} bytes ({exc}); the rest was not read",
-                )
-            if gzipped:
+        with ExitStack() as owned:
+            if self._stream is not None:  # the caller's: left open
+                raw = self._stream
+            else:
+                raw = owned.enter_context(_open_file(self.path))
+            self._raw = raw
+            stream = raw if self.live else _uncompressed(raw)
+            yield from self._read(stream)
+            if isinstance(stream, GzipStream):
+                self._note_gzip_end(stream)
                 self.stats.format += ".gz"
+
+    def _read(self, stream: BinaryIO | GzipStream) -> Iterator[PacketBatch]:
+        chunk = _Chunker(stream, str(self.path), live=self.live)
+        try:
+            chunk.fill(24 if self.live else 0)
+            while chunk.idle and chunk.available() < 24:  # live: wait for the file header
+                chunk.fill(24)
+        except _ReadFailed as exc:
+            raise CaptureError(self.path, f"cannot read: {exc}") from None
+        if chunk.available() == 0 and self.live:
+            self.stats.format = "pcap"  # stopped before the first packet
+            return
+        if chunk.available() == 0 and getattr(stream, "damage", ""):
+            raise CaptureError(self.path, stream.damage)
+        if chunk.available() == 0:
+            raise CaptureError(self.path, "empty file, not a capture")
+        if chunk.available() < 4:
+            raise CaptureError(self.path, "too short to be a capture")
+        magic_le = int.from_bytes(chunk.buf[:4].tobytes(), "little")
+        magic_be = int.from_bytes(chunk.buf[:4].tobytes(), "big")
+        try:
+            if magic_le == C.PCAPNG_SHB:
+                self.stats.format = "pcapng"
+                yield from self._read_pcapng(chunk)
+            elif C.PCAP_MAGIC_US in (magic_le, magic_be) or C.PCAP_MAGIC_NS in (magic_le, magic_be):
+                self.stats.format = "pcap"
+                yield from self._read_pcap(chunk)
+            else:
+                raise CaptureError(
+                    self.path,
+                    "not a pcap or pcapng capture (starts with "
+                    f"{chunk.buf[: min(4, chunk.end)].tobytes().hex()})",
+                )
+        except _ReadFailed as exc:
+            if self.stats.packets == 0:
+                raise CaptureError(self.path, f"cannot read: {exc}") from None
+            self.stats.anomaly("read-error", f"reading failed after {chunk.offset} bytes ({exc}); "
+                                                  "the rest was not read")
+
+    def _note_gzip_end(self, stream: GzipStream) -> None:
+        """A gzip stream that stopped early: what it held was analysed; say why the rest was not."""
+        if stream.cut:
+            self.stats.anomaly("truncated-compressed-stream", f"{stream.damage}; the records before were analysed")
+        elif stream.damage:
+            if self.stats.packets == 0:
+                raise CaptureError(self.path, stream.damage)
+            self.stats.anomaly("damaged-compressed-stream", f"{stream.damage}; the rest was not read")
 
     # -- classic pcap -------------------------------------------------------
     def _read_pcap(self, chunk: _Chunker) -> Iterator[PacketBatch]:
