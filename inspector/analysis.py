@@ -6,10 +6,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import pandas as pd
 
+from inspector.capture.inputs import Input, inputs_of
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.events import build_events
 from inspector.findings.engine import build_findings
@@ -21,6 +22,9 @@ from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
 from inspector.tables import empty_frame, typed
 from inspector.watch import Watchlist
 
+if TYPE_CHECKING:
+    from scapy.plist import PacketList
+
 PathLike = str | os.PathLike
 
 
@@ -31,13 +35,6 @@ class Progress(NamedTuple):
     packets: int
     file_bytes: int        # bytes of the input files read (compressed bytes for gzip)
     file_bytes_total: int
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 @dataclass
@@ -57,6 +54,7 @@ class Analysis:
     secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secrets"]))
     secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secret_counts"]))
     byte_histograms: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["byte_histograms"]))
+    _sources: list[Input] = field(default_factory=list, repr=False, compare=False)  # for packets() and to_pcap()
 
     def __post_init__(self) -> None:
         for name, columns in SCHEMAS.items():
@@ -76,6 +74,24 @@ class Analysis:
         own = self.byte_histograms[self.byte_histograms["uid"] == uid]
         return own.pivot_table(index="byte", columns="direction", values="count", aggfunc="sum",
                                fill_value=0).reindex(range(256), fill_value=0)
+
+    def packets(self, uid: str) -> PacketList:
+        """The packets of flow ``uid`` as a scapy ``PacketList``, to dissect one
+        suspicious flow (needs scapy). They are read again from the capture
+        (see ``inspector.drilldown``): the file must still be there; a live
+        capture or loaded tables have none to read."""
+        from inspector.capture.scapy_io import to_packets
+        from inspector.drilldown import flow_records
+
+        return to_packets(flow_records(self.flows, self._sources, uid), name=f"flow {uid}")
+
+    def to_pcap(self, uid: str, path: PathLike) -> int:
+        """Write the packets of flow ``uid`` to a pcap (nanosecond timestamps,
+        mode 0600: it holds payload) that Wireshark, dpkt or scapy read;
+        returns how many were written."""
+        from inspector.drilldown import flow_records, write_pcap
+
+        return write_pcap(flow_records(self.flows, self._sources, uid), path)
 
     def export(self, folder: PathLike, fmt: str = "parquet", *, show_payload: bool = False) -> list[Path]:
         """Every table into ``folder`` as Parquet or CSV; ``inspector.load`` reads it back."""
@@ -108,7 +124,7 @@ class Analysis:
 
 
 def analyze(
-    paths: PathLike | Iterable[PathLike],
+    paths: PathLike | BinaryIO | Iterable[Any],
     *,
     watch: Watchlist | None = None,
     internal_nets: Iterable[str] = (),
@@ -117,7 +133,12 @@ def analyze(
     secrets: bool = True,
     timeouts: Timeouts | None = None,
 ) -> Analysis:
-    """Read capture files, build bidirectional flows and classify them.
+    """Read captures, build bidirectional flows and classify them.
+
+    ``paths``: a capture file (pcap or pcapng, gzip'd or not), a binary file
+    object, scapy packets (a ``PacketList`` or any iterable of packets), or
+    an iterable of files, file objects and packet lists. A file named twice is
+    read once, with an ``InputWarning``.
 
     Several files are read in order as one capture (a flow seen in two files
     is one flow; give them in time order). Flows end on FIN/RST or after
@@ -133,9 +154,9 @@ def analyze(
         result = inspector.analyze("captures/qemu-plain.pcap.gz")
         result.flows[["uid", "resp_p", "watch", "verdict", "reason"]]
     """
-    path_list = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    sources = inputs_of(paths)
     watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
-    total = sum(_size(p) for p in path_list)
+    total = sum(source.size() for source in sources)
     done_files = 0
 
     def on_batch(reader: CaptureReader, packets: int, _flows: int) -> None:
@@ -145,13 +166,15 @@ def analyze(
 
     def readers() -> Iterator[CaptureReader]:
         nonlocal done_files
-        for path in path_list:
-            yield CaptureReader(path)
-            done_files += _size(path)
+        for source in sources:
+            yield source.reader()
+            done_files += source.size()
 
-    return analyze_readers(readers(), watch=watch, names=[str(p) for p in path_list], on_batch=on_batch,
-                           meters=default_meters(detectors=detectors, secrets=secrets),
-                           timeouts=timeouts or DEFAULT_TIMEOUTS)
+    result = analyze_readers(readers(), watch=watch, names=[source.name for source in sources], on_batch=on_batch,
+                             meters=default_meters(detectors=detectors, secrets=secrets),
+                             timeouts=timeouts or DEFAULT_TIMEOUTS)
+    result._sources = sources
+    return result
 
 
 def analyze_readers(

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+import warnings
 from dataclasses import replace
 from contextlib import contextmanager
 from enum import IntEnum
@@ -139,7 +140,7 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         reports.check(paths)
-        with progress_bar(enabled=not quiet) as on_progress:
+        with progress_bar(enabled=not quiet) as on_progress, _input_notices():
             result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
                              timeouts=replace(DEFAULT_TIMEOUTS, idle=idle_timeout))
         reports.write(result)
@@ -294,6 +295,25 @@ def _imports_without_gc():
     finally:
         gc.freeze()
         gc.enable()
+
+
+@contextmanager
+def _input_notices():
+    """The library's notes on its inputs (a file named twice is read once) as one line each on stderr."""
+    from inspector.errors import InputWarning
+
+    with warnings.catch_warnings():
+        show_others = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, InputWarning):
+                click.echo(f"inspector: {message}", err=True)
+            else:
+                show_others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", InputWarning)
+        yield
 
 
 def _tell_when_compiling() -> None:

@@ -20,3 +20,7 @@ class CaptureError(InspectorError):
 
 class ConfigError(InspectorError):
     """A watchlist file or option that does not make sense."""
+
+
+class InputWarning(UserWarning):
+    """Inputs were given oddly but could be read (a file named twice is read once)."""

@@ -185,6 +185,7 @@ class CaptureReader:
         self.linktype: int | None = None  # of the pcap header, or the first pcapng interface
         self.snaplen: int | None = None
         self._raw: BinaryIO | None = None
+        self._section: _PcapngSection | None = None  # pcapng: the interfaces of the section being read
         self._fields = np.empty((D.N_FIELDS, BATCH_ROWS), dtype=np.int64)
         self._addrs = np.empty((D.N_ADDRS, BATCH_ROWS), dtype=np.uint64)
 
@@ -195,6 +196,12 @@ class CaptureReader:
             return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
         except (OSError, ValueError):
             return 0
+
+    def linktype_of(self, interface: int) -> int:
+        """The link type of the packets of the batch just read that came in on ``interface`` (``F_IFACE``)."""
+        if self._section is None:
+            return int(self.linktype or 0)
+        return int(self._section.linktype[interface])
 
     def __iter__(self) -> Iterator[PacketBatch]:
         with ExitStack() as owned:
@@ -297,7 +304,7 @@ class CaptureReader:
 
     # -- pcapng -------------------------------------------------------------
     def _read_pcapng(self, chunk: _Chunker) -> Iterator[PacketBatch]:
-        section = _PcapngSection(self.path)
+        section = self._section = _PcapngSection(self.path)
         while True:
             n, pos, stop = D.walk_pcapng(
                 chunk.buf, chunk.pos, chunk.end, section.big,
