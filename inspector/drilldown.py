@@ -102,9 +102,9 @@ def flow_records(flows: pd.DataFrame, inputs: list[Input], uid: str) -> Iterator
             for batch in batches:
                 if batch.n and int(batch.fields[D.F_TS].min()) > match.last_ts:
                     return  # past the flow's last packet: the rest of the capture is not read
-                for row in match.rows(batch).tolist():
-                    ts, wire, cap, offset, interface = (int(v) for v in batch.fields[
-                        [D.F_TS, D.F_WIRE_LEN, D.F_CAP_LEN, D.F_FRAME_OFF, D.F_IFACE], row])
+                rows = match.rows(batch)
+                found = batch.fields[[D.F_TS, D.F_WIRE_LEN, D.F_CAP_LEN, D.F_FRAME_OFF, D.F_IFACE]][:, rows]
+                for ts, wire, cap, offset, interface in found.T.tolist():
                     yield ts, wire, reader.linktype_of(interface), batch.buf[offset : offset + cap].tobytes()
 
 
