@@ -76,9 +76,11 @@ def test_watched_and_internal_nets():
     assert [str(n) for n in result.watch.internal_nets] == ["127.0.0.0/8"]
 
 
-def test_progress_callback_counts_every_packet_and_byte():
+def test_progress_callback_counts_every_packet_and_byte(tmp_path):
     seen = []
-    result = inspector.analyze([BASE, BASE], on_progress=seen.append)
+    copy = tmp_path / BASE.name
+    copy.write_bytes(BASE.read_bytes())  # a second file (the same one twice is read once)
+    result = inspector.analyze([BASE, copy], on_progress=seen.append)
     assert seen[-1].packets == result.inputs["packets"].sum() > 0
     assert seen[-1].file_bytes == seen[-1].file_bytes_total == 2 * BASE.stat().st_size
     assert all(a.file_bytes <= b.file_bytes for a, b in zip(seen, seen[1:]))
