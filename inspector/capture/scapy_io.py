@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from inspector.capture import constants as C
+from inspector.errors import InspectorError
 
 LINKTYPE_USER0 = 147  # packets of a layer with no link type: counted, flagged unsupported-link-type
 TS_RESOLUTION_NS = 9  # if_tsresol: 10^-9 s, so no timestamp is rounded
@@ -102,8 +103,12 @@ class PacketStream:
 
 def to_packets(records: Iterable[tuple[int, int, int, bytes]], name: str) -> Any:
     """A scapy ``PacketList`` of ``(ts_ns, wire_len, linktype, frame)`` records, dissected by link type."""
-    from scapy.all import PacketList, Raw, conf
-    from scapy.utils import EDecimal
+    try:
+        from scapy.all import PacketList, Raw, conf
+        from scapy.utils import EDecimal
+    except ImportError:
+        raise InspectorError("Analysis.packets() returns scapy packets: install scapy "
+                             "(pip install 'inspector[scapy]'), or write the flow with to_pcap()") from None
 
     packets = []
     for ts, wire_len, linktype, frame in records:
