@@ -153,7 +153,7 @@ def _head(raw: BinaryIO, size: int) -> bytes:
     peek = getattr(raw, "peek", None)
     if peek is not None:
         return peek(size)[:size]
-    if raw.seekable():
+    if getattr(raw, "seekable", lambda: False)():
         at = raw.tell()
         head = raw.read(size)
         raw.seek(at)
@@ -164,10 +164,11 @@ def _head(raw: BinaryIO, size: int) -> bytes:
 class CaptureReader:
     """Iterate the packets of one capture file as ``PacketBatch`` objects.
 
-    ``live=True`` reads an already-open unbuffered binary pipe (``path``
-    then only names it, e.g. ``live:eth1``): each batch holds what arrived,
+    ``stream`` reads an already-open binary stream instead (``path`` then
+    only names it), which is left open. With ``live=True`` it is an
+    unbuffered pipe (e.g. ``live:eth1``): each batch holds what arrived,
     handed over as soon as a whole record is there, and an empty batch when
-    nothing arrived for ``LIVE_TICK`` seconds; the pipe is not closed.
+    nothing arrived for ``LIVE_TICK`` seconds.
 
     Example::
 
