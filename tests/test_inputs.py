@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import io
 import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -148,3 +149,9 @@ def test_scapy_packets_of_several_link_types():
     assert set(result.inputs.loc[0, "linktypes"].split(",")) == {"1", "228"}
     assert _flows_without_input(result)[["uid", "orig_pkts", "resp_pkts", "orig_bytes", "verdict"]].equals(
         _flows_without_input(inspector.analyze(HTTP))[["uid", "orig_pkts", "resp_pkts", "orig_bytes", "verdict"]])
+
+
+def test_analyze_does_not_import_scapy():
+    code = "import inspector, sys; inspector.analyze(sys.argv[1]); print('scapy' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code, str(HTTP)], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert run.stdout.strip() == "False"
