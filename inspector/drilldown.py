@@ -20,8 +20,8 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import closing
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np

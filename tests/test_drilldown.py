@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from capture_variants import BASES, make_variant
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -20,7 +21,6 @@ from scapy.utils import rdpcap
 import inspector
 from inspector.capture.reader import CaptureReader
 from inspector.timeouts import Timeouts
-from capture_variants import BASES, make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
