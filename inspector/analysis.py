@@ -19,7 +19,7 @@ from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
 from inspector.tables import empty_frame, typed
-from inspector.watch import Watchlist
+from inspector.watch import PortSpec, Watchlist
 
 PathLike = str | os.PathLike
 
@@ -111,6 +111,10 @@ def analyze(
     paths: PathLike | Iterable[PathLike],
     *,
     watch: Watchlist | None = None,
+    watch_config: PathLike | None = None,
+    migration_ports: PortSpec | None = None,
+    libvirtd_ports: PortSpec | None = None,
+    ssh_ports: PortSpec | None = None,
     internal_nets: Iterable[str] = (),
     on_progress: Callable[[Progress], None] | None = None,
     detectors: bool = True,
@@ -128,13 +132,21 @@ def analyze(
     measure what the protocol evidence adds). ``secrets=False`` skips the scan
     of cleartext payload for secrets (``Analysis.secrets``).
 
+    The watchlist takes the CLI's options under the same names:
+    ``watch_config`` (a TOML file with a ``[watch]`` table), then
+    ``migration_ports``, ``libvirtd_ports``, ``ssh_ports`` (a ``PortSpec``:
+    ``[22, 2222]``, ``"49152-49215"``, ...) over ``watch`` (default
+    ``Watchlist.default()``), then ``internal_nets`` added.
+
     Example::
 
         result = inspector.analyze("captures/qemu-plain.pcap.gz")
         result.flows[["uid", "resp_p", "watch", "verdict", "reason"]]
+        inspector.analyze("captures/ssh-bulk.pcap.gz", ssh_ports=[22, 2222])
     """
     path_list = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
-    watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
+    watch = Watchlist.from_options(watch=watch, watch_config=watch_config, migration_ports=migration_ports,
+                                   libvirtd_ports=libvirtd_ports, ssh_ports=ssh_ports, internal_nets=internal_nets)
     total = sum(_size(p) for p in path_list)
     done_files = 0
 
