@@ -1,0 +1,83 @@
+"""What a newcomer types in a notebook works on what the library returns:
+watchlist options as plain Python values, plots fed straight from the
+``Analysis`` tables, secrets redacted unless asked for, findings filtered by
+severity, list-valued columns as lists (issue 13, "Library and notebooks")."""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+import inspector
+from inspector.report import plots
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURES = ROOT / "captures"
+
+
+@cache
+def analysed() -> inspector.Analysis:
+    return inspector.analyze([CAPTURES / name for name in ("qemu-plain.pcap.gz", "qemu-tls.pcap.gz",
+                                                           "http-api.pcap")])
+
+
+# ---------------------------------------------------------------- watchlist options
+
+
+@pytest.mark.parametrize("ports", [[22, 2222], (22, "2222"), range(2222, 2223), "22,2222", {2222}])
+def test_watchlist_takes_any_iterable_of_ports(ports):
+    watch = inspector.Watchlist(ssh_ports=ports)
+    assert 2222 in watch.ssh_ports and all(type(p) is int for p in watch.ssh_ports)
+    flows = inspector.analyze(CAPTURES / "ssh-bulk.pcap.gz", watch=watch).flows
+    assert list(flows["watch"].astype(str)) == ["ssh"]
+
+
+def test_watchlist_ranges_as_strings_and_networks_as_text():
+    watch = inspector.Watchlist(migration_ports=["49152-49153", 5000], internal_nets=["192.168.24.0/24"])
+    assert watch.migration_ports == {49152, 49153, 5000}
+    assert [str(n) for n in watch.internal_nets] == ["192.168.24.0/24"]
+    assert watch == inspector.Watchlist(migration_ports="5000,49152-49153", internal_nets="192.168.24.0/24")
+
+
+@pytest.mark.parametrize("ports", [[22, "x"], [70000], 2.5])
+def test_watchlist_rejects_bad_ports_in_one_line(ports):
+    with pytest.raises(inspector.ConfigError, match="ssh_ports: .* (is not a port|is outside)"):
+        inspector.Watchlist(ssh_ports=ports)
+
+
+def test_analyze_takes_every_watchlist_option_of_the_cli(tmp_path):
+    ssh = CAPTURES / "ssh-bulk.pcap.gz"
+    assert list(inspector.analyze(ssh).flows["watch"].astype(str)) == ["none"]
+    assert list(inspector.analyze(ssh, ssh_ports=[22, 2222]).flows["watch"].astype(str)) == ["ssh"]
+    assert list(inspector.analyze(ssh, migration_ports="2222").flows["watch"].astype(str)) == ["migration"]
+    assert list(inspector.analyze(ssh, libvirtd_ports=[2222]).flows["watch"].astype(str)) == ["libvirtd"]
+    config = tmp_path / "watch.toml"
+    config.write_text('[watch]\nssh_ports = [2222]\n')
+    result = inspector.analyze(ssh, watch_config=config)
+    assert list(result.flows["watch"].astype(str)) == ["ssh"] and result.watch.ssh_ports == {2222}
+    # the keywords are the CLI's option names
+    from inspector.cli import analyze_command
+
+    options = {p.name for p in analyze_command.params}
+    keywords = set(inspect.signature(inspector.analyze).parameters)
+    assert {"watch_config", "migration_ports", "libvirtd_ports", "ssh_ports", "internal_nets"} <= options & keywords
+
+
+# ---------------------------------------------------------------- plots take the API's tables
+
+
+def test_plots_take_the_tables_the_api_returns():
+    result = analysed()
+    scatter = plots.entropy_vs_chi2(result.windows)  # no verdict column: coloured by window label
+    assert {"random", "plain"} <= {t.get_text() for t in scatter.get_legend().get_texts()}
+    plain = result.flows[result.flows["protocol"] == "qemu-migration"].iloc[0]
+    series = plots.entropy_series(result.windows_of(plain.uid))
+    assert len(series.get_lines()) >= 1 and plain.uid in series.get_legend().get_texts()[0].get_text()
+    histograms = plots.byte_histograms(result.byte_histograms)
+    drawn = {(uid, d) for uid, d in result.byte_histograms.groupby(["uid", "direction"], observed=True).groups}
+    assert len(histograms.get_lines()) == min(len(drawn), plots.MAX_LINES) + 1  # + the uniform line
+    for ax in (scatter, series, histograms):
+        ax.figure.savefig(Path("/dev/null"), format="png")
