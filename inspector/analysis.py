@@ -40,11 +40,20 @@ def _size(path: Path) -> int:
         return 0
 
 
+REDACTED_EXCERPT = "redacted: Analysis.secrets_raw() shows the bytes"
+"""What ``Analysis.secrets`` shows in place of payload, like a report without --show-payload."""
+
+
 @dataclass
 class Analysis:
     """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows,
     evidence, secrets, findings' uids), on ``event`` (flows, events) and on
-    ``file`` (inputs, anomalies)."""
+    ``file`` (inputs, anomalies).
+
+    ``secrets`` shows what a report shows: the label of each match, its
+    ``excerpt`` redacted (a notebook is shared like a report). The payload
+    bytes around each match are one explicit call away: ``secrets_raw()``.
+    """
 
     flows: pd.DataFrame
     windows: pd.DataFrame
@@ -61,6 +70,15 @@ class Analysis:
     def __post_init__(self) -> None:
         for name, columns in SCHEMAS.items():
             setattr(self, name, typed(getattr(self, name), columns))
+        self._secrets_raw = self.secrets  # given with the bytes (scan, or an export made with show_payload)
+        self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
+            lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
+
+    def secrets_raw(self) -> pd.DataFrame:
+        """``secrets`` with the payload bytes around each match in ``excerpt``
+        (what ``--show-payload`` puts in reports): passwords and keys in clear.
+        Handle the output like the capture."""
+        return self._secrets_raw.copy()
 
     @property
     def watched(self) -> pd.DataFrame:

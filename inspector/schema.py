@@ -206,7 +206,8 @@ SECRET_COLUMNS: Columns = {
     "offset": ("int64", "stream offset of the match in its direction (TCP), -1 when unknown"),
     "length": ("int64", "bytes matched"),
     "label": ("string", "what matched, without the secret: e.g. 'password = <12 bytes>'"),
-    "excerpt": ("object", "bytes around the match (raw; reports show them only with --show-payload)"),
+    "excerpt": ("object", "bytes around the match, redacted: `Analysis.secrets` holds a note in their place, "
+                          "`Analysis.secrets_raw()` the bytes (reports show them only with --show-payload)"),
 }
 
 SECRET_COUNT_COLUMNS: Columns = {

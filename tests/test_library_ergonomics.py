@@ -81,3 +81,62 @@ def test_plots_take_the_tables_the_api_returns():
     assert len(histograms.get_lines()) == min(len(drawn), plots.MAX_LINES) + 1  # + the uniform line
     for ax in (scatter, series, histograms):
         ax.figure.savefig(Path("/dev/null"), format="png")
+
+
+# ---------------------------------------------------------------- secrets redacted unless asked for
+
+
+def test_secrets_are_redacted_unless_asked_for():
+    result = inspector.analyze(CAPTURES / "http-api.pcap")
+    raw = result.secrets_raw()
+    assert len(raw) and raw["excerpt"].map(type).eq(bytes).all()
+    payload = b"".join(raw["excerpt"])
+    shown = result.secrets.to_string() + result.secrets.to_html() + repr(result.secrets["excerpt"].tolist())
+    assert "secrets_raw()" in shown  # the redaction says how to opt in
+    # the Keystone password and the Fernet tokens of the capture are in the raw excerpts only
+    for value in (b"s3cr3t-Adm1n-pw", b"gAAAAA"):
+        assert value in payload and value.decode() not in shown
+    assert result.secrets.drop(columns="excerpt").equals(raw.drop(columns="excerpt"))
+    raw.loc[0, "excerpt"] = b""  # a copy: the analysis keeps its bytes
+    assert result.secrets_raw()["excerpt"].iloc[0] != b""
+
+
+def test_reports_keep_their_show_payload_behaviour(tmp_path):
+    import json
+
+    from inspector.report.json_report import write_json
+
+    result = inspector.analyze(CAPTURES / "http-api.pcap")
+    hexed = [bytes(b).hex() for b in result.secrets_raw()["excerpt"]]
+    for show_payload in (False, True):
+        with open(tmp_path / "r.json", "w") as handle:
+            write_json(result, handle, show_payload=show_payload)
+        secrets = json.loads((tmp_path / "r.json").read_text())["secrets"]
+        assert [s.get("excerpt_hex") for s in secrets] == (hexed if show_payload else [None] * len(hexed))
+    result.export(tmp_path / "export", "parquet", show_payload=True)
+    assert inspector.load(tmp_path / "export").secrets_raw()["excerpt"].tolist() == result.secrets_raw()[
+        "excerpt"].tolist()
+
+
+def test_spool_keeps_payload_private(tmp_path):
+    import stat
+
+    from inspector.capture.reader import CaptureReader
+    from inspector.spool import SpooledTables
+
+    path = CAPTURES / "http-api.pcap"
+    with SpooledTables(tmp_path / "spool", flush_flows=1) as spool:
+        result = inspector.analysis.analyze_readers([CaptureReader(path)], watch=inspector.Watchlist(),
+                                                    names=[str(path)], store=spool)
+        assert spool.files["secrets"], "no secrets were spooled"
+        assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
+        modes = {stat.S_IMODE(p.stat().st_mode) for paths in spool.files.values() for p in paths}
+        assert modes == {0o600}
+    assert result.secrets_raw()["excerpt"].map(type).eq(bytes).all()
+    with SpooledTables() as spool:  # the default temporary folder
+        assert stat.S_IMODE(spool.folder.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(inspector.InspectorError, match="other users can read this folder"):
+        SpooledTables(shared)

@@ -21,7 +21,7 @@ from inspector.schema import JSON_COLUMNS, SCHEMAS
 
 HERE = Path(__file__).resolve().parent / "reference"
 sys.path.insert(0, str(HERE))
-from make_reference import ROOT, runs  # noqa: E402
+from make_reference import ROOT, runs, table_of  # noqa: E402
 
 RUNS = runs()
 
@@ -62,7 +62,7 @@ def test_tables_equal_reference(name):
     for table in SCHEMAS:
         want = reference(table)
         want = want[want["reference"] == name].drop(columns="reference").reset_index(drop=True)
-        got = getattr(result, table).reset_index(drop=True)
+        got = table_of(result, table).reset_index(drop=True)
         assert list(got.columns) == list(want.columns), table
         assert [str(t) for t in got.dtypes] == [str(t) for t in want.dtypes], table
         pd.testing.assert_frame_equal(comparable(got), comparable(want), obj=f"{name}: {table}")

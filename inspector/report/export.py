@@ -41,7 +41,7 @@ def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv",
         raise InspectorError(f"{out}: cannot create the export folder: {exc.strerror or exc}") from None
     written = []
     for name in TABLES:
-        table = _shareable(name, getattr(result, name), show_payload)
+        table = _shareable(name, result.secrets_raw() if name == "secrets" else getattr(result, name), show_payload)
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
             write_atomically(path, lambda h, t=table: csv_ready(t).to_csv(h, index=False))

@@ -367,7 +367,7 @@ def _excerpt_dump(excerpt: object) -> str:
 
 
 def _secrets(result: Analysis, show_payload: bool) -> Html:
-    secrets = result.secrets
+    secrets = result.secrets_raw() if show_payload else result.secrets
     if secrets.empty:
         return _section("secrets", el("p", "No secrets found in cleartext payload.", class_="muted"))
     note = (el("p", el("strong", "Payload excerpts are shown (--show-payload): "),

@@ -146,7 +146,7 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
                     "flows": len(analysis.flows), "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
-        "secrets": secret_records(analysis.secrets, show_payload),
+        "secrets": secret_records(analysis.secrets_raw() if show_payload else analysis.secrets, show_payload),
         "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
         "events": event_records(analysis.events),
     }

@@ -64,7 +64,7 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
         out += _table(["flow", "direction", "kind", "offset", "what"],
                       [[s.uid, s.direction, s.kind, s.offset, s.label] for s in result.secrets.itertuples()])
         if show_payload:
-            for s in result.secrets.itertuples():
+            for s in result.secrets_raw().itertuples():
                 out += [f"{md(s.uid)} {md(s.kind)} at offset {s.offset}:", "", "```",
                         hexdump(bytes(s.excerpt)).replace("`", "."), "```", ""]
     flows = summary_flows(result.flows, show_all=False)

@@ -37,12 +37,17 @@ def runs() -> dict[str, list[Path]]:
     return out
 
 
+def table_of(result: inspector.Analysis, table: str) -> pd.DataFrame:
+    """A table as the analysis holds it: the secrets with their payload bytes."""
+    return result.secrets_raw() if table == "secrets" else getattr(result, table)
+
+
 def main() -> None:
     parts: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMAS}
     for name, paths in runs().items():
         result = inspector.analyze([p.relative_to(ROOT) for p in paths])
         for table in SCHEMAS:
-            frame = getattr(result, table).copy()
+            frame = table_of(result, table).copy()
             frame.insert(0, "reference", name)
             parts[table].append(frame)
         print(name, len(result.flows), "flows")
