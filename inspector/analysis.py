@@ -17,7 +17,7 @@ from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
-from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
+from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
 from inspector.tables import empty_frame, typed
 from inspector.watch import PortSpec, Watchlist
 
@@ -111,7 +111,7 @@ class Analysis:
         from html import escape
 
         verdicts = self.flows["verdict"].value_counts(sort=False)
-        severities = self.findings["severity"].value_counts(sort=False)
+        severities = self.findings["severity"].value_counts().reindex(SEVERITIES, fill_value=0)
         lines = [
             f"<b>inspector analysis</b>: {len(self.inputs)} file(s), {int(self.inputs['packets'].sum()):,} packets, "
             f"{len(self.flows):,} flows ({len(self.watched):,} watched: "

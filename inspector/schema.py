@@ -7,7 +7,8 @@ tables of docs/schema.md (``markdown()``, printed by ``inspector schema
 --markdown``) are all generated from here.
 
 A table is a dict ``column -> (dtype, meaning)``; ``category`` columns take
-their categories from ``CATEGORIES``.
+their categories from ``CATEGORIES`` (ordered for ``ORDERED`` columns);
+``list`` columns hold a Python list of strings per row (``LIST_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -178,21 +179,22 @@ EVENT_COLUMNS: Columns = {
     "disk_bytes": ("int64", "bytes of the NBD disk flows"),
     "disk_bytes_clear": ("int64", "of which in clear"),
     "flows": ("int64", "number of flows in the event"),
-    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
-    "channels": ("string", "the kinds of flows seen, e.g. 'main, 2 multifd, nbd, libvirtd'"),
+    "uids": ("list", "the flows' uids (joins flows.uid)"),
+    "channels": ("list", "the kinds of flows seen, e.g. ['main', '2 multifd', 'nbd', 'libvirtd']"),
 }
 
 FINDING_COLUMNS: Columns = {
     "finding": ("string", "finding id ('F' + number, most severe first)"),
     "rule": ("string", "id of the rule that matched, e.g. 'plaintext-migration' (see `inspector rules`)"),
-    "severity": ("category", "critical, high, medium, low or info"),
+    "severity": ("category", "ordered: info < low < medium < high < critical, so `findings[findings.severity >= "
+                             "'high']` keeps high and critical"),
     "title": ("string", "one-line statement of what is wrong (or, for info, what protects)"),
-    "risks": ("string", "risks realised, comma-separated: denial of service, data leakage, data manipulation, code injection"),
+    "risks": ("list", "risks realised: denial of service, data leakage, data manipulation, code injection"),
     "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
     "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
     "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
-    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
-    "events": ("string", "migration event ids, comma-separated (joins events.event)"),
+    "uids": ("list", "the flows' uids (joins flows.uid)"),
+    "events": ("list", "migration event ids (joins events.event)"),
     "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),
     "remediation": ("string", "concrete fix: configuration options, commands, or firewall rules (newline-separated steps)"),
     "references": ("string", "advisories and documents, comma-separated (e.g. OSSN-0089)"),
@@ -252,10 +254,20 @@ SCHEMAS: dict[str, Columns] = {
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "watch": ROLES, "verdict": VERDICTS, "orig_verdict": VERDICTS, "resp_verdict": VERDICTS,
-    "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES, "direction": DIRECTIONS,
+    "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES[::-1], "direction": DIRECTIONS,
     "label": WINDOW_LABELS, "protection": PROTECTIONS, "closed_by": CLOSED_BY,
 }
-"""Categories of the columns whose dtype is 'category' ('' in protocol: none recognised)."""
+"""Categories of the columns whose dtype is 'category' ('' in protocol: none recognised),
+in ascending order for the ``ORDERED`` ones."""
+
+ORDERED = frozenset({"severity"})
+"""Categorical columns that compare by their order (``severity >= 'high'``)."""
+
+LIST_COLUMNS = frozenset(name for columns in SCHEMAS.values() for name, (dtype, _doc) in columns.items()
+                         if dtype == "list")
+"""Columns holding a list of strings per row in the library's tables. Files: Parquet
+holds lists, CSV the items joined with ', ' (``inspector.load`` splits them back on
+','), JSON arrays (but ``events.channels`` stays the text of schema_version 1)."""
 
 MISSING_WHEN_EMPTY = frozenset(c for c in FLOW_COLUMNS if c.startswith(("tls_", "ssh_")))
 """Text columns where missing (no handshake) differs from empty; CSV writes

@@ -140,3 +140,45 @@ def test_spool_keeps_payload_private(tmp_path):
     shared.chmod(0o755)
     with pytest.raises(inspector.InspectorError, match="other users can read this folder"):
         SpooledTables(shared)
+
+
+# ---------------------------------------------------------------- severities and list columns
+
+
+def test_findings_filter_by_severity():
+    findings = analysed().findings
+    assert findings["severity"].dtype.ordered
+    severe = findings[findings.severity >= "high"]
+    assert list(severe["severity"].astype(str)) == ["critical", "high", "high"]
+    assert set(findings[findings.severity < "high"]["severity"].astype(str)) == {"info"}
+    assert findings.sort_values("severity", ascending=False)["finding"].tolist()[0] == "F1"
+
+
+def test_list_valued_columns_are_lists():
+    result = analysed()
+    for table, columns in (("events", ["uids", "channels"]), ("findings", ["uids", "events", "risks"])):
+        for column in columns:
+            assert all(type(v) is list and all(type(x) is str for x in v) for v in getattr(result, table)[column]), (
+                table, column)
+    critical = result.findings[result.findings.severity == "critical"].iloc[0]
+    assert "data leakage" in critical.risks and critical.events == ["M1"]
+    assert set(critical.uids) <= set(result.flows["uid"])  # joins without splitting
+    assert result.events.set_index("event").loc["M1", "channels"] == ["main"]
+    exploded = result.findings.explode("uids").merge(result.flows[["uid", "resp_p"]], left_on="uids", right_on="uid")
+    assert len(exploded) == sum(len(u) for u in result.findings["uids"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_list_columns_survive_export_and_load(tmp_path, fmt):
+    import pandas as pd
+
+    result = analysed()
+    result.export(tmp_path, fmt)
+    if fmt == "csv":  # one documented rule: CSV joins list items with ', '
+        cells = pd.read_csv(tmp_path / "findings.csv", dtype=str, keep_default_na=False)
+        assert cells["risks"].iloc[0] == ", ".join(result.findings["risks"].iloc[0])
+    loaded = inspector.load(tmp_path)
+    for table, column in (("events", "uids"), ("events", "channels"), ("findings", "uids"),
+                          ("findings", "events"), ("findings", "risks")):
+        assert getattr(loaded, table)[column].tolist() == getattr(result, table)[column].tolist(), (table, column)
+    assert loaded.findings["severity"].dtype == result.findings["severity"].dtype

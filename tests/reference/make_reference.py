@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 import inspector  # noqa: E402
 from inspector.schema import SCHEMAS  # noqa: E402
+from inspector.tables import with_json_text  # noqa: E402
 
 CAPTURES = ROOT / "captures"
 
@@ -52,7 +53,8 @@ def main() -> None:
             parts[table].append(frame)
         print(name, len(result.flows), "flows")
     for table, frames in parts.items():
-        pd.concat(frames, ignore_index=True).to_parquet(HERE / f"{table}.parquet", index=False)
+        # dict columns (evidence fields) as JSON text, as the spool and exports hold them
+        with_json_text(pd.concat(frames, ignore_index=True)).to_parquet(HERE / f"{table}.parquet", index=False)
 
 
 if __name__ == "__main__":
