@@ -220,10 +220,11 @@ SECRET_COUNT_COLUMNS: Columns = {
 }
 
 BYTE_HISTOGRAM_COLUMNS: Columns = {
-    "uid": ("string", "flow id (joins flows.uid); directions of watched flows longer than 1 MiB only"),
+    "uid": ("string", "flow id (joins flows.uid); directions of watched flows that moved at least 256 KiB only"),
     "direction": ("string", "orig or resp"),
     "byte": ("int64", "byte value 0-255"),
-    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...)"),
+    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...); "
+                       "in its 16 KiB head when it moved less than 1 MiB (e.g. a compressed multifd channel)"),
 }
 
 INPUT_COLUMNS: Columns = {

@@ -6,9 +6,9 @@
 
 Every table, column, dtype and value must be the same (rows compared sorted,
 JSON text parsed), except what a change meant to alter, which it lists:
-list columns (the old comma-joined text split equals the new list) and
-categories (their order and ordered flag, e.g. severity). Exits 1 on any other
-difference. Restore the tables it finds identical from git so the commit holds
+list columns (the old comma-joined text split equals the new list),
+categories (their order and ordered flag, e.g. severity) and rows added to a
+table whose old rows are all still there. Exits 1 on any other difference. Restore the tables it finds identical from git so the commit holds
 only the deliberate changes.
 """
 import json, sys
@@ -31,14 +31,22 @@ for table in SCHEMAS:
     deliberate = []
     if list(old.columns) != list(new.columns):
         print(table, "COLUMNS differ", list(old.columns), list(new.columns)); problems += 1; continue
-    if len(old) != len(new):
-        print(table, "ROWS differ", len(old), len(new)); problems += 1; continue
+    if len(old) != len(new):  # rows added by a deliberate change: every old row must still be there
+        text = lambda f: f.astype(str).apply(lambda c: c.map(str))
+        merged = text(old).merge(text(new), how="right", indicator=True)
+        gone = len(old) - int((merged["_merge"] == "both").sum())
+        print(f"{table}: {len(old)} -> {len(new)} rows; old rows {'all kept unchanged' if not gone else f'{gone} GONE'}; "
+              f"{len(new) - len(old) + gone} added (review them)")
+        problems += bool(gone)
+        continue
     for col in old.columns:
         o, n = old[col], new[col]
         if col in LIST_COLUMNS and table in ("events", "findings"):
-            split = [[p.strip() for p in str(v).split(",") if p.strip()] for v in o]
+            was_text = all(isinstance(v, str) for v in o)
+            split = [[p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else list(v) for v in o]
             same = split == [list(v) for v in n]
-            deliberate.append(f"{col}: text -> list ({'equal items' if same else 'ITEMS DIFFER'})")
+            if was_text or not same:
+                deliberate.append(f"{col}: text -> list ({'equal items' if same else 'ITEMS DIFFER'})")
             problems += not same
             continue
         if str(o.dtype) != str(n.dtype):
