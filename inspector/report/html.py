@@ -349,7 +349,8 @@ def _events(events: pd.DataFrame) -> Html:
     rows = ([e.event, _towards(e.src_h, e.dst_h), _when(e.start), _when(e.end),
              badge(e.protection, plots.PROTECTION_SHADE.get(str(e.protection), "unknown")),
              human_bytes(e.ram_bytes), human_bytes(e.ram_bytes_clear), human_bytes(e.disk_bytes),
-             human_bytes(e.disk_bytes_clear), e.flows, ", ".join(e.channels), el("span", ", ".join(e.uids), class_="mono")]
+             human_bytes(e.disk_bytes_clear), e.flows, ", ".join(e.channels),
+             el("span", ", ".join(e.uids), class_="mono")]
             for e in events.itertuples(index=False))
     return _section("events", table(["event", "source → destination", "start", "end", "protection", "RAM",
                                      "RAM in clear", "disk", "disk in clear", "flows", "channels", "flow uids"],

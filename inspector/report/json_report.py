@@ -26,7 +26,8 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.report.payload import printable
 from inspector.schema import (ANOMALY_COLUMNS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
-                              LIST_COLUMNS, PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES, TUNNELS, Columns)
+                              LIST_COLUMNS, PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES,
+                              TUNNELS, Columns)
 from inspector.tables import json_bytes
 from inspector.watch import Watchlist, port_ranges
 

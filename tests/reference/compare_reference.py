@@ -8,8 +8,9 @@ Every table, column, dtype and value must be the same (rows compared sorted,
 JSON text parsed), except what a change meant to alter, which it lists:
 list columns (the old comma-joined text split equals the new list),
 categories (their order and ordered flag, e.g. severity) and rows added to a
-table whose old rows are all still there. Exits 1 on any other difference. Restore the tables it finds identical from git so the commit holds
-only the deliberate changes.
+table whose old rows are all still there. Exits 1 on any other difference.
+Restore the tables it finds identical from git, so the commit holds only the
+deliberate changes.
 """
 import json, sys
 from pathlib import Path
@@ -35,8 +36,8 @@ for table in SCHEMAS:
         text = lambda f: f.astype(str).apply(lambda c: c.map(str))
         merged = text(old).merge(text(new), how="right", indicator=True)
         gone = len(old) - int((merged["_merge"] == "both").sum())
-        print(f"{table}: {len(old)} -> {len(new)} rows; old rows {'all kept unchanged' if not gone else f'{gone} GONE'}; "
-              f"{len(new) - len(old) + gone} added (review them)")
+        kept = "all kept unchanged" if not gone else f"{gone} GONE"
+        print(f"{table}: {len(old)} -> {len(new)} rows; old rows {kept}; {len(new) - len(old) + gone} added (review them)")
         problems += bool(gone)
         continue
     for col in old.columns:
