@@ -18,9 +18,9 @@ from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
-from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS
+from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
 from inspector.tables import empty_frame, typed
-from inspector.watch import Watchlist
+from inspector.watch import PortSpec, Watchlist
 
 if TYPE_CHECKING:
     from scapy.plist import PacketList
@@ -37,11 +37,20 @@ class Progress(NamedTuple):
     file_bytes_total: int
 
 
+REDACTED_EXCERPT = "redacted: Analysis.secrets_raw() shows the bytes"
+"""What ``Analysis.secrets`` shows in place of payload, like a report without --show-payload."""
+
+
 @dataclass
 class Analysis:
     """Result of :func:`analyze`: tables joined on ``uid`` (flows, windows,
     evidence, secrets, findings' uids), on ``event`` (flows, events) and on
-    ``file`` (inputs, anomalies)."""
+    ``file`` (inputs, anomalies).
+
+    ``secrets`` shows what a report shows: the label of each match, its
+    ``excerpt`` redacted (a notebook is shared like a report). The payload
+    bytes around each match are one explicit call away: ``secrets_raw()``.
+    """
 
     flows: pd.DataFrame
     windows: pd.DataFrame
@@ -59,6 +68,15 @@ class Analysis:
     def __post_init__(self) -> None:
         for name, columns in SCHEMAS.items():
             setattr(self, name, typed(getattr(self, name), columns))
+        self._secrets_raw = self.secrets  # given with the bytes (scan, or an export made with show_payload)
+        self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
+            lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
+
+    def secrets_raw(self) -> pd.DataFrame:
+        """``secrets`` with the payload bytes around each match in ``excerpt``
+        (what ``--show-payload`` puts in reports): passwords and keys in clear.
+        Handle the output like the capture."""
+        return self._secrets_raw.copy()
 
     @property
     def watched(self) -> pd.DataFrame:
@@ -109,7 +127,7 @@ class Analysis:
         from html import escape
 
         verdicts = self.flows["verdict"].value_counts(sort=False)
-        severities = self.findings["severity"].value_counts(sort=False)
+        severities = self.findings["severity"].value_counts().reindex(SEVERITIES, fill_value=0)
         lines = [
             f"<b>inspector analysis</b>: {len(self.inputs)} file(s), {int(self.inputs['packets'].sum()):,} packets, "
             f"{len(self.flows):,} flows ({len(self.watched):,} watched: "
@@ -127,6 +145,10 @@ def analyze(
     paths: PathLike | BinaryIO | Iterable[Any],
     *,
     watch: Watchlist | None = None,
+    watch_config: PathLike | None = None,
+    migration_ports: PortSpec | None = None,
+    libvirtd_ports: PortSpec | None = None,
+    ssh_ports: PortSpec | None = None,
     internal_nets: Iterable[str] = (),
     on_progress: Callable[[Progress], None] | None = None,
     detectors: bool = True,
@@ -149,13 +171,21 @@ def analyze(
     measure what the protocol evidence adds). ``secrets=False`` skips the scan
     of cleartext payload for secrets (``Analysis.secrets``).
 
+    The watchlist takes the CLI's options under the same names:
+    ``watch_config`` (a TOML file with a ``[watch]`` table), then
+    ``migration_ports``, ``libvirtd_ports``, ``ssh_ports`` (a ``PortSpec``:
+    ``[22, 2222]``, ``"49152-49215"``, ...) over ``watch`` (default
+    ``Watchlist.default()``), then ``internal_nets`` added.
+
     Example::
 
         result = inspector.analyze("captures/qemu-plain.pcap.gz")
         result.flows[["uid", "resp_p", "watch", "verdict", "reason"]]
+        inspector.analyze("captures/ssh-bulk.pcap.gz", ssh_ports=[22, 2222])
     """
     sources = inputs_of(paths)
-    watch = (watch or Watchlist.default()).with_internal_nets(list(internal_nets))
+    watch = Watchlist.from_options(watch=watch, watch_config=watch_config, migration_ports=migration_ports,
+                                   libvirtd_ports=libvirtd_ports, ssh_ports=ssh_ports, internal_nets=internal_nets)
     total = sum(source.size() for source in sources)
     done_files = 0
 

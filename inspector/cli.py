@@ -48,16 +48,10 @@ def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
 
 def _watchlist(config: str | None, migration_ports: str | None, libvirtd_ports: str | None,
                ssh_ports: str | None, internal_nets: tuple[str, ...]) -> Watchlist:
-    from inspector.watch import Watchlist, parse_ports
+    from inspector.watch import Watchlist
 
-    watch = Watchlist.from_toml(config) if config else Watchlist.default()
-    changes = {}
-    for key, spec, flag in (("migration_ports", migration_ports, "--migration-ports"),
-                            ("libvirtd_ports", libvirtd_ports, "--libvirtd-ports"),
-                            ("ssh_ports", ssh_ports, "--ssh-ports")):
-        if spec is not None:
-            changes[key] = parse_ports(spec, flag)
-    return replace(watch, **changes).with_internal_nets(internal_nets)
+    return Watchlist.from_options(watch_config=config, migration_ports=migration_ports,
+                                  libvirtd_ports=libvirtd_ports, ssh_ports=ssh_ports, internal_nets=internal_nets)
 
 
 FAIL_ON = click.option(

@@ -161,7 +161,7 @@ def _judge(members) -> dict:
     else:
         protection = "unknown"
     order = ("main", "migration", "tls-migration", "multifd", "nbd", "tunnel", "tunnel-tls", "ssh", "libvirtd")
-    channels = ", ".join(f"{kinds[k]} {k}" if kinds[k] > 1 else k for k in order if k in kinds)
+    channels = [f"{kinds[k]} {k}" if kinds[k] > 1 else k for k in order if k in kinds]
     return {"protection": protection, "ram_bytes": ram, "ram_bytes_clear": ram_clear, "disk_bytes": disk,
             "disk_bytes_clear": disk_clear, "flows": len(members),
-            "uids": ",".join(row.uid for _, row, _ in members), "channels": channels}
+            "uids": [row.uid for _, row, _ in members], "channels": channels}

@@ -135,7 +135,7 @@ class Secrets(Meter):
 
 
 class ByteHistograms(Meter):
-    """Byte-value counts of the probe regions of watched flows (``flows.histograms``)."""
+    """Byte-value counts of the probe regions (or full head) of bulk watched flows (``flows.histograms``)."""
 
     tables = ("byte_histograms",)
 
@@ -148,8 +148,11 @@ class ByteHistograms(Meter):
             self.histograms.on_region(region)
 
     def take(self, part: Part) -> None:
+        orig_first = part.orig_slot % 2 == 0  # direction 0 of the flow is its originator's
+        orig, resp = part.flows["orig_bytes"].to_numpy(), part.flows["resp_bytes"].to_numpy()
+        sent = np.column_stack([np.where(orig_first, orig, resp), np.where(orig_first, resp, orig)]).ravel()
         part.tables["byte_histograms"] = self.histograms.take(
-            part.fids.tolist(), part.flows["uid"].to_numpy(), part.orig_slot, ended=part.ended)
+            part.fids.tolist(), part.flows["uid"].to_numpy(), part.orig_slot, sent, ended=part.ended)
 
 
 def default_meters(*, detectors: bool = True, secrets: bool = True,

@@ -7,7 +7,8 @@ tables of docs/schema.md (``markdown()``, printed by ``inspector schema
 --markdown``) are all generated from here.
 
 A table is a dict ``column -> (dtype, meaning)``; ``category`` columns take
-their categories from ``CATEGORIES``.
+their categories from ``CATEGORIES`` (ordered for ``ORDERED`` columns);
+``list`` columns hold a Python list of strings per row (``LIST_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -181,21 +182,22 @@ EVENT_COLUMNS: Columns = {
     "disk_bytes": ("int64", "bytes of the NBD disk flows"),
     "disk_bytes_clear": ("int64", "of which in clear"),
     "flows": ("int64", "number of flows in the event"),
-    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
-    "channels": ("string", "the kinds of flows seen, e.g. 'main, 2 multifd, nbd, libvirtd'"),
+    "uids": ("list", "the flows' uids (joins flows.uid)"),
+    "channels": ("list", "the kinds of flows seen, e.g. ['main', '2 multifd', 'nbd', 'libvirtd']"),
 }
 
 FINDING_COLUMNS: Columns = {
     "finding": ("string", "finding id ('F' + number, most severe first)"),
     "rule": ("string", "id of the rule that matched, e.g. 'plaintext-migration' (see `inspector rules`)"),
-    "severity": ("category", "critical, high, medium, low or info"),
+    "severity": ("category", "ordered: info < low < medium < high < critical, so `findings[findings.severity >= "
+                             "'high']` keeps high and critical"),
     "title": ("string", "one-line statement of what is wrong (or, for info, what protects)"),
-    "risks": ("string", "risks realised, comma-separated: denial of service, data leakage, data manipulation, code injection"),
+    "risks": ("list", "risks realised: denial of service, data leakage, data manipulation, code injection"),
     "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
     "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
     "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
-    "uids": ("string", "the flows' uids, comma-separated (joins flows.uid)"),
-    "events": ("string", "migration event ids, comma-separated (joins events.event)"),
+    "uids": ("list", "the flows' uids (joins flows.uid)"),
+    "events": ("list", "migration event ids (joins events.event)"),
     "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),
     "remediation": ("string", "concrete fix: configuration options, commands, or firewall rules (newline-separated steps)"),
     "references": ("string", "advisories and documents, comma-separated (e.g. OSSN-0089)"),
@@ -209,7 +211,8 @@ SECRET_COLUMNS: Columns = {
     "offset": ("int64", "stream offset of the match in its direction (TCP), -1 when unknown"),
     "length": ("int64", "bytes matched"),
     "label": ("string", "what matched, without the secret: e.g. 'password = <12 bytes>'"),
-    "excerpt": ("object", "bytes around the match (raw; reports show them only with --show-payload)"),
+    "excerpt": ("object", "bytes around the match, redacted: `Analysis.secrets` holds a note in their place, "
+                          "`Analysis.secrets_raw()` the bytes (reports show them only with --show-payload)"),
 }
 
 SECRET_COUNT_COLUMNS: Columns = {
@@ -220,10 +223,11 @@ SECRET_COUNT_COLUMNS: Columns = {
 }
 
 BYTE_HISTOGRAM_COLUMNS: Columns = {
-    "uid": ("string", "flow id (joins flows.uid); directions of watched flows longer than 1 MiB only"),
+    "uid": ("string", "flow id (joins flows.uid); directions of watched flows that moved at least 256 KiB only"),
     "direction": ("string", "orig or resp"),
     "byte": ("int64", "byte value 0-255"),
-    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...)"),
+    "count": ("int64", "occurrences in the reassembled probe regions of that direction (16 KiB at 1, 2, 4 MiB ...); "
+                       "in its 16 KiB head when it moved less than 1 MiB (e.g. a compressed multifd channel)"),
 }
 
 INPUT_COLUMNS: Columns = {
@@ -254,10 +258,20 @@ SCHEMAS: dict[str, Columns] = {
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "watch": ROLES, "verdict": VERDICTS, "orig_verdict": VERDICTS, "resp_verdict": VERDICTS,
-    "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES, "direction": DIRECTIONS,
+    "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES[::-1], "direction": DIRECTIONS,
     "label": WINDOW_LABELS, "protection": PROTECTIONS, "closed_by": CLOSED_BY,
 }
-"""Categories of the columns whose dtype is 'category' ('' in protocol: none recognised)."""
+"""Categories of the columns whose dtype is 'category' ('' in protocol: none recognised),
+in ascending order for the ``ORDERED`` ones."""
+
+ORDERED = frozenset({"severity"})
+"""Categorical columns that compare by their order (``severity >= 'high'``)."""
+
+LIST_COLUMNS = frozenset(name for columns in SCHEMAS.values() for name, (dtype, _doc) in columns.items()
+                         if dtype == "list")
+"""Columns holding a list of strings per row in the library's tables. Files: Parquet
+holds lists, CSV the items joined with ', ' (``inspector.load`` splits them back on
+','), JSON arrays (but ``events.channels`` stays the text of schema_version 1)."""
 
 MISSING_WHEN_EMPTY = frozenset(c for c in FLOW_COLUMNS if c.startswith(("tls_", "ssh_")))
 """Text columns where missing (no handshake) differs from empty; CSV writes

@@ -2,9 +2,9 @@
 
 Every table an ``Analysis`` holds is cast here, whether it was just computed
 or loaded back from an export, so a notebook sees the same dtypes either
-way: UInt16 ports, categorical roles, verdicts, protocols and severities,
-UTC datetimes, timedeltas, and the full set of columns even when a table has
-no rows.
+way: UInt16 ports, categorical roles, verdicts and protocols, ordered
+severities, lists of uids and events, UTC datetimes, timedeltas, and the
+full set of columns even when a table has no rows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 from pandas.api.types import pandas_dtype
 
-from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
+from inspector.schema import CATEGORIES, JSON_COLUMNS, LIST_COLUMNS, ORDERED, Columns
 
 
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
     cast = {}
     for name, (dtype, _doc) in columns.items():
         values = frame[name] if name in present else pd.Series([None] * len(frame), index=frame.index)
-        cast[name] = _cast(values, dtype, CATEGORIES.get(name)).array
+        cast[name] = _cast(values, dtype, CATEGORIES.get(name), name in ORDERED).array
     return pd.DataFrame(cast, index=frame.index)  # built once: a column insert costs more than a column
 
 
@@ -36,12 +36,15 @@ def empty_frame(columns: Columns) -> pd.DataFrame:
     return typed(pd.DataFrame(), columns)
 
 
-def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> pd.Series:
-    if _already(values, dtype, categories):  # tables are typed as they are built: joining them re-types nothing
+def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ordered: bool = False) -> pd.Series:
+    if _already(values, dtype, categories, ordered):  # tables are typed as they are built: joining re-types nothing
         return values
     if dtype == "category":
         return pd.Series(pd.Categorical(values.astype(object).where(values.notna(), None),
-                                        categories=_categories(values, categories)), index=values.index)
+                                        categories=_categories(values, categories), ordered=ordered),
+                         index=values.index)
+    if dtype == "list":
+        return pd.Series([as_list(v) for v in values.tolist()], index=values.index, dtype=object)
     if dtype.startswith("datetime64"):
         return pd.to_datetime(values, utc=True).astype(dtype)
     if dtype.startswith("timedelta64"):
@@ -54,11 +57,24 @@ def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> 
     return values.astype(dtype)
 
 
-def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> bool:
+def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ordered: bool = False) -> bool:
     """``values`` has exactly the documented dtype (and, for a category, exactly its documented categories)."""
     if dtype == "category":
-        return isinstance(values.dtype, pd.CategoricalDtype) and tuple(values.cat.categories) == tuple(categories or ())
+        return (isinstance(values.dtype, pd.CategoricalDtype) and values.dtype.ordered == ordered
+                and tuple(values.cat.categories) == tuple(categories or ()))
+    if dtype == "list":
+        return values.dtype == object and all(type(v) is list for v in values.tolist())
     return dtype != "object" and values.dtype == _DTYPES.setdefault(dtype, pandas_dtype(dtype))
+
+
+def as_list(value: Any) -> list[str]:
+    """A list column's cell as a list of strings: a list, an array (Parquet),
+    or text joined with ',' (CSV); empty for a missing value."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return []
+    return [str(v) for v in value]
 
 
 _DTYPES: dict = {}
@@ -85,6 +101,12 @@ def _nan_as_null(value: Any) -> Any:
     if isinstance(value, list):
         return [_nan_as_null(v) for v in value]
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def with_lists_joined(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its list columns (``LIST_COLUMNS``) as text joined with ', ', for CSV."""
+    names = [name for name in frame.columns if name in LIST_COLUMNS]
+    return frame.assign(**{name: [", ".join(v) for v in frame[name].tolist()] for name in names}) if names else frame
 
 
 def with_json_text(frame: pd.DataFrame) -> pd.DataFrame:

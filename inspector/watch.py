@@ -15,7 +15,9 @@ network(s) are named by the reviewer. A TOML file can override any of it::
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -25,12 +27,17 @@ import numpy as np
 from inspector.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PORT_KEYS = ("migration_ports", "libvirtd_ports", "ssh_ports")
 
 
 
-def parse_ports(spec: str | int | list | tuple, what: str) -> frozenset[int]:
-    """'49152-49261,16509' or [16509, "49152-49215"] -> set of ports."""
-    items = spec if isinstance(spec, (list, tuple)) else str(spec).split(",")
+PortSpec = str | int | Iterable[int | str]
+"""'49152-49261,16509', 22, [22, 2222], range(49152, 49216) or [16509, "49152-49215"]."""
+
+
+def parse_ports(spec: PortSpec, what: str) -> frozenset[int]:
+    """A ``PortSpec`` (any iterable of ports and ranges, or a comma-separated string) -> set of ports."""
+    items = spec if isinstance(spec, Iterable) and not isinstance(spec, str) else str(spec).split(",")
     ports: set[int] = set()
     for item in items:
         text = str(item).strip()
@@ -72,16 +79,50 @@ def parse_networks(specs, what: str) -> tuple[IPNetwork, ...]:
 
 @dataclass(frozen=True)
 class Watchlist:
-    """Ports and networks whose flows a reviewer must see."""
+    """Ports and networks whose flows a reviewer must see.
+
+    Ports take any ``PortSpec`` and networks any iterable of CIDR strings
+    (or one string); both are normalised on construction, so
+    ``Watchlist(ssh_ports=[22, 2222])`` and ``Watchlist(ssh_ports="22,2222")``
+    are the same watchlist.
+    """
 
     migration_ports: frozenset[int] = field(default_factory=lambda: frozenset(range(49152, 49262)))
     libvirtd_ports: frozenset[int] = frozenset({16509, 16514})
     ssh_ports: frozenset[int] = frozenset({22})
     internal_nets: tuple[IPNetwork, ...] = ()
 
+    def __post_init__(self) -> None:
+        for key in PORT_KEYS:
+            value = getattr(self, key)
+            if not (isinstance(value, frozenset) and all(type(p) is int for p in value)):
+                object.__setattr__(self, key, parse_ports(value, key))
+        nets = self.internal_nets
+        if not (isinstance(nets, tuple) and all(isinstance(n, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+                                                for n in nets)):
+            object.__setattr__(self, "internal_nets",
+                               parse_networks([nets] if isinstance(nets, str) else nets, "internal_nets"))
+
     @classmethod
     def default(cls) -> Watchlist:
         return cls()
+
+    @classmethod
+    def from_options(cls, *, watch: Watchlist | None = None, watch_config: str | os.PathLike | None = None,
+                     migration_ports: PortSpec | None = None, libvirtd_ports: PortSpec | None = None,
+                     ssh_ports: PortSpec | None = None, internal_nets: Iterable[str] = ()) -> Watchlist:
+        """The watchlist the CLI's options (and ``analyze()``'s keywords of the
+        same names) describe: ``watch`` (or the defaults), then the ``[watch]``
+        table of ``watch_config``, then each port option given, then
+        ``internal_nets`` added."""
+        base = watch or cls.default()
+        if watch_config is not None:
+            base = cls.from_toml(watch_config, base)
+        changes = {key: parse_ports(spec, f"--{key.replace('_', '-')}")
+                   for key, spec in (("migration_ports", migration_ports), ("libvirtd_ports", libvirtd_ports),
+                                     ("ssh_ports", ssh_ports)) if spec is not None}
+        return replace(base, **changes).with_internal_nets([internal_nets] if isinstance(internal_nets, str)
+                                                            else list(internal_nets))
 
     @classmethod
     def from_toml(cls, path: str | Path, base: Watchlist | None = None) -> Watchlist:
@@ -104,7 +145,7 @@ class Watchlist:
             raise ConfigError(f"{where}: unknown watchlist keys {sorted(unknown)}; known: {sorted(known)}")
         wl = base or cls()
         changes: dict = {}
-        for key in ("migration_ports", "libvirtd_ports", "ssh_ports"):
+        for key in PORT_KEYS:
             if key in table:
                 changes[key] = parse_ports(table[key], f"{where}: {key}")
         if "internal_nets" in table:

@@ -204,7 +204,7 @@ def test_spooled_flows_come_back_as_they_were(tmp_path):
                                                      timeouts=Timeouts(after_close=1.0, sweep=0.5))
         assert len(spool.files["flows"]) >= 2
     _same(spooled, inspector.analyze(paths))
-    assert spooled.secrets["excerpt"].map(type).eq(bytes).all()
+    assert spooled.secrets_raw()["excerpt"].map(type).eq(bytes).all()
 
 
 @needs_root

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import inspector
-from inspector.schema import CATEGORIES
+from inspector.schema import CATEGORIES, ORDERED
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = [ROOT / "captures" / name for name in ("qemu-plain.pcap.gz", "qemu-tls.pcap.gz", "http-api.pcap")]
@@ -41,6 +41,9 @@ def _assert_schema(result: inspector.Analysis) -> None:
             if dtype == "category":
                 assert isinstance(actual, pd.CategoricalDtype), (name, column)
                 assert list(actual.categories)[: len(CATEGORIES[column])] == list(CATEGORIES[column])
+                assert actual.ordered == (column in ORDERED), (name, column)
+            elif dtype == "list":
+                assert actual == object and all(type(v) is list for v in table[column]), (name, column)
             else:
                 assert str(actual) == dtype, (name, column, actual)
 

@@ -186,7 +186,8 @@ def test_real_api_exchange_exposes_every_kind(api_capture):
     result = inspector.analyze(pcap)
     flow = result.flows[result.flows["orig_p"] == client_port].iloc[0]
     assert flow.verdict == "plaintext"
-    rows = result.secrets[result.secrets["uid"] == flow.uid]
+    raw = result.secrets_raw()
+    rows = raw[raw["uid"] == flow.uid]
     assert set(zip(rows["direction"], rows["kind"], rows["label"])) == set(EXPECTED)
     assert len(rows) == len(EXPECTED)
     matched = _at_offsets_are_the_matches(rows, flow, _streams(pcap))
@@ -245,7 +246,7 @@ def test_guest_ram_of_a_plaintext_migration():
     }
     flow = result.flows.iloc[0]
     streams = _streams(path, gzip.open)
-    for matched in _at_offsets_are_the_matches(result.secrets, flow, streams):
+    for matched in _at_offsets_are_the_matches(result.secrets_raw(), flow, streams):
         assert re.fullmatch(rb"(rabbit|mysql\+pymysql)://[a-z]+:[0-9a-f]+@|BindPasswd: secret", matched), matched
 
 

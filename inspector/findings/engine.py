@@ -18,10 +18,10 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
         for match in rule.matches(facts):
             rows.append({
                 "rule": rule.id, "severity": rule.severity, "title": rule.title,
-                "risks": ", ".join(rule.risks), "summary": match.summary,
+                "risks": list(rule.risks), "summary": match.summary,
                 "evidence": "\n".join(match.evidence), "hosts": ", ".join(facts.host_pairs(match.uids)),
-                "uids": ",".join(match.uids),
-                "events": ",".join(match.events), "bytes_exposed": int(match.bytes_exposed),
+                "uids": list(match.uids),
+                "events": list(match.events), "bytes_exposed": int(match.bytes_exposed),
                 "remediation": "\n".join(rule.remediation), "references": ", ".join(rule.references),
             })
     frame = pd.DataFrame(rows, columns=[c for c in FINDING_COLUMNS if c != "finding"])
@@ -31,5 +31,4 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
 
 def at_or_above(findings: pd.DataFrame, severity: str) -> pd.DataFrame:
     """Findings at least as severe as ``severity`` (for ``--fail-on``)."""
-    rank = SEVERITIES.index(severity)
-    return findings[findings["severity"].astype(str).map(SEVERITIES.index) <= rank]
+    return findings[findings["severity"] >= severity]

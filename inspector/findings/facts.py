@@ -79,7 +79,7 @@ class Facts:
         return f[(f["protocol"] == protocol) & f["verdict"].astype(str).isin(CLEAR)]
 
     def event_flows(self, event) -> list:
-        return self.rows(str(event.uids).split(","))
+        return self.rows(list(event.uids))
 
     def in_internal_nets(self, host: str) -> bool:
         try:

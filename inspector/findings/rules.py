@@ -79,7 +79,7 @@ def _events(protection: str) -> Callable[[Facts], Iterable[Match]]:
             if event.disk_bytes:
                 moved += f", disk {human_bytes(int(event.disk_bytes_clear))} of {human_bytes(int(event.disk_bytes))} in clear"
             summary = (f"migration {event.event} {event.src_h} -> {event.dst_h} at {event.start:%Y-%m-%d %H:%M:%S} "
-                       f"({event.channels}): {moved}")
+                       f"({', '.join(event.channels)}): {moved}")
             lines = [flow_line(f) for f in flows] + _guest_details(facts, flows)
             yield Match(tuple(f.uid for f in flows), summary, tuple(lines), (event.event,), clear)
     return matches
@@ -255,9 +255,9 @@ def _migration_on_api_network(facts: Facts) -> Iterable[Match]:
             shared = event.src_h in api_hosts or event.dst_h in api_hosts
             why = "its hosts also exchange API traffic (HTTP, AMQP or MySQL) on the same addresses"
         if shared and not (event.src_h.startswith("127.") and event.dst_h.startswith("127.")):
-            yield Match(tuple(str(event.uids).split(",")), f"migration {event.event} {event.src_h} -> "
-                        f"{event.dst_h}: {why}", (f"{event.event}: {event.channels}, protection {event.protection}",),
-                        (event.event,))
+            channels = ", ".join(event.channels)
+            yield Match(tuple(event.uids), f"migration {event.event} {event.src_h} -> {event.dst_h}: {why}",
+                        (f"{event.event}: {channels}, protection {event.protection}",), (event.event,))
 
 
 # ---------------------------------------------------------------- the table

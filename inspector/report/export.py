@@ -20,7 +20,7 @@ from inspector.analysis import Analysis
 from inspector.errors import InspectorError
 from inspector.report.output import EXPORT_FORMATS, write_atomically
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
-from inspector.tables import with_json_parsed, with_json_text
+from inspector.tables import with_json_parsed, with_json_text, with_lists_joined
 from inspector.watch import Watchlist
 
 TABLES = tuple(SCHEMAS)
@@ -41,7 +41,7 @@ def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv",
         raise InspectorError(f"{out}: cannot create the export folder: {exc.strerror or exc}") from None
     written = []
     for name in TABLES:
-        table = _shareable(name, getattr(result, name), show_payload)
+        table = _shareable(name, result.secrets_raw() if name == "secrets" else getattr(result, name), show_payload)
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
             write_atomically(path, lambda h, t=table: csv_ready(t).to_csv(h, index=False))
@@ -66,8 +66,8 @@ def _shareable(name: str, table: pd.DataFrame, show_payload: bool) -> pd.DataFra
 
 
 def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
-    """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text."""
-    out = with_json_text(table).copy()
+    """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text, lists joined with ', '."""
+    out = with_lists_joined(with_json_text(table)).copy()
     for col in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[col]):
             out[col] = out[col].dt.total_seconds()
@@ -123,7 +123,7 @@ def _read_table(path: Path, fmt: str, columns) -> pd.DataFrame:
     for name, (dtype, _doc) in columns.items():  # CSV keeps text: numbers and empty cells back
         if name in MISSING_WHEN_EMPTY and name in frame.columns:
             frame[name] = frame[name].replace("", None)
-        elif name in frame.columns and dtype not in ("string", "category", "object") \
+        elif name in frame.columns and dtype not in ("string", "category", "object", "list") \
                 and not dtype.startswith("datetime64"):
             values = frame[name].replace("", None)
             frame[name] = values.map({"True": True, "False": False}) if dtype == "bool" else pd.to_numeric(values)

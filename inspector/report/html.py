@@ -324,10 +324,10 @@ def _findings(findings: pd.DataFrame) -> Html:
 
 def _finding(f) -> Html:
     severity = str(f.severity)
-    facts = [("rule", el("code", f.rule)), ("risks", ", ".join(_lines(f.risks, ","))),
+    facts = [("rule", el("code", f.rule)), ("risks", ", ".join(f.risks)),
              ("bytes exposed", human_bytes(int(f.bytes_exposed)) if f.bytes_exposed else "none"),
-             ("flows", el("span", ", ".join(_lines(f.uids, ",")), class_="mono")),
-             ("events", ", ".join(_lines(f.events, ","))),
+             ("flows", el("span", ", ".join(f.uids), class_="mono")),
+             ("events", ", ".join(f.events)),
              ("references", ", ".join(_lines(f.references, ",")))]
     return el("article",
               el("h3", badge(severity, severity), " ", f.finding, ": ", f.title),
@@ -349,7 +349,8 @@ def _events(events: pd.DataFrame) -> Html:
     rows = ([e.event, _towards(e.src_h, e.dst_h), _when(e.start), _when(e.end),
              badge(e.protection, plots.PROTECTION_SHADE.get(str(e.protection), "unknown")),
              human_bytes(e.ram_bytes), human_bytes(e.ram_bytes_clear), human_bytes(e.disk_bytes),
-             human_bytes(e.disk_bytes_clear), e.flows, e.channels, el("span", e.uids.replace(",", ", "), class_="mono")]
+             human_bytes(e.disk_bytes_clear), e.flows, ", ".join(e.channels),
+             el("span", ", ".join(e.uids), class_="mono")]
             for e in events.itertuples(index=False))
     return _section("events", table(["event", "source → destination", "start", "end", "protection", "RAM",
                                      "RAM in clear", "disk", "disk in clear", "flows", "channels", "flow uids"],
@@ -367,7 +368,7 @@ def _excerpt_dump(excerpt: object) -> str:
 
 
 def _secrets(result: Analysis, show_payload: bool) -> Html:
-    secrets = result.secrets
+    secrets = result.secrets_raw() if show_payload else result.secrets
     if secrets.empty:
         return _section("secrets", el("p", "No secrets found in cleartext payload.", class_="muted"))
     note = (el("p", el("strong", "Payload excerpts are shown (--show-payload): "),

@@ -26,7 +26,8 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.report.payload import printable
 from inspector.schema import (ANOMALY_COLUMNS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
-                              PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES, TUNNELS, Columns)
+                              LIST_COLUMNS, PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES,
+                              TUNNELS, Columns)
 from inspector.tables import json_bytes
 from inspector.watch import Watchlist, port_ranges
 
@@ -89,10 +90,11 @@ def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int =
 
 
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
-    """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list)."""
+    """Migration events as JSON-ready dicts (times RFC 3339 UTC, uids as a list). ``channels``
+    stays the text it was in schema_version 1 ('main, 2 multifd'): a list in the library only."""
     out = records(events, EVENT_COLUMNS)
     for row in out:
-        row["uids"] = row["uids"].split(",") if row["uids"] else []
+        row["channels"] = ", ".join(row["channels"])
     return out
 
 
@@ -114,8 +116,8 @@ def finding_records(findings: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-_FINDING_LISTS = {"risks": ", ", "evidence": "\n", "hosts": ", ", "uids": ",", "events": ",", "remediation": "\n",
-                  "references": ", "}
+_FINDING_LISTS = {"evidence": "\n", "hosts": ", ", "remediation": "\n", "references": ", "}
+"""Text columns of the findings table the JSON splits into arrays (its list columns are lists already)."""
 
 
 def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]]:
@@ -146,7 +148,7 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
                     "flows": len(analysis.flows), "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
-        "secrets": secret_records(analysis.secrets, show_payload),
+        "secrets": secret_records(analysis.secrets_raw() if show_payload else analysis.secrets, show_payload),
         "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
         "events": event_records(analysis.events),
     }
@@ -273,7 +275,8 @@ def json_schema() -> dict[str, Any]:
                         "bytes_exposed": {**count, "description": FINDING_COLUMNS["bytes_exposed"][1]},
                         **{key: {"type": "array", "items": {"type": "string"},
                                  "description": FINDING_COLUMNS[key][1]}
-                           for key in _FINDING_LISTS if key != "risks"},
+                           for key in [*_FINDING_LISTS, *(k for k in FINDING_COLUMNS if k in LIST_COLUMNS)]
+                           if key != "risks"},
                     },
                 },
             },
@@ -305,7 +308,9 @@ def json_schema() -> dict[str, Any]:
                     "properties": {
                         **{name: {"description": doc} for name, (_t, doc) in EVENT_COLUMNS.items()},
                         "protection": {"enum": list(PROTECTIONS), "description": EVENT_COLUMNS["protection"][1]},
-                        "uids": {"type": "array", "items": {"type": "string"}},
+                        "uids": {"type": "array", "items": {"type": "string"}, "description": EVENT_COLUMNS["uids"][1]},
+                        "channels": {"type": "string", "description": "the kinds of flows seen, comma-separated, "
+                                                                      "e.g. 'main, 2 multifd, nbd, libvirtd'"},
                     },
                 },
             },

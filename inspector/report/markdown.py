@@ -57,14 +57,14 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
                        "disk in clear", "channels"],
                       [[e.event, e.src_h, e.dst_h, f"{e.start:%Y-%m-%d %H:%M:%S}", e.protection,
                         human_bytes(e.ram_bytes), human_bytes(e.ram_bytes_clear), human_bytes(e.disk_bytes),
-                        human_bytes(e.disk_bytes_clear), e.channels] for e in result.events.itertuples()])
+                        human_bytes(e.disk_bytes_clear), ", ".join(e.channels)] for e in result.events.itertuples()])
     if len(result.secrets):
         out += ["## Secrets in cleartext payload", "",
                 md(REDACTED) if not show_payload else "Excerpts shown at the user's request (--show-payload).", ""]
         out += _table(["flow", "direction", "kind", "offset", "what"],
                       [[s.uid, s.direction, s.kind, s.offset, s.label] for s in result.secrets.itertuples()])
         if show_payload:
-            for s in result.secrets.itertuples():
+            for s in result.secrets_raw().itertuples():
                 out += [f"{md(s.uid)} {md(s.kind)} at offset {s.offset}:", "", "```",
                         hexdump(bytes(s.excerpt)).replace("`", "."), "```", ""]
     flows = summary_flows(result.flows, show_all=False)
@@ -83,7 +83,7 @@ def _findings(findings: pd.DataFrame) -> list[str]:
     out = []
     for f in findings.itertuples():
         out += [f"### {md(f.finding)} {md(str(f.severity).upper())}: {md(f.title)}", "",
-                md(f.summary), "", f"Risks: {md(f.risks) or 'none (protected)'}.", "", "Evidence:", ""]
+                md(f.summary), "", f"Risks: {md(', '.join(f.risks)) or 'none (protected)'}.", "", "Evidence:", ""]
         out += [f"- {md(line)}" for line in str(f.evidence).split("\n") if line]
         out += ["", "Remediation:", ""]
         out += [f"{i}. {md(step)}" for i, step in enumerate(str(f.remediation).split("\n"), start=1) if step]

@@ -7,10 +7,15 @@ on a new ``Figure`` with an Agg canvas, never through pyplot: no global
 figure registry, no display needed. In a notebook pass
 ``ax=plt.subplots()[1]`` to see the plot inline.
 
+Each function takes a table as the ``Analysis`` returns it (``r.windows``,
+``r.windows_of(uid)``, ``r.byte_histograms``); the flows to draw and their
+verdicts are optional extras.
+
 Example::
 
     result = inspector.analyze("captures/qemu-plain.pcap.gz")
-    ax = entropy_vs_chi2(windows_with_verdicts(result.windows, result.flows))
+    ax = entropy_vs_chi2(result.windows)  # coloured by window label
+    ax = entropy_vs_chi2(windows_with_verdicts(result.windows, result.flows))  # by flow verdict
     ax.figure.savefig("windows.png")
 """
 
@@ -32,6 +37,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 VERDICT_COLOURS = {"plaintext": "#d62728", "compressed": "#ff7f0e", "encrypted": "#2ca02c", "unknown": "#7f7f7f"}
+# A window label in the colour of the verdict it points to.
+LABEL_COLOURS = {"random": VERDICT_COLOURS["encrypted"], "compressed": VERDICT_COLOURS["compressed"],
+                 "plain": VERDICT_COLOURS["plaintext"]}
+MAX_LINES = 8  # flow directions drawn when no flows are given (the most bytes first)
 # The verdict each migration protection looks like: guest data readable or not.
 PROTECTION_SHADE = {protection: {"none": "plaintext", "libvirt tunnel over plain TCP": "plaintext",
                                  "compressed only": "compressed", "unknown": "unknown"}.get(protection, "encrypted")
@@ -102,9 +111,11 @@ def window_offsets(window: pd.Series) -> pd.Series:
     return pd.Series(start + middle, index=window.index, dtype="int64")
 
 
-def entropy_vs_chi2(windows: pd.DataFrame, *, x: str = "chi2", y: str = "entropy", hue: str = "verdict",
+def entropy_vs_chi2(windows: pd.DataFrame, *, x: str = "chi2", y: str = "entropy", hue: str | None = None,
                     max_points: int | None = 20_000, ax: Axes | None = None) -> Axes:
-    """Entropy against chi-square (log scale) per window, coloured by ``hue``.
+    """Entropy against chi-square (log scale) per window, coloured by ``hue``:
+    the flow's ``verdict`` when the windows carry it (``windows_with_verdicts``),
+    else the window's own ``label`` (random, compressed, plain).
 
     The shaded band is where uniform bytes fall (255 +- 3 sigma): ciphertext
     sits in it, compressed data to its right at the same entropy, text and
@@ -116,12 +127,15 @@ def entropy_vs_chi2(windows: pd.DataFrame, *, x: str = "chi2", y: str = "entropy
         return _no_data(ax, "payload windows")
     if max_points is not None and len(data) > max_points:
         data = data.sample(max_points, random_state=0)
+    hue = hue or ("verdict" if "verdict" in data.columns else "label")
+    colours = VERDICT_COLOURS if hue == "verdict" else LABEL_COLOURS if hue == "label" else {}
+    values = data[hue].astype(str)
+    names = [v for v in colours if v in set(values)] or sorted(set(values))
     ax.axvspan(*UNIFORM_CHI2, color="#2ca02c", alpha=0.12, label="uniform bytes")
-    for verdict in VERDICTS:
-        part = data[data[hue].astype(str) == verdict]
-        if not part.empty:
-            ax.scatter(part[x], part[y], s=14, alpha=0.6, color=VERDICT_COLOURS[verdict], label=verdict,
-                       edgecolors="none")
+    for name in names:
+        part = data[values == name]
+        ax.scatter(part[x], part[y], s=14, alpha=0.6, color=colours.get(name), label=name if hue in (
+            "verdict", "label") else f"{hue} {name}", edgecolors="none")
     ax.set_xscale("log")
     ax.set_xlabel("chi-square against uniform bytes (255 d.o.f., log scale)")
     ax.set_ylabel("entropy (bits/byte)")
@@ -208,23 +222,42 @@ def notable_flows(flows: pd.DataFrame, *, max_clear: int = 3) -> pd.DataFrame:
     return pd.concat([clear, flows.loc[encrypted]])
 
 
-def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Entropy per window against stream offset, one line per flow of ``flows``.
+def _drawn_directions(data: pd.DataFrame, flows: pd.DataFrame | None, weight: str) -> list[tuple[str, str, str | None,
+                                                                                                  str]]:
+    """(uid, direction, colour, label) of each line to draw: with ``flows``, the
+    direction of each flow that sent more, in its verdict's colour; without,
+    the ``MAX_LINES`` flow directions of ``data`` with the most ``weight``."""
+    if flows is not None:
+        out = []
+        for flow in flows.itertuples(index=False):
+            direction = "orig" if flow.orig_bytes >= flow.resp_bytes else "resp"
+            out.append((flow.uid, direction, VERDICT_COLOURS[str(flow.verdict)],
+                        f"{flow_label(flow)}: {flow.verdict}, {direction}"))
+        return out
+    sizes = data.groupby([data["uid"].astype(str), data["direction"].astype(str)])[weight].sum()
+    biggest = sizes[sizes > 0].sort_values(ascending=False, kind="stable").index[:MAX_LINES]
+    return [(uid, direction, None, f"{uid} {direction}") for uid, direction in biggest]
 
-    Each flow shows the direction that sent more bytes: how a stream's
-    randomness changes along it (head handshake, zero pages, random pages).
+
+def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame | None = None, *, ax: Axes | None = None) -> Axes:
+    """Entropy per window against stream offset: one line per flow of ``flows``
+    (the direction that sent more, in its verdict's colour), or without
+    ``flows`` per flow direction in ``windows`` (``r.windows_of(uid)``: both
+    directions of one flow).
+
+    How a stream's randomness changes along it (head handshake, zero pages,
+    random pages).
     """
     ax = _axes(ax)
     styles = iter(["-", "--", ":", "-."] * 8)
     drawn = 0
-    for flow in flows.itertuples(index=False):
-        direction = "orig" if flow.orig_bytes >= flow.resp_bytes else "resp"
-        own = windows[(windows["uid"] == flow.uid) & (windows["direction"].astype(str) == direction)]
+    for uid, direction, colour, label in _drawn_directions(windows, flows, "bytes"):
+        own = windows[(windows["uid"] == uid) & (windows["direction"].astype(str) == direction)]
         if own.empty:
             continue
         own = own.sort_values("window")
         ax.plot(window_offsets(own["window"]), own["entropy"], next(styles), marker="o", markersize=3,
-                color=VERDICT_COLOURS[str(flow.verdict)], label=f"{flow_label(flow)}: {flow.verdict}, {direction}")
+                color=colour, label=label)
         drawn += 1
     if not drawn:
         return _no_data(ax, "windows for these flows")
@@ -233,28 +266,28 @@ def entropy_series(windows: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | Non
     ax.set_xlabel("stream offset (log scale)")
     ax.set_ylabel("entropy (bits/byte)")
     ax.set_ylim(0, 8.2)
-    ax.set_title("Entropy along notable flows")
+    ax.set_title("Entropy along notable flows" if flows is not None else "Entropy along the stream")
     ax.legend(loc="lower right", fontsize="small")
     return ax
 
 
-def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Share of each byte value 0-255 in the sampled regions of each flow of
-    ``flows`` (the direction that sent more), log scale: ciphertext is flat at
-    1/256, text peaks on letters, guest RAM on 0x00."""
+def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame | None = None, *, ax: Axes | None = None) -> Axes:
+    """Share of each byte value 0-255 in the sampled regions, log scale: one
+    line per flow of ``flows`` (the direction that sent more), or without
+    ``flows`` per flow direction in ``histograms`` (``r.byte_histograms``: the
+    ``MAX_LINES`` largest). Ciphertext is flat at 1/256, text peaks on
+    letters, guest RAM on 0x00."""
     ax = _axes(ax)
     styles = iter(["-", "--", ":", "-."] * 8)
     drawn = 0
-    for flow in flows.itertuples(index=False):
-        direction = "orig" if flow.orig_bytes >= flow.resp_bytes else "resp"
-        own = histograms[(histograms["uid"] == flow.uid) & (histograms["direction"] == direction)]
+    for uid, direction, colour, label in _drawn_directions(histograms, flows, "count"):
+        own = histograms[(histograms["uid"] == uid) & (histograms["direction"].astype(str) == direction)]
         total = int(own["count"].sum()) if len(own) else 0
         if not total:
             continue
-        share = own.sort_values("byte")["count"].to_numpy() / total
+        share = own.groupby("byte")["count"].sum().reindex(range(256), fill_value=0).to_numpy() / total
         ax.step(np.arange(256), np.maximum(share, 1e-6), next(styles), where="mid", linewidth=1,
-                color=VERDICT_COLOURS[str(flow.verdict)],
-                label=f"{flow_label(flow)}: {flow.verdict}, {direction} ({human_bytes(total)} sampled)")
+                color=colour, label=f"{label} ({human_bytes(total)} sampled)")
         drawn += 1
     if not drawn:
         return _no_data(ax, "byte histograms for these flows")
@@ -265,7 +298,7 @@ def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame, *, ax: Axes |
     ax.set_xticks([0, 0x20, 0x41, 0x61, 0x7F, 0xC0, 0xFF], ["0x00", "0x20", "'A'", "'a'", "0x7f", "0xc0", "0xff"])
     ax.set_xlabel("byte value")
     ax.set_ylabel("share of sampled bytes (log)")
-    ax.set_title("Byte-value histograms of notable flows")
+    ax.set_title("Byte-value histograms of notable flows" if flows is not None else "Byte-value histograms")
     ax.legend(loc="lower right", fontsize="small")
     return ax
 

@@ -45,7 +45,8 @@ def _render_events(events: pd.DataFrame, console: Console) -> None:
         clear = row.ram_bytes_clear + row.disk_bytes_clear
         moved = f"RAM {human_bytes(row.ram_bytes)}" + (f", disk {human_bytes(row.disk_bytes)}" if row.disk_bytes else "")
         console.print(Text.assemble(
-            f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} ({row.channels}): {moved}; ",
+            f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} "
+            f"({', '.join(row.channels)}): {moved}; ",
             (f"protection {row.protection}", PROTECTION_STYLE.get(row.protection, "green")),
             (f"; {human_bytes(clear)} in clear" if clear else "", "bold red" if clear else ""),
         ))

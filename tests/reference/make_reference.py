@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 import inspector  # noqa: E402
 from inspector.schema import SCHEMAS  # noqa: E402
+from inspector.tables import with_json_text  # noqa: E402
 
 CAPTURES = ROOT / "captures"
 
@@ -37,17 +38,23 @@ def runs() -> dict[str, list[Path]]:
     return out
 
 
+def table_of(result: inspector.Analysis, table: str) -> pd.DataFrame:
+    """A table as the analysis holds it: the secrets with their payload bytes."""
+    return result.secrets_raw() if table == "secrets" else getattr(result, table)
+
+
 def main() -> None:
     parts: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMAS}
     for name, paths in runs().items():
         result = inspector.analyze([p.relative_to(ROOT) for p in paths])
         for table in SCHEMAS:
-            frame = getattr(result, table).copy()
+            frame = table_of(result, table).copy()
             frame.insert(0, "reference", name)
             parts[table].append(frame)
         print(name, len(result.flows), "flows")
     for table, frames in parts.items():
-        pd.concat(frames, ignore_index=True).to_parquet(HERE / f"{table}.parquet", index=False)
+        # dict columns (evidence fields) as JSON text, as the spool and exports hold them
+        with_json_text(pd.concat(frames, ignore_index=True)).to_parquet(HERE / f"{table}.parquet", index=False)
 
 
 if __name__ == "__main__":
