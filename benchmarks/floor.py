@@ -39,6 +39,7 @@ from inspector.findings.secrets import SecretScanner  # noqa: E402
 from inspector.flows.table import FlowTable  # noqa: E402
 
 TARGET_VS_NFSTREAM = 2.0  # issue 11: real >= 2x nfstream pkts per CPU-second
+TARGET_PPS_CPU = 1e6  # issue 11: bulk, secret scan on, >= 1 M pkts per CPU-second
 
 
 def _cpu() -> float:
@@ -155,6 +156,9 @@ def main() -> int:
               f"(floor vs nfstream: {best['nfstream'] / best['floor']:.2f}x, "
               + ", ".join(f"{k} vs nfstream: {best['nfstream'] / best[k]:.2f}x"
                           for k in ("analyze()", "CLI") if k in best) + ")")
+    need = packets / TARGET_PPS_CPU
+    print(f"{TARGET_PPS_CPU / 1e6:g} M pkts/CPU-s needs <= {need:.2f} CPU s on this capture; "
+          f"the floor alone is {best['floor'] / need:.2f}x that budget")
     print(f"above the floor: analyze() {best['analyze()'] - best['floor']:.2f} CPU s of Python work"
           + (f"; the CLI adds {best['CLI'] - best['analyze()']:.2f} CPU s ({best['imports']:.2f} of them imports)"
              if "CLI" in best else ""))
