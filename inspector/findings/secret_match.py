@@ -473,8 +473,10 @@ def scan_payloads(buf, offs, caps, flow_ids, dirs, skip, packet, pos, a_pattern,
     resume when ``out`` filled up, else ``packet`` is the batch size.
     """
     listed = 0
-    lo = np.empty(_RUNS.shape[0], dtype=np.int64)
-    hi = np.empty(_RUNS.shape[0], dtype=np.int64)
+    # the runs remembered are not reset per packet: a run lies in its packet's payload,
+    # and payloads do not overlap in the batch, so none of an earlier packet is ever read
+    lo = np.full(_RUNS.shape[0], -1, dtype=np.int64)
+    hi = np.full(_RUNS.shape[0], -1, dtype=np.int64)
     for i in range(packet, offs.size):
         flow = flow_ids[i]
         if flow < 0:
@@ -484,8 +486,6 @@ def scan_payloads(buf, offs, caps, flow_ids, dirs, skip, packet, pos, a_pattern,
             continue
         end = offs[i] + caps[i]
         p = max(offs[i], pos) if i == packet else offs[i]
-        lo[:] = -1
-        hi[:] = -1
         while p + 3 <= end:
             if p + 7 <= end and not (inside[np.int64(buf[p + 2]) | (np.int64(buf[p + 3]) << 8)]
                                      | inside[np.int64(buf[p + 5]) | (np.int64(buf[p + 6]) << 8)]):
