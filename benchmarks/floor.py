@@ -33,11 +33,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from inspector.capture import decode as D  # noqa: E402
-from inspector.capture.reader import CaptureReader  # noqa: E402
-from inspector.findings.secrets import SecretScanner  # noqa: E402
-from inspector.flows import kernels as K  # noqa: E402
-from inspector.flows.table import FlowTable  # noqa: E402
+from inspector.capture import decode as D
+from inspector.capture.reader import CaptureReader
+from inspector.findings.secrets import SecretScanner
+from inspector.flows import kernels as K
+from inspector.flows.table import FlowTable
 
 TARGET_VS_NFSTREAM = 2.0  # issue 11: real >= 2x nfstream pkts per CPU-second
 TARGET_PPS_CPU = 1e6  # issue 11: bulk, secret scan on, >= 1 M pkts per CPU-second
