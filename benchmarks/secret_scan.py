@@ -14,6 +14,14 @@ each run is printed beside it: both sides must agree.
     python benchmarks/secret_scan.py --before REV --repeat 3
     python benchmarks/secret_scan.py --pipeline      # whole analyze() of a pcap per payload
 
+``--captures FILE...`` measures the scan on real payload instead: each
+capture's batches are read into memory with their flows (``FlowTable``)
+and scanned the way ``SecretScanner.scan`` does, timing the compiled
+``scan_payloads`` calls alone (best of ``--repeat``), e.g. on the plaintext
+QEMU RAM of captures/qemu-plain.pcap.gz and on the benchmark captures:
+
+    python benchmarks/secret_scan.py --captures captures/qemu-plain.pcap.gz /work/bench/real-x32.pcap
+
 ``--pipeline`` writes each payload as a pcap (a handshake, then the payload
 from client to server in 64 KiB segments) and times ``inspector.analyze``
 of it in this process, after a warm-up, to set the scan's cost on crafted
@@ -154,16 +162,72 @@ def pipeline(repeat: int, workdir: Path) -> None:
 
 
 def module_at(rev: str, workdir: Path) -> ModuleType:
-    """inspector/findings/secrets.py as of ``rev``, imported as a module of its own."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:inspector/findings/secrets.py"],
-                            check=True, capture_output=True, text=True).stdout
-    path = workdir / f"secrets_{rev.replace('/', '_')}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+    """inspector/findings/secrets.py as of ``rev``, with the compiled matcher
+    (secret_match.py) of the same revision, imported as modules of their own."""
+    tag = rev.replace("/", "_").replace("~", "_").replace("^", "_")
+
+    def load(name: str, source: str) -> ModuleType:
+        path = workdir / f"{name}_{tag}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+
+    def show(path: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"],
+                              check=True, capture_output=True, text=True).stdout
+
+    matcher = load("secret_match", show("inspector/findings/secret_match.py"))
+    return load("secrets", show("inspector/findings/secrets.py").replace(
+        "from inspector.findings import secret_match as M", f"import {matcher.__name__} as M"))
+
+
+def capture_batches(path: str) -> tuple[list, int, int]:
+    """Every batch of a capture (copied: the reader reuses its buffer) with
+    its packets' flows and directions; the flow ids seen, payload bytes."""
+    from inspector.capture.reader import CaptureReader
+    from inspector.flows.table import FlowTable
+
+    table, batches, payload = FlowTable(), [], 0
+    for batch in CaptureReader(path):
+        flow_ids, dirs = table.add(batch)
+        batches.append((PacketBatch(batch.buf.copy(), batch.fields.copy(), batch.addrs.copy()), flow_ids, dirs))
+        payload += int(batch.fields[D.F_PAYLOAD_CAP].sum())
+    return batches, table.n_ids, payload
+
+
+def scan_capture(module: ModuleType, batches: list, n_ids: int) -> tuple[float, int]:
+    """CPU seconds of the compiled scan over the batches, as ``SecretScanner.scan`` calls it; matches."""
+    scanner = module.SecretScanner()
+    counts = np.zeros((2 * n_ids + 2, len(scanner.kinds)), dtype=np.int64)
+    listed = np.empty((4096, module.M.N_HIT_COLS), dtype=np.int64)
+    no_skip = np.zeros(0, dtype=np.bool_)
+    cpu = 0.0
+    for batch, flow_ids, dirs in batches:
+        offs, caps = batch.fields[D.F_PAYLOAD_OFF], batch.fields[D.F_PAYLOAD_CAP]
+        packet, pos = 0, 0
+        start = time.process_time()
+        while packet < offs.size:
+            _n, packet, pos = module.M.scan_payloads(batch.buf, offs, caps, flow_ids, dirs, no_skip, packet, pos,
+                                                     *scanner.anchors, scanner.matcher, scanner.kind_of, counts,
+                                                     module.MAX_KEPT, listed)
+        cpu += time.process_time() - start
+    return cpu, int(counts.sum())
+
+
+def captures(paths: list[str], sides: dict[str, ModuleType], repeat: int) -> None:
+    print(f"{'capture':<28}{'payload MB':>11}" + "".join(f"{side + ' MB/s':>14}{'CPU s':>8}{'matches':>9}"
+                                                       for side in sides))
+    for path in paths:
+        batches, n_ids, payload = capture_batches(path)
+        row = f"{Path(path).name:<28}{payload / 1e6:>11.0f}"
+        for module in sides.values():
+            cpu, matches = min(scan_capture(module, batches, n_ids) for _ in range(repeat + 1))  # +1: warm
+            row += f"{payload / max(cpu, 1e-6) / 1e6:>14.0f}{cpu:>8.3f}{matches:>9}"
+        print(row, flush=True)
+        del batches
 
 
 def main() -> None:
@@ -172,6 +236,7 @@ def main() -> None:
     parser.add_argument("--after-only", action="store_true", help="measure the working tree's module only")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is printed")
     parser.add_argument("--pipeline", action="store_true", help="time inspector.analyze of a pcap per payload")
+    parser.add_argument("--captures", nargs="+", metavar="FILE", help="scan these captures' payload instead")
     args = parser.parse_args()
     if args.pipeline:
         with tempfile.TemporaryDirectory() as tmp:
@@ -183,6 +248,9 @@ def main() -> None:
         sides = {"after": after} if args.after_only else {"before": module_at(args.before, Path(tmp)), "after": after}
         for module in sides.values():  # compile the kernels outside the measurement
             scan_once(module, benign_text(SEGMENT))
+        if args.captures:
+            captures(args.captures, sides, args.repeat)
+            return
         print(f"{'payload':<18}{'MiB':>4}" + "".join(f"{side + ' MB/s':>14}{'CPU s':>9}{'matches':>9}"
                                                    for side in sides))
         for kind, make in KINDS.items():

@@ -261,6 +261,23 @@ def test_multifd_channels_of_one_migration_differ():
             assert ids == {0, 1}, c["name"]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=120), st.sampled_from([-1, 0, 5 << 12, 40 << 12]),
+       st.integers(0, 1))
+def test_zero_run_offsets_checked_in_numpy_as_one_by_one(pages, last, wraps):
+    """The strict walk checks the offsets of a long ZERO run at once (``ascending_run``):
+    same count, last offset and wraps as record by record (``ascending``)."""
+    from inspector.protocols.qemu import _Walk
+
+    data = b"".join(((page << 12) | 0x22).to_bytes(8, "big") + b"\0" for page in pages)
+    one_by_one, at_once = _Walk(data, strict=True), _Walk(data, strict=True)
+    for walk in (one_by_one, at_once):
+        walk.last_offset, walk.wraps = last, wraps
+    expected = one_by_one.ascending(page << 12 for page in pages)
+    assert at_once.ascending_run(data, 0, len(pages)) == expected
+    assert (at_once.last_offset, at_once.wraps) == (one_by_one.last_offset, one_by_one.wraps)
+
+
 # ------------------------------------------------------------------ mid-stream
 
 

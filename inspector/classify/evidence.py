@@ -237,13 +237,14 @@ def json_value(value: Any) -> Any:
     ``json.dumps(default=str, sort_keys=True)`` gives it (the evidence table
     held that text before it held dicts): keys sorted and made text, tuples
     made lists, anything JSON has no type for made text."""
+    kind = type(value)
+    if kind in _AS_IS:  # most values: exactly str, int, float, bool or None
+        return value
     if isinstance(value, dict):
-        return {_JSON_KEYS.get(k, k) if k is None or isinstance(k, bool) else str(k): json_value(v)
-                for k, v in sorted(value.items())}
+        return {_JSON_KEYS.get(k, k) if k is None or isinstance(k, bool) else str(k):
+                v if type(v) in _AS_IS else json_value(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    if value is None:
-        return None
+        return [v if type(v) in _AS_IS else json_value(v) for v in value]
     for kind in (str, bool, int, float):  # bool before int: True is an int
         if isinstance(value, kind):
             return kind(value)
@@ -251,6 +252,7 @@ def json_value(value: Any) -> Any:
 
 
 _JSON_KEYS = {None: "null", True: "true", False: "false"}
+_AS_IS = frozenset((str, int, float, bool, type(None)))
 
 
 def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],

@@ -60,10 +60,20 @@ class Facts:
             out.setdefault(uid, []).append(i)
         return out
 
+    @cached_property
+    def _rows(self) -> dict[int, tuple]:
+        """``ROW`` tuples made so far, by position: rules ask for the same flows
+        again (a match's flows, then their hosts)."""
+        return {}
+
     def rows(self, uids) -> list:
         """The flows with these uids, as ``ROW`` tuples in table order."""
         found = sorted(i for uid in dict.fromkeys(map(str, uids)) for i in self._positions.get(uid, ()))
-        return [ROW._make(cell(i) for cell in self._cells) for i in found]
+        made = self._rows
+        for i in found:
+            if i not in made:
+                made[i] = ROW._make(cell(i) for cell in self._cells)
+        return [made[i] for i in found]
 
     def host_pairs(self, uids) -> list[str]:
         """'src -> dst' of the flows with these uids, sorted, once each."""

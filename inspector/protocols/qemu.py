@@ -38,7 +38,11 @@ ramblocks, payload_bytes, guest_bytes (raw pages only), device_state_packets.
 
 from __future__ import annotations
 
+import heapq
 import re
+from itertools import islice
+
+import numpy as np
 
 from inspector.units import human_bytes
 
@@ -71,6 +75,7 @@ RAM_IDSTR = "ram"           # the iterative section holding page records
 MAX_UNITS = 200_000         # records + sections walked per call (a 16 KiB head holds < 2000)
 FOOTER_TRIES = 16
 ZERO_RUN_STEP = 9 * 1024       # bytes of ZERO records matched per step (bounds work per candidate)
+LONG_RUN = 32               # strict: a run of ZERO records this long is checked in numpy
 MIN_CHAIN = 3               # records/sections needed to accept a mid-stream sync point
 
 # A run of ZERO|CONTINUE records (9 bytes each, fill byte 0, offsets < 1 TiB): the
@@ -147,7 +152,8 @@ class _Walk:
             if m:
                 k = (m.end() - pos) // 9
                 if self.strict:      # the records before the first repeated offset
-                    k = self.ascending(u64(d, q) & ~0xFFF for q in range(pos, m.end(), 9))
+                    k = (self.ascending_run(d, pos, k) if k >= LONG_RUN
+                         else self.ascending(u64(d, q) & ~0xFFF for q in range(pos, m.end(), 9)))
                 if k:
                     self.zero += k
                     self.n_records += k
@@ -233,6 +239,24 @@ class _Walk:
                 self.wraps += 1
             self.last_offset = off
             ok += 1
+        return ok
+
+    def ascending_run(self, d: bytes, pos: int, k: int) -> int:
+        """``ascending`` over the offsets of the ``k`` 9-byte records at ``pos``, in numpy."""
+        heads = np.frombuffer(d, dtype=np.uint8, count=9 * k, offset=pos).reshape(k, 9)[:, :8]
+        offs = np.ascontiguousarray(heads).view(">u8").ravel() & np.uint64(~0xFFF & (1 << 64) - 1)
+        prev = np.empty(k, dtype=np.uint64)
+        prev[1:] = offs[:-1]
+        prev[0] = max(self.last_offset, 0)
+        repeated, down = offs == prev, offs < prev
+        if self.last_offset < 0:
+            repeated[0] = down[0] = False
+        wraps = np.cumsum(down)
+        bad = repeated | (down & (self.wraps + wraps - down >= 1))
+        ok = int(np.argmax(bad)) if bad.any() else k
+        if ok:
+            self.last_offset = int(offs[ok - 1])
+            self.wraps += int(wraps[ok - 1])
         return ok
 
     def block_list(self, pos: int, total: int) -> int:
@@ -466,20 +490,26 @@ def main_at_start(data: bytes) -> Detection | None:
     return Detection("qemu-migration", 0, line(head, w.summary()), CLEARTEXT, w.fields())
 
 
+def _candidates(rx: re.Pattern[bytes], data: bytes, mode: str):
+    """``(offset, mode)`` of the first 256 matches of ``rx``, overlapping ones included."""
+    m = rx.search(data)
+    for _ in range(256):
+        if m is None:
+            return
+        yield m.start(), mode
+        m = rx.search(data, m.start() + 1)
+
+
 def main_mid_stream(data: bytes) -> Detection | None:
     if len(data) < 16:
         return None
     if data[:4] == QEVM and u32(data, 4) in FILE_VERSIONS:
         return main_at_start(data)
-    cands = []
-    for rx, mode in ((_RECORD_CAND, "records"), (_SECTION_CAND, "sections"), (_VMDESC_CAND, "sections")):
-        m = rx.search(data)
-        for _ in range(256):          # bounded: the first few candidates of each kind
-            if m is None:
-                break
-            cands.append((m.start(), mode))
-            m = rx.search(data, m.start() + 1)
-    for pos, mode in sorted(cands)[:512]:
+    # the first 512 of the first 256 candidates of each kind, in order of offset;
+    # searched lazily: the walk usually chains from one of the first few
+    cands = heapq.merge(*(_candidates(rx, data, mode) for rx, mode in (
+        (_RECORD_CAND, "records"), (_SECTION_CAND, "sections"), (_VMDESC_CAND, "sections"))))
+    for pos, mode in islice(cands, 512):
         w = _Walk(data, strict=True)
         if mode == "records":
             p, status = w.records(pos)
