@@ -18,12 +18,13 @@ lets the command line say why a first run is slow.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numba
-from numba.core import event
+from numba.core import environment, event
 from numba.core.caching import FunctionCache
 from numba.core.runtime import rtsys
 
@@ -57,12 +58,38 @@ class _KernelCache(FunctionCache):
     and, through ``numba.np.arraymath``'s BLAS check, all of ``scipy.linalg``
     where scipy is installed (~0.25 CPU s). A cached kernel is already linked
     machine code and needs none of them; a cache miss compiles through
-    numba's compiler, which refreshes the context itself."""
+    numba's compiler, which refreshes the context itself. Nor does loading
+    import the numba modules whose code a kernel inlined (see ``_environment``)."""
 
     def load_overload(self, sig, target_context):
         rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        rebuild, environment._rebuild_env = environment._rebuild_env, _environment
+        try:
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        finally:
+            environment._rebuild_env = rebuild
+
+
+def _environment(module: str, consts: list, name: str) -> environment.Environment:
+    """numba's ``_rebuild_env`` (what unpickling a kernel calls for each function
+    it holds), minus the import of a numba module not loaded yet: a kernel
+    that inlined ``np.empty`` holds an environment of ``numba.np.arrayobj``,
+    whose import costs ~0.08 CPU s. An environment's module dict is read only
+    by object-mode code, which numba's own implementations never are; its
+    ``__name__`` is kept for pickling."""
+    if not module.startswith("numba.") or module in sys.modules:
+        return _rebuild_env(module, consts, name)
+    env = environment.lookup_environment(name)
+    if env is None:
+        env = environment.Environment({"__name__": module})
+        env.consts[:] = consts
+        env.env_name = name
+        environment.Environment._memo[name] = env
+    return env
+
+
+_rebuild_env = environment._rebuild_env
 
 
 CACHE_FOLDER = cache_folder()
