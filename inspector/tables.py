@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cache
 from typing import Any
 
 import orjson
@@ -22,7 +23,9 @@ from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
 
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
     """``frame`` with exactly ``columns``, in order, cast to their dtypes
-    (missing columns are added empty)."""
+    (missing columns are added empty); ``frame`` itself when it has them already."""
+    if _typed_already(frame, columns):  # tables are typed as they are built: an Analysis re-types nothing
+        return frame
     present = set(frame.columns)
     cast = {}
     for name, (dtype, _doc) in columns.items():
@@ -54,14 +57,31 @@ def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> 
     return values.astype(dtype)
 
 
+def _typed_already(frame: pd.DataFrame, columns: Columns) -> bool:
+    """``frame`` has exactly ``columns``, in order, of their documented dtypes
+    (read from ``frame.dtypes``: a column extracted as a Series costs more)."""
+    if list(frame.columns) != list(columns):
+        return False
+    for (name, (dtype, _doc)), actual in zip(columns.items(), frame.dtypes, strict=True):
+        if dtype == "category":
+            if not (isinstance(actual, pd.CategoricalDtype) and tuple(actual.categories) == CATEGORIES.get(name, ())):
+                return False
+        elif actual != _dtype(dtype):
+            return False
+    return True
+
+
 def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> bool:
     """``values`` has exactly the documented dtype (and, for a category, exactly its documented categories)."""
     if dtype == "category":
         return isinstance(values.dtype, pd.CategoricalDtype) and tuple(values.cat.categories) == tuple(categories or ())
-    return dtype != "object" and values.dtype == _DTYPES.setdefault(dtype, pandas_dtype(dtype))
+    return dtype != "object" and values.dtype == _dtype(dtype)
 
 
-_DTYPES: dict = {}
+@cache
+def _dtype(name: str):
+    """The pandas dtype of a schema dtype name (``pandas_dtype`` parses the name on every call)."""
+    return pandas_dtype(name)
 
 
 def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
