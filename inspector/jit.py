@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numba
 from numba.core import environment, event
 from numba.core.caching import FunctionCache
@@ -65,10 +68,27 @@ class _KernelCache(FunctionCache):
         rtsys.initialize(target_context)
         rebuild, environment._rebuild_env = environment._rebuild_env, _environment
         try:
-            with self._guard_against_spurious_io_errors():
+            with self._guard_against_spurious_io_errors(), _no_llvm_lock_events():
                 return self._load_overload(sig, target_context)
         finally:
             environment._rebuild_env = rebuild
+
+
+@contextmanager
+def _no_llvm_lock_events() -> Iterator[None]:
+    """Without numba's callbacks on llvmlite's lock: loading a kernel makes
+    ~250 LLVM calls, and around each numba broadcasts two events to time its
+    compiles (~0.02 CPU s for the ten kernels a small capture loads). Where
+    llvmlite keeps its callbacks elsewhere, nothing changes."""
+    lock = getattr(getattr(llvm.ffi, "lib", None), "_lock", None)
+    callbacks = list(getattr(lock, "_cblist", ()))
+    for acquired, released in callbacks:
+        llvm.ffi.unregister_lock_callback(acquired, released)
+    try:
+        yield
+    finally:
+        for acquired, released in callbacks:
+            llvm.ffi.register_lock_callback(acquired, released)
 
 
 def _environment(module: str, consts: list, name: str) -> environment.Environment:
@@ -98,20 +118,36 @@ CACHING = _writable(CACHE_FOLDER)
 
 def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
     """``numba.njit(**options)``, caching (when asked) only where ``CACHE_FOLDER``
-    is writable. numba fixes a kernel's cache path when it decorates it, so
+    is writable. numba fixes a kernel's cache path when it makes its cache, so
     ``numba.config.CACHE_DIR`` is ours only meanwhile: the caller's own
     kernels keep their cache where they had it."""
     def decorate(function: Callable) -> Callable:
-        if not (cache and CACHING):
-            return numba.njit(**options)(function)
+        kernel = numba.njit(**options)(function)
+        if cache and CACHING:
+            kernel._cache = _LazyCache(kernel.py_func)  # what cache=True does, with our cache class
+        return kernel
+    return decorate
+
+
+class _LazyCache:
+    """A kernel's ``_KernelCache``, made when numba first asks for it: making one
+    looks for the cache folder and checks it is writable (~0.1 ms), and most of
+    the ~70 kernels are never called from Python (inlined, or not on the path
+    of a given capture)."""
+
+    def __init__(self, py_func: Callable) -> None:
+        self._py_func = py_func
+
+    @cached_property
+    def _cache(self) -> _KernelCache:
         saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, str(CACHE_FOLDER)
         try:
-            kernel = numba.njit(**options)(function)
-            kernel._cache = _KernelCache(kernel.py_func)  # what cache=True does, with our cache class
-            return kernel
+            return _KernelCache(self._py_func)
         finally:
             numba.config.CACHE_DIR = saved
-    return decorate
+
+    def __getattr__(self, name: str):
+        return getattr(self._cache, name)
 
 
 def compiling_notice() -> str:
