@@ -14,6 +14,7 @@ import math
 from functools import cache
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from pandas.api.types import pandas_dtype
@@ -36,7 +37,38 @@ def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
 
 def empty_frame(columns: Columns) -> pd.DataFrame:
     """A table with no rows and the documented dtypes."""
-    return typed(pd.DataFrame(), columns)
+    return table_of([], columns)
+
+
+def table_of(rows: list[dict[str, Any]], columns: Columns) -> pd.DataFrame:
+    """The table of ``rows`` (dicts by column name; a missing key is empty),
+    typed as ``typed`` types it: a column of plain values is built straight
+    as its dtype, ~5x cheaper than a frame of objects cast column by column."""
+    return pd.DataFrame({name: _column([row.get(name) for row in rows], dtype, CATEGORIES.get(name))
+                         for name, (dtype, _doc) in columns.items()})
+
+
+def _column(values: list, dtype: str, categories: tuple[str, ...] | None):
+    """One column of ``table_of``: straight from the values where that gives what
+    ``_cast`` gives (an empty column of any dtype, plain values of a plain dtype,
+    documented categories); through ``_cast`` otherwise (~2 ms a column)."""
+    if dtype == "category":
+        if all(v is None or v in (categories or ()) for v in values):
+            return pd.Categorical(values, categories=list(categories or ()))
+    elif dtype == "object":
+        column = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):  # one by one: numpy would unpack a list value
+            column[i] = value
+        return column
+    elif not values or dtype in _DIRECT:
+        try:
+            return pd.array(values, dtype=_dtype(dtype))
+        except (TypeError, ValueError):  # e.g. None in an int64 column: cast as typed() would
+            pass
+    return _cast(pd.Series(values, dtype=object), dtype, categories).array
+
+
+_DIRECT = ("string", "int64", "float64", "bool")  # dtypes pd.array builds from Python values as astype would
 
 
 def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None) -> pd.Series:
