@@ -100,6 +100,9 @@ def main() -> None:
             "inspector --help": [python, "-m", "inspector", "--help"],
             "inspector --version": [python, "-m", "inspector", "--version"],
             "python -c 'import inspector'": [python, "-c", "import inspector"],
+            # the floor of any analyze: what it must import, exiting as the command line does (no teardown)
+            "python -c 'import numpy, pandas, numba' (the floor)":
+                [python, "-c", f"{prefix}import numpy, pandas, numba, os; os._exit(0)"],
             f"inspector analyze {args.capture.name} --json OUT -q": analyze,
         }
         print(f"CPU seconds (user+sys), median of {args.repeat} runs, warm kernel cache:")

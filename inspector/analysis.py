@@ -19,7 +19,7 @@ from inspector.findings.secrets import sort_secret_counts, sort_secrets
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
-from inspector.tables import empty_frame, typed
+from inspector.tables import empty_frame, table_of, typed
 from inspector.watch import PortSpec, Watchlist
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ def _inputs_frame(stats: list[InputStats]) -> pd.DataFrame:
         }
         for s in stats
     ]
-    return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
+    return table_of(rows, INPUT_COLUMNS)
 
 
 def _anomalies_frame(stats: list[InputStats]) -> pd.DataFrame:
@@ -292,4 +292,4 @@ def _anomalies_frame(stats: list[InputStats]) -> pd.DataFrame:
         for s in stats
         for kind, count in s.anomalies.items()
     ]
-    return pd.DataFrame(rows, columns=list(ANOMALY_COLUMNS))
+    return table_of(rows, ANOMALY_COLUMNS)

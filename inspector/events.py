@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.schema import CLEAR, EVENT_COLUMNS
-from inspector.tables import typed
+from inspector.tables import table_of
 
 GAP = pd.Timedelta(seconds=30)
 BULK_BYTES = 64 * 1024  # a migration data flow moves at least this much
@@ -83,6 +83,8 @@ def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFr
     event_of = np.full(len(flows), "", dtype=object)
     kinds = _roles(flows, _tunnel_flows(evidence))
     picked = np.flatnonzero(kinds != "")
+    if not len(picked):  # no flow of a migration (most captures): no event
+        return table_of([], EVENT_COLUMNS), event_of
     sub = flows.iloc[picked]
     starts = sub["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     ends = starts + sub["duration"].to_numpy(dtype="timedelta64[ns]").astype(np.int64)
@@ -117,7 +119,7 @@ def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFr
             event_of[i] = event
         records.append({"event": event, "src_h": group["src"], "dst_h": group["dst"],
                         "start": group["start"], "end": group["end"], **_judge(group["members"])})
-    return typed(pd.DataFrame(records, columns=list(EVENT_COLUMNS)), EVENT_COLUMNS), event_of
+    return table_of(records, EVENT_COLUMNS), event_of
 
 
 def _judge(members) -> dict:

@@ -18,12 +18,16 @@ lets the command line say why a first run is slow.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numba
-from numba.core import event
+from numba.core import environment, event
 from numba.core.caching import FunctionCache
 from numba.core.runtime import rtsys
 
@@ -57,12 +61,55 @@ class _KernelCache(FunctionCache):
     and, through ``numba.np.arraymath``'s BLAS check, all of ``scipy.linalg``
     where scipy is installed (~0.25 CPU s). A cached kernel is already linked
     machine code and needs none of them; a cache miss compiles through
-    numba's compiler, which refreshes the context itself."""
+    numba's compiler, which refreshes the context itself. Nor does loading
+    import the numba modules whose code a kernel inlined (see ``_environment``)."""
 
     def load_overload(self, sig, target_context):
         rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        rebuild, environment._rebuild_env = environment._rebuild_env, _environment
+        try:
+            with self._guard_against_spurious_io_errors(), _no_llvm_lock_events():
+                return self._load_overload(sig, target_context)
+        finally:
+            environment._rebuild_env = rebuild
+
+
+@contextmanager
+def _no_llvm_lock_events() -> Iterator[None]:
+    """Without numba's callbacks on llvmlite's lock: loading a kernel makes
+    ~250 LLVM calls, and around each numba broadcasts two events to time its
+    compiles (~0.02 CPU s for the ten kernels a small capture loads). Where
+    llvmlite keeps its callbacks elsewhere, nothing changes."""
+    lock = getattr(getattr(llvm.ffi, "lib", None), "_lock", None)
+    callbacks = list(getattr(lock, "_cblist", ()))
+    for acquired, released in callbacks:
+        llvm.ffi.unregister_lock_callback(acquired, released)
+    try:
+        yield
+    finally:
+        for acquired, released in callbacks:
+            llvm.ffi.register_lock_callback(acquired, released)
+
+
+def _environment(module: str, consts: list, name: str) -> environment.Environment:
+    """numba's ``_rebuild_env`` (what unpickling a kernel calls for each function
+    it holds), minus the import of a numba module not loaded yet: a kernel
+    that inlined ``np.empty`` holds an environment of ``numba.np.arrayobj``,
+    whose import costs ~0.08 CPU s. An environment's module dict is read only
+    by object-mode code, which numba's own implementations never are; its
+    ``__name__`` is kept for pickling."""
+    if not module.startswith("numba.") or module in sys.modules:
+        return _rebuild_env(module, consts, name)
+    env = environment.lookup_environment(name)
+    if env is None:
+        env = environment.Environment({"__name__": module})
+        env.consts[:] = consts
+        env.env_name = name
+        environment.Environment._memo[name] = env
+    return env
+
+
+_rebuild_env = environment._rebuild_env
 
 
 CACHE_FOLDER = cache_folder()
@@ -71,20 +118,36 @@ CACHING = _writable(CACHE_FOLDER)
 
 def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
     """``numba.njit(**options)``, caching (when asked) only where ``CACHE_FOLDER``
-    is writable. numba fixes a kernel's cache path when it decorates it, so
+    is writable. numba fixes a kernel's cache path when it makes its cache, so
     ``numba.config.CACHE_DIR`` is ours only meanwhile: the caller's own
     kernels keep their cache where they had it."""
     def decorate(function: Callable) -> Callable:
-        if not (cache and CACHING):
-            return numba.njit(**options)(function)
+        kernel = numba.njit(**options)(function)
+        if cache and CACHING:
+            kernel._cache = _LazyCache(kernel.py_func)  # what cache=True does, with our cache class
+        return kernel
+    return decorate
+
+
+class _LazyCache:
+    """A kernel's ``_KernelCache``, made when numba first asks for it: making one
+    looks for the cache folder and checks it is writable (~0.1 ms), and most of
+    the ~70 kernels are never called from Python (inlined, or not on the path
+    of a given capture)."""
+
+    def __init__(self, py_func: Callable) -> None:
+        self._py_func = py_func
+
+    @cached_property
+    def _cache(self) -> _KernelCache:
         saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, str(CACHE_FOLDER)
         try:
-            kernel = numba.njit(**options)(function)
-            kernel._cache = _KernelCache(kernel.py_func)  # what cache=True does, with our cache class
-            return kernel
+            return _KernelCache(self._py_func)
         finally:
             numba.config.CACHE_DIR = saved
-    return decorate
+
+    def __getattr__(self, name: str):
+        return getattr(self._cache, name)
 
 
 def compiling_notice() -> str:

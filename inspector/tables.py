@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cache
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from pandas.api.types import pandas_dtype
@@ -22,7 +24,9 @@ from inspector.schema import CATEGORIES, JSON_COLUMNS, LIST_COLUMNS, ORDERED, Co
 
 def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
     """``frame`` with exactly ``columns``, in order, cast to their dtypes
-    (missing columns are added empty)."""
+    (missing columns are added empty); ``frame`` itself when it has them already."""
+    if _typed_already(frame, columns):  # tables are typed as they are built: an Analysis re-types nothing
+        return frame
     present = set(frame.columns)
     cast = {}
     for name, (dtype, _doc) in columns.items():
@@ -33,7 +37,38 @@ def typed(frame: pd.DataFrame, columns: Columns) -> pd.DataFrame:
 
 def empty_frame(columns: Columns) -> pd.DataFrame:
     """A table with no rows and the documented dtypes."""
-    return typed(pd.DataFrame(), columns)
+    return table_of([], columns)
+
+
+def table_of(rows: list[dict[str, Any]], columns: Columns) -> pd.DataFrame:
+    """The table of ``rows`` (dicts by column name; a missing key is empty),
+    typed as ``typed`` types it: a column of plain values is built straight
+    as its dtype, ~5x cheaper than a frame of objects cast column by column."""
+    return pd.DataFrame({name: _column([row.get(name) for row in rows], dtype, CATEGORIES.get(name), name in ORDERED)
+                         for name, (dtype, _doc) in columns.items()})
+
+
+def _column(values: list, dtype: str, categories: tuple[str, ...] | None, ordered: bool):
+    """One column of ``table_of``: straight from the values where that gives what
+    ``_cast`` gives (an empty column of any dtype, plain values of a plain dtype,
+    documented categories); through ``_cast`` otherwise (~2 ms a column)."""
+    if dtype == "category":
+        if all(v is None or v in (categories or ()) for v in values):
+            return pd.Categorical(values, categories=list(categories or ()), ordered=ordered)
+    elif dtype == "object":
+        column = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):  # one by one: numpy would unpack a list value
+            column[i] = value
+        return column
+    elif not values or dtype in _DIRECT:
+        try:
+            return pd.array(values, dtype=_dtype(dtype)) if dtype != "list" else np.empty(0, dtype=object)
+        except (TypeError, ValueError):  # e.g. None in an int64 column: cast as typed() would
+            pass
+    return _cast(pd.Series(values, dtype=object), dtype, categories, ordered).array
+
+
+_DIRECT = ("string", "int64", "float64", "bool")  # dtypes pd.array builds from Python values as astype would
 
 
 def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ordered: bool = False) -> pd.Series:
@@ -57,6 +92,24 @@ def _cast(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ord
     return values.astype(dtype)
 
 
+def _typed_already(frame: pd.DataFrame, columns: Columns) -> bool:
+    """``frame`` has exactly ``columns``, in order, of their documented dtypes
+    (read from ``frame.dtypes``: a column extracted as a Series costs more)."""
+    if list(frame.columns) != list(columns):
+        return False
+    for (name, (dtype, _doc)), actual in zip(columns.items(), frame.dtypes, strict=True):
+        if dtype == "category":
+            if not (isinstance(actual, pd.CategoricalDtype) and actual.ordered == (name in ORDERED)
+                    and tuple(actual.categories) == CATEGORIES.get(name, ())):
+                return False
+        elif dtype == "list":
+            if not (actual == object and all(type(v) is list for v in frame[name].tolist())):
+                return False
+        elif actual != _dtype(dtype):
+            return False
+    return True
+
+
 def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ordered: bool = False) -> bool:
     """``values`` has exactly the documented dtype (and, for a category, exactly its documented categories)."""
     if dtype == "category":
@@ -64,7 +117,7 @@ def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, 
                 and tuple(values.cat.categories) == tuple(categories or ()))
     if dtype == "list":
         return values.dtype == object and all(type(v) is list for v in values.tolist())
-    return dtype != "object" and values.dtype == _DTYPES.setdefault(dtype, pandas_dtype(dtype))
+    return dtype != "object" and values.dtype == _dtype(dtype)
 
 
 def as_list(value: Any) -> list[str]:
@@ -77,7 +130,10 @@ def as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-_DTYPES: dict = {}
+@cache
+def _dtype(name: str):
+    """The pandas dtype of a schema dtype name (``pandas_dtype`` parses the name on every call)."""
+    return pandas_dtype(name)
 
 
 def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:

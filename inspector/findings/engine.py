@@ -7,7 +7,7 @@ import pandas as pd
 from inspector.findings.facts import Facts
 from inspector.findings.rules import RULES, Rule
 from inspector.schema import FINDING_COLUMNS, SEVERITIES
-from inspector.tables import typed
+from inspector.tables import table_of
 
 
 def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFrame:
@@ -17,16 +17,14 @@ def build_findings(facts: Facts, rules: tuple[Rule, ...] = RULES) -> pd.DataFram
     for rule in sorted(rules, key=lambda r: SEVERITIES.index(r.severity)):
         for match in rule.matches(facts):
             rows.append({
-                "rule": rule.id, "severity": rule.severity, "title": rule.title,
+                "finding": f"F{len(rows) + 1}", "rule": rule.id, "severity": rule.severity, "title": rule.title,
                 "risks": list(rule.risks), "summary": match.summary,
                 "evidence": "\n".join(match.evidence), "hosts": ", ".join(facts.host_pairs(match.uids)),
                 "uids": list(match.uids),
                 "events": list(match.events), "bytes_exposed": int(match.bytes_exposed),
                 "remediation": "\n".join(rule.remediation), "references": ", ".join(rule.references),
             })
-    frame = pd.DataFrame(rows, columns=[c for c in FINDING_COLUMNS if c != "finding"])
-    frame.insert(0, "finding", [f"F{i}" for i in range(1, len(frame) + 1)])
-    return typed(frame, FINDING_COLUMNS)
+    return table_of(rows, FINDING_COLUMNS)
 
 
 def at_or_above(findings: pd.DataFrame, severity: str) -> pd.DataFrame:

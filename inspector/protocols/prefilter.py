@@ -100,10 +100,12 @@ def _cost(allowed: frozenset) -> tuple[int, int, int]:
     one or two values are looked for eight bytes at a time, more one by one;
     then how often they are met in traffic, roughly (zeros, letters, digits,
     spaces and quotes of text often; line ends and other bytes less)."""
-    common = set(b" \"0123456789abcdefghijklmnopqrstuvwxyz\x00\xff")
-    usual = set(range(0x20, 0x7F))
-    worst = max((2 if b in common else 1 if b in usual else 0) for b in allowed)
+    worst = 2 if not _COMMON.isdisjoint(allowed) else 1 if not _USUAL.isdisjoint(allowed) else 0
     return int(len(allowed) > 2), worst, len(allowed)
+
+
+_COMMON = frozenset(b" \"0123456789abcdefghijklmnopqrstuvwxyz\x00\xff")
+_USUAL = frozenset(range(0x20, 0x7F))
 
 
 _TABLES = _Tables()

@@ -39,9 +39,8 @@ CHUNK = 20_000  # flows converted and encoded at a time
 def rfc3339(times: pd.Series) -> list[str | None]:
     """UTC times as RFC 3339 text to the microsecond ('2024-05-01T10:00:00.123456Z'), null when missing."""
     values = times.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
-    text = np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
-    text[np.isnat(values)] = None
-    return text.tolist()
+    text = np.datetime_as_string(values, unit="us").tolist()  # not np.char.add: importing numpy.char costs ~8 ms
+    return [None if missing else f"{stamp}Z" for stamp, missing in zip(text, np.isnat(values).tolist())]
 
 
 def json_column(values: pd.Series, dtype: str, digits: int | None = None) -> list:

@@ -18,18 +18,14 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[Progress], None] | 
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn
-
-    bar = Bar(TextColumn("reading"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
-              TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    task = None
+    bar = task = None
 
     def update(progress: Progress) -> None:
-        nonlocal task
+        nonlocal bar, task
         if task is None:
             if progress.file_bytes_total < SHOW_AFTER_BYTES:
                 return
+            bar = _bar()  # made only now: rich.progress costs a small capture's run ~20 ms to import
             bar.start()
             task = bar.add_task("read", total=progress.file_bytes_total, packets=0)
         bar.update(task, completed=progress.file_bytes, packets=progress.packets)
@@ -39,3 +35,11 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[Progress], None] | 
     finally:
         if task is not None:
             bar.stop()
+
+
+def _bar():
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    return Bar(TextColumn("reading"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
+               TimeRemainingColumn(), console=Console(stderr=True), transient=True)
