@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections import namedtuple
 from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 from pandas.api.types import pandas_dtype
 
 from inspector.schema import CATEGORIES, JSON_COLUMNS, Columns
@@ -68,6 +70,21 @@ def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
     """The documented categories, plus any value a newer version wrote."""
     seen = [v for v in pd.unique(values.dropna().astype(str)) if not known or v not in known]
     return list(known or ()) + sorted(seen)
+
+
+def python_values(column: pd.Series) -> list:
+    """``list(column)``, with Arrow-backed text converted by Arrow rather than
+    one pandas call per value (~1 us each: 100 k flows cost 0.1 s a column)."""
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        missing = column.dtype.na_value
+        return [missing if value is None else value for value in pa.array(column.array).to_pylist()]
+    return column.tolist()
+
+
+def rows_of(frame: pd.DataFrame, columns: list[str]) -> list:
+    """``frame[columns].itertuples(index=False)`` as a list, each column converted at once."""
+    row = namedtuple("Row", columns)
+    return list(map(row._make, zip(*(python_values(frame[name]) for name in columns))))
 
 
 def json_bytes(value: Any) -> bytes:
