@@ -35,7 +35,7 @@ from inspector.flows.frame import flow_columns, originator_is_a_one
 from inspector.flows.table import FlowState, FlowTable, Region
 from inspector.meters import Meter, Part
 from inspector.schema import CLOSED_BY, ROLES, SCHEMAS
-from inspector.tables import empty_frame
+from inspector.tables import empty_frame, text_columns
 from inspector.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist
 
@@ -237,7 +237,7 @@ class Pipeline:
         closed_by = np.where(closed == 1, CLOSED_BY.index("fin"), np.where(closed == 2, CLOSED_BY.index("rst"),
                                                                           by_reason)).astype(np.int8)
         flows = pd.DataFrame({
-            **columns, **verdicts,
+            **text_columns({**columns, **verdicts}),
             "watch": pd.Categorical.from_codes(self._roles[fids], dtype=_WATCH),
             "closed_by": pd.Categorical.from_codes(closed_by, dtype=_CLOSED_BY),
         })

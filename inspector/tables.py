@@ -14,6 +14,7 @@ import math
 from collections import namedtuple
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -70,6 +71,20 @@ def _categories(values: pd.Series, known: tuple[str, ...] | None) -> list[str]:
     """The documented categories, plus any value a newer version wrote."""
     seen = [v for v in pd.unique(values.dropna().astype(str)) if not known or v not in known]
     return list(known or ()) + sorted(seen)
+
+
+def strings(values: Any) -> pd.api.extensions.ExtensionArray:
+    """Text (an object or ``str`` array, None for missing) as the tables'
+    ``string`` dtype, converted by Arrow at once: pandas' own conversion
+    checks each value in Python, and an object column handed to a DataFrame
+    is first inferred as ``str`` and then cast again."""
+    return pd.arrays.ArrowStringArray(pa.array(values, type=pa.string(), from_pandas=True))
+
+
+def text_columns(columns: dict[str, Any]) -> dict[str, Any]:
+    """``columns`` with their object and ``str`` numpy arrays made ``strings``."""
+    return {name: strings(values) if isinstance(values, np.ndarray) and values.dtype.kind in "OU" else values
+            for name, values in columns.items()}
 
 
 def python_values(column: pd.Series) -> list:

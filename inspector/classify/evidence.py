@@ -21,6 +21,7 @@ from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, det
 from inspector.protocols.prefilter import candidate_rows
 from inspector.protocols.registry import ALL_ROWS
 from inspector.schema import EVIDENCE_COLUMNS, PROTOCOLS, VERDICTS
+from inspector.tables import strings
 
 # When a flow shows several protocols, the one named in the flows table.
 _RANK = {p: i for i, p in enumerate(PROTOCOLS)}
@@ -197,7 +198,12 @@ class DetectionCollector:
         protocols that contiguous bytes proved.
         """
         out: dict[int, list[Detection]] = {}
-        for i, flow in enumerate(fids):
+        held = {slot >> 1 for slot in self.pending} | self.found.keys() | self.from_islands.keys()
+        if not held:
+            return out
+        holding = np.isin(np.asarray(fids, dtype=np.int64), np.fromiter(held, dtype=np.int64, count=len(held)))
+        for i in np.flatnonzero(holding).tolist():  # the flows with any state here (most have none)
+            flow = fids[i]
             if ended:
                 for slot in (2 * flow, 2 * flow + 1):
                     head = self.pending.pop(slot, None)
@@ -307,16 +313,16 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         for values in details.values():
             if values[i] is not None:
                 values[i] = str(values[i])
-    none = pd.array(np.full(n, None, dtype=object), dtype="string") if len(hit_rows) < n else None
+    none = strings(np.full(n, None, dtype=object)) if len(hit_rows) < n else None
     added = pd.DataFrame({
-        "protocol": pd.array(protocol, dtype="string"),
-        **{col: pd.array(values, dtype="string") if hit_rows else none.copy() for col, values in details.items()},
+        "protocol": strings(protocol),
+        **{col: strings(values) if hit_rows else none.copy() for col, values in details.items()},
     }, index=flows.index)
     again = [c for c in added.columns if c in flows.columns]
     out = pd.concat([flows.drop(columns=again) if again else flows, added], axis=1)
     out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
     out["confidence"] = confidence
-    out["reason"] = pd.array(reason, dtype="string")
+    out["reason"] = strings(reason)
     if not rows:
         return out, _NO_EVIDENCE.copy()
     evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)

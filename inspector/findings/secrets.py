@@ -41,7 +41,7 @@ from inspector.capture.reader import PacketBatch
 from inspector.findings import secret_match as M
 from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS, Columns
 from inspector.flows import kernels as K
-from inspector.tables import typed
+from inspector.tables import strings, typed
 
 MAX_KEPT = 4
 """Matches kept with an excerpt per (flow, direction, kind); the rest are counted."""
@@ -280,6 +280,16 @@ class SecretScanner:
             for row in self._listed[:n].tolist():
                 self._keep(batch, view, row, slot)
 
+    def _matched(self, fids: list[int]) -> np.ndarray:
+        """Positions in ``fids`` of the flows with a count or a kept match."""
+        ids = np.asarray(fids, dtype=np.int64)
+        scanned = np.flatnonzero(2 * ids + 1 < len(self.counts))
+        counted = np.zeros(ids.size, dtype=bool)
+        counted[scanned] = (self.counts[2 * ids[scanned]] | self.counts[2 * ids[scanned] + 1]).any(axis=1)
+        if self.kept:
+            counted |= np.isin(ids, np.fromiter(self.kept, dtype=np.int64, count=len(self.kept)))
+        return np.flatnonzero(counted)
+
     def _grow(self, slots: int) -> None:
         """Room in ``counts`` for ``slots`` slots (flow ids grow with the flow table)."""
         if slots > len(self.counts):
@@ -327,7 +337,8 @@ class SecretScanner:
             return "orig" if orig_slot[i] == 2 * i + direction else "resp"
 
         rows, counts = [], []
-        for i, flow in enumerate(fids):
+        for i in self._matched(fids).tolist():  # the flows with a match (most have none)
+            flow = fids[i]
             kept = self.kept.pop(flow, []) if ended else self.kept.get(flow, [])
             found = self.counts[2 * flow:2 * flow + 2]  # empty for a flow never scanned
             if kept or found.any():
@@ -345,7 +356,7 @@ class SecretScanner:
 
 
 def _strings(values) -> pd.api.extensions.ExtensionArray:
-    return pd.array(np.array(values, dtype=object), dtype="string")
+    return strings(np.array(values, dtype=object))
 
 
 def _secrets_table(rows: list[tuple]) -> pd.DataFrame:

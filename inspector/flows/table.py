@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,7 @@ MIN_ISLAND = 8
 MIN_WINDOW_ROWS = 4096
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """A reassembled region of one direction's stream.
 
     ``data`` is the contiguous part from ``offset``. When a hole follows it
@@ -196,23 +196,28 @@ class FlowTable:
         return self.n_ids - 1
 
     def _drain_heads(self) -> None:
-        """Hand complete regions to ``on_regions`` and recycle their rows."""
+        """Hand complete regions to ``on_regions`` and recycle their rows (at
+        once: Python runs per region only to make its ``Region``)."""
         c = self.counters
-        regions = []
-        for s, row, start, length, index, kept_end, cap, cov in self.ready[: c[K.CT_READY]].tolist():
-            rows, free, which = ((self.heads, self.head_free, K.CT_FREE_HEADS) if cap == K.REGION_BYTES
-                                 else (self.small_heads, self.small_free, K.CT_FREE_SMALL))
-            if self.on_regions is not None:
-                at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
-                islands = self._islands(rows[row], cov, start, length, kept_end) if kept_end > length else ()
-                regions.append(Region(s, index, start, rows[row, :length].tobytes(), at_start, islands))
-            free[c[which]] = row
-            c[which] += 1
-            if cov >= 0:
-                self.cov_free[c[K.CT_FREE_COV]] = cov
-                c[K.CT_FREE_COV] += 1
+        ready = self.ready[: c[K.CT_READY]]
         c[K.CT_READY] = 0
-        if regions:
+        if not len(ready):
+            return
+        big = ready[:, K.RD_CAP] == K.REGION_BYTES
+        if self.on_regions is not None:
+            at_start = (ready[:, K.RD_INDEX] == 0) & (self.slot[ready[:, K.RD_SLOT], K.SL_AT_START] != 0)
+            regions = []
+            for (s, row, start, length, index, kept_end, _cap, cov), large, head in zip(
+                    ready.tolist(), big.tolist(), at_start.tolist()):
+                rows = self.heads if large else self.small_heads
+                islands = self._islands(rows[row], cov, start, length, kept_end) if kept_end > length else ()
+                regions.append(Region(s, index, start, rows[row, :length].tobytes(), head, islands))
+        for free, which, taken in ((self.head_free, K.CT_FREE_HEADS, ready[big, K.RD_ROW]),
+                                   (self.small_free, K.CT_FREE_SMALL, ready[~big, K.RD_ROW]),
+                                   (self.cov_free, K.CT_FREE_COV, ready[ready[:, K.RD_COV] >= 0, K.RD_COV])):
+            free[c[which] : c[which] + taken.size] = taken
+            c[which] += taken.size
+        if self.on_regions is not None:
             self.on_regions(regions)
 
     def _islands(self, data: np.ndarray, cov: int, start: int, length: int,
