@@ -164,9 +164,13 @@ def flow_verdicts(orig: Mapping[str, np.ndarray], resp: Mapping[str, np.ndarray]
     deciding = {name: np.where(use_orig, np.asarray(orig_stats[name]), np.asarray(resp_stats[name]))
                 for name in _ReasonRow._fields}
     basis = np.where(use_orig, np.asarray(orig["basis"]), np.asarray(resp["basis"]))
-    reason = [
+    # Each distinct combination of what a reason says is worded once (short flows repeat a few).
+    said = np.column_stack([use_orig, disagree, other, basis, *deciding.values()]).astype(np.float64)
+    _, first, inverse = np.unique(said, axis=0, return_index=True, return_inverse=True)
+    texts = direction_reasons({name: values[first] for name, values in deciding.items()}, basis[first])
+    worded = [
         ("orig: " if u else "resp: ") + text + (f" (the other direction looks {VERDICTS[o]})" if d else "")
-        for u, text, o, d in zip(use_orig.tolist(), direction_reasons(deciding, basis), other.tolist(),
-                                 disagree.tolist())
+        for u, text, o, d in zip(use_orig[first].tolist(), texts, other[first].tolist(), disagree[first].tolist())
     ]
+    reason = np.array(worded, dtype=object)[inverse.ravel()]
     return {"verdict": verdict, "confidence": confidence, "reason": reason}
