@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -232,23 +233,26 @@ class FlowTable:
 
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:
-        ids = np.empty(uniques.size, dtype=np.int64)
-        new_codes = []
-        index = self.index
-        for code, key in enumerate(uniques.tolist()):
-            if key == 0:  # packets that did not decode
-                ids[code] = -1
-                continue
-            fid = index.get(key)
-            if fid is None:
-                fid = index[key] = self._allocate()
-                new_codes.append(code)
-            ids[code] = fid
-        if new_codes:
-            new = np.asarray(new_codes)
+        """The flow id of each distinct key (-1: packets that did not decode),
+        creating the flows of new keys: the dict is read and filled by
+        ``map``/``update``, not a Python step per key."""
+        keys = uniques.tolist()
+        ids = np.fromiter(map(self.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        new = np.flatnonzero((ids < 0) & (uniques != 0))
+        if new.size:
+            ids[new] = self._allocate_many(new.size)
+            self.index.update(zip(uniques[new].tolist(), ids[new].tolist()))
             first = K.first_index(codes, int(codes.max()) + 1)[new]
             self._create(ids[new], first, dirs, batch, input_index, uniques[new])
         return ids
+
+    def _allocate_many(self, n: int) -> np.ndarray:
+        """``n`` ids, as ``n`` calls of ``_allocate`` would give them."""
+        reused = self.free_ids[: -n - 1 : -1] if n else []
+        del self.free_ids[len(self.free_ids) - len(reused) :]
+        fresh = np.arange(self.n_ids, self.n_ids + n - len(reused), dtype=np.int64)
+        self.n_ids += fresh.size
+        return np.concatenate([np.array(reused, dtype=np.int64), fresh])
 
     def _create(self, fids: np.ndarray, first: np.ndarray, dirs: np.ndarray, batch: PacketBatch,
                 input_index: int, keys: np.ndarray) -> None:
