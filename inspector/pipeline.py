@@ -232,8 +232,9 @@ class Pipeline:
         columns, orig_slot, resp_slot = flow_columns(state, self.watch.service_ports, self.names)
         verdicts, windows = classify_columns(columns["uid"], orig_slot, resp_slot, state.windows)
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(fids))  # an interim report: 'open'
-        by_reason = np.vectorize(CLOSED_BY.index, otypes=[np.int8])(reason) if np.ndim(reason) \
-            else CLOSED_BY.index(reason)
+        names, by_reason = np.asarray(reason), np.zeros(np.shape(reason), dtype=np.int8)
+        for code, name in enumerate(CLOSED_BY):  # per name, not per flow
+            by_reason[names == name] = code
         closed_by = np.where(closed == 1, CLOSED_BY.index("fin"), np.where(closed == 2, CLOSED_BY.index("rst"),
                                                                           by_reason)).astype(np.int8)
         flows = pd.DataFrame({

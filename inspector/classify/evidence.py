@@ -108,21 +108,19 @@ class DetectionCollector:
                 mid += [True] * len(region.islands)
         masks = candidate_rows(pieces, mid)
         island_masks = iter(masks[len(regions):])
+        pending = self.pending
         for region, rows in zip(regions, masks):
             island_rows = tuple(next(island_masks) for _ in region.islands) if region.islands else ()
-            if rows or any(island_rows):
+            if rows or (island_rows and any(island_rows)):
                 self.on_region(region, rows, island_rows)
-            elif region.index == 0:
-                self._idle_head(region.slot)
+            elif region.index == 0:  # a head no detector can read: it only pairs with the other head
+                slot = region.slot  # (inline: most heads of short flows come here, two per flow)
+                other = pending.pop(slot ^ 1, None)
+                if other is None:
+                    pending[slot] = _IDLE
+                elif other is not _IDLE:
+                    self._detect_heads(slot // 2, other, None)
             # else a probe no detector can read: nothing to do
-
-    def _idle_head(self, slot: int) -> None:
-        """A head no detector can read: it only pairs with the other head of its flow."""
-        other = self.pending.pop(slot ^ 1, None)
-        if other is None:
-            self.pending[slot] = _IDLE
-        elif other is not _IDLE:
-            self._detect_heads(slot // 2, other, None)
 
     def on_region(self, region: Region, rows: int = ALL_ROWS, island_rows: tuple[int, ...] | None = None) -> None:
         """Heads (region 0) are paired per flow; probes further in are read at once.
