@@ -87,16 +87,25 @@ def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int =
     Each column is encoded at once (``_encoded``) and the lines are joined by
     Arrow: Python runs per column and per flow with evidence, not per value."""
     by_uid = _evidence_by_uid(evidence)
-    keys = [orjson.dumps(name) for name in list(FLOW_COLUMNS) + ["evidence"]]
     for start in range(0, len(flows), chunk):
         part = flows.iloc[start : start + chunk]
-        values = [_encoded(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
-        values.append(_evidence_lists(part["uid"], by_uid))
-        pieces = []
-        for i, (key, column) in enumerate(zip(keys, values)):
-            pieces += [(b"{" if i == 0 else b",") + key + b":", column]
-        yield pc.binary_join_element_wise(*pieces, b"}", b"", null_handling="replace",
-                                          null_replacement=b"null").to_pylist()
+        yield encoded_records(part, FLOW_COLUMNS, FLOW_DIGITS, evidence=_evidence_lists(part["uid"], by_uid))
+
+
+def encoded_records(table: pd.DataFrame, columns: Columns, digits: int | None = None,
+                    **extra: pa.Array) -> list[bytes]:
+    """The rows of ``table`` as compact JSON objects (what ``json_bytes`` of
+    ``records(table, columns, digits)`` gives), then the ``extra`` columns of
+    encoded values: each column encoded at once, the lines joined by Arrow."""
+    names = [name for name in columns if name in table.columns]
+    values = [_encoded(table[name], columns[name][0], digits) for name in names] + list(extra.values())
+    pieces: list = []
+    for i, (name, column) in enumerate(zip(names + list(extra), values)):
+        pieces += [(b"{" if i == 0 else b",") + orjson.dumps(name) + b":", column]
+    if not pieces:
+        return [b"{}"] * len(table)
+    return pc.binary_join_element_wise(*pieces, b"}", b"", null_handling="replace",
+                                       null_replacement=b"null").to_pylist()
 
 
 _ESCAPED = np.zeros(256, dtype=bool)  # bytes JSON escapes in a string: control characters, quote, backslash
@@ -182,14 +191,18 @@ _FINDING_LISTS = {"risks": ", ", "evidence": "\n", "hosts": ", ", "uids": ",", "
                   "references": ", "}
 
 
-def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]]:
-    """Secrets found in cleartext: redacted (label only) unless ``show_payload``."""
-    out = records(secrets, {k: v for k, v in SECRET_COLUMNS.items() if k != "excerpt"})
-    if show_payload:
-        for row, excerpt in zip(out, secrets["excerpt"].tolist()):
-            row["excerpt_hex"] = bytes(excerpt).hex()
-            row["excerpt_text"] = printable(bytes(excerpt))
+def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]] | list[bytes]:
+    """Secrets found in cleartext: redacted (label only, already encoded) unless ``show_payload``."""
+    if not show_payload:
+        return encoded_records(secrets, _SHOWN_SECRET_COLUMNS)
+    out = records(secrets, _SHOWN_SECRET_COLUMNS)
+    for row, excerpt in zip(out, secrets["excerpt"].tolist()):
+        row["excerpt_hex"] = bytes(excerpt).hex()
+        row["excerpt_text"] = printable(bytes(excerpt))
     return out
+
+
+_SHOWN_SECRET_COLUMNS = {k: v for k, v in SECRET_COLUMNS.items() if k != "excerpt"}
 
 
 def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
@@ -198,7 +211,8 @@ def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
 
 
 def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, Any]:
-    """Everything of the result document but the flows (streamed after it)."""
+    """Everything of the result document but the flows (streamed after it);
+    the long arrays (secrets, secret counts) come as encoded lines."""
     from inspector import __version__
 
     return {
@@ -211,7 +225,7 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
                     "flows": len(analysis.flows), "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
         "secrets": secret_records(analysis.secrets, show_payload),
-        "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
+        "secret_counts": encoded_records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
         "events": event_records(analysis.events),
     }
 
@@ -223,7 +237,7 @@ def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = Fals
     for key, value in document_head(analysis, show_payload).items():
         write(b'\n "' + key.encode() + b'": ')
         if isinstance(value, list):
-            _write_array(write, [[json_bytes(item) for item in value]])
+            _write_array(write, [[item if isinstance(item, bytes) else json_bytes(item) for item in value]])
         else:
             write(json_bytes(value))
         write(b",")
