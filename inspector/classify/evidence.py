@@ -271,7 +271,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     details = {col: np.full(n, None, dtype=object) for col in DETAIL_COLUMNS}
     verdict = _verdict_codes(flows["verdict"])
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
-    reason = flows["reason"].to_numpy(dtype=object).copy()
+    reason: dict[int, str] = {}  # the rows whose reason a proof rewrites
     rows = []
     uids = flows["uid"].to_numpy()
     hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
@@ -320,7 +320,10 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     out = pd.concat([flows.drop(columns=again) if again else flows, added], axis=1)
     out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
     out["confidence"] = confidence
-    out["reason"] = strings(reason)
+    if reason:  # else the statistics' reasons stand, column as it was
+        text = flows["reason"].to_numpy(dtype=object).copy()
+        text[list(reason)] = list(reason.values())
+        out["reason"] = strings(text)
     if not rows:
         return out, _NO_EVIDENCE.copy()
     evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
