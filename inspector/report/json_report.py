@@ -121,11 +121,11 @@ def _encoded(values: pd.Series, dtype: str, digits: int | None) -> pa.Array:
         words = np.array([json_bytes(c) for c in values.cat.categories.tolist()] + [None], dtype=object)
         return pa.array(words[values.cat.codes.to_numpy()], pa.binary())
     if dtype in ("int64", "UInt16", "Int64") and pd.api.types.is_integer_dtype(values.dtype):
-        return pa.array(values.array).cast(pa.string()).cast(pa.binary())
+        return _one_chunk(pa.array(values.array)).cast(pa.string()).cast(pa.binary())
     if dtype == "bool" and pd.api.types.is_bool_dtype(values.dtype):
         return pc.if_else(pa.array(values.to_numpy(dtype=bool)), b"true", b"false")
     if isinstance(values.dtype, pd.StringDtype):
-        text = pa.array(values.array, pa.string())
+        text = _one_chunk(pa.array(values.array, pa.string()))
         if text.null_count == len(text):
             return text.cast(pa.binary())
         distinct = pc.dictionary_encode(text)
@@ -141,6 +141,11 @@ def _encoded(values: pd.Series, dtype: str, digits: int | None) -> pa.Array:
         except orjson.JSONEncodeError:
             pass
     return pa.array([json_bytes(value) for value in listed], pa.binary())
+
+
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array (a table joined from parts holds its columns in chunks)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def _needs_escape(text: pa.StringArray) -> bool:
