@@ -78,11 +78,24 @@ def _roles(flows: pd.DataFrame, tunnels: set[str]) -> np.ndarray:
 _Member = namedtuple("_Member", "uid orig_h resp_h orig_bytes resp_bytes verdict")
 
 
+def _with_data_flows(flows: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
+    """Rows of the flows with a role whose (source, destination) also has a
+    data flow: the SSH and libvirtd flows of other host pairs can only make
+    events that are dropped (thousands of libvirtd connections on a busy
+    controller would each be grouped one by one for nothing)."""
+    picked = np.flatnonzero(kinds != "")
+    data = ~np.isin(kinds[picked], ("ssh", "libvirtd"))
+    if data.all():
+        return picked
+    hosts = flows.iloc[picked][["orig_h", "resp_h"]].assign(data=data)
+    return picked[hosts.groupby(["orig_h", "resp_h"], sort=False, dropna=False)["data"].transform("any").to_numpy(dtype=bool)]
+
+
 def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The events table and, per flow, its event id ('' when none)."""
     event_of = np.full(len(flows), "", dtype=object)
     kinds = _roles(flows, _tunnel_flows(evidence))
-    picked = np.flatnonzero(kinds != "")
+    picked = _with_data_flows(flows, kinds)
     if not len(picked):  # no flow of a migration (most captures): no event
         return table_of([], EVENT_COLUMNS), event_of
     sub = flows.iloc[picked]

@@ -35,7 +35,7 @@ from inspector.flows.frame import flow_columns, originator_is_a_one
 from inspector.flows.table import FlowState, FlowTable, Region
 from inspector.meters import Meter, Part
 from inspector.schema import CLOSED_BY, ROLES, SCHEMAS
-from inspector.tables import empty_frame
+from inspector.tables import empty_frame, text_columns
 from inspector.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist
 
@@ -232,12 +232,13 @@ class Pipeline:
         columns, orig_slot, resp_slot = flow_columns(state, self.watch.service_ports, self.names)
         verdicts, windows = classify_columns(columns["uid"], orig_slot, resp_slot, state.windows)
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(fids))  # an interim report: 'open'
-        by_reason = np.vectorize(CLOSED_BY.index, otypes=[np.int8])(reason) if np.ndim(reason) \
-            else CLOSED_BY.index(reason)
+        names, by_reason = np.asarray(reason), np.zeros(np.shape(reason), dtype=np.int8)
+        for code, name in enumerate(CLOSED_BY):  # per name, not per flow
+            by_reason[names == name] = code
         closed_by = np.where(closed == 1, CLOSED_BY.index("fin"), np.where(closed == 2, CLOSED_BY.index("rst"),
                                                                           by_reason)).astype(np.int8)
         flows = pd.DataFrame({
-            **columns, **verdicts,
+            **text_columns({**columns, **verdicts}),
             "watch": pd.Categorical.from_codes(self._roles[fids], dtype=_WATCH),
             "closed_by": pd.Categorical.from_codes(closed_by, dtype=_CLOSED_BY),
         })

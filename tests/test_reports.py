@@ -23,7 +23,7 @@ from inspector.report.export import TABLES
 from inspector.report.json_report import flow_chunks, json_schema, write_json
 from inspector.schema import FLOW_COLUMNS
 from inspector.streaming import JsonLines
-from inspector.tables import json_bytes
+from inspector.tables import json_bytes, typed
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT / "captures" / "qemu-plain.pcap.gz"
@@ -87,6 +87,17 @@ def test_json_document_holds_the_tables_values(tmp_path):
     assert all(isinstance(json.loads(record), dict) for record in records)
     one_by_one = b"".join(line for chunk in flow_chunks(flows, evidence, chunk=1) for line in chunk)
     assert one_by_one == b"".join(line for chunk in flow_chunks(flows, evidence) for line in chunk)
+
+
+def test_json_flows_of_a_table_joined_from_parts_are_the_same():
+    """A flows table joined from several closes holds its Arrow columns in
+    chunks; each column is encoded whole all the same."""
+    result = inspector.analyze([PLAIN, TLS, API])
+    flows, half = result.flows, len(result.flows) // 2
+    joined = typed(pd.concat([flows.iloc[:half], flows.iloc[half:]], ignore_index=True), FLOW_COLUMNS)
+    assert joined["uid"].array._pa_array.num_chunks == 2
+    assert [line for chunk in flow_chunks(joined, result.evidence) for line in chunk] == \
+        [line for chunk in flow_chunks(flows, result.evidence) for line in chunk]
 
 
 def test_jsonl_flow_records_are_the_json_flows():

@@ -9,6 +9,7 @@ import pandas as pd
 from inspector.classify.statistics import statistics_columns, window_columns
 from inspector.classify.verdicts import direction_verdict_columns, flow_verdicts
 from inspector.schema import VERDICTS, WINDOW_LABELS
+from inspector.tables import strings
 
 __all__ = ["classify_columns"]
 
@@ -57,7 +58,7 @@ def _windows_table(labelled: dict[str, np.ndarray], uids: np.ndarray, orig_slot:
     window = labelled["window"]
     order = np.lexsort((window, role, flow_rank[slot_flow[slot]]))
     return pd.DataFrame({
-        "uid": uid[order],
+        "uid": strings(uid[order]),
         "direction": pd.Categorical.from_codes(role[order], dtype=_ROLES),
         "window": window[order],
         **{name: labelled[name][order] for name in ("bytes", "entropy", "chi2", "printable")},

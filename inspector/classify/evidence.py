@@ -21,6 +21,7 @@ from inspector.protocols import CLEARTEXT, ENCRYPTED, ORIG, RESP, Detection, det
 from inspector.protocols.prefilter import candidate_rows
 from inspector.protocols.registry import ALL_ROWS
 from inspector.schema import EVIDENCE_COLUMNS, PROTOCOLS, VERDICTS
+from inspector.tables import strings
 
 # When a flow shows several protocols, the one named in the flows table.
 _RANK = {p: i for i, p in enumerate(PROTOCOLS)}
@@ -107,21 +108,19 @@ class DetectionCollector:
                 mid += [True] * len(region.islands)
         masks = candidate_rows(pieces, mid)
         island_masks = iter(masks[len(regions):])
+        pending = self.pending
         for region, rows in zip(regions, masks):
             island_rows = tuple(next(island_masks) for _ in region.islands) if region.islands else ()
-            if rows or any(island_rows):
+            if rows or (island_rows and any(island_rows)):
                 self.on_region(region, rows, island_rows)
-            elif region.index == 0:
-                self._idle_head(region.slot)
+            elif region.index == 0:  # a head no detector can read: it only pairs with the other head
+                slot = region.slot  # (inline: most heads of short flows come here, two per flow)
+                other = pending.pop(slot ^ 1, None)
+                if other is None:
+                    pending[slot] = _IDLE
+                elif other is not _IDLE:
+                    self._detect_heads(slot // 2, other, None)
             # else a probe no detector can read: nothing to do
-
-    def _idle_head(self, slot: int) -> None:
-        """A head no detector can read: it only pairs with the other head of its flow."""
-        other = self.pending.pop(slot ^ 1, None)
-        if other is None:
-            self.pending[slot] = _IDLE
-        elif other is not _IDLE:
-            self._detect_heads(slot // 2, other, None)
 
     def on_region(self, region: Region, rows: int = ALL_ROWS, island_rows: tuple[int, ...] | None = None) -> None:
         """Heads (region 0) are paired per flow; probes further in are read at once.
@@ -197,7 +196,12 @@ class DetectionCollector:
         protocols that contiguous bytes proved.
         """
         out: dict[int, list[Detection]] = {}
-        for i, flow in enumerate(fids):
+        held = {slot >> 1 for slot in self.pending} | self.found.keys() | self.from_islands.keys()
+        if not held:
+            return out
+        holding = np.isin(np.asarray(fids, dtype=np.int64), np.fromiter(held, dtype=np.int64, count=len(held)))
+        for i in np.flatnonzero(holding).tolist():  # the flows with any state here (most have none)
+            flow = fids[i]
             if ended:
                 for slot in (2 * flow, 2 * flow + 1):
                     head = self.pending.pop(slot, None)
@@ -269,7 +273,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     details = {col: np.full(n, None, dtype=object) for col in DETAIL_COLUMNS}
     verdict = _verdict_codes(flows["verdict"])
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
-    reason = flows["reason"].to_numpy(dtype=object).copy()
+    reason: dict[int, str] = {}  # the rows whose reason a proof rewrites
     rows = []
     uids = flows["uid"].to_numpy()
     hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
@@ -309,16 +313,19 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
         for values in details.values():
             if values[i] is not None:
                 values[i] = str(values[i])
-    none = pd.array(np.full(n, None, dtype=object), dtype="string") if len(hit_rows) < n else None
+    none = strings(np.full(n, None, dtype=object)) if len(hit_rows) < n else None
     added = pd.DataFrame({
-        "protocol": pd.array(protocol, dtype="string"),
-        **{col: pd.array(values, dtype="string") if hit_rows else none.copy() for col, values in details.items()},
+        "protocol": strings(protocol),
+        **{col: strings(values) if hit_rows else none.copy() for col, values in details.items()},
     }, index=flows.index)
     again = [c for c in added.columns if c in flows.columns]
     out = pd.concat([flows.drop(columns=again) if again else flows, added], axis=1)
     out["verdict"] = pd.Categorical.from_codes(verdict, dtype=_VERDICTS)
     out["confidence"] = confidence
-    out["reason"] = pd.array(reason, dtype="string")
+    if reason:  # else the statistics' reasons stand, column as it was
+        text = flows["reason"].to_numpy(dtype=object).copy()
+        text[list(reason)] = list(reason.values())
+        out["reason"] = strings(text)
     if not rows:
         return out, _NO_EVIDENCE.copy()
     evidence = pd.DataFrame(rows, columns=DETECTION_COLUMNS)

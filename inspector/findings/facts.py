@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from inspector.schema import CLEAR
+from inspector.tables import python_values, rows_of
 from inspector.units import flow_endpoints, human_bytes
 from inspector.watch import Watchlist
 
@@ -47,41 +50,49 @@ class Facts:
         return out
 
     @cached_property
-    def _cells(self) -> list:
-        """One accessor per ``ROW`` column, reading a single cell without pandas
-        (rules ask per event; a pandas lookup cost ~50 ms each) and without
-        turning the whole table into Python objects (500 k flows: ~1 GB)."""
-        return [_cell_reader(self.flows[column]) for column in ROW._fields]
+    def _readers(self) -> dict[str, Callable[[np.ndarray], list]]:
+        """One reader per ``ROW`` column: rows (positions) -> their values as
+        Python objects, without turning the whole table into Python objects
+        (500 k flows: ~1 GB) and without a pandas lookup per call."""
+        return {column: _column_reader(self.flows[column]) for column in ROW._fields}
 
     @cached_property
-    def _positions(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for i, uid in enumerate(self.flows["uid"].astype(str).tolist()):
-            out.setdefault(uid, []).append(i)
-        return out
+    def _positions(self) -> tuple[dict[str, int], dict[str, list[int]]]:
+        """The first row of each uid, and the further rows of the (rare) uids on several rows."""
+        uids = list(map(str, python_values(self.flows["uid"])))
+        first = dict(zip(reversed(uids), range(len(uids) - 1, -1, -1)))
+        more: dict[str, list[int]] = {}
+        if len(first) < len(uids):
+            for i, uid in enumerate(uids):
+                if first[uid] != i:
+                    more.setdefault(uid, []).append(i)
+        return first, more
 
-    @cached_property
-    def _rows(self) -> dict[int, tuple]:
-        """``ROW`` tuples made so far, by position: rules ask for the same flows
-        again (a match's flows, then their hosts)."""
-        return {}
+    def positions(self, uids) -> np.ndarray:
+        """The rows of the flows with these uids, in table order."""
+        first, more = self._positions
+        wanted = [uid for uid in dict.fromkeys(map(str, uids)) if uid in first]
+        found = [first[uid] for uid in wanted] + [i for uid in wanted for i in more.get(uid, ())]
+        return np.sort(np.array(found, dtype=np.intp))
+
+    def column(self, name: str, uids) -> list:
+        """One ``ROW`` column of the flows with these uids, in table order."""
+        return self._readers[name](self.positions(uids))
 
     def rows(self, uids) -> list:
         """The flows with these uids, as ``ROW`` tuples in table order."""
-        found = sorted(i for uid in dict.fromkeys(map(str, uids)) for i in self._positions.get(uid, ()))
-        made = self._rows
-        for i in found:
-            if i not in made:
-                made[i] = ROW._make(cell(i) for cell in self._cells)
-        return [made[i] for i in found]
+        found = self.positions(uids)
+        return list(map(ROW._make, zip(*(read(found) for read in self._readers.values()))))
 
     def host_pairs(self, uids) -> list[str]:
         """'src -> dst' of the flows with these uids, sorted, once each."""
-        return sorted({f"{row.orig_h} -> {row.resp_h}" for row in self.rows(uids)})
+        found = self.positions(uids)
+        pairs = zip(self._readers["orig_h"](found), self._readers["resp_h"](found))
+        return sorted({f"{orig} -> {resp}" for orig, resp in pairs})
 
     def events_of(self, uids) -> tuple[str, ...]:
         """Migration events the flows with these uids belong to."""
-        return tuple(sorted({row.event for row in self.rows(uids) if row.event}))
+        return tuple(sorted({event for event in self.column("event", uids) if event}))
 
     def clear_flows(self, protocol: str) -> pd.DataFrame:
         """Flows of a protocol whose payload crossed in clear."""
@@ -120,18 +131,28 @@ ROW = namedtuple("ROW", "uid proto orig_h orig_p resp_h resp_p orig_bytes resp_b
 """The columns of a flow that rules read from ``Facts.rows``."""
 
 
-def _cell_reader(column: pd.Series):
-    """``i -> the value of row i`` as a Python object, reading nothing else."""
+def _column_reader(column: pd.Series) -> Callable[[np.ndarray], list]:
+    """``positions -> the values of those rows`` as Python objects (None when missing)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes, categories = column.cat.codes.to_numpy(), list(column.cat.categories)
-        return lambda i: categories[codes[i]] if codes[i] >= 0 else None
+        codes, categories = column.cat.codes.to_numpy(), list(column.cat.categories) + [None]
+        return lambda rows: [categories[code] for code in codes[rows].tolist()]
     if pd.api.types.is_numeric_dtype(column.dtype) and not column.hasnans:
         values = column.to_numpy()
-        return lambda i: values[i].item()
-    values = pa.array(column.array) if pd.api.types.is_string_dtype(column.dtype) else None
-    if values is not None:
-        return lambda i: values[i].as_py()
-    return lambda i: column.iat[i]
+        return lambda rows: values[rows].tolist()
+    if pd.api.types.is_string_dtype(column.dtype):
+        text = pa.array(column.array)
+        return lambda rows: text.take(rows).to_pylist()
+    return lambda rows: column.iloc[rows].tolist()
+
+
+FLOW_LINE_COLUMNS = ["uid", "orig_h", "orig_p", "resp_h", "resp_p", "protocol", "proto", "orig_bytes", "resp_bytes",
+                     "verdict", "confidence", "reason"]
+"""The flows columns ``flow_line`` reads."""
+
+
+def flow_lines(flows: pd.DataFrame) -> tuple[str, ...]:
+    """``flow_line`` of each flow, reading only the columns it needs."""
+    return tuple(map(flow_line, rows_of(flows, FLOW_LINE_COLUMNS)))
 
 
 def flow_line(flow) -> str:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from inspector.findings.facts import Facts, flow_line, pages
+from inspector.findings.facts import Facts, flow_line, flow_lines, pages
 from inspector.schema import CLEAR, RISKS
+from inspector.tables import python_values, rows_of
 from inspector.units import flow_endpoints, human_bytes
 
 DOS, LEAK, TAMPER, INJECT = RISKS
@@ -111,11 +112,11 @@ def _guest_details(facts: Facts, flows: list) -> list[str]:
 def _orphan_migration_flows(facts: Facts) -> Iterable[Match]:
     """Cleartext bulk on migration ports that no event explains."""
     f = facts.flows
-    orphans = f[(f["watch"] == "migration") & f["verdict"].astype(str).isin(CLEAR) & (f["event"] == "")]
+    orphans = f[(f["watch"] == "migration") & f["verdict"].isin(CLEAR) & (f["event"] == "")]
     if len(orphans):
         total = int((orphans["orig_bytes"] + orphans["resp_bytes"]).sum())
-        yield Match(tuple(orphans["uid"]), f"{len(orphans)} flow(s) on migration ports carry {human_bytes(total)} "
-                    "in clear outside any recognised migration", tuple(map(flow_line, orphans.itertuples())),
+        yield Match(tuple(python_values(orphans["uid"])), f"{len(orphans)} flow(s) on migration ports carry {human_bytes(total)} "
+                    "in clear outside any recognised migration", flow_lines(orphans),
                     bytes_exposed=total)
 
 
@@ -219,9 +220,9 @@ def _secrets(facts: Facts) -> Iterable[Match]:
     if counts.empty:
         return
     kinds = counts.groupby("kind")["count"].sum().sort_values(ascending=False)
-    uids = tuple(dict.fromkeys(counts["uid"].astype(str)))
+    uids = tuple(dict.fromkeys(map(str, python_values(counts["uid"]))))
     lines = [f"{row.uid} {row.direction} at offset {row.offset}: {row.kind}: {row.label}"
-             for row in rows.itertuples(index=False)]
+             for row in rows_of(rows, ["uid", "direction", "offset", "kind", "label"])]
     if int(kinds.sum()) > len(rows):
         lines.append(f"(first {len(rows)} of {int(kinds.sum())} matches listed; every match is counted)")
     events = facts.events_of(uids)
@@ -234,8 +235,8 @@ def _service_in_clear(protocol: str, what: str) -> Callable[[Facts], Iterable[Ma
         flows = facts.clear_flows(protocol)
         if len(flows):
             total = int((flows["orig_bytes"] + flows["resp_bytes"]).sum())
-            yield Match(tuple(flows["uid"]), f"{len(flows)} {what} connection(s) without TLS, "
-                        f"{human_bytes(total)} in clear", tuple(map(flow_line, flows.itertuples())),
+            yield Match(tuple(python_values(flows["uid"])), f"{len(flows)} {what} connection(s) without TLS, "
+                        f"{human_bytes(total)} in clear", flow_lines(flows),
                         bytes_exposed=total)
     return matches
 

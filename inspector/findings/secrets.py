@@ -41,7 +41,7 @@ from inspector.capture.reader import PacketBatch
 from inspector.findings import secret_match as M
 from inspector.schema import SECRET_COLUMNS, SECRET_COUNT_COLUMNS, Columns
 from inspector.flows import kernels as K
-from inspector.tables import typed
+from inspector.tables import strings, typed
 
 MAX_KEPT = 4
 """Matches kept with an excerpt per (flow, direction, kind); the rest are counted."""
@@ -280,6 +280,16 @@ class SecretScanner:
             for row in self._listed[:n].tolist():
                 self._keep(batch, view, row, slot)
 
+    def _matched(self, fids: list[int]) -> np.ndarray:
+        """Positions in ``fids`` of the flows with a count or a kept match."""
+        ids = np.asarray(fids, dtype=np.int64)
+        scanned = np.flatnonzero(2 * ids + 1 < len(self.counts))
+        counted = np.zeros(ids.size, dtype=bool)
+        counted[scanned] = (self.counts[2 * ids[scanned]] | self.counts[2 * ids[scanned] + 1]).any(axis=1)
+        if self.kept:
+            counted |= np.isin(ids, np.fromiter(self.kept, dtype=np.int64, count=len(self.kept)))
+        return np.flatnonzero(counted)
+
     def _grow(self, slots: int) -> None:
         """Room in ``counts`` for ``slots`` slots (flow ids grow with the flow table)."""
         if slots > len(self.counts):
@@ -327,7 +337,8 @@ class SecretScanner:
             return "orig" if orig_slot[i] == 2 * i + direction else "resp"
 
         rows, counts = [], []
-        for i, flow in enumerate(fids):
+        for i in self._matched(fids).tolist():  # the flows with a match (most have none)
+            flow = fids[i]
             kept = self.kept.pop(flow, []) if ended else self.kept.get(flow, [])
             found = self.counts[2 * flow:2 * flow + 2]  # empty for a flow never scanned
             if kept or found.any():
@@ -345,7 +356,7 @@ class SecretScanner:
 
 
 def _strings(values) -> pd.api.extensions.ExtensionArray:
-    return pd.array(np.array(values, dtype=object), dtype="string")
+    return strings(np.array(values, dtype=object))
 
 
 def _secrets_table(rows: list[tuple]) -> pd.DataFrame:
@@ -394,13 +405,14 @@ def sort_secret_counts(counts: pd.DataFrame) -> pd.DataFrame:
     return counts.sort_values(["uid", "direction", "kind"]).reset_index(drop=True)
 
 
+_unwrap_seq = K.unwrap_seq.py_func  # plain Python: calling the kernel would first load it (~40 ms) for 4 operations
+
+
 def _stream_offset(slot: np.ndarray, s: int, proto: int, seq: int, at: int) -> int:
     """Stream offset of payload byte ``at`` of a TCP segment, unwrapped against
     the direction's furthest offset as the flow kernels do; -1 if unknown."""
     base = int(slot[s, K.SL_BASE_SEQ])
     if proto != C.IPPROTO_TCP or base < 0:
         return -1
-    # the kernel's Python function: on Python ints it computes the same, and a call
-    # from Python would load the compiled kernel (~4 ms) for a few integer operations
-    offset = K.unwrap_seq.py_func(int(seq) + int(at), base, int(slot[s, K.SL_MAX_END]))
+    offset = _unwrap_seq(int(seq) + int(at), base, int(slot[s, K.SL_MAX_END]))
     return offset if offset >= 0 else -1

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -62,8 +64,7 @@ MIN_ISLAND = 8
 MIN_WINDOW_ROWS = 4096
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """A reassembled region of one direction's stream.
 
     ``data`` is the contiguous part from ``offset``. When a hole follows it
@@ -196,23 +197,28 @@ class FlowTable:
         return self.n_ids - 1
 
     def _drain_heads(self) -> None:
-        """Hand complete regions to ``on_regions`` and recycle their rows."""
+        """Hand complete regions to ``on_regions`` and recycle their rows (at
+        once: Python runs per region only to make its ``Region``)."""
         c = self.counters
-        regions = []
-        for s, row, start, length, index, kept_end, cap, cov in self.ready[: c[K.CT_READY]].tolist():
-            rows, free, which = ((self.heads, self.head_free, K.CT_FREE_HEADS) if cap == K.REGION_BYTES
-                                 else (self.small_heads, self.small_free, K.CT_FREE_SMALL))
-            if self.on_regions is not None:
-                at_start = index == 0 and bool(self.slot[s, K.SL_AT_START])
-                islands = self._islands(rows[row], cov, start, length, kept_end) if kept_end > length else ()
-                regions.append(Region(s, index, start, rows[row, :length].tobytes(), at_start, islands))
-            free[c[which]] = row
-            c[which] += 1
-            if cov >= 0:
-                self.cov_free[c[K.CT_FREE_COV]] = cov
-                c[K.CT_FREE_COV] += 1
+        ready = self.ready[: c[K.CT_READY]]
         c[K.CT_READY] = 0
-        if regions:
+        if not len(ready):
+            return
+        big = ready[:, K.RD_CAP] == K.REGION_BYTES
+        if self.on_regions is not None:
+            at_start = (ready[:, K.RD_INDEX] == 0) & (self.slot[ready[:, K.RD_SLOT], K.SL_AT_START] != 0)
+            regions = []
+            for (s, row, start, length, index, kept_end, _cap, cov), large, head in zip(
+                    ready.tolist(), big.tolist(), at_start.tolist()):
+                rows = self.heads if large else self.small_heads
+                islands = self._islands(rows[row], cov, start, length, kept_end) if kept_end > length else ()
+                regions.append(Region(s, index, start, rows[row, :length].tobytes(), head, islands))
+        for free, which, taken in ((self.head_free, K.CT_FREE_HEADS, ready[big, K.RD_ROW]),
+                                   (self.small_free, K.CT_FREE_SMALL, ready[~big, K.RD_ROW]),
+                                   (self.cov_free, K.CT_FREE_COV, ready[ready[:, K.RD_COV] >= 0, K.RD_COV])):
+            free[c[which] : c[which] + taken.size] = taken
+            c[which] += taken.size
+        if self.on_regions is not None:
             self.on_regions(regions)
 
     def _islands(self, data: np.ndarray, cov: int, start: int, length: int,
@@ -227,23 +233,26 @@ class FlowTable:
 
     def _flow_ids(self, uniques: np.ndarray, codes: np.ndarray, dirs: np.ndarray,
                   batch: PacketBatch, input_index: int) -> np.ndarray:
-        ids = np.empty(uniques.size, dtype=np.int64)
-        new_codes = []
-        index = self.index
-        for code, key in enumerate(uniques.tolist()):
-            if key == 0:  # packets that did not decode
-                ids[code] = -1
-                continue
-            fid = index.get(key)
-            if fid is None:
-                fid = index[key] = self._allocate()
-                new_codes.append(code)
-            ids[code] = fid
-        if new_codes:
-            new = np.asarray(new_codes)
+        """The flow id of each distinct key (-1: packets that did not decode),
+        creating the flows of new keys: the dict is read and filled by
+        ``map``/``update``, not a Python step per key."""
+        keys = uniques.tolist()
+        ids = np.fromiter(map(self.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        new = np.flatnonzero((ids < 0) & (uniques != 0))
+        if new.size:
+            ids[new] = self._allocate_many(new.size)
+            self.index.update(zip(uniques[new].tolist(), ids[new].tolist()))
             first = K.first_index(codes, int(codes.max()) + 1)[new]
             self._create(ids[new], first, dirs, batch, input_index, uniques[new])
         return ids
+
+    def _allocate_many(self, n: int) -> np.ndarray:
+        """``n`` ids, as ``n`` calls of ``_allocate`` would give them."""
+        reused = self.free_ids[: -n - 1 : -1] if n else []
+        del self.free_ids[len(self.free_ids) - len(reused) :]
+        fresh = np.arange(self.n_ids, self.n_ids + n - len(reused), dtype=np.int64)
+        self.n_ids += fresh.size
+        return np.concatenate([np.array(reused, dtype=np.int64), fresh])
 
     def _create(self, fids: np.ndarray, first: np.ndarray, dirs: np.ndarray, batch: PacketBatch,
                 input_index: int, keys: np.ndarray) -> None:

@@ -17,11 +17,15 @@ times and durations are converted per column, never per row through pandas.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import codecs
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from inspector.analysis import Analysis
 from inspector.report.payload import printable
@@ -78,14 +82,88 @@ def _evidence_by_uid(evidence: pd.DataFrame | None) -> dict[str, list[dict[str, 
 
 def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The flows as compact JSON objects (every flow column, then ``evidence``),
-    a list of up to ``chunk`` encoded lines at a time."""
-    names = list(FLOW_COLUMNS) + ["evidence"]
+    a list of up to ``chunk`` encoded lines at a time.
+
+    Each column is encoded at once (``_encoded``) and the lines are joined by
+    Arrow: Python runs per column and per flow with evidence, not per value."""
     by_uid = _evidence_by_uid(evidence)
     for start in range(0, len(flows), chunk):
         part = flows.iloc[start : start + chunk]
-        values = [json_column(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
-        values.append([by_uid.get(uid, []) for uid in values[names.index("uid")]])
-        yield [json_bytes(dict(zip(names, row))) for row in zip(*values)]
+        yield encoded_records(part, FLOW_COLUMNS, FLOW_DIGITS, evidence=_evidence_lists(part["uid"], by_uid))
+
+
+def encoded_records(table: pd.DataFrame, columns: Columns, digits: int | None = None,
+                    **extra: pa.Array) -> list[bytes]:
+    """The rows of ``table`` as compact JSON objects (what ``json_bytes`` of
+    ``records(table, columns, digits)`` gives), then the ``extra`` columns of
+    encoded values: each column encoded at once, the lines joined by Arrow."""
+    names = [name for name in columns if name in table.columns]
+    values = [_encoded(table[name], columns[name][0], digits) for name in names] + list(extra.values())
+    pieces: list = []
+    for i, (name, column) in enumerate(zip(names + list(extra), values)):
+        pieces += [(b"{" if i == 0 else b",") + orjson.dumps(name) + b":", column]
+    if not pieces:
+        return [b"{}"] * len(table)
+    return pc.binary_join_element_wise(*pieces, b"}", b"", null_handling="replace",
+                                       null_replacement=b"null").to_pylist()
+
+
+_ESCAPED = np.zeros(256, dtype=bool)  # bytes JSON escapes in a string: control characters, quote, backslash
+_ESCAPED[:0x20] = _ESCAPED[ord('"')] = _ESCAPED[ord("\\")] = True
+
+
+def _encoded(values: pd.Series, dtype: str, digits: int | None) -> pa.Array:
+    """Each value of a column as its JSON text (what ``json_bytes`` writes),
+    null for null, as one binary array: integers and booleans by Arrow,
+    categories and repeated strings encoded once each, other strings quoted
+    by Arrow when they need no escaping, the rest by one orjson call."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        words = np.array([json_bytes(c) for c in values.cat.categories.tolist()] + [None], dtype=object)
+        return pa.array(words[values.cat.codes.to_numpy()], pa.binary())
+    if dtype in ("int64", "UInt16", "Int64") and pd.api.types.is_integer_dtype(values.dtype):
+        return _one_chunk(pa.array(values.array)).cast(pa.string()).cast(pa.binary())
+    if dtype == "bool" and pd.api.types.is_bool_dtype(values.dtype):
+        return pc.if_else(pa.array(values.to_numpy(dtype=bool)), b"true", b"false")
+    if isinstance(values.dtype, pd.StringDtype):
+        text = _one_chunk(pa.array(values.array, pa.string()))
+        if text.null_count == len(text):
+            return text.cast(pa.binary())
+        distinct = pc.dictionary_encode(text)
+        if len(distinct.dictionary) * 4 <= len(text):
+            words = np.array([json_bytes(word) for word in distinct.dictionary.to_pylist()] + [None], dtype=object)
+            return pa.array(words[distinct.indices.fill_null(len(words) - 1).to_numpy()], pa.binary())
+        if not _needs_escape(text):
+            return pc.binary_join_element_wise(b'"', text.cast(pa.binary()), b'"', b"")
+    listed = json_column(values, dtype, digits)
+    if dtype not in ("string", "category", "object"):  # numbers, booleans, times: no comma inside a value
+        try:
+            return pa.array(orjson.dumps(listed)[1:-1].split(b",") if listed else [], pa.binary())
+        except orjson.JSONEncodeError:
+            pass
+    return pa.array([json_bytes(value) for value in listed], pa.binary())
+
+
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array (a table joined from parts holds its columns in chunks)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _needs_escape(text: pa.StringArray) -> bool:
+    """Some value holds a byte JSON escapes (a check of the UTF-8 bytes, nulls' included)."""
+    _validity, offsets, data = text.buffers()
+    if data is None:
+        return False
+    bounds = np.frombuffer(offsets, dtype=np.int32)[text.offset : text.offset + len(text) + 1]
+    return bool(_ESCAPED[np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]]].any())
+
+
+def _evidence_lists(uids: pd.Series, by_uid: dict[str, list[dict[str, Any]]]) -> pa.Array:
+    """Each flow's evidence list as JSON text (``[]`` for most flows)."""
+    lists = np.full(len(uids), b"[]", dtype=object)
+    if by_uid:
+        for i in np.flatnonzero(uids.isin(list(by_uid)).to_numpy(dtype=bool)).tolist():
+            lists[i] = json_bytes(by_uid[uids.iat[i]])
+    return pa.array(lists, pa.binary())
 
 
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
@@ -119,14 +197,18 @@ _FINDING_LISTS = {"evidence": "\n", "hosts": ", ", "remediation": "\n", "referen
 """Text columns of the findings table the JSON splits into arrays (its list columns are lists already)."""
 
 
-def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]]:
-    """Secrets found in cleartext: redacted (label only) unless ``show_payload``."""
-    out = records(secrets, {k: v for k, v in SECRET_COLUMNS.items() if k != "excerpt"})
-    if show_payload:
-        for row, excerpt in zip(out, secrets["excerpt"].tolist()):
-            row["excerpt_hex"] = bytes(excerpt).hex()
-            row["excerpt_text"] = printable(bytes(excerpt))
+def secret_records(secrets: pd.DataFrame, show_payload: bool) -> list[dict[str, Any]] | list[bytes]:
+    """Secrets found in cleartext: redacted (label only, already encoded) unless ``show_payload``."""
+    if not show_payload:
+        return encoded_records(secrets, _SHOWN_SECRET_COLUMNS)
+    out = records(secrets, _SHOWN_SECRET_COLUMNS)
+    for row, excerpt in zip(out, secrets["excerpt"].tolist()):
+        row["excerpt_hex"] = bytes(excerpt).hex()
+        row["excerpt_text"] = printable(bytes(excerpt))
     return out
+
+
+_SHOWN_SECRET_COLUMNS = {k: v for k, v in SECRET_COLUMNS.items() if k != "excerpt"}
 
 
 def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
@@ -135,7 +217,8 @@ def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
 
 
 def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, Any]:
-    """Everything of the result document but the flows (streamed after it)."""
+    """Everything of the result document but the flows (streamed after it);
+    the long arrays (secrets, secret counts) come as encoded lines."""
     from inspector import __version__
 
     return {
@@ -148,34 +231,47 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
                     "flows": len(analysis.flows), "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
         "secrets": secret_records(analysis.secrets_raw() if show_payload else analysis.secrets, show_payload),
-        "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
+        "secret_counts": encoded_records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
         "events": event_records(analysis.events),
     }
 
 
 def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False) -> None:
     """Write the document, a chunk of flows at a time, without building it whole in memory."""
-    handle.write("{")
+    write = _byte_sink(handle)
+    write(b"{")
     for key, value in document_head(analysis, show_payload).items():
-        handle.write(f'\n "{key}": ')
+        write(b'\n "' + key.encode() + b'": ')
         if isinstance(value, list):
-            _write_array(handle, [[json_bytes(item) for item in value]])
+            _write_array(write, [[item if isinstance(item, bytes) else json_bytes(item) for item in value]])
         else:
-            handle.write(json_bytes(value).decode())
-        handle.write(",")
-    handle.write('\n "flows": ')
-    _write_array(handle, flow_chunks(analysis.flows, analysis.evidence))
-    handle.write("\n}\n")
+            write(json_bytes(value))
+        write(b",")
+    write(b'\n "flows": ')
+    _write_array(write, flow_chunks(analysis.flows, analysis.evidence))
+    write(b"\n}\n")
 
 
-def _write_array(handle: IO[str], chunks: Iterable[list[bytes]]) -> None:
+def _byte_sink(handle: IO[str]) -> Callable[[bytes], object]:
+    """Where the encoded document goes: straight into the handle's byte buffer
+    when it writes UTF-8 (the flows are not decoded to be encoded again),
+    else through the text handle."""
+    buffer = getattr(handle, "buffer", None)
+    if buffer is not None and codecs.lookup(getattr(handle, "encoding", None) or "ascii").name == "utf-8":
+        handle.flush()
+        return buffer.write
+    return lambda data: handle.write(data.decode())
+
+
+def _write_array(write: Callable[[bytes], object], chunks: Iterable[list[bytes]]) -> None:
     """A JSON array of encoded elements, one per line."""
     sep = b"[\n  "
     for lines in chunks:
         if lines:
-            handle.write((sep + b",\n  ".join(lines)).decode())
+            write(sep)
+            write(b",\n  ".join(lines))
             sep = b",\n  "
-    handle.write("[]" if sep == b"[\n  " else "\n ]")
+    write(b"[]" if sep == b"[\n  " else b"\n ]")
 
 
 _JSON_TYPES = {
