@@ -116,6 +116,7 @@ def analyze(
     detectors: bool = True,
     secrets: bool = True,
     timeouts: Timeouts | None = None,
+    store: ClosedTables | None = None,
 ) -> Analysis:
     """Read capture files, build bidirectional flows and classify them.
 
@@ -126,7 +127,10 @@ def analyze(
     flow. ``on_progress`` gets a ``Progress`` after each batch.
     ``detectors=False`` leaves verdicts to the payload statistics alone (to
     measure what the protocol evidence adds). ``secrets=False`` skips the scan
-    of cleartext payload for secrets (``Analysis.secrets``).
+    of cleartext payload for secrets (``Analysis.secrets``). ``store`` keeps
+    the ended flows' tables (memory by default; with ``spool.ReportSpool``
+    the result holds only the flows its events and findings are made of,
+    and the spool streams every flow back).
 
     Example::
 
@@ -151,7 +155,7 @@ def analyze(
 
     return analyze_readers(readers(), watch=watch, names=[str(p) for p in path_list], on_batch=on_batch,
                            meters=default_meters(detectors=detectors, secrets=secrets),
-                           timeouts=timeouts or DEFAULT_TIMEOUTS)
+                           timeouts=timeouts or DEFAULT_TIMEOUTS, store=store)
 
 
 def analyze_readers(

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from inspector.errors import InspectorError
+from inspector.events import BULK_BYTES
 from inspector.pipeline import ClosedFlows, ClosedTables
-from inspector.schema import SCHEMAS
+from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import typed, with_json_parsed, with_json_text
 
 FLUSH_FLOWS = 20_000
@@ -80,3 +85,134 @@ class SpooledTables(ClosedTables):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ReportSpool(ClosedTables):
+    """Where ``inspector analyze`` keeps ended flows when its reports are
+    streamed (``--json``, ``--csv``): every flow's row goes to Parquet files
+    in a private temporary folder, and memory keeps only what events and
+    findings are made of (``kept_for_reports``: a few columns' worth of the
+    flows) plus the evidence, secrets and their counts. ``tables()`` then
+    gives those kept flows, so ``assemble`` over them makes exactly the
+    events and findings of every flow; ``flows_in_order`` streams every
+    flow back in the order of ``Analysis.flows``. Windows and byte
+    histograms, which these reports do not show, are not kept.
+
+    Example::
+
+        with ReportSpool() as spool:
+            summary = analyze_readers(readers, ..., store=spool)
+            for part in spool.flows_in_order(events_of): ...
+    """
+
+    KEPT = ("flows", "evidence", "secrets", "secret_counts")
+    ROW_GROUP = 4_096  # rows read back at a time from each file
+
+    def __init__(self, flush_flows: int = FLUSH_FLOWS) -> None:
+        super().__init__()
+        self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")  # mode 0700
+        self.folder = Path(self._temporary.name)
+        self.flush_flows = flush_flows
+        self.flow_count = 0
+        self.files: list[Path] = []
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+
+    def add(self, closed: ClosedFlows) -> None:
+        flows = closed.flows
+        self.flow_count += len(flows)
+        self._pending.append(flows)
+        self._pending_rows += len(flows)
+        keep = kept_for_reports(flows, closed.evidence, closed.secret_counts)
+        self.parts["flows"].append(flows[keep] if not keep.all() else flows)
+        for name in self.KEPT[1:]:
+            table = getattr(closed, name)
+            if len(table):
+                self.parts[name].append(table)
+        if self._pending_rows >= self.flush_flows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending flows, sorted by start (stable), as one file; join the kept parts."""
+        if self._pending:
+            flows = pd.concat(self._pending, ignore_index=True)
+            path = self.folder / f"flows-{len(self.files):06d}.parquet"
+            try:
+                flows.sort_values("ts", kind="stable").to_parquet(path, index=False, row_group_size=self.ROW_GROUP)
+            except OSError as exc:
+                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+            self.files.append(path)
+        self._pending, self._pending_rows = [], 0
+        # one frame per table and flush, not one per close: fewer, larger blocks for the allocator
+        self.parts = {name: [_concat(parts, SCHEMAS[name])] if len(parts) > 1 else parts
+                      for name, parts in self.parts.items()}
+
+    def tables(self) -> dict[str, list[pd.DataFrame]]:
+        self._flush()
+        return {name: self.parts.get(name, []) for name in ClosedFlows.TABLES}
+
+    def flows_in_order(self, event_of: dict[str, str], chunk: int) -> Iterator[pd.DataFrame]:
+        """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``
+        (by start, stable over the order they ended), ``event`` from ``event_of``
+        (uid -> event id)."""
+        self._flush()
+        starts = [pq.read_table(path, columns=["ts"]).column("ts").cast(pa.int64()).to_numpy()
+                  for path in self.files]
+        file_of = np.repeat(np.arange(len(starts)), [len(s) for s in starts])
+        # each file is sorted: a stable sort of them all, file after file, merges them
+        source = file_of[np.argsort(np.concatenate(starts) if starts else np.empty(0, np.int64), kind="stable")]
+        del starts, file_of
+        readers = [_RowReader(path) for path in self.files]
+        columns = {name: kind for name, kind in SCHEMAS["flows"].items() if name != "event"}
+        for begin in range(0, len(source), chunk):
+            files = source[begin:begin + chunk]
+            grouped = np.argsort(files, kind="stable")  # the chunk's rows, file by file
+            counts = np.bincount(files, minlength=len(readers))
+            pieces = [typed(readers[f].take(int(n)), columns) for f, n in enumerate(counts) if n]
+            part = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+            order = np.empty_like(grouped)
+            order[grouped] = np.arange(len(grouped))
+            part = part.take(order).reset_index(drop=True)
+            part["event"] = pd.array([event_of.get(uid, "") for uid in part["uid"].tolist()], dtype="string")
+            yield typed(part, SCHEMAS["flows"])
+
+    def close(self) -> None:
+        self._temporary.cleanup()
+
+    def __enter__(self) -> ReportSpool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _RowReader:
+    """The rows of one spooled file, taken in order a few at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=ReportSpool.ROW_GROUP)
+        self._buffer: pa.Table | None = None
+
+    def take(self, n: int) -> pd.DataFrame:
+        while self._buffer is None or self._buffer.num_rows < n:
+            batch = pa.Table.from_batches([next(self._batches)])
+            self._buffer = batch if self._buffer is None else pa.concat_tables([self._buffer, batch])
+        rows, self._buffer = self._buffer.slice(0, n), self._buffer.slice(n)
+        return rows.to_pandas()
+
+
+def kept_for_reports(flows: pd.DataFrame, evidence: pd.DataFrame, secret_counts: pd.DataFrame) -> pd.Series:
+    """Flows that events or findings can be made of: with a protocol, a
+    detection or a secret, TLS parameters, or on a libvirtd or internal API
+    port, or on a migration port and in clear or bulk (``events._roles`` and
+    the rules of ``findings.rules`` read no other flow)."""
+    watch = flows["watch"]
+    clear = flows["verdict"].isin(CLEAR)
+    bulk = (flows["orig_bytes"] + flows["resp_bytes"]) >= BULK_BYTES
+    return ((flows["protocol"] != "") | flows["tls_version"].notna() | flows["tls_cipher"].notna()
+            | watch.isin(("libvirtd", "internal-api")) | ((watch == "migration") & (clear | bulk))
+            | flows["uid"].isin(evidence["uid"]) | flows["uid"].isin(secret_counts["uid"])).fillna(True)
+
+
+def _concat(parts: list[pd.DataFrame], columns) -> pd.DataFrame:
+    return typed(pd.concat(parts, ignore_index=True), columns)

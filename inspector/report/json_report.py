@@ -76,13 +76,16 @@ def _evidence_by_uid(evidence: pd.DataFrame | None) -> dict[str, list[dict[str, 
     return by_uid
 
 
-def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+def flow_chunks(flows: pd.DataFrame | Iterable[pd.DataFrame], evidence: pd.DataFrame | None,
+                chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The flows as compact JSON objects (every flow column, then ``evidence``),
-    a list of up to ``chunk`` encoded lines at a time."""
+    a list of up to ``chunk`` encoded lines at a time (or one list per part
+    when ``flows`` comes in parts, as ``ReportSpool.flows_in_order`` gives them)."""
     names = list(FLOW_COLUMNS) + ["evidence"]
     by_uid = _evidence_by_uid(evidence)
-    for start in range(0, len(flows), chunk):
-        part = flows.iloc[start : start + chunk]
+    parts = ((flows.iloc[start : start + chunk] for start in range(0, len(flows), chunk))
+             if isinstance(flows, pd.DataFrame) else flows)
+    for part in parts:
         values = [json_column(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
         values.append([by_uid.get(uid, []) for uid in values[names.index("uid")]])
         yield [json_bytes(dict(zip(names, row))) for row in zip(*values)]
@@ -133,8 +136,9 @@ def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
     return {sev: int(counts.get(sev, 0)) for sev in SEVERITIES}
 
 
-def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, Any]:
-    """Everything of the result document but the flows (streamed after it)."""
+def document_head(analysis: Analysis, show_payload: bool = False, flow_count: int | None = None) -> dict[str, Any]:
+    """Everything of the result document but the flows (streamed after it);
+    ``flow_count`` when ``analysis.flows`` holds only some of the flows."""
     from inspector import __version__
 
     return {
@@ -144,7 +148,7 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
         "inputs": records(analysis.inputs, INPUT_COLUMNS),
         "anomalies": records(analysis.anomalies, ANOMALY_COLUMNS),
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
-                    "flows": len(analysis.flows), "payload_shown": show_payload},
+                    "flows": len(analysis.flows) if flow_count is None else flow_count, "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
         "secrets": secret_records(analysis.secrets, show_payload),
         "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
@@ -152,10 +156,16 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
     }
 
 
-def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False) -> None:
-    """Write the document, a chunk of flows at a time, without building it whole in memory."""
+def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False,
+               flows: tuple[int, Iterable[pd.DataFrame]] | None = None) -> None:
+    """Write the document, a chunk of flows at a time, without building it whole in memory.
+
+    ``flows``: (count, parts in order) of every flow when ``analysis.flows``
+    holds only the flows its events and findings are made of (the command
+    line streams them from ``ReportSpool``)."""
+    count, parts = flows if flows is not None else (None, analysis.flows)
     handle.write("{")
-    for key, value in document_head(analysis, show_payload).items():
+    for key, value in document_head(analysis, show_payload, count).items():
         handle.write(f'\n "{key}": ')
         if isinstance(value, list):
             _write_array(handle, [[json_bytes(item) for item in value]])
@@ -163,7 +173,7 @@ def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = Fals
             handle.write(json_bytes(value).decode())
         handle.write(",")
     handle.write('\n "flows": ')
-    _write_array(handle, flow_chunks(analysis.flows, analysis.evidence))
+    _write_array(handle, flow_chunks(parts, analysis.evidence))
     handle.write("\n}\n")
 
 
