@@ -151,7 +151,7 @@ class ReportSpool(ClosedTables):
         self._flush()
         return {name: self.parts.get(name, []) for name in ClosedFlows.TABLES}
 
-    def flows_in_order(self, event_of: dict[str, str], chunk: int) -> Iterator[pd.DataFrame]:
+    def flows_in_order(self, event_of: dict[str, str], chunk: int = 8_192) -> Iterator[pd.DataFrame]:
         """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``
         (by start, stable over the order they ended), ``event`` from ``event_of``
         (uid -> event id)."""

@@ -32,7 +32,7 @@ from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
 FLOW_DIGITS = 6  # decimals of the flows' floats (seconds to the microsecond; entropy, chi2, shares)
-CHUNK = 20_000  # flows converted and encoded at a time
+CHUNK = 4_096  # flows converted and encoded at a time (20 k of them as Python objects took ~200 MB)
 
 
 def rfc3339(times: pd.Series) -> list[str | None]:
@@ -79,13 +79,13 @@ def _evidence_by_uid(evidence: pd.DataFrame | None) -> dict[str, list[dict[str, 
 def flow_chunks(flows: pd.DataFrame | Iterable[pd.DataFrame], evidence: pd.DataFrame | None,
                 chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The flows as compact JSON objects (every flow column, then ``evidence``),
-    a list of up to ``chunk`` encoded lines at a time (or one list per part
-    when ``flows`` comes in parts, as ``ReportSpool.flows_in_order`` gives them)."""
+    a list of up to ``chunk`` encoded lines at a time; ``flows`` may come in
+    parts (as ``ReportSpool.flows_in_order`` gives them)."""
     names = list(FLOW_COLUMNS) + ["evidence"]
     by_uid = _evidence_by_uid(evidence)
-    parts = ((flows.iloc[start : start + chunk] for start in range(0, len(flows), chunk))
-             if isinstance(flows, pd.DataFrame) else flows)
-    for part in parts:
+    pieces = (part.iloc[start : start + chunk] for part in ([flows] if isinstance(flows, pd.DataFrame) else flows)
+              for start in range(0, len(part), chunk))
+    for part in pieces:
         values = [json_column(part[name], dtype, FLOW_DIGITS) for name, (dtype, _doc) in FLOW_COLUMNS.items()]
         values.append([by_uid.get(uid, []) for uid in values[names.index("uid")]])
         yield [json_bytes(dict(zip(names, row))) for row in zip(*values)]

@@ -56,11 +56,11 @@ class Reports:
         if self.json_path:
             write_atomically(self.json_path, lambda h: json_report.write_json(
                 summary, h, show_payload=self.show_payload,
-                flows=(spool.flow_count, spool.flows_in_order(event_of, json_report.CHUNK))))
+                flows=(spool.flow_count, spool.flows_in_order(event_of))))
         if self.csv_path:
             def write_csv(handle) -> None:
                 header = True
-                for part in spool.flows_in_order(event_of, json_report.CHUNK):
+                for part in spool.flows_in_order(event_of):
                     export.csv_ready(part).to_csv(handle, index=False, header=header, quoting=csv.QUOTE_MINIMAL)
                     header = False
                 if header:  # no flow: the header alone, as the table would write it
