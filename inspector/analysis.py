@@ -190,9 +190,8 @@ def analyze_readers(
         if on_closed:
             on_closed(part)
 
-    pipeline = Pipeline(watch, names, meters=default_meters() if meters is None else meters, on_closed=closed,
-                        timeouts=timeouts)
-    stats = pipeline.run(readers, on_batch=on_batch)
+    stats = Pipeline(watch, names, meters=default_meters() if meters is None else meters, on_closed=closed,
+                     timeouts=timeouts).run(readers, on_batch=on_batch)  # its flow table freed before the reports
     return assemble(store.tables(), stats, watch)
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inspector.errors import InspectorError
-from inspector.events import BULK_BYTES
+from inspector.events import BULK_BYTES, migration_pairs
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import typed, with_json_parsed, with_json_text
@@ -90,13 +90,15 @@ class SpooledTables(ClosedTables):
 class ReportSpool(ClosedTables):
     """Where ``inspector analyze`` keeps ended flows when its reports are
     streamed (``--json``, ``--csv``): every flow's row goes to Parquet files
-    in a private temporary folder, and memory keeps only what events and
-    findings are made of (``kept_for_reports``: a few columns' worth of the
-    flows) plus the evidence, secrets and their counts. ``tables()`` then
-    gives those kept flows, so ``assemble`` over them makes exactly the
-    events and findings of every flow; ``flows_in_order`` streams every
-    flow back in the order of ``Analysis.flows``. Windows and byte
-    histograms, which these reports do not show, are not kept.
+    in a private temporary folder (mode 0700, removed by ``close``); the
+    flows events and findings can be made of (``kept_for_reports``), the
+    evidence, secrets and their counts go to files of their own. So while
+    the packets are read, memory holds the open flows only.
+
+    ``tables()`` reads the kept ones back, so ``assemble`` over them makes
+    exactly the events and findings of every flow; ``flows_in_order`` then
+    streams every flow back in the order of ``Analysis.flows``. Windows and
+    byte histograms, which these reports do not show, are not kept.
 
     Example::
 
@@ -105,13 +107,13 @@ class ReportSpool(ClosedTables):
             for part in spool.flows_in_order(events_of): ...
     """
 
-    KEPT = ("flows", "evidence", "secrets", "secret_counts")
     ROW_GROUP = 4_096  # rows read back at a time from each file
 
     def __init__(self, flush_flows: int = FLUSH_FLOWS) -> None:
         super().__init__()
-        self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")  # mode 0700
+        self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
         self.folder = Path(self._temporary.name)
+        self.kept = SpooledTables(self.folder / "kept", flush_flows)
         self.flush_flows = flush_flows
         self.flow_count = 0
         self.files: list[Path] = []
@@ -124,16 +126,14 @@ class ReportSpool(ClosedTables):
         self._pending.append(flows)
         self._pending_rows += len(flows)
         keep = kept_for_reports(flows, closed.evidence, closed.secret_counts)
-        self.parts["flows"].append(flows[keep] if not keep.all() else flows)
-        for name in self.KEPT[1:]:
-            table = getattr(closed, name)
-            if len(table):
-                self.parts[name].append(table)
+        nothing = closed.windows.iloc[:0]
+        self.kept.add(ClosedFlows(flows[keep], nothing, closed.evidence, closed.secrets, closed.secret_counts,
+                                  closed.byte_histograms.iloc[:0]))
         if self._pending_rows >= self.flush_flows:
             self._flush()
 
     def _flush(self) -> None:
-        """Write the pending flows, sorted by start (stable), as one file; join the kept parts."""
+        """Write the pending flows, sorted by start (stable), as one file."""
         if self._pending:
             flows = pd.concat(self._pending, ignore_index=True)
             path = self.folder / f"flows-{len(self.files):06d}.parquet"
@@ -143,13 +143,24 @@ class ReportSpool(ClosedTables):
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files.append(path)
         self._pending, self._pending_rows = [], 0
-        # one frame per table and flush, not one per close: fewer, larger blocks for the allocator
-        self.parts = {name: [_concat(parts, SCHEMAS[name])] if len(parts) > 1 else parts
-                      for name, parts in self.parts.items()}
 
     def tables(self) -> dict[str, list[pd.DataFrame]]:
+        """The kept flows (libvirtd ones only between hosts that migrate: no
+        other can join an event), evidence, secrets and counts."""
         self._flush()
-        return {name: self.parts.get(name, []) for name in ClosedFlows.TABLES}
+        self.kept.flush()
+        files = self.kept.files
+        out = {name: [with_json_parsed(pd.read_parquet(p)) for p in files[name]]
+               for name in ("evidence", "secrets", "secret_counts")}
+        evidence = _concat(out["evidence"], SCHEMAS["evidence"])
+        counts = _concat(out["secret_counts"], SCHEMAS["secret_counts"])
+        pairs = migration_pairs(_concat([pd.read_parquet(p, columns=list(_PAIR_COLUMNS)) for p in files["flows"]],
+                                        _PAIR_COLUMNS), evidence)
+        out["flows"] = []
+        for path in files["flows"]:
+            flows = pd.read_parquet(path)
+            out["flows"].append(flows[kept_for_reports(flows, evidence, counts, pairs)].reset_index(drop=True))
+        return {name: out.get(name, []) for name in ClosedFlows.TABLES}
 
     def flows_in_order(self, event_of: dict[str, str], chunk: int = 8_192) -> Iterator[pd.DataFrame]:
         """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``
@@ -201,18 +212,29 @@ class _RowReader:
         return rows.to_pandas()
 
 
-def kept_for_reports(flows: pd.DataFrame, evidence: pd.DataFrame, secret_counts: pd.DataFrame) -> pd.Series:
+def kept_for_reports(flows: pd.DataFrame, evidence: pd.DataFrame, secret_counts: pd.DataFrame,
+                     libvirtd_pairs: set[tuple[str, str]] | None = None) -> pd.Series:
     """Flows that events or findings can be made of: with a protocol, a
-    detection or a secret, TLS parameters, or on a libvirtd or internal API
-    port, or on a migration port and in clear or bulk (``events._roles`` and
-    the rules of ``findings.rules`` read no other flow)."""
+    detection or a secret, TLS parameters, or on an internal API port, or on
+    a migration port and in clear or bulk, or on a libvirtd port (between
+    ``libvirtd_pairs`` when given): ``events`` and the rules of
+    ``findings.rules`` read no other flow."""
     watch = flows["watch"]
     clear = flows["verdict"].isin(CLEAR)
     bulk = (flows["orig_bytes"] + flows["resp_bytes"]) >= BULK_BYTES
+    libvirtd = watch == "libvirtd"
+    if libvirtd_pairs is not None:
+        libvirtd &= pd.MultiIndex.from_arrays([flows["orig_h"].astype(str), flows["resp_h"].astype(str)]).isin(
+            list(libvirtd_pairs))
     return ((flows["protocol"] != "") | flows["tls_version"].notna() | flows["tls_cipher"].notna()
-            | watch.isin(("libvirtd", "internal-api")) | ((watch == "migration") & (clear | bulk))
+            | libvirtd | (watch == "internal-api") | ((watch == "migration") & (clear | bulk))
             | flows["uid"].isin(evidence["uid"]) | flows["uid"].isin(secret_counts["uid"])).fillna(True)
 
 
+_PAIR_COLUMNS = {name: SCHEMAS["flows"][name]
+                 for name in ("uid", "orig_h", "resp_h", "protocol", "watch", "orig_bytes", "resp_bytes")}
+
+
 def _concat(parts: list[pd.DataFrame], columns) -> pd.DataFrame:
-    return typed(pd.concat(parts, ignore_index=True), columns)
+    parts = [p for p in parts if len(p)]
+    return typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), columns)
