@@ -138,7 +138,9 @@ def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
 
 def document_head(analysis: Analysis, show_payload: bool = False, flow_count: int | None = None) -> dict[str, Any]:
     """Everything of the result document but the flows (streamed after it);
-    ``flow_count`` when ``analysis.flows`` holds only some of the flows."""
+    ``flow_count`` when ``analysis.flows`` holds only some of the flows. The
+    secrets and their counts, which may be many, come as iterators of
+    encoded lines, a chunk at a time (``_encoded``)."""
     from inspector import __version__
 
     return {
@@ -148,12 +150,18 @@ def document_head(analysis: Analysis, show_payload: bool = False, flow_count: in
         "inputs": records(analysis.inputs, INPUT_COLUMNS),
         "anomalies": records(analysis.anomalies, ANOMALY_COLUMNS),
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
-                    "flows": len(analysis.flows) if flow_count is None else flow_count, "payload_shown": show_payload},
+                    "flows": len(analysis.flows) if flow_count is None else flow_count,
+                    "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
-        "secrets": secret_records(analysis.secrets, show_payload),
-        "secret_counts": records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
+        "secrets": _encoded(analysis.secrets, lambda part: secret_records(part, show_payload)),
+        "secret_counts": _encoded(analysis.secret_counts, lambda part: records(part, SECRET_COUNT_COLUMNS)),
         "events": event_records(analysis.events),
     }
+
+
+def _encoded(table: pd.DataFrame, to_records, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+    for start in range(0, len(table), chunk):
+        yield [json_bytes(item) for item in to_records(table.iloc[start : start + chunk])]
 
 
 def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False,
@@ -169,6 +177,8 @@ def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = Fals
         handle.write(f'\n "{key}": ')
         if isinstance(value, list):
             _write_array(handle, [[json_bytes(item) for item in value]])
+        elif isinstance(value, Iterator):
+            _write_array(handle, value)
         else:
             handle.write(json_bytes(value).decode())
         handle.write(",")
