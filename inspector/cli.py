@@ -141,9 +141,13 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
         reports.check(paths)
         timeouts = replace(DEFAULT_TIMEOUTS, idle=idle_timeout)
         if quiet and reports.streamable:  # every flow waits on disk: memory for the open and the notable ones
+            import pyarrow as pa
+
             from inspector.spool import ReportSpool
 
-            with ReportSpool() as spool:
+            # the spool's Parquet buffers come and go; mimalloc (pyarrow's default) kept ~40 MB of them resident
+            pa.set_memory_pool(pa.system_memory_pool())
+            with ReportSpool(excerpts=show_payload) as spool:
                 result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool)
                 reports.write_streamed(result, spool)
         else:

@@ -109,10 +109,11 @@ class ReportSpool(ClosedTables):
 
     ROW_GROUP = 4_096  # rows read back at a time from each file
 
-    def __init__(self, flush_flows: int = FLUSH_FLOWS) -> None:
+    def __init__(self, flush_flows: int = FLUSH_FLOWS, *, excerpts: bool = True) -> None:
         super().__init__()
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
         self.folder = Path(self._temporary.name)
+        self.excerpts = excerpts  # the secrets' payload excerpts come back (only --show-payload shows them)
         self.kept = SpooledTables(self.folder / "kept", flush_flows)
         self.flush_flows = flush_flows
         self.flow_count = 0
@@ -150,7 +151,7 @@ class ReportSpool(ClosedTables):
         self._flush()
         self.kept.flush()
         files = self.kept.files
-        out = {name: [with_json_parsed(pd.read_parquet(p)) for p in files[name]]
+        out = {name: [with_json_parsed(pd.read_parquet(p, columns=self._columns(name))) for p in files[name]]
                for name in ("evidence", "secrets", "secret_counts")}
         evidence = _concat(out["evidence"], SCHEMAS["evidence"])
         counts = _concat(out["secret_counts"], SCHEMAS["secret_counts"])
@@ -161,6 +162,9 @@ class ReportSpool(ClosedTables):
             flows = pd.read_parquet(path)
             out["flows"].append(flows[kept_for_reports(flows, evidence, counts, pairs)].reset_index(drop=True))
         return {name: out.get(name, []) for name in ClosedFlows.TABLES}
+
+    def _columns(self, table: str) -> list[str] | None:
+        return None if self.excerpts or table != "secrets" else [c for c in SCHEMAS[table] if c != "excerpt"]
 
     def flows_in_order(self, event_of: dict[str, str], chunk: int = 8_192) -> Iterator[pd.DataFrame]:
         """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``

@@ -49,9 +49,10 @@ def _in_memory(paths, timeouts: Timeouts | None = None) -> tuple[str, str]:
     return document.getvalue(), table.getvalue()
 
 
-def _streamed(paths, tmp_path: Path, flush_flows: int, timeouts: Timeouts | None = None) -> tuple[str, str]:
+def _streamed(paths, tmp_path: Path, flush_flows: int, timeouts: Timeouts | None = None,
+              excerpts: bool = True) -> tuple[str, str]:
     reports = Reports(json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv")
-    with ReportSpool(flush_flows=flush_flows) as spool:
+    with ReportSpool(flush_flows=flush_flows, excerpts=excerpts) as spool:
         summary = inspector.analyze(paths, store=spool, timeouts=timeouts)
         reports.write_streamed(summary, spool)
         folder = spool.folder
@@ -77,6 +78,7 @@ def test_streamed_reports_of_many_short_flows(many_flows, tmp_path):
     """Flows end all along the capture, most are not kept in memory, the UDP ones end last."""
     in_memory = _in_memory(many_flows, SHORT)
     assert _streamed(many_flows, tmp_path, flush_flows=100, timeouts=SHORT) == in_memory
+    assert _streamed(many_flows, tmp_path, flush_flows=100, timeouts=SHORT, excerpts=False) == in_memory
     assert _streamed(many_flows, tmp_path, flush_flows=100_000) == _in_memory(many_flows)
 
 
@@ -94,10 +96,14 @@ def test_flows_come_back_in_chunks_in_order(many_flows):
         assert getattr(summary, name).equals(getattr(result, name)), name
 
 
-def test_the_command_line_streams_when_quiet(tmp_path):
-    capture = ROOT / "captures" / "qemu-plain.pcap.gz"
-    for args, name in (([], "shown.json"), (["--quiet"], "quiet.json")):
-        done = CliRunner().invoke(main, ["analyze", str(capture), "--json", str(tmp_path / name), *args],
+@pytest.mark.parametrize("payload", [[], ["--show-payload"]], ids=["redacted", "show-payload"])
+def test_the_command_line_streams_when_quiet(payload, tmp_path):
+    """--quiet with only --json/--csv goes through the spool; the summary on the terminal does not."""
+    capture = ROOT / "captures" / "http-api.pcap"
+    for args, name in (([], "shown"), (["--quiet"], "quiet")):
+        done = CliRunner().invoke(main, ["analyze", str(capture), "--json", str(tmp_path / f"{name}.json"),
+                                         "--csv", str(tmp_path / f"{name}.csv"), *payload, *args],
                                   catch_exceptions=False)
         assert done.exit_code == 0, done.output
-    assert (tmp_path / "quiet.json").read_bytes() == (tmp_path / "shown.json").read_bytes()
+    for suffix in (".json", ".csv"):
+        assert (tmp_path / f"quiet{suffix}").read_bytes() == (tmp_path / f"shown{suffix}").read_bytes()
