@@ -197,9 +197,12 @@ def analyze_readers(
 
 def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watch: Watchlist) -> Analysis:
     """The ``Analysis`` of every ended flow: their tables joined, then the
-    migration events and the findings, which need all flows at once."""
-    tables = {name: _joined(pieces, SCHEMAS[name]) for name, pieces in parts.items()}
-    flows, evidence = tables["flows"], tables["evidence"]
+    migration events and the findings, which need all flows at once.
+
+    ``parts``' lists are emptied as their tables are joined: the pieces are
+    not held beside the joined copy (500 k flows: ~50 MB each)."""
+    tables = {name: _joined(_emptied(pieces), SCHEMAS[name]) for name, pieces in parts.items()}
+    flows, evidence = tables.pop("flows"), tables["evidence"]
     events, event_of = build_events(flows, evidence)
     flows["event"] = pd.array(event_of, dtype="string")
     evidence["event"] = evidence["uid"].map(dict(zip(flows["uid"], event_of))).fillna("")
@@ -210,8 +213,16 @@ def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watc
         secrets=sort_secrets(tables["secrets"]), secret_counts=sort_secret_counts(tables["secret_counts"]),
         byte_histograms=tables["byte_histograms"], inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats),
         watch=watch)
+    del flows, evidence, tables  # the unsorted copies, before the findings add theirs
     result.findings = build_findings(Facts.of(result))
     return result
+
+
+def _emptied(pieces: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """A new list of ``pieces``, the given one cleared."""
+    taken = list(pieces)
+    pieces.clear()
+    return taken
 
 
 def _joined(pieces: list[pd.DataFrame], columns) -> pd.DataFrame:
