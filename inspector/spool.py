@@ -173,6 +173,7 @@ class ReportSpool(ClosedTables):
         (by start, stable over the order they ended), ``event`` from ``event_of``
         (uid -> event id)."""
         self._flush()
+        _give_back_free_memory()  # assemble's temporaries are gone
         starts = [pq.read_table(path, columns=["ts"]).column("ts").cast(pa.int64()).to_numpy()
                   for path in self.files]
         file_of = np.repeat(np.arange(len(starts)), [len(s) for s in starts])
