@@ -32,7 +32,7 @@ from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
 FLOW_DIGITS = 6  # decimals of the flows' floats (seconds to the microsecond; entropy, chi2, shares)
-CHUNK = 4_096  # flows converted and encoded at a time (20 k of them as Python objects took ~200 MB)
+CHUNK = 2_048  # flows converted and encoded at a time (20 k of them as Python objects took ~200 MB)
 
 
 def rfc3339(times: pd.Series) -> list[str | None]:
@@ -175,8 +175,8 @@ def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = Fals
     handle.write("{")
     for key, value in document_head(analysis, show_payload, count).items():
         handle.write(f'\n "{key}": ')
-        if isinstance(value, list):
-            _write_array(handle, [[json_bytes(item) for item in value]])
+        if isinstance(value, list):  # one element at a time: a finding may list 100 k evidence lines
+            _write_array(handle, ([json_bytes(item)] for item in value))
         elif isinstance(value, Iterator):
             _write_array(handle, value)
         else:
