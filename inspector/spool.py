@@ -105,7 +105,7 @@ class ReportSpool(ClosedTables):
 
         with ReportSpool() as spool:
             summary = analyze_readers(readers, ..., store=spool)
-            for part in spool.flows_in_order(events_of): ...
+            for part in spool.flows_in_order(event_of): ...
     """
 
     ROW_GROUP = 4_096  # rows read back at a time from each file
