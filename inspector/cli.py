@@ -134,10 +134,22 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         reports.check(paths)
-        with progress_bar(enabled=not quiet) as on_progress, _input_notices():
-            result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
-                             timeouts=replace(DEFAULT_TIMEOUTS, idle=idle_timeout))
-        reports.write(result)
+        timeouts = replace(DEFAULT_TIMEOUTS, idle=idle_timeout)
+        if quiet and reports.streamable:  # every flow waits on disk: memory for the open and the notable ones
+            import pyarrow as pa
+
+            from inspector.spool import ReportSpool
+
+            # the spool's Parquet buffers come and go; mimalloc (pyarrow's default) kept ~40 MB of them resident
+            pa.set_memory_pool(pa.system_memory_pool())
+            with ReportSpool(excerpts=show_payload) as spool, _input_notices():
+                result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool)
+                reports.write_streamed(result, spool)
+        else:
+            with progress_bar(enabled=not quiet) as on_progress, _input_notices():
+                result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
+                                 timeouts=timeouts)
+            reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

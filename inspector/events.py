@@ -75,6 +75,15 @@ def _roles(flows: pd.DataFrame, tunnels: set[str]) -> np.ndarray:
     )
 
 
+def migration_pairs(flows: pd.DataFrame, evidence: pd.DataFrame) -> set[tuple[str, str]]:
+    """(source, destination) of the flows that can make an event (a role
+    other than SSH or libvirtd): a libvirtd flow between other hosts never
+    joins an event."""
+    kinds = _roles(flows, _tunnel_flows(evidence))
+    strong = (kinds != "") & (kinds != "ssh") & (kinds != "libvirtd")
+    return set(zip(flows["orig_h"].astype(str)[strong], flows["resp_h"].astype(str)[strong]))
+
+
 _Member = namedtuple("_Member", "uid orig_h resp_h orig_bytes resp_bytes verdict")
 
 

@@ -13,15 +13,21 @@ other users can enter it, its files 0600.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from inspector.errors import InspectorError
+from inspector.events import BULK_BYTES, migration_pairs
 from inspector.pipeline import ClosedFlows, ClosedTables
-from inspector.schema import SCHEMAS
+from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import typed, with_json_parsed, with_json_text
 
 FLUSH_FLOWS = 20_000
@@ -90,3 +96,172 @@ class SpooledTables(ClosedTables):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ReportSpool(ClosedTables):
+    """Where ``inspector analyze`` keeps ended flows when its reports are
+    streamed (``--json``, ``--csv``): every flow's row goes to Parquet files
+    in a private temporary folder (mode 0700, removed by ``close``); the
+    flows events and findings can be made of (``kept_for_reports``), the
+    evidence, secrets and their counts go to files of their own. So while
+    the packets are read, memory holds the open flows only.
+
+    ``tables()`` reads the kept ones back, so ``assemble`` over them makes
+    exactly the events and findings of every flow; ``flows_in_order`` then
+    streams every flow back in the order of ``Analysis.flows``. Windows and
+    byte histograms, which these reports do not show, are not kept.
+
+    Example::
+
+        with ReportSpool() as spool:
+            summary = analyze_readers(readers, ..., store=spool)
+            for part in spool.flows_in_order(event_of): ...
+    """
+
+    ROW_GROUP = 4_096  # rows read back at a time from each file
+
+    def __init__(self, flush_flows: int = FLUSH_FLOWS, *, excerpts: bool = True) -> None:
+        super().__init__()
+        self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
+        self.folder = Path(self._temporary.name)
+        self.excerpts = excerpts  # the secrets' payload excerpts come back (only --show-payload shows them)
+        self.kept = SpooledTables(self.folder / "kept", flush_flows)
+        self.flush_flows = flush_flows
+        self.flow_count = 0
+        self.files: list[Path] = []
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+
+    def add(self, closed: ClosedFlows) -> None:
+        flows = closed.flows
+        self.flow_count += len(flows)
+        self._pending.append(flows)
+        self._pending_rows += len(flows)
+        keep = kept_for_reports(flows, closed.evidence, closed.secret_counts)
+        nothing = closed.windows.iloc[:0]
+        self.kept.add(ClosedFlows(flows[keep], nothing, closed.evidence, closed.secrets, closed.secret_counts,
+                                  closed.byte_histograms.iloc[:0]))
+        if self._pending_rows >= self.flush_flows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending flows, sorted by start (stable), as one file."""
+        if self._pending:
+            flows = pd.concat(self._pending, ignore_index=True)
+            path = self.folder / f"flows-{len(self.files):06d}.parquet"
+            try:
+                flows.sort_values("ts", kind="stable").to_parquet(path, index=False, row_group_size=self.ROW_GROUP)
+            except OSError as exc:
+                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+            self.files.append(path)
+        self._pending, self._pending_rows = [], 0
+
+    def tables(self) -> dict[str, list[pd.DataFrame]]:
+        """The kept flows (libvirtd ones only between hosts that migrate: no
+        other can join an event), evidence, secrets and counts."""
+        self._flush()
+        self.kept.flush()
+        _give_back_free_memory()  # the flow table is gone: the kept tables need not sit above its freed pages
+        files = self.kept.files
+        out = {name: [with_json_parsed(pd.read_parquet(p, columns=self._columns(name))) for p in files[name]]
+               for name in ("evidence", "secrets", "secret_counts")}
+        evidence = _concat(out["evidence"], SCHEMAS["evidence"])
+        counts = _concat(out["secret_counts"], SCHEMAS["secret_counts"])
+        pairs = migration_pairs(_concat([pd.read_parquet(p, columns=list(_PAIR_COLUMNS)) for p in files["flows"]],
+                                        _PAIR_COLUMNS), evidence)
+        out["flows"] = []
+        for path in files["flows"]:
+            flows = pd.read_parquet(path)
+            out["flows"].append(flows[kept_for_reports(flows, evidence, counts, pairs)].reset_index(drop=True))
+        return {name: out.get(name, []) for name in ClosedFlows.TABLES}
+
+    def _columns(self, table: str) -> list[str] | None:
+        return None if self.excerpts or table != "secrets" else [c for c in SCHEMAS[table] if c != "excerpt"]
+
+    def flows_in_order(self, event_of: dict[str, str], chunk: int = 8_192) -> Iterator[pd.DataFrame]:
+        """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``
+        (by start, stable over the order they ended), ``event`` from ``event_of``
+        (uid -> event id)."""
+        self._flush()
+        _give_back_free_memory()  # assemble's temporaries are gone
+        starts = [pq.read_table(path, columns=["ts"]).column("ts").cast(pa.int64()).to_numpy()
+                  for path in self.files]
+        file_of = np.repeat(np.arange(len(starts)), [len(s) for s in starts])
+        # each file is sorted: a stable sort of them all, file after file, merges them
+        source = file_of[np.argsort(np.concatenate(starts) if starts else np.empty(0, np.int64), kind="stable")]
+        del starts, file_of
+        readers = [_RowReader(path) for path in self.files]
+        columns = {name: kind for name, kind in SCHEMAS["flows"].items() if name != "event"}
+        for begin in range(0, len(source), chunk):
+            files = source[begin:begin + chunk]
+            grouped = np.argsort(files, kind="stable")  # the chunk's rows, file by file
+            counts = np.bincount(files, minlength=len(readers))
+            pieces = [typed(readers[f].take(int(n)), columns) for f, n in enumerate(counts) if n]
+            part = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+            order = np.empty_like(grouped)
+            order[grouped] = np.arange(len(grouped))
+            part = part.take(order).reset_index(drop=True)
+            part["event"] = pd.array([event_of.get(uid, "") for uid in part["uid"].tolist()], dtype="string")
+            yield typed(part, SCHEMAS["flows"])
+
+    def close(self) -> None:
+        self._temporary.cleanup()
+
+    def __enter__(self) -> ReportSpool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _RowReader:
+    """The rows of one spooled file, taken in order a few at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=ReportSpool.ROW_GROUP)
+        self._buffer: pa.Table | None = None
+
+    def take(self, n: int) -> pd.DataFrame:
+        while self._buffer is None or self._buffer.num_rows < n:
+            batch = pa.Table.from_batches([next(self._batches)])
+            self._buffer = batch if self._buffer is None else pa.concat_tables([self._buffer, batch])
+        rows, self._buffer = self._buffer.slice(0, n), self._buffer.slice(n)
+        return rows.to_pandas()
+
+
+def kept_for_reports(flows: pd.DataFrame, evidence: pd.DataFrame, secret_counts: pd.DataFrame,
+                     libvirtd_pairs: set[tuple[str, str]] | None = None) -> pd.Series:
+    """Flows that events or findings can be made of: with a protocol, a
+    detection or a secret, TLS parameters, or on an internal API port, or on
+    a migration port and in clear or bulk, or on a libvirtd port (between
+    ``libvirtd_pairs`` when given): ``events`` and the rules of
+    ``findings.rules`` read no other flow."""
+    watch = flows["watch"]
+    clear = flows["verdict"].isin(CLEAR)
+    bulk = (flows["orig_bytes"] + flows["resp_bytes"]) >= BULK_BYTES
+    libvirtd = watch == "libvirtd"
+    if libvirtd_pairs is not None:
+        libvirtd &= pd.MultiIndex.from_arrays([flows["orig_h"].astype(str), flows["resp_h"].astype(str)]).isin(
+            list(libvirtd_pairs))
+    return ((flows["protocol"] != "") | flows["tls_version"].notna() | flows["tls_cipher"].notna()
+            | libvirtd | (watch == "internal-api") | ((watch == "migration") & (clear | bulk))
+            | flows["uid"].isin(evidence["uid"]) | flows["uid"].isin(secret_counts["uid"])).fillna(True)
+
+
+_PAIR_COLUMNS = {name: SCHEMAS["flows"][name]
+                 for name in ("uid", "orig_h", "resp_h", "protocol", "watch", "orig_bytes", "resp_bytes")}
+
+
+def _give_back_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``;
+    elsewhere nothing): after the packets are read, ~60 MB of them (500 k
+    flows) stayed resident under what the reports allocate next."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _concat(parts: list[pd.DataFrame], columns) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), columns)

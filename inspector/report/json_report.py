@@ -37,7 +37,7 @@ from inspector.watch import Watchlist, port_ranges
 
 SCHEMA_VERSION = 1
 FLOW_DIGITS = 6  # decimals of the flows' floats (seconds to the microsecond; entropy, chi2, shares)
-CHUNK = 20_000  # flows converted and encoded at a time
+CHUNK = 2_048  # flows converted and encoded at a time (20 k of them as Python objects took ~200 MB)
 
 
 def rfc3339(times: pd.Series) -> list[str | None]:
@@ -80,16 +80,19 @@ def _evidence_by_uid(evidence: pd.DataFrame | None) -> dict[str, list[dict[str, 
     return by_uid
 
 
-def flow_chunks(flows: pd.DataFrame, evidence: pd.DataFrame | None, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+def flow_chunks(flows: pd.DataFrame | Iterable[pd.DataFrame], evidence: pd.DataFrame | None,
+                chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The flows as compact JSON objects (every flow column, then ``evidence``),
-    a list of up to ``chunk`` encoded lines at a time.
+    a list of up to ``chunk`` encoded lines at a time; ``flows`` may come in
+    parts (as ``ReportSpool.flows_in_order`` gives them).
 
     Each column is encoded at once (``_encoded``) and the lines are joined by
     Arrow: Python runs per column and per flow with evidence, not per value."""
     by_uid = _evidence_by_uid(evidence)
-    for start in range(0, len(flows), chunk):
-        part = flows.iloc[start : start + chunk]
-        yield encoded_records(part, FLOW_COLUMNS, FLOW_DIGITS, evidence=_evidence_lists(part["uid"], by_uid))
+    for part in [flows] if isinstance(flows, pd.DataFrame) else flows:
+        for start in range(0, len(part), chunk):
+            piece = part.iloc[start : start + chunk]
+            yield encoded_records(piece, FLOW_COLUMNS, FLOW_DIGITS, evidence=_evidence_lists(piece["uid"], by_uid))
 
 
 def encoded_records(table: pd.DataFrame, columns: Columns, digits: int | None = None,
@@ -216,9 +219,11 @@ def severity_counts(findings: pd.DataFrame) -> dict[str, int]:
     return {sev: int(counts.get(sev, 0)) for sev in SEVERITIES}
 
 
-def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, Any]:
+def document_head(analysis: Analysis, show_payload: bool = False, flow_count: int | None = None) -> dict[str, Any]:
     """Everything of the result document but the flows (streamed after it);
-    the long arrays (secrets, secret counts) come as encoded lines."""
+    ``flow_count`` when ``analysis.flows`` holds only some of the flows. The
+    secrets and their counts, which may be many, come as iterators of
+    encoded lines, a chunk at a time (``_in_chunks``)."""
     from inspector import __version__
 
     return {
@@ -228,27 +233,45 @@ def document_head(analysis: Analysis, show_payload: bool = False) -> dict[str, A
         "inputs": records(analysis.inputs, INPUT_COLUMNS),
         "anomalies": records(analysis.anomalies, ANOMALY_COLUMNS),
         "summary": {"findings": severity_counts(analysis.findings), "events": len(analysis.events),
-                    "flows": len(analysis.flows), "payload_shown": show_payload},
+                    "flows": len(analysis.flows) if flow_count is None else flow_count,
+                    "payload_shown": show_payload},
         "findings": finding_records(analysis.findings),
-        "secrets": secret_records(analysis.secrets_raw() if show_payload else analysis.secrets, show_payload),
-        "secret_counts": encoded_records(analysis.secret_counts, SECRET_COUNT_COLUMNS),
+        "secrets": _in_chunks(analysis.secrets_raw() if show_payload else analysis.secrets,
+                              lambda part: secret_records(part, show_payload)),
+        "secret_counts": _in_chunks(analysis.secret_counts,
+                                    lambda part: encoded_records(part, SECRET_COUNT_COLUMNS)),
         "events": event_records(analysis.events),
     }
 
 
-def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False) -> None:
-    """Write the document, a chunk of flows at a time, without building it whole in memory."""
+def _in_chunks(table: pd.DataFrame, to_lines: Callable[[pd.DataFrame], list], chunk: int = CHUNK
+               ) -> Iterator[list[bytes]]:
+    """The rows of ``table`` as encoded lines, ``chunk`` rows at a time (134 k secrets as dicts at once: ~150 MB)."""
+    for start in range(0, len(table), chunk):
+        yield [item if isinstance(item, bytes) else json_bytes(item) for item in to_lines(table.iloc[start : start + chunk])]
+
+
+def write_json(analysis: Analysis, handle: IO[str], *, show_payload: bool = False,
+               flows: tuple[int, Iterable[pd.DataFrame]] | None = None) -> None:
+    """Write the document, a chunk of flows at a time, without building it whole in memory.
+
+    ``flows``: (count, parts in order) of every flow when ``analysis.flows``
+    holds only the flows its events and findings are made of (the command
+    line streams them from ``ReportSpool``)."""
+    count, parts = flows if flows is not None else (None, analysis.flows)
     write = _byte_sink(handle)
     write(b"{")
-    for key, value in document_head(analysis, show_payload).items():
+    for key, value in document_head(analysis, show_payload, count).items():
         write(b'\n "' + key.encode() + b'": ')
-        if isinstance(value, list):
-            _write_array(write, [[item if isinstance(item, bytes) else json_bytes(item) for item in value]])
+        if isinstance(value, list):  # one element at a time: a finding may list 100 k evidence lines
+            _write_array(write, ([item if isinstance(item, bytes) else json_bytes(item)] for item in value))
+        elif isinstance(value, Iterator):
+            _write_array(write, value)
         else:
             write(json_bytes(value))
         write(b",")
     write(b'\n "flows": ')
-    _write_array(write, flow_chunks(analysis.flows, analysis.evidence))
+    _write_array(write, flow_chunks(parts, analysis.evidence))
     write(b"\n}\n")
 
 

@@ -7,9 +7,13 @@ import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspector.analysis import Analysis
 from inspector.report.output import check_not_input, write_atomically
+
+if TYPE_CHECKING:
+    from inspector.spool import ReportSpool
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,34 @@ class Reports:
 
             for name in TABLES:
                 check_not_input(self.export_dir / f"{name}.{self.export_format}", inputs)
+
+    @property
+    def streamable(self) -> bool:
+        """Only reports that ``write_streamed`` writes from a ``ReportSpool``
+        (the HTML, Markdown and exported tables read every table whole)."""
+        return not (self.html_path or self.markdown_path or self.export_dir)
+
+    def write_streamed(self, summary: Analysis, spool: ReportSpool) -> None:
+        """The JSON and CSV reports with every flow read back from ``spool``, a
+        chunk at a time; ``summary`` holds the kept flows, the events and findings."""
+        from inspector.report import export, json_report
+
+        event_of = dict(zip(summary.flows["uid"].tolist(), summary.flows["event"].tolist()))
+        event_of = {uid: event for uid, event in event_of.items() if event}
+        if self.json_path:
+            write_atomically(self.json_path, lambda h: json_report.write_json(
+                summary, h, show_payload=self.show_payload,
+                flows=(spool.flow_count, spool.flows_in_order(event_of))))
+        if self.csv_path:
+            def write_csv(handle) -> None:
+                header = True
+                for part in spool.flows_in_order(event_of):
+                    export.csv_ready(part).to_csv(handle, index=False, header=header, quoting=csv.QUOTE_MINIMAL)
+                    header = False
+                if header:  # no flow: the header alone, as the table would write it
+                    export.csv_ready(summary.flows).to_csv(handle, index=False, quoting=csv.QUOTE_MINIMAL)
+
+            write_atomically(self.csv_path, write_csv)
 
     def write(self, result: Analysis) -> None:
         from inspector.report import export, json_report
