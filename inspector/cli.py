@@ -264,7 +264,9 @@ def _open_jsonl(path: Path | None):
     if path is None:
         return None
     try:
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by live_command
+        from inspector.report.output import open_private
+
+        return open_private(path, "a")  # closed by live_command
     except OSError as exc:
         raise InspectorError(f"--jsonl {path}: {exc.strerror or exc}") from None
 
@@ -318,11 +320,30 @@ def _tell_when_compiling() -> None:
     tell_when_compiling(lambda line: click.echo(f"inspector: {line}", err=True))
 
 
+PIPED_WIDTH = 100  # columns of piped output when COLUMNS does not say
+
+
 def _console() -> Console:
+    """The terminal's width on a terminal; piped, $COLUMNS or PIPED_WIDTH.
+    A reader that closes the pipe early (``| head``) ends the output, not the run."""
     from rich.console import Console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=160)  # piped: do not squeeze to 80 columns
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _silence_stdout()
+
+    console = PipeConsole()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return PipeConsole(width=PIPED_WIDTH)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit cannot fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _exit_for_findings(findings, fail_on: str | None) -> None:
@@ -389,6 +410,9 @@ def run() -> None:
         main(standalone_mode=True)
     except SystemExit as done:
         _exit_without_teardown(done)
+    except BrokenPipeError:  # the reader closed the pipe (`| head`): nothing left to tell it
+        _silence_stdout()
+        _exit_without_teardown(SystemExit(ExitStatus.OK))
     except Exception as exc:  # noqa: BLE001 - last line of defence
         click.echo(f"inspector: internal error: {type(exc).__name__}: {exc} "
                    "(please report it with the command line)", err=True)

@@ -25,6 +25,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
+from inspector.capture.constants import SUPPORTED_LINKTYPES
 from inspector.schema import CLEAR, SEVERITIES, VERDICTS
 from inspector.report import plots
 from inspector.report.json_report import watchlist_dict
@@ -243,7 +244,7 @@ def _header(result: Analysis, title: str) -> Html:
     totals = (f"{_plural(len(inputs), 'file')}, {int(inputs['packets'].sum()):,} packets, "
               f"{human_bytes(int(inputs['wire_bytes'].sum()))}, {_plural(len(result.flows), 'flow')}, "
               f"{len(result.watched):,} watched, {_plural(int(inputs['anomalies'].sum()), 'anomaly', 'anomalies')}")
-    rows = ([row.file, row.format, row.linktypes, f"{row.packets:,}", human_bytes(row.wire_bytes),
+    rows = ([row.file, row.format, _linktype_names(row.linktypes), f"{row.packets:,}", human_bytes(row.wire_bytes),
              f"{row.truncated_packets:,}", f"{row.anomalies:,}"] for row in inputs.itertuples(index=False))
     return el("header",
               el("h1", title),
@@ -253,6 +254,15 @@ def _header(result: Analysis, title: str) -> Html:
               table(["file", "format", "link types", "packets", "bytes", "truncated", "anomalies"], rows,
                     numeric={3, 4, 5, 6}),
               _watchlist(result))
+
+
+def _linktype_names(linktypes: object) -> str:
+    """'1,113' -> 'Ethernet (1), Linux cooked (SLL) (113)': a reviewer knows the names, not the numbers."""
+    names = []
+    for number in _lines(linktypes, ","):
+        name = SUPPORTED_LINKTYPES.get(int(number)) if number.isdigit() else None
+        names.append(f"{name} ({number})" if name else number)
+    return ", ".join(names)
 
 
 def _watchlist(result: Analysis) -> Html:
@@ -331,13 +341,22 @@ def _finding(f) -> Html:
              ("references", ", ".join(_lines(f.references, ",")))]
     return el("article",
               el("h3", badge(severity, severity), " ", f.finding, ": ", f.title),
-              el("p", f.summary),
+              el("p", _code_spans(f.summary)),
               el("dl", ((el("dt", name), el("dd", value)) for name, value in facts if value)),
               el("h4", "Evidence"),
               el("ul", (el("li", el("code", line)) for line in _lines(f.evidence))),
               el("h4", "Remediation"),
-              el("ol", (el("li", step) for step in _lines(f.remediation))),
+              el("ol", (el("li", _code_spans(step)) for step in _lines(f.remediation))),
               class_=f"finding {severity}")
+
+
+def _code_spans(value: object) -> list[object]:
+    """Rule texts mark settings and paths with backticks: those become ``<code>``
+    (escaped like any text); an odd number of backticks is left as written."""
+    parts = str(value).split("`")
+    if len(parts) % 2 == 0:
+        return [value]
+    return [el("code", part) if i % 2 else part for i, part in enumerate(parts) if part]
 
 
 # ------------------------------------------------------------------ events
@@ -430,9 +449,9 @@ def _present(value: object) -> bool:
 
 def _details(f) -> str:
     """Handshake facts and the migration event, '; '-separated."""
-    facts = [("TLS", f.tls_version), ("cipher", f.tls_cipher), ("SNI", f.tls_sni), ("SSH client", f.ssh_client),
+    facts = [("", f.tls_version), ("cipher", f.tls_cipher), ("SNI", f.tls_sni), ("SSH client", f.ssh_client),
              ("SSH server", f.ssh_server), ("SSH cipher", f.ssh_cipher), ("event", f.event)]
-    return "; ".join(f"{name} {value}" for name, value in facts if _present(value))
+    return "; ".join(f"{name} {value}".strip() for name, value in facts if _present(value))
 
 
 def _evidence_lines(evidence: pd.DataFrame, flows: pd.DataFrame) -> dict[str, list[str]]:

@@ -7,7 +7,6 @@ punctuation gets a backslash, so no capture can inject markup or links.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import IO
 
@@ -26,8 +25,10 @@ MAX_FLOWS = 500
 
 
 def md(text: object) -> str:
-    """A table- and paragraph-safe rendering of any string."""
-    escaped = html.escape(str(text), quote=False).replace("\n", " ").replace("\r", " ")
+    """A table- and paragraph-safe rendering of any string. ``&`` and ``<``
+    become entities (no tag can open); ``>`` stays, so arrows read as ``->``
+    (it is markup only at the start of a line, and every line starts with ours)."""
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace("\n", " ").replace("\r", " ")
     return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
 
 
