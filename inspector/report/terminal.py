@@ -85,6 +85,24 @@ def _print_indented(console: Console, text: Text, indent: int) -> None:
         console.print(Text(" " * indent) + line, soft_wrap=True)
 
 
+MAX_SECRETS = 10
+
+
+def _render_secrets(analysis: Analysis, console: Console) -> None:
+    """The distinct secrets to rotate, redacted, most widespread first."""
+    from inspector.report.secret_digest import distinct_secrets
+
+    if analysis.secrets.empty:
+        return
+    digest = distinct_secrets(analysis.secrets_raw(), analysis.flows)
+    console.print(Text(f"secrets to rotate: {len(digest)} distinct "
+                       f"({int(analysis.secret_counts['count'].sum()):,} matches)", style="bold"))
+    for i, d in enumerate(digest.head(MAX_SECRETS).itertuples(index=False), start=1):
+        _print_indented(console, Text(f"S{i} {d.kind} {d.hosts}: {d.what} (x{d.occurrences})"), 2)
+    if len(digest) > MAX_SECRETS:
+        console.print(Text(f"  ... {len(digest) - MAX_SECRETS} more in --html / --markdown", style="dim"))
+
+
 def _flow_text(row) -> str:
     return f"{flow_endpoints(row)} {row.proto}"
 
@@ -127,6 +145,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
                            "statistics use the captured bytes", style="yellow"))
 
     _render_findings(analysis.findings, console)
+    _render_secrets(analysis, console)
     _render_events(analysis.events, console)
     flows = summary_flows(analysis.flows, show_all)
     scope = "all flows" if show_all else "watched flows"
