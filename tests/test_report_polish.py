@@ -5,6 +5,7 @@ Markdown arrows, HTML remediation code, TLS versions, link type names."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import subprocess
@@ -164,3 +165,39 @@ def test_reports_name_the_distinct_secrets_to_rotate(every_capture, tmp_path):
     write_markdown(every_capture, markdown)
     assert f"{len(digest)} distinct secret(s) to rotate" in markdown.getvalue()
     assert "rabbit://openstack:&lt;10 bytes>@controller:5672" in markdown.getvalue()
+
+
+MTU1500 = ROOT / "captures" / "qemu-plain-mtu1500.pcap.gz"
+
+
+def test_diff_takes_the_watchlist_options_of_analyze(tmp_path):
+    out = tmp_path / "diff.json"
+    result = CliRunner().invoke(main, ["diff", str(MTU1500), str(MTU1500), "--internal-net", "10.47.0.0/16",
+                                       "--ssh-ports", "22,2222", "--migration-ports", "49152-49261",
+                                       "--libvirtd-ports", "16509", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    unchanged = [f["rule"] for f in json.loads(out.read_text())["unchanged"]]
+    assert "migration-on-api-network" in unchanged  # only with the internal network named
+    config = tmp_path / "watch.toml"
+    config.write_text('[watch]\ninternal_nets = ["10.47.0.0/16"]\n')
+    result = CliRunner().invoke(main, ["diff", str(MTU1500), str(MTU1500), "--watch-config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "[migration-on-api-network]" in result.output
+    result = CliRunner().invoke(main, ["diff", str(MTU1500), str(MTU1500), "--ssh-ports", "x"])
+    assert result.exit_code == 2 and result.output.startswith("inspector: error: ")
+
+
+def test_diff_a_protection_lost_is_a_regression_not_a_fix(tmp_path):
+    out = tmp_path / "diff.json"
+    result = CliRunner().invoke(main, ["diff", str(TLS), str(PLAIN), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads(out.read_text())
+    assert [f["rule"] for f in comparison["regressed"]] == ["tls-protected-migration"]
+    assert comparison["fixed"] == []
+    assert "0 fixed  2 new  0 unchanged  1 regressed" in result.output
+    assert "regressed info     [tls-protected-migration]" in result.output
+    # AFTER without a migration at all: nothing at or above --fail-on, but the protection is gone.
+    result = CliRunner().invoke(main, ["diff", str(TLS), str(ROOT / "captures" / "ssh-bulk.pcap.gz"),
+                                       "--fail-on", "critical"])
+    assert "1 regressed" in result.output and "critical" not in result.output.split("regressed", 1)[1]
+    assert result.exit_code == 3

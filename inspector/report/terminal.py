@@ -69,8 +69,8 @@ def _render_findings(findings: pd.DataFrame, console: Console) -> None:
     console.print(line)
     for row in findings.itertuples(index=False):
         severity = str(row.severity)
-        console.print(Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
-                                    f" {row.finding} {row.title} [{row.rule}]"))
+        _print_indented(console, Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
+                                               f" {row.finding} {row.title} [{row.rule}]"), 0)
         _print_indented(console, Text(str(row.summary)), 11)
         fix = str(row.remediation).split("\n", 1)[0]
         if severity != "info":
