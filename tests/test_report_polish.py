@@ -201,3 +201,28 @@ def test_diff_a_protection_lost_is_a_regression_not_a_fix(tmp_path):
                                        "--fail-on", "critical"])
     assert "1 regressed" in result.output and "critical" not in result.output.split("regressed", 1)[1]
     assert result.exit_code == 3
+
+
+def test_timeline_draws_every_flow_visibly(every_capture):
+    from inspector.report import plots
+
+    ax = plots.flow_timeline(every_capture.watched)
+    ax.figure.canvas.draw()
+    widths = [abs(bar.get_window_extent().width) for bar in ax.patches]
+    assert len(widths) == len(every_capture.watched)
+    shortest = every_capture.watched["duration"].min()
+    assert shortest.total_seconds() < 0.05  # the critical 20 ms plaintext burst
+    assert min(widths) >= 6 * ax.figure.dpi / 100  # pixels, not a 1-pixel sliver
+
+
+def test_byte_histogram_legend_covers_no_line(every_capture):
+    from inspector.report import plots
+
+    ax = plots.byte_histograms(every_capture.byte_histograms, plots.notable_flows(every_capture.watched))
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert len(ax.get_legend().get_texts()) >= 3
+    assert not legend.overlaps(ax.get_window_extent(renderer))
+    assert not legend.overlaps(ax.xaxis.label.get_window_extent(renderer))
+    assert ax.figure.bbox.contains(legend.x0, legend.y0) and ax.figure.bbox.contains(legend.x1, legend.y1)
