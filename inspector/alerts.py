@@ -27,8 +27,8 @@ from inspector.errors import InspectorError
 from inspector.flows import kernels as K
 from inspector.flows.frame import format_addresses
 from inspector.meters import Meter
-from inspector.report.output import open_private
 from inspector.protocols import CLEARTEXT, Detection
+from inspector.report.output import open_private
 
 _MIGRATION_PROTOCOLS = ("qemu-migration", "qemu-multifd")
 _HTTP_CREDENTIALS = ("x_auth_token", "x_subject_token", "authorization", "password_in_body")

@@ -65,8 +65,8 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
                 md(REDACTED) if not show_payload else "Excerpts shown at the user's request (--show-payload).", ""]
         digest = distinct_secrets(result.secrets_raw(), result.flows)
         found = int(result.secret_counts["count"].sum())
-        out += [f"{len(digest)} distinct secret(s) to rotate ({found:,} matches in total, {len(result.secrets)} "
-                "listed; the same value on the same host pair counts once):", ""]
+        out += [(f"{len(digest)} distinct secret(s) to rotate ({found:,} matches in total, {len(result.secrets)} "
+                 "listed; the same value on the same host pair counts once):"), ""]
         out += _table(["secret", "kind", "hosts", "what (redacted)", "matches", "flows"],
                       [[f"S{i}", d.kind, d.hosts, d.what, d.occurrences, d.flows]
                        for i, d in enumerate(digest.itertuples(index=False), start=1)])
