@@ -446,9 +446,10 @@ def _distinct(digest: pd.DataFrame, listed: int, found: int) -> Html:
     rows = ([f"S{i}", d.kind, d.hosts, d.what, d.occurrences, d.flows, _when(d.first_seen)]
             for i, d in enumerate(digest.itertuples(index=False), start=1))
     return [el("h3", f"{_plural(len(digest), 'distinct secret')} to rotate"),
-            el("p", f"{_plural(found, 'match', 'matches')} in total; the {_plural(listed, 'listed match', 'listed matches')} "
-                    f"hold {_plural(len(digest), 'distinct secret')} (the same value on the same host pair counts "
-                    "once). Shown redacted: a URL keeps its scheme, user and host, a key its name and length."),
+            el("p", f"{_plural(found, 'match', 'matches')} in total; the "
+                    f"{_plural(listed, 'listed match', 'listed matches')} hold {_plural(len(digest), 'distinct secret')} "
+                    "(the same value on the same host pair counts once). Shown redacted: a URL keeps its scheme, "
+                    "user and host, a key its name and length."),
             table(["secret", "kind", "hosts", "what (redacted)", "matches", "flows", "first seen"], rows,
                   numeric={4, 5})]
 
