@@ -226,3 +226,15 @@ def test_byte_histogram_legend_covers_no_line(every_capture):
     assert not legend.overlaps(ax.get_window_extent(renderer))
     assert not legend.overlaps(ax.xaxis.label.get_window_extent(renderer))
     assert ax.figure.bbox.contains(legend.x0, legend.y0) and ax.figure.bbox.contains(legend.x1, legend.y1)
+
+
+def test_distinct_secrets_without_excerpts_count_each_match(tmp_path):
+    """An export written without payload has no excerpts: distinctness is unknown, so no match is merged."""
+    from inspector.report import export
+    from inspector.report.secret_digest import distinct_secrets
+
+    result = inspector.analyze(API)
+    export.export_tables(result, tmp_path, "parquet")
+    loaded = export.load(tmp_path)
+    assert len(distinct_secrets(result.secrets_raw(), result.flows)) < len(result.secrets)
+    assert len(distinct_secrets(loaded.secrets_raw(), loaded.flows)) == len(loaded.secrets)

@@ -33,6 +33,8 @@ def distinct_secrets(secrets_raw: pd.DataFrame, flows: pd.DataFrame) -> pd.DataF
     rows = []
     for s in secrets_raw.itertuples(index=False):
         secret, after = _matched(s.excerpt, int(s.length), str(s.label))
+        if not secret:  # no excerpt (an export written without payload): each match counts on its own
+            secret = f"{s.uid} {s.direction} {s.offset}".encode()
         rows.append({"kind": str(s.kind), "hosts": hosts.get(str(s.uid), ""), "secret": secret,
                      "what": _redacted(secret, after, str(s.label)), "uid": str(s.uid), "ts": s.ts})
     table = pd.DataFrame(rows)
