@@ -154,9 +154,9 @@ def test_reports_name_the_distinct_secrets_to_rotate(every_capture, tmp_path):
     page = _html(every_capture)
     secrets = _section(page, "secrets")
     assert f"{len(digest)} distinct secrets to rotate" in secrets
-    assert "rabbit://openstack:&lt;10 bytes&gt;@controller:5672" in secrets
+    assert "rabbit://&lt;user: 9 bytes&gt;:&lt;password: 10 bytes&gt;@controller:5672" in secrets
     assert "10.48.0.1 -&gt; 10.48.0.2" in secrets and "127.0.0.1 -&gt; 127.0.0.1" in secrets
-    assert "s3cr3t-Adm1n-pw" not in page and "1df4376f2b" not in page
+    assert "s3cr3t-Adm1n-pw" not in page and "1df4376f2b" not in page and "openstack:" not in page
     secrets_finding = page[page.index('id="F11"'):]
     exposed = secrets_finding.split("bytes exposed</dt><dd>", 1)[1].split("</dd>", 1)[0]
     assert exposed != "none" and "MiB" in exposed
@@ -164,7 +164,7 @@ def test_reports_name_the_distinct_secrets_to_rotate(every_capture, tmp_path):
     markdown = io.StringIO()
     write_markdown(every_capture, markdown)
     assert f"{len(digest)} distinct secret(s) to rotate" in markdown.getvalue()
-    assert "rabbit://openstack:&lt;10 bytes>@controller:5672" in markdown.getvalue()
+    assert "rabbit://&lt;user: 9 bytes>:&lt;password: 10 bytes>@controller:5672" in markdown.getvalue()
 
 
 MTU1500 = ROOT / "captures" / "qemu-plain-mtu1500.pcap.gz"

@@ -448,8 +448,8 @@ def _distinct(digest: pd.DataFrame, listed: int, found: int) -> Html:
     return [el("h3", f"{_plural(len(digest), 'distinct secret')} to rotate"),
             el("p", f"{_plural(found, 'match', 'matches')} in total; the "
                     f"{_plural(listed, 'listed match', 'listed matches')} hold {_plural(len(digest), 'distinct secret')} "
-                    "(the same value on the same host pair counts once). Shown redacted: a URL keeps its scheme, "
-                    "user and host, a key its name and length."),
+                    "(the same value on the same host pair counts once). Shown redacted: a URL keeps its scheme "
+                    "and host, a key its name; values become their length."),
             table(["secret", "kind", "hosts", "what (redacted)", "matches", "flows", "first seen"], rows,
                   numeric={4, 5})]
 

@@ -3,7 +3,7 @@
 The secrets table lists matches (the same password in every copy of a
 config file in guest RAM is one match each); a reviewer needs the distinct
 secrets, per kind and host pair, and enough of each to find it (the URL's
-scheme, user and host, the key's name) but never the secret itself.
+scheme and host, the key's name) but never the secret or the account.
 Distinctness is decided on the matched bytes, which stay in this module:
 only the redacted form and counts leave it.
 """
@@ -18,7 +18,7 @@ DIGEST_COLUMNS = ["kind", "hosts", "what", "occurrences", "flows", "first_seen"]
 # The match starts this far into its excerpt unless the packet began closer
 # (findings.secrets.EXCERPT_CONTEXT).
 CONTEXT = 48
-_URL_CREDENTIALS = re.compile(rb"^([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)@$", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(rb"^([a-z][a-z0-9+.-]*://)([^:/@\s]*):([^@\s]*)@$", re.IGNORECASE)
 _HOST = re.compile(rb"^[A-Za-z0-9.:\[\]_-]{1,80}")
 
 
@@ -62,11 +62,12 @@ def _matched(excerpt: object, length: int, label: str) -> tuple[bytes, bytes]:
 
 
 def _redacted(secret: bytes, after: bytes, label: str) -> str:
-    """A URL keeps its scheme, user and host (the account to rotate); anything
-    else is the scanner's label, which names the key and the length only."""
+    """A URL keeps its scheme and host (the service whose account to rotate),
+    user and password become their lengths; anything else is the scanner's
+    label, which names the key and the length only."""
     url = _URL_CREDENTIALS.match(secret)
     if not url:
         return label
     host = _HOST.match(after)
-    return (url.group(1).decode("ascii", "replace") + f"<{len(url.group(2))} bytes>@"
-            + (host.group(0).decode("ascii") if host else ""))
+    return (url.group(1).decode("ascii", "replace") + f"<user: {len(url.group(2))} bytes>:"
+            f"<password: {len(url.group(3))} bytes>@" + (host.group(0).decode("ascii") if host else ""))
