@@ -44,6 +44,8 @@ def test_piped_summary_is_100_columns_without_padding():
     assert max(map(len, lines)) <= 100
     assert not [line for line in lines if line != line.rstrip()]
     assert any(line.rstrip().endswith("2.9 MiB / 0 B") for line in lines)  # never wrapped inside the cell
+    assert any(line.startswith("secrets to rotate: ") and " distinct (" in line for line in lines)
+    assert any("rabbit://<9 bytes>:<10 bytes>@controller:5672" in line for line in lines)
 
 
 def test_a_closed_pipe_ends_the_output_not_the_run():
@@ -154,7 +156,7 @@ def test_reports_name_the_distinct_secrets_to_rotate(every_capture, tmp_path):
     page = _html(every_capture)
     secrets = _section(page, "secrets")
     assert f"{len(digest)} distinct secrets to rotate" in secrets
-    assert "rabbit://&lt;user: 9 bytes&gt;:&lt;password: 10 bytes&gt;@controller:5672" in secrets
+    assert "rabbit://&lt;9 bytes&gt;:&lt;10 bytes&gt;@controller:5672" in secrets
     assert "10.48.0.1 -&gt; 10.48.0.2" in secrets and "127.0.0.1 -&gt; 127.0.0.1" in secrets
     assert "s3cr3t-Adm1n-pw" not in page and "1df4376f2b" not in page and "openstack:" not in page
     secrets_finding = page[page.index('id="F11"'):]
@@ -164,7 +166,7 @@ def test_reports_name_the_distinct_secrets_to_rotate(every_capture, tmp_path):
     markdown = io.StringIO()
     write_markdown(every_capture, markdown)
     assert f"{len(digest)} distinct secret(s) to rotate" in markdown.getvalue()
-    assert "rabbit://&lt;user: 9 bytes>:&lt;password: 10 bytes>@controller:5672" in markdown.getvalue()
+    assert "rabbit://&lt;9 bytes>:&lt;10 bytes>@controller:5672" in markdown.getvalue()
 
 
 MTU1500 = ROOT / "captures" / "qemu-plain-mtu1500.pcap.gz"

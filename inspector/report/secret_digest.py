@@ -69,5 +69,5 @@ def _redacted(secret: bytes, after: bytes, label: str) -> str:
     if not url:
         return label
     host = _HOST.match(after)
-    return (url.group(1).decode("ascii", "replace") + f"<user: {len(url.group(2))} bytes>:"
-            f"<password: {len(url.group(3))} bytes>@" + (host.group(0).decode("ascii") if host else ""))
+    return (url.group(1).decode("ascii", "replace") + f"<{len(url.group(2))} bytes>:"
+            f"<{len(url.group(3))} bytes>@" + (host.group(0).decode("ascii") if host else ""))
