@@ -28,6 +28,7 @@ from inspector.flows import kernels as K
 from inspector.flows.frame import format_addresses
 from inspector.meters import Meter
 from inspector.protocols import CLEARTEXT, Detection
+from inspector.report.output import open_private
 
 _MIGRATION_PROTOCOLS = ("qemu-migration", "qemu-multifd")
 _HTTP_CREDENTIALS = ("x_auth_token", "x_subject_token", "authorization", "password_in_body")
@@ -230,7 +231,7 @@ class EvidencePcaps(Meter):
     @staticmethod
     def _append(path: Path, data: bytes, mode: str = "ab") -> None:
         try:
-            with open(path, mode) as handle:
+            with open_private(path, mode) as handle:
                 handle.write(data)
         except OSError as exc:
             raise InspectorError(f"--write-pcap {path}: {exc.strerror or exc}") from None

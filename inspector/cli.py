@@ -81,18 +81,30 @@ def _report_options(command):
     return command
 
 
+WATCHLIST_OPTIONS = (
+    click.option("--watch-config", type=click.Path(path_type=Path), help="TOML file with a [watch] table."),
+    click.option("--migration-ports", metavar="SPEC",
+                 help="Migration ports, e.g. 49152-49215 (default 49152-49261)."),
+    click.option("--libvirtd-ports", metavar="SPEC", help="libvirtd ports (default 16509,16514)."),
+    click.option("--ssh-ports", metavar="SPEC", help="SSH ports (default 22)."),
+    click.option("--internal-net", "internal_nets", multiple=True, metavar="CIDR",
+                 help="Internal API network; repeat for several."),
+)
+
+
+def _watchlist_options(command):
+    """The watchlist options every command that analyses captures takes."""
+    for option in reversed(WATCHLIST_OPTIONS):
+        command = option(command)
+    return command
+
+
 def _watch_options(command):
     """The watchlist and flow options ``analyze`` and ``live`` share."""
     options = [
         click.option("--all", "show_all", is_flag=True, help="List every flow, not only watched ones."),
         click.option("--limit", default=100, show_default=True, help="Most flows listed in the terminal."),
-        click.option("--watch-config", type=click.Path(path_type=Path), help="TOML file with a [watch] table."),
-        click.option("--migration-ports", metavar="SPEC",
-                     help="Migration ports, e.g. 49152-49215 (default 49152-49261)."),
-        click.option("--libvirtd-ports", metavar="SPEC", help="libvirtd ports (default 16509,16514)."),
-        click.option("--ssh-ports", metavar="SPEC", help="SSH ports (default 22)."),
-        click.option("--internal-net", "internal_nets", multiple=True, metavar="CIDR",
-                     help="Internal API network; repeat for several."),
+        *WATCHLIST_OPTIONS,
         click.option("--no-secret-scan", is_flag=True,
                      help="Do not scan cleartext payload for secrets (faster on text-heavy bulk traffic)."),
         click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=Timeouts.idle,
@@ -276,7 +288,9 @@ def _open_jsonl(path: Path | None):
     if path is None:
         return None
     try:
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by live_command
+        from inspector.report.output import open_private
+
+        return open_private(path, "a")  # closed by live_command
     except OSError as exc:
         raise InspectorError(f"--jsonl {path}: {exc.strerror or exc}") from None
 
@@ -330,11 +344,30 @@ def _tell_when_compiling() -> None:
     tell_when_compiling(lambda line: click.echo(f"inspector: {line}", err=True))
 
 
+PIPED_WIDTH = 100  # columns of piped output when COLUMNS does not say
+
+
 def _console() -> Console:
+    """The terminal's width on a terminal; piped, $COLUMNS or PIPED_WIDTH.
+    A reader that closes the pipe early (``| head``) ends the output, not the run."""
     from rich.console import Console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=160)  # piped: do not squeeze to 80 columns
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _silence_stdout()
+
+    console = PipeConsole()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return PipeConsole(width=PIPED_WIDTH)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit cannot fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _exit_for_findings(findings, fail_on: str | None) -> None:
@@ -349,27 +382,34 @@ def _exit_for_findings(findings, fail_on: str | None) -> None:
 @click.argument("after", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the comparison as JSON.")
 @FAIL_ON
-def diff_command(before: Path, after: Path, json_path: Path | None, fail_on: str | None) -> None:
-    """Compare findings before and after a remediation: fixed, new, unchanged.
+@_watchlist_options
+def diff_command(before: Path, after: Path, json_path: Path | None, fail_on: str | None, watch_config,
+                 migration_ports, libvirtd_ports, ssh_ports, internal_nets) -> None:
+    """Compare findings before and after a remediation: fixed, new, unchanged,
+    and regressed (a protection in BEFORE, such as TLS, gone in AFTER).
 
-    BEFORE and AFTER are capture files or JSON results of `inspector analyze --json`;
-    --fail-on looks at AFTER.
+    BEFORE and AFTER are capture files (analysed with the watchlist options, as
+    by analyze) or JSON results of `inspector analyze --json`; --fail-on looks
+    at AFTER and trips on any regression too.
 
-    Example: inspector diff before.pcap after.pcap
+    Example: inspector diff before.pcap after.pcap --migration-ports 49152-49215
     """
     from inspector.report import diff
     from inspector.report.output import check_not_input, write_atomically
 
     try:
+        watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         if json_path:
             check_not_input(json_path, [before, after])
-        old, new = diff.load_findings(before), diff.load_findings(after)
+        old, new = diff.load_findings(before, watch), diff.load_findings(after, watch)
         comparison = diff.compare(old, new)
         if json_path:
             write_atomically(json_path, lambda h: diff.write_json(comparison, before, after, h))
     except InspectorError as exc:
         _fail(str(exc))
     diff.render(comparison, _console())
+    if fail_on and len(comparison.regressed):
+        sys.exit(ExitStatus.FINDINGS)
     _exit_for_findings(new, fail_on)
 
 
@@ -401,6 +441,9 @@ def run() -> None:
         main(standalone_mode=True)
     except SystemExit as done:
         _exit_without_teardown(done)
+    except BrokenPipeError:  # the reader closed the pipe (`| head`): nothing left to tell it
+        _silence_stdout()
+        _exit_without_teardown(SystemExit(ExitStatus.OK))
     except Exception as exc:  # noqa: BLE001 - last line of defence
         click.echo(f"inspector: internal error: {type(exc).__name__}: {exc} "
                    "(please report it with the command line)", err=True)

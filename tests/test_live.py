@@ -317,6 +317,7 @@ def test_evidence_pcaps_select_by_flow_and_cap(tmp_path: Path) -> None:
     assert len(both) == 2 and first.packets == len(kept) > 0  # one flow, both directions
     assert [buf for buf in frames if ends(buf) in both] == kept
     assert first.bytes == first.path.stat().st_size
+    assert first.path.stat().st_mode & 0o777 == 0o600  # evidence holds payload: owner only, like every output
     small = run(tmp_path / "small", max_file_bytes=first.bytes // 2, max_total_bytes=10**9)
     assert small.files[0].capped == "file" and small.files[0].path.stat().st_size <= first.bytes // 2
     total = run(tmp_path / "total", max_total_bytes=first.bytes // 2)

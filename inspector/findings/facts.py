@@ -163,5 +163,9 @@ def flow_line(flow) -> str:
 
 
 def pages(byte_count: int) -> str:
-    """Byte count with the 4 KiB guest pages it can hold at most."""
-    return f"{human_bytes(byte_count)} (up to {byte_count // PAGE:,} 4 KiB pages)"
+    """Byte count with the 4 KiB guest pages it can hold at most (none named
+    when it cannot hold a whole page)."""
+    whole = byte_count // PAGE
+    if whole == 0:
+        return human_bytes(byte_count)
+    return f"{human_bytes(byte_count)} (up to {whole:,} 4 KiB page{'' if whole == 1 else 's'})"

@@ -3,6 +3,8 @@
 Findings are matched on (rule, host pairs), not on flow uids, which differ
 between captures. The same rule on the same hosts twice (two migrations)
 pairs up in order, so one fixed migration out of two shows as one fixed.
+An info finding is a protection seen ("Live migration is protected by
+TLS"): one in BEFORE and gone in AFTER is a regression, never a fix.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.text import Text
 
 from inspector.errors import InspectorError
 from inspector.schema import SEVERITIES
+from inspector.watch import Watchlist
 
 KEY = ["rule", "hosts"]
 SHOWN = ["rule", "severity", "title", "hosts", "summary"]
@@ -25,13 +28,14 @@ SHOWN = ["rule", "severity", "title", "hosts", "summary"]
 
 @dataclass(frozen=True)
 class Comparison:
-    fixed: pd.DataFrame      # in BEFORE only
+    fixed: pd.DataFrame      # in BEFORE only, a risk
     new: pd.DataFrame        # in AFTER only
     unchanged: pd.DataFrame  # in both (AFTER's row)
+    regressed: pd.DataFrame  # in BEFORE only, a protection (info)
 
 
-def load_findings(path: Path) -> pd.DataFrame:
-    """Findings of a JSON result, or of a capture (analysed now)."""
+def load_findings(path: Path, watch: Watchlist | None = None) -> pd.DataFrame:
+    """Findings of a JSON result, or of a capture (analysed now with ``watch``)."""
     try:
         with open(path, "rb") as handle:
             start = handle.read(64).lstrip()
@@ -41,7 +45,7 @@ def load_findings(path: Path) -> pd.DataFrame:
         return _json_findings(path)
     from inspector.analysis import analyze
 
-    return analyze(path).findings[SHOWN]
+    return analyze(path, watch=watch).findings[SHOWN]
 
 
 def _json_findings(path: Path) -> pd.DataFrame:
@@ -66,6 +70,9 @@ def compare(before: pd.DataFrame, after: pd.DataFrame) -> Comparison:
         rows = merged[merged["_merge"] == side]
         columns = {c: (f"{c}_before" if side == "left_only" and c not in KEY else c) for c in SHOWN}
         parts[name] = rows[list(columns.values())].set_axis(SHOWN, axis=1).reset_index(drop=True)
+    gone = parts["fixed"]
+    lost = gone["severity"] == PROTECTION
+    parts["fixed"], parts["regressed"] = gone[~lost].reset_index(drop=True), gone[lost].reset_index(drop=True)
     return Comparison(**parts)
 
 
@@ -74,7 +81,8 @@ def _numbered(findings: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(nth=frame.groupby(KEY).cumcount())
 
 
-STYLE = {"fixed": "green", "new": "bold red", "unchanged": "yellow"}
+PROTECTION = "info"  # the severity of findings that record a protection
+STYLE = {"fixed": "green", "new": "bold red", "unchanged": "yellow", "regressed": "bold red"}
 
 
 def render(comparison: Comparison, console: Console) -> None:
@@ -82,13 +90,14 @@ def render(comparison: Comparison, console: Console) -> None:
     line = Text("findings: ", style="bold")
     for name, style in STYLE.items():
         line.append(f"{counts[name]} {name}  ", style=style)
+    line.rstrip()
     console.print(line)
     for name in STYLE:
         rows = getattr(comparison, name)
         order = rows["severity"].map(SEVERITIES.index).sort_values(kind="stable").index
         for row in rows.loc[order].itertuples(index=False):
-            console.print(Text.assemble("  ", (f"{name:<9}", STYLE[name]), f" {row.severity:<8} {row.title} "
-                                        f"[{row.rule}] {row.hosts}"))
+            console.print(Text.assemble("  ", (f"{name:<9}", STYLE[name]), f" {row.severity:<8} [{row.rule}] "
+                                        f"{row.hosts}: {row.title}"))
 
 
 def write_json(comparison: Comparison, before: Path, after: Path, handle: IO[str]) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
-from inspector.report.output import EXPORT_FORMATS, write_atomically
+from inspector.report.output import EXPORT_FORMATS, private_temporary, write_atomically
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.tables import with_json_parsed, with_json_text, with_lists_joined
 from inspector.watch import Watchlist
@@ -75,7 +75,7 @@ def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = private_temporary(path)
     try:
         table.to_parquet(tmp, index=False, engine="pyarrow")
         os.replace(tmp, path)

@@ -25,17 +25,19 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
+from inspector.capture.constants import SUPPORTED_LINKTYPES
 from inspector.schema import CLEAR, SEVERITIES, VERDICTS
 from inspector.report import plots
 from inspector.report.json_report import watchlist_dict
 from inspector.report.payload import hexdump
+from inspector.report.secret_digest import distinct_secrets
 from inspector.report.terminal import summary_flows
 from inspector.units import flow_endpoints, human_bytes
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_FLOW_ROWS = 500  # a huge capture keeps its full flows in --json / --csv
 MAX_EVIDENCE_PER_FLOW = 4
-MAX_WORST_FINDINGS = 5
+MAX_SUMMARY_FINDINGS = 12  # then "N more", linking to the full list
 MAX_EXCERPT_BYTES = 512
 PLOT_DPI = 100
 VOID_ELEMENTS = frozenset({"meta", "img"})
@@ -135,8 +137,9 @@ def write_html(result: Analysis, handle: IO[str], *, show_payload: bool = False,
     (redacted by default: the report may travel further than the capture).
     """
     title = title or _default_title(result)
-    main = el("main", _summary(result), _findings(result.findings), _events(result.events),
-              _secrets(result, show_payload), _flows(result), _plots(result), _anomalies(result))
+    digest = distinct_secrets(result.secrets_raw(), result.flows)
+    main = el("main", _summary(result), _findings(result, len(digest)), _events(result.events),
+              _secrets(result, digest, show_payload), _flows(result), _plots(result), _anomalies(result))
     body = el("body", _header(result, title), _navigation(), main, _footer())
     handle.write("<!DOCTYPE html>\n")
     handle.write(el("html", _head(title), body, lang="en"))
@@ -243,7 +246,7 @@ def _header(result: Analysis, title: str) -> Html:
     totals = (f"{_plural(len(inputs), 'file')}, {int(inputs['packets'].sum()):,} packets, "
               f"{human_bytes(int(inputs['wire_bytes'].sum()))}, {_plural(len(result.flows), 'flow')}, "
               f"{len(result.watched):,} watched, {_plural(int(inputs['anomalies'].sum()), 'anomaly', 'anomalies')}")
-    rows = ([row.file, row.format, row.linktypes, f"{row.packets:,}", human_bytes(row.wire_bytes),
+    rows = ([row.file, row.format, _linktype_names(row.linktypes), f"{row.packets:,}", human_bytes(row.wire_bytes),
              f"{row.truncated_packets:,}", f"{row.anomalies:,}"] for row in inputs.itertuples(index=False))
     return el("header",
               el("h1", title),
@@ -253,6 +256,15 @@ def _header(result: Analysis, title: str) -> Html:
               table(["file", "format", "link types", "packets", "bytes", "truncated", "anomalies"], rows,
                     numeric={3, 4, 5, 6}),
               _watchlist(result))
+
+
+def _linktype_names(linktypes: object) -> str:
+    """'1,113' -> 'Ethernet (1), Linux cooked (SLL) (113)': a reviewer knows the names, not the numbers."""
+    names = []
+    for number in _lines(linktypes, ","):
+        name = SUPPORTED_LINKTYPES.get(int(number)) if number.isdigit() else None
+        names.append(f"{name} ({number})" if name else number)
+    return ", ".join(names)
 
 
 def _watchlist(result: Analysis) -> Html:
@@ -281,13 +293,25 @@ def _summary(result: Analysis) -> Html:
     verdicts = result.watched["verdict"].astype(str).value_counts()
     verdict_badges = el("p", "Watched flows: ", (badge(f"{verdicts[v]} {v}", v) for v in VERDICTS if verdicts.get(v)),
                         class_="badges")
-    worst = findings.head(MAX_WORST_FINDINGS)
-    worst_list = (el("ul", (el("li", badge(f.severity, str(f.severity)), " ", el("strong", f.finding), " ", f.title)
-                            for f in worst.itertuples(index=False)))
-                  if not worst.empty else el("p", "No findings.", class_="muted"))
     return _section("summary", el("p", _migration_verdict(result.events), " ", _flows_verdict(result.watched),
                                   class_="verdict"),
-                    severity_badges, worst_list, verdict_badges)
+                    severity_badges, _summary_findings(findings), verdict_badges)
+
+
+def _summary_findings(findings: pd.DataFrame) -> Html:
+    """Every finding above info, most severe first (the first MAX_SUMMARY_FINDINGS
+    and how many more, linked to the full list); the protections when nothing is above info."""
+    if findings.empty:
+        return el("p", "No findings.", class_="muted")
+    risky = findings[findings["severity"].astype(str) != "info"]
+    listed = risky if not risky.empty else findings
+    items = [el("li", badge(f.severity, str(f.severity)), " ", el("a", el("strong", f.finding), href=f"#{f.finding}"),
+                " ", f.title)
+             for f in listed.head(MAX_SUMMARY_FINDINGS).itertuples(index=False)]
+    if len(listed) > MAX_SUMMARY_FINDINGS:
+        items.append(el("li", el("a", f"{len(listed) - MAX_SUMMARY_FINDINGS} more", href="#findings"),
+                        " in the full list of findings"))
+    return el("ul", items, class_="summary-findings")
 
 
 def _migration_verdict(events: pd.DataFrame) -> str:
@@ -316,28 +340,57 @@ def _flows_verdict(watched: pd.DataFrame) -> str:
 # ------------------------------------------------------------------ findings
 
 
-def _findings(findings: pd.DataFrame) -> Html:
+SECRETS_RULE = "secrets-in-cleartext"
+
+
+def _findings(result: Analysis, distinct: int) -> Html:
+    findings = result.findings
     if findings.empty:
         return _section("findings", el("p", "No findings.", class_="muted"))
-    return _section("findings", (_finding(f) for f in _by_severity(findings).itertuples(index=False)))
+    clear = result.flows[result.flows["verdict"].astype(str).isin(CLEAR)]
+    clear_bytes = dict(zip(clear["uid"].astype(str), clear["orig_bytes"] + clear["resp_bytes"]))
+    return _section("findings", (_finding(f, clear_bytes, distinct)
+                                 for f in _by_severity(findings).itertuples(index=False)))
 
 
-def _finding(f) -> Html:
+def _exposed(f, clear_bytes: dict[str, int]) -> str:
+    """The finding's own count of guest bytes exposed or, when it has none
+    (credentials, RPC), the bytes of its flows that crossed in clear."""
+    if f.bytes_exposed:
+        return human_bytes(int(f.bytes_exposed))
+    carried = [clear_bytes[uid] for uid in f.uids if uid in clear_bytes]
+    if not carried:
+        return "none"
+    return f"{human_bytes(int(sum(carried)))}: the {_plural(len(carried), 'flow')} carrying it, readable in clear"
+
+
+def _finding(f, clear_bytes: dict[str, int], distinct: int) -> Html:
     severity = str(f.severity)
+    secrets = (el("a", f"{_plural(distinct, 'distinct secret')} to rotate", href="#secrets")
+               if f.rule == SECRETS_RULE and distinct else "")
     facts = [("rule", el("code", f.rule)), ("risks", ", ".join(f.risks)),
-             ("bytes exposed", human_bytes(int(f.bytes_exposed)) if f.bytes_exposed else "none"),
+             ("bytes exposed", _exposed(f, clear_bytes)), ("secrets", secrets),
              ("flows", el("span", ", ".join(f.uids), class_="mono")),
              ("events", ", ".join(f.events)),
              ("references", ", ".join(_lines(f.references, ",")))]
     return el("article",
               el("h3", badge(severity, severity), " ", f.finding, ": ", f.title),
-              el("p", f.summary),
+              el("p", _code_spans(f.summary)),
               el("dl", ((el("dt", name), el("dd", value)) for name, value in facts if value)),
               el("h4", "Evidence"),
               el("ul", (el("li", el("code", line)) for line in _lines(f.evidence))),
               el("h4", "Remediation"),
-              el("ol", (el("li", step) for step in _lines(f.remediation))),
-              class_=f"finding {severity}")
+              el("ol", (el("li", _code_spans(step)) for step in _lines(f.remediation))),
+              class_=f"finding {severity}", id=f.finding)
+
+
+def _code_spans(value: object) -> list[object]:
+    """Rule texts mark settings and paths with backticks: those become ``<code>``
+    (escaped like any text); an odd number of backticks is left as written."""
+    parts = str(value).split("`")
+    if len(parts) % 2 == 0:
+        return [value]
+    return [el("code", part) if i % 2 else part for i, part in enumerate(parts) if part]
 
 
 # ------------------------------------------------------------------ events
@@ -367,7 +420,7 @@ def _excerpt_dump(excerpt: object) -> str:
     return hexdump(data[:MAX_EXCERPT_BYTES]) + more
 
 
-def _secrets(result: Analysis, show_payload: bool) -> Html:
+def _secrets(result: Analysis, digest: pd.DataFrame, show_payload: bool) -> Html:
     secrets = result.secrets_raw() if show_payload else result.secrets
     if secrets.empty:
         return _section("secrets", el("p", "No secrets found in cleartext payload.", class_="muted"))
@@ -383,7 +436,22 @@ def _secrets(result: Analysis, show_payload: bool) -> Html:
              s.offset if s.offset >= 0 else "unknown", s.label]
             + ([el("pre", _excerpt_dump(s.excerpt))] if show_payload else [])
             for s in secrets.itertuples(index=False))
-    return _section("secrets", note, table(headers + (["excerpt"] if show_payload else []), rows, numeric={5}))
+    return _section("secrets", note, _distinct(digest, len(secrets), int(result.secret_counts["count"].sum())),
+                    el("h3", "Matches"),
+                    table(headers + (["excerpt"] if show_payload else []), rows, numeric={5}))
+
+
+def _distinct(digest: pd.DataFrame, listed: int, found: int) -> Html:
+    """The credentials to rotate: one row per distinct secret, kind and host pair."""
+    rows = ([f"S{i}", d.kind, d.hosts, d.what, d.occurrences, d.flows, _when(d.first_seen)]
+            for i, d in enumerate(digest.itertuples(index=False), start=1))
+    return [el("h3", f"{_plural(len(digest), 'distinct secret')} to rotate"),
+            el("p", f"{_plural(found, 'match', 'matches')} in total; the "
+                    f"{_plural(listed, 'listed match', 'listed matches')} hold {_plural(len(digest), 'distinct secret')} "
+                    "(the same value on the same host pair counts once). Shown redacted: a URL keeps its scheme "
+                    "and host, a key its name; values become their length."),
+            table(["secret", "kind", "hosts", "what (redacted)", "matches", "flows", "first seen"], rows,
+                  numeric={4, 5})]
 
 
 def _as_bytes(excerpt: object) -> bytes:
@@ -430,9 +498,9 @@ def _present(value: object) -> bool:
 
 def _details(f) -> str:
     """Handshake facts and the migration event, '; '-separated."""
-    facts = [("TLS", f.tls_version), ("cipher", f.tls_cipher), ("SNI", f.tls_sni), ("SSH client", f.ssh_client),
+    facts = [("", f.tls_version), ("cipher", f.tls_cipher), ("SNI", f.tls_sni), ("SSH client", f.ssh_client),
              ("SSH server", f.ssh_server), ("SSH cipher", f.ssh_cipher), ("event", f.event)]
-    return "; ".join(f"{name} {value}" for name, value in facts if _present(value))
+    return "; ".join(f"{name} {value}".strip() for name, value in facts if _present(value))
 
 
 def _evidence_lines(evidence: pd.DataFrame, flows: pd.DataFrame) -> dict[str, list[str]]:

@@ -7,7 +7,6 @@ punctuation gets a backslash, so no capture can inject markup or links.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import IO
 
@@ -16,6 +15,7 @@ import pandas as pd
 from inspector.analysis import Analysis
 from inspector.schema import SEVERITIES
 from inspector.report.payload import REDACTED, hexdump
+from inspector.report.secret_digest import distinct_secrets
 from inspector.report.terminal import summary_flows
 from inspector.units import human_bytes
 
@@ -26,8 +26,10 @@ MAX_FLOWS = 500
 
 
 def md(text: object) -> str:
-    """A table- and paragraph-safe rendering of any string."""
-    escaped = html.escape(str(text), quote=False).replace("\n", " ").replace("\r", " ")
+    """A table- and paragraph-safe rendering of any string. ``&`` and ``<``
+    become entities (no tag can open); ``>`` stays, so arrows read as ``->``
+    (it is markup only at the start of a line, and every line starts with ours)."""
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace("\n", " ").replace("\r", " ")
     return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
 
 
@@ -61,6 +63,14 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
     if len(result.secrets):
         out += ["## Secrets in cleartext payload", "",
                 md(REDACTED) if not show_payload else "Excerpts shown at the user's request (--show-payload).", ""]
+        digest = distinct_secrets(result.secrets_raw(), result.flows)
+        found = int(result.secret_counts["count"].sum())
+        out += [(f"{len(digest)} distinct secret(s) to rotate ({found:,} matches in total, {len(result.secrets)} "
+                 "listed; the same value on the same host pair counts once):"), ""]
+        out += _table(["secret", "kind", "hosts", "what (redacted)", "matches", "flows"],
+                      [[f"S{i}", d.kind, d.hosts, d.what, d.occurrences, d.flows]
+                       for i, d in enumerate(digest.itertuples(index=False), start=1)])
+        out += ["Matches:", ""]
         out += _table(["flow", "direction", "kind", "offset", "what"],
                       [[s.uid, s.direction, s.kind, s.offset, s.label] for s in result.secrets.itertuples()])
         if show_payload:

@@ -48,6 +48,7 @@ PROTECTION_SHADE = {protection: {"none": "plaintext", "libvirt tunnel over plain
 PROTECTION_COLOURS = {protection: VERDICT_COLOURS[shade] for protection, shade in PROTECTION_SHADE.items()}
 UNIFORM_CHI2 = (255 - 3 * 23, 255 + 3 * 23)  # uniform bytes: 255 +- 23 (README, "How verdicts are made")
 FIGURE_SIZE = (8.0, 4.5)  # inches: 800 x 450 px at the report's dpi
+MIN_BAR_SHARE = 1 / 60  # of the timeline's span: ~8 px wide at the report's size and dpi
 
 
 def new_axes(size: tuple[float, float] = FIGURE_SIZE) -> Axes:
@@ -148,8 +149,9 @@ def entropy_vs_chi2(windows: pd.DataFrame, *, x: str = "chi2", y: str = "entropy
 def flow_timeline(flows: pd.DataFrame, *, max_flows: int = 40, ax: Axes | None = None) -> Axes:
     """One bar per flow from its first to its last packet, coloured by verdict.
 
-    Beyond ``max_flows`` the flows with the most bytes are kept. Flows too
-    short to see get a sliver of the time span.
+    Beyond ``max_flows`` the flows with the most bytes are kept. A flow too
+    short to see (a 20 ms plaintext burst in a minute of capture) is drawn
+    MIN_BAR_SHARE of the time span wide, so a critical one is never a sliver.
     """
     if flows.empty:
         return _no_data(_axes(ax), "flows")
@@ -162,7 +164,7 @@ def flow_timeline(flows: pd.DataFrame, *, max_flows: int = 40, ax: Axes | None =
     width = shown["duration"].dt.total_seconds().to_numpy() / 86400.0
     span = max(float((start + width).max() - start.min()), 1 / 86400.0)
     colours = [VERDICT_COLOURS[str(v)] for v in shown["verdict"]]
-    ax.barh(np.arange(len(shown)), np.maximum(width, span / 200), left=start, color=colours, height=0.6)
+    ax.barh(np.arange(len(shown)), np.maximum(width, span * MIN_BAR_SHARE), left=start, color=colours, height=0.6)
     ax.set_yticks(np.arange(len(shown)), [flow_label(f) for f in shown.itertuples(index=False)], fontsize="small")
     ax.margins(x=0.03)
     ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
@@ -277,7 +279,7 @@ def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame | None = None,
     ``flows`` per flow direction in ``histograms`` (``r.byte_histograms``: the
     ``MAX_LINES`` largest). Ciphertext is flat at 1/256, text peaks on
     letters, guest RAM on 0x00."""
-    ax = _axes(ax)
+    ax = _axes(ax, (FIGURE_SIZE[0], FIGURE_SIZE[1] + 1.5))  # room for the legend below
     styles = iter(["-", "--", ":", "-."] * 8)
     drawn = 0
     for uid, direction, colour, label in _drawn_directions(histograms, flows, "count"):
@@ -299,7 +301,8 @@ def byte_histograms(histograms: pd.DataFrame, flows: pd.DataFrame | None = None,
     ax.set_xlabel("byte value")
     ax.set_ylabel("share of sampled bytes (log)")
     ax.set_title("Byte-value histograms of notable flows" if flows is not None else "Byte-value histograms")
-    ax.legend(loc="lower right", fontsize="small")
+    # Below the axes: the lines span the whole plot (0x00 peaks, floors at 1e-6), any corner would hide some.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize="small", frameon=False)
     return ax
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -44,12 +43,12 @@ def _render_events(events: pd.DataFrame, console: Console) -> None:
     for row in events.itertuples(index=False):
         clear = row.ram_bytes_clear + row.disk_bytes_clear
         moved = f"RAM {human_bytes(row.ram_bytes)}" + (f", disk {human_bytes(row.disk_bytes)}" if row.disk_bytes else "")
-        console.print(Text.assemble(
+        _print_indented(console, Text.assemble(
             f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} "
             f"({', '.join(row.channels)}): {moved}; ",
             (f"protection {row.protection}", PROTECTION_STYLE.get(row.protection, "green")),
             (f"; {human_bytes(clear)} in clear" if clear else "", "bold red" if clear else ""),
-        ))
+        ), 0)
 
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
@@ -66,15 +65,42 @@ def _render_findings(findings: pd.DataFrame, console: Console) -> None:
     for severity in SEVERITIES:
         if counts.get(severity, 0):
             line.append(f"{counts[severity]} {severity}  ", style=SEVERITY_STYLE[severity])
+    line.rstrip()
     console.print(line)
     for row in findings.itertuples(index=False):
         severity = str(row.severity)
-        console.print(Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
-                                    f" {row.finding} {row.title} [{row.rule}]"))
-        console.print(Padding(Text(str(row.summary)), (0, 0, 0, 11), expand=False))
+        _print_indented(console, Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
+                                               f" {row.finding} {row.title} [{row.rule}]"), 0)
+        _print_indented(console, Text(str(row.summary)), 11)
         fix = str(row.remediation).split("\n", 1)[0]
         if severity != "info":
-            console.print(Padding(Text(f"fix: {fix}", style="dim"), (0, 0, 0, 11), expand=False))
+            _print_indented(console, Text(f"fix: {fix}", style="dim"), 11)
+
+
+def _print_indented(console: Console, text: Text, indent: int) -> None:
+    """``text`` wrapped to the console and indented, without padding the
+    lines out to the full width (piped output stays free of trailing blanks)."""
+    for line in text.wrap(console, max(console.width - indent, 20)):
+        line.rstrip()
+        console.print(Text(" " * indent) + line, soft_wrap=True)
+
+
+MAX_SECRETS = 10
+
+
+def _render_secrets(analysis: Analysis, console: Console) -> None:
+    """The distinct secrets to rotate, redacted, most widespread first."""
+    from inspector.report.secret_digest import distinct_secrets
+
+    if analysis.secrets.empty:
+        return
+    digest = distinct_secrets(analysis.secrets_raw(), analysis.flows)
+    console.print(Text(f"secrets to rotate: {len(digest)} distinct "
+                       f"({int(analysis.secret_counts['count'].sum()):,} matches)", style="bold"))
+    for i, d in enumerate(digest.head(MAX_SECRETS).itertuples(index=False), start=1):
+        _print_indented(console, Text(f"S{i} {d.kind} {d.hosts}: {d.what} (x{d.occurrences})"), 2)
+    if len(digest) > MAX_SECRETS:
+        console.print(Text(f"  ... {len(digest) - MAX_SECRETS} more in --html / --markdown", style="dim"))
 
 
 def _flow_text(row) -> str:
@@ -89,7 +115,7 @@ def _table(flows: pd.DataFrame) -> Table:
     table = Table(show_lines=False, header_style="bold", expand=False)
     table.add_column("watch", no_wrap=True)
     table.add_column("originator -> responder", overflow="fold", max_width=44)
-    table.add_column("bytes o/r", justify="right", max_width=12)
+    table.add_column("bytes o/r", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("conf", justify="right", no_wrap=True)
     table.add_column("reason", overflow="fold", ratio=1, min_width=24)
@@ -119,6 +145,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
                            "statistics use the captured bytes", style="yellow"))
 
     _render_findings(analysis.findings, console)
+    _render_secrets(analysis, console)
     _render_events(analysis.events, console)
     flows = summary_flows(analysis.flows, show_all)
     scope = "all flows" if show_all else "watched flows"
@@ -131,6 +158,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
     for verdict in VERDICTS:
         if counts.get(verdict, 0):
             line.append(f"{counts[verdict]} {verdict}  ", style=VERDICT_STYLE[verdict])
+    line.rstrip()
     console.print(line)
 
     shown = flows.head(limit)
@@ -143,6 +171,6 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
                 (f"{verdict:<10}", VERDICT_STYLE[verdict]), f" {row.confidence:.2f}  {row.watch}  ",
                 _flow_text(row), f"  {_bytes_text(row)}",
             ))
-            console.print(Padding(Text(str(row.reason), style="dim"), (0, 0, 0, 4)))
+            _print_indented(console, Text(str(row.reason), style="dim"), 4)
     if len(flows) > limit:
         console.print(Text(f"... {len(flows) - limit} more; raise --limit or see --json/--csv", style="dim"))
