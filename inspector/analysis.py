@@ -16,6 +16,7 @@ from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
+from inspector.heap import give_back_free_memory
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
@@ -267,6 +268,7 @@ def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watc
         byte_histograms=tables["byte_histograms"], inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats),
         watch=watch)
     del flows, evidence, tables  # the unsorted copies, before the findings add theirs
+    give_back_free_memory()  # the joins, sorts and events freed tens of MB the findings need not sit above
     result.findings = build_findings(Facts.of(result))
     return result
 
