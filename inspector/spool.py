@@ -118,7 +118,7 @@ class ReportSpool(ClosedTables):
             for part in spool.flows_in_order(event_of): ...
     """
 
-    ROW_GROUP = 4_096  # rows read back at a time from each file
+    ROW_GROUP = 1_024  # rows read back at a time from each file (every file holds one decoded group)
 
     def __init__(self, flush_flows: int = FLUSH_FLOWS, *, excerpts: bool = True) -> None:
         super().__init__()
