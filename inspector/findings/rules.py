@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from inspector.findings.facts import Facts, flow_line, flow_lines, pages
+from inspector.findings.facts import LINE_CHUNK, Facts, flow_line, flow_lines, pages
 from inspector.schema import CLEAR, RISKS
 from inspector.tables import python_values, rows_of
 from inspector.units import flow_endpoints, human_bytes
@@ -203,7 +203,6 @@ def _api_credentials(facts: Facts) -> Iterable[Match]:
 
 
 HTTP_CREDENTIAL_KINDS = ("token", "basic-auth", "password")
-LINE_CHUNK = 8_192  # secrets turned into evidence lines at a time
 
 
 def _secrets(facts: Facts) -> Iterable[Match]:
