@@ -70,8 +70,9 @@ class Analysis:
         for name, columns in SCHEMAS.items():
             setattr(self, name, typed(getattr(self, name), columns))
         self._secrets_raw = self.secrets  # given with the bytes (scan, or an export made with show_payload)
-        self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
-            lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
+        if self.secrets["excerpt"].notna().any():  # none (a report spool that left them out): no copy to redact
+            self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
+                lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
 
     def secrets_raw(self) -> pd.DataFrame:
         """``secrets`` with the payload bytes around each match in ``excerpt``
