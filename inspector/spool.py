@@ -218,7 +218,8 @@ class _RowReader:
     """The rows of one spooled file, taken in order a few at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=ReportSpool.ROW_GROUP)
+        # pre_buffer (pyarrow's default) would load the whole file for the row groups to come: 25 files at once
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=ReportSpool.ROW_GROUP)
         self._buffer: pa.Table | None = None
 
     def take(self, n: int) -> pd.DataFrame:
