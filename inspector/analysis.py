@@ -16,6 +16,7 @@ from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
 from inspector.findings.secrets import sort_secret_counts, sort_secrets
+from inspector.heap import give_back_free_memory
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
@@ -69,8 +70,9 @@ class Analysis:
         for name, columns in SCHEMAS.items():
             setattr(self, name, typed(getattr(self, name), columns))
         self._secrets_raw = self.secrets  # given with the bytes (scan, or an export made with show_payload)
-        self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
-            lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
+        if self.secrets["excerpt"].notna().any():  # none (a report spool that left them out): no copy to redact
+            self.secrets = self.secrets.assign(excerpt=self.secrets["excerpt"].map(
+                lambda excerpt: None if excerpt is None else REDACTED_EXCERPT, na_action="ignore").astype(object))
 
     def secrets_raw(self) -> pd.DataFrame:
         """``secrets`` with the payload bytes around each match in ``excerpt``
@@ -267,6 +269,7 @@ def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watc
         byte_histograms=tables["byte_histograms"], inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats),
         watch=watch)
     del flows, evidence, tables  # the unsorted copies, before the findings add theirs
+    give_back_free_memory()  # the joins, sorts and events freed tens of MB the findings need not sit above
     result.findings = build_findings(Facts.of(result))
     return result
 

@@ -13,7 +13,6 @@ other users can enter it, its files 0600.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from inspector.errors import InspectorError
 from inspector.events import BULK_BYTES, migration_pairs
+from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import typed, with_json_parsed, with_json_text
@@ -118,7 +118,7 @@ class ReportSpool(ClosedTables):
             for part in spool.flows_in_order(event_of): ...
     """
 
-    ROW_GROUP = 4_096  # rows read back at a time from each file
+    ROW_GROUP = 1_024  # rows read back at a time from each file (every file holds one decoded group)
 
     def __init__(self, flush_flows: int = FLUSH_FLOWS, *, excerpts: bool = True) -> None:
         super().__init__()
@@ -161,7 +161,7 @@ class ReportSpool(ClosedTables):
         other can join an event), evidence, secrets and counts."""
         self._flush()
         self.kept.flush()
-        _give_back_free_memory()  # the flow table is gone: the kept tables need not sit above its freed pages
+        give_back_free_memory()  # the flow table is gone: the kept tables need not sit above its freed pages
         files = self.kept.files
         out = {name: [with_json_parsed(pd.read_parquet(p, columns=self._columns(name))) for p in files[name]]
                for name in ("evidence", "secrets", "secret_counts")}
@@ -183,7 +183,7 @@ class ReportSpool(ClosedTables):
         (by start, stable over the order they ended), ``event`` from ``event_of``
         (uid -> event id)."""
         self._flush()
-        _give_back_free_memory()  # assemble's temporaries are gone
+        give_back_free_memory()  # assemble's temporaries are gone
         starts = [pq.read_table(path, columns=["ts"]).column("ts").cast(pa.int64()).to_numpy()
                   for path in self.files]
         file_of = np.repeat(np.arange(len(starts)), [len(s) for s in starts])
@@ -218,7 +218,8 @@ class _RowReader:
     """The rows of one spooled file, taken in order a few at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=ReportSpool.ROW_GROUP)
+        # pre_buffer (pyarrow's default) would load the whole file for the row groups to come: 25 files at once
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=ReportSpool.ROW_GROUP)
         self._buffer: pa.Table | None = None
 
     def take(self, n: int) -> pd.DataFrame:
@@ -250,16 +251,6 @@ def kept_for_reports(flows: pd.DataFrame, evidence: pd.DataFrame, secret_counts:
 
 _PAIR_COLUMNS = {name: SCHEMAS["flows"][name]
                  for name in ("uid", "orig_h", "resp_h", "protocol", "watch", "orig_bytes", "resp_bytes")}
-
-
-def _give_back_free_memory() -> None:
-    """Return the C heap's free pages to the system (glibc's ``malloc_trim``;
-    elsewhere nothing): after the packets are read, ~60 MB of them (500 k
-    flows) stayed resident under what the reports allocate next."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _concat(parts: list[pd.DataFrame], columns) -> pd.DataFrame:

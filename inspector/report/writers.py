@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspector.analysis import Analysis
+from inspector.heap import give_back_free_memory
 from inspector.report.output import check_not_input, write_atomically
+from inspector.schema import SCHEMAS
+from inspector.tables import empty_frame
 
 if TYPE_CHECKING:
     from inspector.spool import ReportSpool
@@ -48,11 +51,16 @@ class Reports:
 
     def write_streamed(self, summary: Analysis, spool: ReportSpool) -> None:
         """The JSON and CSV reports with every flow read back from ``spool``, a
-        chunk at a time; ``summary`` holds the kept flows, the events and findings."""
+        chunk at a time; ``summary`` holds the kept flows, the events and findings.
+        Its kept flows are let go once their events are read (``summary.flows``
+        is left empty): the reports take every flow from the spool, and the
+        kept ones (500 k flows: ~60 MB) need not stay under them."""
         from inspector.report import export, json_report
 
         event_of = dict(zip(summary.flows["uid"].tolist(), summary.flows["event"].tolist()))
         event_of = {uid: event for uid, event in event_of.items() if event}
+        summary.flows = empty_frame(SCHEMAS["flows"])  # not a slice: that would hold the columns' buffers
+        give_back_free_memory()  # the kept flows' and the findings' temporaries: the JSON head is encoded next
         if self.json_path:
             write_atomically(self.json_path, lambda h: json_report.write_json(
                 summary, h, show_payload=self.show_payload,
