@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections import namedtuple
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -99,27 +100,26 @@ def _typed_already(frame: pd.DataFrame, columns: Columns) -> bool:
     (read from ``frame.dtypes``: a column extracted as a Series costs more)."""
     if list(frame.columns) != list(columns):
         return False
-    for (name, (dtype, _doc)), actual in zip(columns.items(), frame.dtypes, strict=True):
-        if dtype == "category":
-            if not (isinstance(actual, pd.CategoricalDtype) and actual.ordered == (name in ORDERED)
-                    and tuple(actual.categories) == CATEGORIES.get(name, ())):
-                return False
-        elif dtype == "list":
-            if not (actual == object and all(type(v) is list for v in frame[name].tolist())):
-                return False
-        elif actual != _dtype(dtype):
-            return False
-    return True
+    return all(_has_dtype(actual, dtype, CATEGORIES.get(name), name in ORDERED, lambda name=name: frame[name])
+               for (name, (dtype, _doc)), actual in zip(columns.items(), frame.dtypes, strict=True))
 
 
 def _already(values: pd.Series, dtype: str, categories: tuple[str, ...] | None, ordered: bool = False) -> bool:
     """``values`` has exactly the documented dtype (and, for a category, exactly its documented categories)."""
+    return _has_dtype(values.dtype, dtype, categories, ordered, lambda: values)
+
+
+def _has_dtype(actual, dtype: str, categories: tuple[str, ...] | None, ordered: bool,
+               values: Callable[[], pd.Series]) -> bool:
+    """A column of dtype ``actual`` is of the schema's ``dtype``: a category
+    with exactly its documented categories and order, a list column holding
+    lists only (``values`` read for that check alone), else the same dtype."""
     if dtype == "category":
-        return (isinstance(values.dtype, pd.CategoricalDtype) and values.dtype.ordered == ordered
-                and tuple(values.cat.categories) == tuple(categories or ()))
+        return (isinstance(actual, pd.CategoricalDtype) and actual.ordered == ordered
+                and tuple(actual.categories) == tuple(categories or ()))
     if dtype == "list":
-        return values.dtype == object and all(type(v) is list for v in values.tolist())
-    return dtype != "object" and values.dtype == _dtype(dtype)
+        return actual == object and all(type(v) is list for v in values().tolist())
+    return actual == _dtype(dtype)
 
 
 def as_list(value: Any) -> list[str]:
