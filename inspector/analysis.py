@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import pandas as pd
 
-from inspector.capture.inputs import Input, inputs_of
+from inspector.capture.inputs import Input, capture_groups, inputs_of
 from inspector.capture.reader import CaptureReader, InputStats
+from inspector.errors import ConfigError
 from inspector.events import build_events
 from inspector.findings.engine import build_findings
 from inspector.findings.facts import Facts
@@ -20,7 +21,7 @@ from inspector.heap import give_back_free_memory
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import DEFAULT_TIMEOUTS, ClosedFlows, ClosedTables, Pipeline, Timeouts
 from inspector.schema import ANOMALY_COLUMNS, INPUT_COLUMNS, SCHEMAS, SEVERITIES
-from inspector.tables import empty_frame, table_of, typed
+from inspector.tables import empty_frame, sort_flows, table_of, typed
 from inspector.watch import PortSpec, Watchlist
 
 if TYPE_CHECKING:
@@ -157,16 +158,29 @@ def analyze(
     secrets: bool = True,
     timeouts: Timeouts | None = None,
     store: ClosedTables | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    group_by: str = "none",
 ) -> Analysis:
     """Read captures, build bidirectional flows and classify them.
 
-    ``paths``: a capture file (pcap or pcapng, gzip'd or not), a binary file
-    object, scapy packets (a ``PacketList`` or any iterable of packets), or
-    an iterable of files, file objects and packet lists. A file named twice is
-    read once, with an ``InputWarning``.
+    ``paths``: a capture file (pcap or pcapng, gzip'd or not), a folder of
+    them, a glob pattern, a binary file object, scapy packets (a
+    ``PacketList`` or any iterable of packets), or an iterable of these. A
+    file named twice is read once, with an ``InputWarning``.
 
     Several files are read in order as one capture (a flow seen in two files
-    is one flow; give them in time order). Flows end on FIN/RST or after
+    is one flow; give them in time order; a folder's files come in natural
+    name order); ``group_by="file"`` makes each file a capture of its own,
+    ``"folder"`` the files of each folder (one sensor per folder).
+
+    ``workers=N`` analyses on N processes, each taking a partition of the
+    flows (or whole captures, when there are more than workers);
+    ``scheduler="tcp://HOST:8786"`` runs the same tasks on a Dask
+    distributed cluster, whose workers must read the files at the same
+    paths (see ``inspector.parallel``). The result is the same ``Analysis``
+    (rows may come in another order where flows start in the same
+    nanosecond). Both need files given by path. Flows end on FIN/RST or after
     ``timeouts.idle`` seconds without a packet (``Timeouts``: 300 s, like
     Zeek's TCP inactivity timeout), so a 5-tuple reused after that is a new
     flow. ``on_progress`` gets a ``Progress`` after each batch.
@@ -192,6 +206,14 @@ def analyze(
     sources = inputs_of(paths)
     watch = Watchlist.from_options(watch=watch, watch_config=watch_config, migration_ports=migration_ports,
                                    libvirtd_ports=libvirtd_ports, ssh_ports=ssh_ports, internal_nets=internal_nets)
+    groups = capture_groups(sources, group_by)
+    if workers < 1:
+        raise ConfigError(f"workers must be 1 or more, not {workers}")
+    if workers > 1 or scheduler or len(groups) > 1:
+        result = _analyze_tasks(groups, workers, scheduler, watch=watch, detectors=detectors, secrets=secrets,
+                                timeouts=timeouts or DEFAULT_TIMEOUTS, store=store, on_progress=on_progress)
+        result._sources = sources
+        return result
     total = sum(source.size() for source in sources)
     done_files = 0
 
@@ -211,6 +233,32 @@ def analyze(
                              timeouts=timeouts or DEFAULT_TIMEOUTS, store=store)
     result._sources = sources
     return result
+
+
+def _analyze_tasks(groups: list[list[Input]], workers: int, scheduler: str | None, *, watch: Watchlist,
+                   detectors: bool, secrets: bool, timeouts: Timeouts, store: ClosedTables | None,
+                   on_progress: Callable[[Progress], None] | None) -> Analysis:
+    """``analyze`` as tasks of (capture, partition) (``inspector.parallel``), merged."""
+    from inspector import parallel
+
+    unnamed = [one.name for group in groups for one in group if one.path is None]
+    if unnamed:
+        raise ConfigError(f"{unnamed[0]}: workers, a scheduler and capture groups read files by their path; "
+                          "give paths, or analyse file objects and packets with workers=1")
+    def plan_for(workers: int) -> list[parallel.Task]:
+        return parallel.plan(groups, workers, watch=watch, timeouts=timeouts, detectors=detectors, secrets=secrets)
+
+    store = store if store is not None else ClosedTables()
+    total = sum(one.size() for group in groups for one in group)
+    progress = on_progress and (lambda packets, file_bytes: on_progress(Progress(packets, file_bytes, total)))
+    if scheduler:
+        return assemble(store.tables(), parallel.run_dask(scheduler, plan_for, store, progress), watch)
+    tasks = plan_for(workers)
+    if workers > 1 and len(tasks) > 1:
+        stats = parallel.run_local(tasks, workers, store, progress)
+    else:
+        stats = parallel.run_here(tasks, store, progress)
+    return assemble(store.tables(), stats, watch)
 
 
 def analyze_readers(
@@ -257,21 +305,29 @@ def assemble(parts: dict[str, list[pd.DataFrame]], stats: list[InputStats], watc
     ``parts``' lists are emptied as their tables are joined: the pieces are
     not held beside the joined copy (500 k flows: ~50 MB each)."""
     tables = {name: _joined(_emptied(pieces), SCHEMAS[name]) for name, pieces in parts.items()}
-    flows, evidence = tables.pop("flows"), tables["evidence"]
+    flows = sort_flows(tables.pop("flows"))
+    evidence = _in_flow_order(tables["evidence"], flows)
     events, event_of = build_events(flows, evidence)
     flows["event"] = pd.array(event_of, dtype="string")
     evidence["event"] = evidence["uid"].map(dict(zip(flows["uid"], event_of))).fillna("")
     result = Analysis(
-        flows=flows.sort_values("ts", kind="stable").reset_index(drop=True),
+        flows=flows,
         windows=tables["windows"].sort_values(["uid", "direction", "window"], kind="stable").reset_index(drop=True),
         evidence=evidence, events=events,
         secrets=sort_secrets(tables["secrets"]), secret_counts=sort_secret_counts(tables["secret_counts"]),
-        byte_histograms=tables["byte_histograms"], inputs=_inputs_frame(stats), anomalies=_anomalies_frame(stats),
-        watch=watch)
+        byte_histograms=_in_flow_order(tables["byte_histograms"], flows), inputs=_inputs_frame(stats),
+        anomalies=_anomalies_frame(stats), watch=watch)
     del flows, evidence, tables  # the unsorted copies, before the findings add theirs
     give_back_free_memory()  # the joins, sorts and events freed tens of MB the findings need not sit above
     result.findings = build_findings(Facts.of(result))
     return result
+
+
+def _in_flow_order(table: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """A per-flow table in the order of ``flows``, each flow's rows in the order they were made."""
+    uids = flows["uid"].drop_duplicates()
+    order = pd.Series(uids.index.to_numpy(), index=uids.to_numpy()).reindex(table["uid"].to_numpy()).to_numpy()
+    return table.iloc[pd.Series(order).argsort(kind="stable").to_numpy()].reset_index(drop=True)
 
 
 def _emptied(pieces: list[pd.DataFrame]) -> list[pd.DataFrame]:

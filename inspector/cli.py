@@ -20,7 +20,7 @@ import click
 from inspector.capture.constants import BUFFER_MB, SNAPLEN
 from inspector.errors import InspectorError
 from inspector.report.output import EXPORT_FORMATS
-from inspector.schema import SEVERITIES
+from inspector.schema import GROUPINGS, SEVERITIES
 from inspector.timeouts import DEFAULT_TIMEOUTS, LIVE_TIMEOUTS, Timeouts
 
 if TYPE_CHECKING:
@@ -126,17 +126,29 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @_report_options
 @_watch_options
+@click.option("-w", "--workers", type=click.IntRange(min=1), metavar="N",
+              help="Processes to analyse on, each taking a share of the flows (default: every core; "
+                   "small captures use fewer).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 (its workers must read the "
+                   "capture files at the same paths).")
+@click.option("--group-by", type=click.Choice(GROUPINGS), default="none", show_default=True,
+              help="Files are one capture (none: rotated files of one mirror port), one each (file), or one "
+                   "per folder (folder: one sensor's files per folder).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No terminal summary and no progress bar (the one-time 'compiling' line still shows).")
 def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
                     fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
-                    internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
-    """Read capture files, classify every flow, report findings.
+                    internal_nets, no_secret_scan, idle_timeout, workers, scheduler, group_by, quiet) -> None:
+    """Read capture files (or folders of them), classify every flow, report findings.
+
+    Several files are read in order as one capture unless --group-by says otherwise.
 
     Example: inspector analyze captures/qemu-plain.pcap.gz --html report.html --fail-on high
     """
     with _imports_without_gc():
         from inspector.analysis import analyze
+        from inspector.parallel import default_workers
         from inspector.report.progress import progress_bar
         from inspector.report.writers import Reports
 
@@ -147,6 +159,7 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         reports.check(paths)
         timeouts = replace(DEFAULT_TIMEOUTS, idle=idle_timeout)
+        engine = {"workers": workers or default_workers(), "scheduler": scheduler, "group_by": group_by}
         if quiet and reports.streamable:  # every flow waits on disk: memory for the open and the notable ones
             import pyarrow as pa
 
@@ -155,12 +168,13 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
             # the spool's Parquet buffers come and go; mimalloc (pyarrow's default) kept ~40 MB of them resident
             pa.set_memory_pool(pa.system_memory_pool())
             with ReportSpool(excerpts=show_payload) as spool, _input_notices():
-                result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool)
+                result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool,
+                                 **engine)
                 reports.write_streamed(result, spool)
         else:
             with progress_bar(enabled=not quiet) as on_progress, _input_notices():
                 result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
-                                 timeouts=timeouts)
+                                 timeouts=timeouts, **engine)
             reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))

@@ -34,6 +34,7 @@ from inspector.flows import kernels as K
 from inspector.flows.frame import flow_columns, originator_is_a_one
 from inspector.flows.table import FlowState, FlowTable, Region
 from inspector.meters import Meter, Part
+from inspector.partition import Partition
 from inspector.schema import CLOSED_BY, ROLES, SCHEMAS
 from inspector.tables import empty_frame, text_columns
 from inspector.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -87,8 +88,10 @@ class Pipeline:
     """
 
     def __init__(self, watch: Watchlist, names: list[str], *, meters: list[Meter],
-                 on_closed: Callable[[ClosedFlows], None], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+                 on_closed: Callable[[ClosedFlows], None], timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                 partition: Partition | None = None) -> None:
         self.watch = watch
+        self.partition = partition
         self.names = names
         self.on_closed = on_closed
         self.timeouts = timeouts
@@ -161,7 +164,12 @@ class Pipeline:
         nothing; the ended flow keeps its id and state until the next sweep
         closes it with the others (one classification for all of them)."""
         table, t = self.table, self.timeouts
-        flow_ids, dirs = table.key(batch, input_index)
+        if batch.n:  # the clock of every packet, those of other partitions too: sweeps happen as in one process
+            self.now = max(self.now, int(batch.fields[D.F_TS].max()))
+        keys, dirs = K.flow_keys(batch.fields, batch.addrs)
+        if self.partition is not None:
+            batch, keys, dirs = self.partition.own(batch, keys, dirs)
+        flow_ids = table.flow_ids(keys, dirs, batch, input_index)
         start = 0
         while True:
             stop, ended = table.update(batch, flow_ids, dirs, start, int(t.idle * SECOND),
@@ -173,8 +181,6 @@ class Pipeline:
             start = stop
         for meter in self.meters:
             meter.on_batch(batch, flow_ids, dirs)
-        if batch.n:
-            self.now = max(self.now, int(batch.fields[D.F_TS].max()))
         return flow_ids, dirs
 
     def sweep(self, now: int | None = None) -> None:
@@ -207,12 +213,18 @@ class Pipeline:
             self.on_closed(self._tables(long, table.snapshot(long), "open", ended=False))
 
     def finish(self) -> None:
-        """The input ended: close every flow still open (and those that ended mid-batch)."""
-        ended = np.concatenate([np.array(self._ended, dtype=np.int64), self.table.open_ids()])
+        """The input ended: close every flow still open (and those that ended
+        mid-batch). Those idle for the timeout already end ``idle``, like at a
+        sweep: how many flows a sweep waits for (``Timeouts.batch``) changes
+        nothing, nor does which partition a flow was analysed in."""
+        t = self.timeouts
+        idle = np.concatenate([np.array(self._ended, dtype=np.int64),
+                               self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))])
+        ended = np.union1d(idle, self.table.open_ids())
         if ended.size:
-            self._close(ended, "end")
+            self._close(ended, np.where(np.isin(ended, idle), "idle", "end"))
 
-    def _close(self, fids: np.ndarray, reason: str) -> None:
+    def _close(self, fids: np.ndarray, reason: str | np.ndarray) -> None:
         """``reason``: how flows still open end (flows closed by FIN or RST say so)."""
         ended_before = np.isin(fids, self._ended)
         self._ended = []

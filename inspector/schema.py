@@ -256,6 +256,10 @@ SCHEMAS: dict[str, Columns] = {
 }
 """Table name -> columns (dtype, meaning), in the order reports list them."""
 
+GROUPINGS = ("none", "file", "folder")
+"""How input files make captures (``analyze(group_by=...)``, ``--group-by``):
+all one capture, one per file, one per folder (a sensor's rotated files)."""
+
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "watch": ROLES, "verdict": VERDICTS, "orig_verdict": VERDICTS, "resp_verdict": VERDICTS,
     "protocol": ("",) + PROTOCOLS, "severity": SEVERITIES[::-1], "direction": DIRECTIONS,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from inspector.errors import InspectorError
@@ -28,7 +29,7 @@ from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.schema import CLEAR, SCHEMAS
-from inspector.tables import typed, with_json_parsed, with_json_text
+from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
 
 FLUSH_FLOWS = 20_000
 
@@ -145,12 +146,12 @@ class ReportSpool(ClosedTables):
             self._flush()
 
     def _flush(self) -> None:
-        """Write the pending flows, sorted by start (stable), as one file."""
+        """Write the pending flows, in the order of ``Analysis.flows``, as one file."""
         if self._pending:
             flows = pd.concat(self._pending, ignore_index=True)
             path = self.folder / f"flows-{len(self.files):06d}.parquet"
             try:
-                flows.sort_values("ts", kind="stable").to_parquet(path, index=False, row_group_size=self.ROW_GROUP)
+                sort_flows(flows).to_parquet(path, index=False, row_group_size=self.ROW_GROUP)
             except OSError as exc:
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files.append(path)
@@ -180,16 +181,16 @@ class ReportSpool(ClosedTables):
 
     def flows_in_order(self, event_of: dict[str, str], chunk: int = 8_192) -> Iterator[pd.DataFrame]:
         """Every flow, ``chunk`` rows at a time, in the order of ``Analysis.flows``
-        (by start, stable over the order they ended), ``event`` from ``event_of``
-        (uid -> event id)."""
+        (``analysis.FLOW_ORDER``), ``event`` from ``event_of`` (uid -> event id)."""
         self._flush()
         give_back_free_memory()  # assemble's temporaries are gone
-        starts = [pq.read_table(path, columns=["ts"]).column("ts").cast(pa.int64()).to_numpy()
-                  for path in self.files]
-        file_of = np.repeat(np.arange(len(starts)), [len(s) for s in starts])
-        # each file is sorted: a stable sort of them all, file after file, merges them
-        source = file_of[np.argsort(np.concatenate(starts) if starts else np.empty(0, np.int64), kind="stable")]
-        del starts, file_of
+        keys = [pq.read_table(path, columns=FLOW_ORDER).append_column("file", pa.array(np.full(
+            pq.ParquetFile(path).metadata.num_rows, number, dtype=np.int32))) for number, path in enumerate(self.files)]
+        # each file is sorted: a sort of them all on the same keys merges them
+        merged = pa.concat_tables(keys) if keys else pa.table({"file": pa.array([], pa.int32())})
+        source = merged.column("file").take(pc.sort_indices(merged, [(k, "ascending") for k in FLOW_ORDER])
+                                            if keys else pa.array([], pa.int64())).to_numpy()
+        del keys, merged
         readers = [_RowReader(path) for path in self.files]
         columns = {name: kind for name, kind in SCHEMAS["flows"].items() if name != "event"}
         for begin in range(0, len(source), chunk):

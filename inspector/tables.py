@@ -215,3 +215,12 @@ def with_json_parsed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{name: pd.Series([json.loads(v) for v in frame[name].tolist()], index=frame.index,
                                             dtype=object)
                            for name in names})
+
+
+FLOW_ORDER = ["ts", "uid"]
+"""``Analysis.flows`` is in start order, then by uid: the same whichever
+order flows ended in, and however they were partitioned between workers."""
+
+
+def sort_flows(flows: pd.DataFrame) -> pd.DataFrame:
+    return flows.sort_values(FLOW_ORDER, kind="stable").reset_index(drop=True)

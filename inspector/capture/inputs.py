@@ -4,13 +4,20 @@ Each becomes an ``Input`` that opens a ``CaptureReader`` and, for the
 drill-down (``Analysis.packets``), opens it again: a file by its path, a
 seekable file object from where it was, a sequence of scapy packets from its
 start. A file named twice is read once (``InputWarning``): reading it twice
-would count every packet twice.
+would count every packet twice. A folder stands for the capture files in it,
+a glob pattern for the files it matches, in natural name order (``x-9``
+before ``x-10``: the order tcpdump's rotated files are written in).
+
+Several inputs are one capture unless grouped (``capture_groups``): by
+file, or by folder (one folder per sensor).
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +28,7 @@ from typing import Any, BinaryIO
 from inspector.capture import scapy_io
 from inspector.capture.reader import CaptureReader
 from inspector.errors import CaptureError, ConfigError, InputWarning
+from inspector.schema import GROUPINGS
 
 PathLike = str | os.PathLike
 
@@ -83,7 +91,7 @@ def inputs_of(sources: Any) -> list[Input]:
             items = [] if first is None else chain([first], iterator)
     inputs: list[Input] = []
     seen: dict[tuple[int, int], str] = {}
-    for item in items:
+    for item in chain.from_iterable(map(_expanded, items)):
         one = _input_of(item, len(inputs))
         identity = _file_identity(one.path) if one.path is not None else None
         if identity is not None and identity in seen:
@@ -95,6 +103,53 @@ def inputs_of(sources: Any) -> list[Input]:
         inputs.append(one)
     _name_apart(inputs)
     return inputs
+
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz")
+
+
+def _expanded(item: Any) -> Iterable[Any]:
+    """A folder's capture files, a glob pattern's matches (naturally sorted), or the item itself."""
+    if not isinstance(item, (str, os.PathLike)):
+        return [item]
+    path = Path(item)
+    if path.is_dir():
+        found = [p for p in path.iterdir() if p.is_file() and _is_capture_name(p.name)]
+        if not found:
+            raise CaptureError(path, "a folder without capture files (*.pcap, *.pcapng, *.cap, *.dmp, or gzip'd)")
+        return sorted(found, key=natural_key)
+    if not path.exists() and glob.has_magic(str(item)):
+        matches = [m for m in glob.glob(str(item)) if Path(m).is_file()]
+        if not matches:
+            raise CaptureError(str(item), "no file matches this pattern")
+        return sorted(matches, key=natural_key)
+    return [item]
+
+
+def _is_capture_name(name: str) -> bool:
+    """tcpdump's rotated files end in a number after the suffix (``x.pcap12``)."""
+    return not name.startswith(".") and re.sub(r"\d+$", "", name.lower()).endswith(CAPTURE_SUFFIXES)
+
+
+def natural_key(path: PathLike) -> list[Any]:
+    """Sort key putting ``x-9`` before ``x-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def capture_groups(inputs: list[Input], group_by: str = "none") -> list[list[Input]]:
+    """The captures among ``inputs`` (each read in order as one, a flow
+    crossing two files staying one flow): all of them (``none``), each file
+    (``file``), or the files of each folder (``folder``: one sensor's rotated
+    files per folder), in the order first given."""
+    if group_by not in GROUPINGS:
+        raise ConfigError(f"group_by must be one of {', '.join(GROUPINGS)}, not {group_by!r}")
+    if group_by == "none":
+        return [inputs] if inputs else []
+    groups: dict[Any, list[Input]] = {}
+    for number, one in enumerate(inputs):
+        key = number if group_by == "file" or one.path is None else one.path.resolve().parent
+        groups.setdefault(key, []).append(one)
+    return list(groups.values())
 
 
 def _is_single(source: Any) -> bool:

@@ -80,14 +80,30 @@ class Facts:
         return self._readers[name](self.positions(uids))
 
     def rows(self, uids) -> list:
-        """The flows with these uids, as ``ROW`` tuples in table order."""
+        """The flows with these uids, as ``ROW`` tuples in table order.
+
+        Rows read are kept: a rule asking for the flows of each of hundreds
+        of events first asks for all of them at once (one read per column),
+        then each event's come from here, as do their findings' host pairs."""
         found = self.positions(uids)
-        return list(map(ROW._make, zip(*(read(found) for read in self._readers.values()))))
+        rows = self._rows
+        missing = np.array([p for p in found.tolist() if p not in rows], dtype=np.intp)
+        if missing.size:
+            rows.update(zip(missing.tolist(), map(ROW._make, zip(*(read(missing)
+                                                                   for read in self._readers.values())))))
+        return [rows[p] for p in found.tolist()]
+
+    @cached_property
+    def _rows(self) -> dict[int, tuple]:
+        return {}
 
     def host_pairs(self, uids) -> list[str]:
         """'src -> dst' of the flows with these uids, sorted, once each."""
         found = self.positions(uids)
-        pairs = zip(self._readers["orig_h"](found), self._readers["resp_h"](found))
+        if all(p in self._rows for p in found.tolist()):
+            pairs = [(self._rows[p].orig_h, self._rows[p].resp_h) for p in found.tolist()]
+        else:
+            pairs = zip(self._readers["orig_h"](found), self._readers["resp_h"](found))
         return sorted({f"{orig} -> {resp}" for orig, resp in pairs})
 
     def events_of(self, uids) -> tuple[str, ...]:

@@ -150,9 +150,13 @@ class FlowTable:
     def key(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Each packet's flow id and direction; flows seen first here are created."""
         keys, dirs = K.flow_keys(batch.fields, batch.addrs)
+        return self.flow_ids(keys, dirs, batch, input_index), dirs
+
+    def flow_ids(self, keys: np.ndarray, dirs: np.ndarray, batch: PacketBatch, input_index: int = 0) -> np.ndarray:
+        """The flow id of each packet of ``kernels.flow_keys``; flows seen first here are created."""
         codes, uniques = pd.factorize(keys)
         flow_of_code = self._flow_ids(np.asarray(uniques, dtype=np.uint64), codes, dirs, batch, input_index)
-        return flow_of_code[codes], dirs
+        return flow_of_code[codes]
 
     def update(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, start: int = 0,
                idle: int = NEVER, after_close: int = NEVER) -> tuple[int, int]:
