@@ -252,13 +252,12 @@ def _analyze_tasks(groups: list[list[Input]], workers: int, scheduler: str | Non
     total = sum(one.size() for group in groups for one in group)
     progress = on_progress and (lambda packets, file_bytes: on_progress(Progress(packets, file_bytes, total)))
     if scheduler:
-        return assemble(store.tables(), parallel.run_dask(scheduler, plan_for, store, progress), watch)
-    tasks = plan_for(workers)
-    if workers > 1 and len(tasks) > 1:
+        stats = parallel.run_dask(scheduler, plan_for, store, progress)
+    elif workers > 1 and len(tasks := plan_for(workers)) > 1:
         stats = parallel.run_local(tasks, workers, store, progress)
     else:
-        stats = parallel.run_here(tasks, store, progress)
-    return assemble(store.tables(), stats, watch)
+        stats = parallel.run_here(plan_for(1), store, progress)
+    return assemble(store.tables(), stats, watch)  # the store is complete only now
 
 
 def analyze_readers(

@@ -17,6 +17,10 @@ class CaptureError(InspectorError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):
+        """Pickled whole: a worker process or a Dask worker raises it in the caller."""
+        return CaptureError, (self.path, self.problem)
+
 
 class ConfigError(InspectorError):
     """A watchlist file or option that does not make sense."""

@@ -119,7 +119,8 @@ def run_task(task: Task, emit: Callable[[ClosedFlows], None],
 
     pipeline = Pipeline(task.watch, list(task.names), meters=default_meters(detectors=task.detectors,
                                                                             secrets=task.secrets),
-                        on_closed=closed, timeouts=task.timeouts, partition=task.partition)
+                        on_closed=closed, timeouts=task.timeouts, partition=task.partition,
+                        capture=task.group)
     return pipeline.run(readers(), on_batch=on_batch)
 
 

@@ -89,9 +89,10 @@ class Pipeline:
 
     def __init__(self, watch: Watchlist, names: list[str], *, meters: list[Meter],
                  on_closed: Callable[[ClosedFlows], None], timeouts: Timeouts = DEFAULT_TIMEOUTS,
-                 partition: Partition | None = None) -> None:
+                 partition: Partition | None = None, capture: int = 0) -> None:
         self.watch = watch
-        self.partition = partition
+        self.partition = partition  # the share of the flows this pipeline keeps (``inspector.parallel``)
+        self.capture = capture  # which of the captures analysed apart (``flow_columns``)
         self.names = names
         self.on_closed = on_closed
         self.timeouts = timeouts
@@ -241,7 +242,7 @@ class Pipeline:
 
         The flows table is built once from ready columns: a close costs a
         fixed ~10 ms plus its flows (the sensor closes every second)."""
-        columns, orig_slot, resp_slot = flow_columns(state, self.watch.service_ports, self.names)
+        columns, orig_slot, resp_slot = flow_columns(state, self.watch.service_ports, self.names, self.capture)
         verdicts, windows = classify_columns(columns["uid"], orig_slot, resp_slot, state.windows)
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(fids))  # an interim report: 'open'
         names, by_reason = np.asarray(reason), np.zeros(np.shape(reason), dtype=np.int8)

@@ -105,11 +105,15 @@ def flow_uids(words: list[np.ndarray]) -> np.ndarray:
     return chars.view("S12").ravel().astype(str)
 
 
-def flow_columns(state: FlowState, service_ports: frozenset[int],
-                 inputs: list[str]) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
+def flow_columns(state: FlowState, service_ports: frozenset[int], inputs: list[str],
+                 capture: int = 0) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
     """Flow identity and counters, oriented orig/resp (no verdicts yet), as
     ready arrays: the pipeline builds one frame from them and the
     classifier's columns at once (each pandas step costs per close).
+
+    ``capture`` numbers the capture among those analysed apart
+    (``group_by``): the same packets seen by two sensors make two flows
+    with two uids; the first capture's uids are those of a lone analysis.
 
     Also returns, per flow, the state slot of its originator and responder
     direction, which the classifier needs to find their windows."""
@@ -132,7 +136,8 @@ def flow_columns(state: FlowState, service_ports: frozenset[int],
     no_port = np.zeros(n, dtype=bool)
     columns = {
         "ts": pd.DatetimeIndex(f[:, K.FL_FIRST_TS].astype("datetime64[ns]")).tz_localize("UTC"),
-        "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[:, K.FL_FIRST_TS]])
+        "uid": flow_uids([o_hi, o_lo, r_hi, r_lo, orig_p, resp_p, proto, f[:, K.FL_FIRST_TS]]
+                         + ([np.full(n, capture)] if capture else []))
         if n else np.zeros(0, dtype=object),
         "proto": _names(proto, IP_PROTOCOL_NAMES),
         "orig_h": _objects(hosts[:n]),
