@@ -37,6 +37,8 @@ class Progress(NamedTuple):
     packets: int
     file_bytes: int        # bytes of the input files read (compressed bytes for gzip)
     file_bytes_total: int
+    files: int = 0         # input files read to their end
+    files_total: int = 0
 
 
 REDACTED_EXCERPT = "redacted: Analysis.secrets_raw() shows the bytes"
@@ -215,18 +217,18 @@ def analyze(
         result._sources = sources
         return result
     total = sum(source.size() for source in sources)
-    done_files = 0
+    done_bytes, done_files = 0, 0
 
     def on_batch(reader: CaptureReader, packets: int, _flows: int) -> None:
-        nonlocal done_files
         if on_progress:
-            on_progress(Progress(packets, done_files + reader.file_bytes_read, total))
+            on_progress(Progress(packets, done_bytes + reader.file_bytes_read, total, done_files, len(sources)))
 
     def readers() -> Iterator[CaptureReader]:
-        nonlocal done_files
+        nonlocal done_bytes, done_files
         for source in sources:
             yield source.reader()
-            done_files += source.size()
+            done_bytes += source.size()
+            done_files += 1
 
     result = analyze_readers(readers(), watch=watch, names=[source.name for source in sources], on_batch=on_batch,
                              meters=default_meters(detectors=detectors, secrets=secrets),
@@ -250,7 +252,9 @@ def _analyze_tasks(groups: list[list[Input]], workers: int, scheduler: str | Non
 
     store = store if store is not None else ClosedTables()
     total = sum(one.size() for group in groups for one in group)
-    progress = on_progress and (lambda packets, file_bytes: on_progress(Progress(packets, file_bytes, total)))
+    files = sum(map(len, groups))
+    progress = on_progress and (lambda read: on_progress(Progress(read.packets, read.file_bytes, total, read.files,
+                                                                  files)))
     if scheduler:
         stats = parallel.run_dask(scheduler, plan_for, store, progress)
     elif workers > 1 and len(tasks := plan_for(workers)) > 1:

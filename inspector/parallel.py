@@ -31,6 +31,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from inspector.capture.inputs import Input
 from inspector.capture.reader import CaptureReader, InputStats
@@ -45,6 +46,8 @@ BYTES_PER_PARTITION = 32 * 1024 * 1024
 """A capture smaller than this per worker gets fewer partitions: each one
 reads the whole capture, and a process costs more than it saves on small ones."""
 COLLISIONS = "flow-key-collision"
+PROGRESS_EVERY = 0.25  # seconds between a worker's progress messages
+RESULTS_WAITING = 32  # messages (ended flows: up to Timeouts.batch flows each) sent and not yet taken
 
 
 @dataclass(frozen=True)
@@ -66,17 +69,23 @@ class Task:
 class _Reading:
     """Where each task is: bytes of its capture's files read and packets."""
 
-    done: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # (group, partition) -> (bytes, packets)
+    done: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)  # (group, partition) -> Read
     parts: dict[int, int] = field(default_factory=dict)  # capture group -> partitions
 
-    def update(self, task: Task, file_bytes: int, packets: int) -> tuple[int, int]:
-        """(packets, file bytes) read over all captures: each capture counts
-        once, as far as its partitions got on average."""
-        self.done[task.group, task.partition.index] = (file_bytes, packets)
+    def update(self, task: Task, read: Read) -> Read:
+        """What was read over all captures: each capture counts once, as
+        far as its partitions got on average."""
+        self.done[task.group, task.partition.index] = read
         self.parts[task.group] = task.partition.count
-        read = sum(b / self.parts[g] for (g, _), (b, _) in self.done.items())
-        packets_read = sum(p / self.parts[g] for (g, _), (_, p) in self.done.items())
-        return int(packets_read), int(read)
+        return Read(*(int(sum(r[i] / self.parts[g] for (g, _), r in self.done.items())) for i in range(3)))
+
+
+class Read(NamedTuple):
+    """How far a task (or all of them) got."""
+
+    packets: int
+    file_bytes: int
+    files: int  # files read to their end
 
 
 def plan(groups: Sequence[Sequence[Input]], workers: int, *, watch: Watchlist, timeouts: Timeouts,
@@ -96,22 +105,23 @@ def plan(groups: Sequence[Sequence[Input]], workers: int, *, watch: Watchlist, t
 
 
 def run_task(task: Task, emit: Callable[[ClosedFlows], None],
-             on_progress: Callable[[int, int], None] | None = None) -> list[InputStats]:
+             on_progress: Callable[[Read], None] | None = None) -> list[InputStats]:
     """One task's pipeline: ``emit`` hears the tables of its flows as they
     end; returns the stats of the capture's files (every task reads them all)."""
-    done = 0
+    done, files = 0, 0
 
     def readers() -> Iterator[CaptureReader]:
-        nonlocal done
+        nonlocal done, files
         for path, file in zip(task.paths, task.files):
             reader = CaptureReader(Path(path))
             reader.stats.file = file
             yield reader
             done += _size(Path(path))
+            files += 1
 
     def on_batch(reader: CaptureReader, packets: int, _flows: int) -> None:
         if on_progress:
-            on_progress(done + reader.file_bytes_read, packets)
+            on_progress(Read(packets, done + reader.file_bytes_read, files))
 
     def closed(part: ClosedFlows) -> None:
         if not part.interim:
@@ -143,12 +153,13 @@ def merged_stats(tasks: list[Task], results: dict[int, list[InputStats]]) -> lis
 
 
 def run_local(tasks: list[Task], workers: int, store: ClosedTables,
-              on_progress: Callable[[int, int], None] | None = None) -> list[InputStats]:
+              on_progress: Callable[[Read], None] | None = None) -> list[InputStats]:
     """``tasks`` on ``workers`` forked processes; ended flows go to ``store``
     as they arrive. A worker's ``InspectorError`` (a bad file) is raised
     here; a worker that dies is an error too, never a silently short result."""
     context = multiprocessing.get_context("fork")
-    todo, results = context.Queue(), context.Queue()
+    # bounded: a worker ahead of this process waits instead of piling ended flows up in its memory
+    todo, results = context.Queue(), context.Queue(maxsize=RESULTS_WAITING)
     for number, task in enumerate(tasks):
         todo.put((number, task))
     processes = [context.Process(target=_worker, args=(todo, results), name=f"inspector-worker-{i}", daemon=True)
@@ -169,7 +180,7 @@ def run_local(tasks: list[Task], workers: int, store: ClosedTables,
                 store.add(payload)
             elif kind == "progress":
                 if on_progress:
-                    on_progress(*progress.update(tasks[number], *payload))
+                    on_progress(progress.update(tasks[number], payload))
             elif kind == "done":
                 stats[number] = payload
             elif kind == "error":
@@ -186,7 +197,6 @@ def run_local(tasks: list[Task], workers: int, store: ClosedTables,
     return merged_stats(tasks, stats)
 
 
-PROGRESS_EVERY = 0.25  # seconds between a worker's progress messages
 
 
 def _worker(todo: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
@@ -195,11 +205,11 @@ def _worker(todo: multiprocessing.Queue, results: multiprocessing.Queue) -> None
         number, task = item
         last = 0.0
 
-        def progress(file_bytes: int, packets: int) -> None:
+        def progress(read: Read) -> None:
             nonlocal last
             if time.monotonic() - last >= PROGRESS_EVERY:
                 last = time.monotonic()
-                results.put(("progress", number, (file_bytes, packets)))
+                results.put(("progress", number, read))
 
         try:
             stats = run_task(task, lambda closed: results.put(("closed", number, closed)), progress)
@@ -218,7 +228,7 @@ def _check_alive(processes: list[multiprocessing.Process]) -> None:
 
 
 def run_dask(scheduler: str, plan_for: Callable[[int], list[Task]], store: ClosedTables,
-             on_progress: Callable[[int, int], None] | None = None) -> list[InputStats]:
+             on_progress: Callable[[Read], None] | None = None) -> list[InputStats]:
     """The tasks of ``plan_for(threads of the cluster)`` on the Dask
     distributed cluster at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``);
     each task's tables come back when it ends."""
@@ -242,19 +252,20 @@ def run_dask(scheduler: str, plan_for: Callable[[int], list[Task]], store: Close
             store.add(closed)
             stats[number] = task_stats
             if on_progress:
-                on_progress(*progress.update(tasks[number], sum(_size(Path(p)) for p in tasks[number].paths),
-                                             sum(s.packets for s in task_stats)))
+                task = tasks[number]
+                on_progress(progress.update(task, Read(sum(s.packets for s in task_stats),
+                                                       sum(_size(Path(p)) for p in task.paths), len(task.paths))))
     return merged_stats(tasks, stats)
 
 
 def run_here(tasks: list[Task], store: ClosedTables,
-             on_progress: Callable[[int, int], None] | None = None) -> list[InputStats]:
+             on_progress: Callable[[Read], None] | None = None) -> list[InputStats]:
     """``tasks`` one after the other in this process (one worker, several captures)."""
     stats: dict[int, list[InputStats]] = {}
     progress = _Reading()
     for number, task in enumerate(tasks):
         stats[number] = run_task(task, store.add, on_progress and (
-            lambda file_bytes, packets, task=task: on_progress(*progress.update(task, file_bytes, packets))))
+            lambda read, task=task: on_progress(progress.update(task, read))))
     return merged_stats(tasks, stats)
 
 

@@ -168,6 +168,7 @@ def test_progress_counts_each_capture_once():
     seen = []
     inspector.analyze([PLAIN, SSH], workers=2, group_by="file", on_progress=seen.append)
     assert seen and seen[-1].file_bytes <= seen[-1].file_bytes_total
+    assert {p.files_total for p in seen} == {2} and max(p.files for p in seen) <= 2
     assert max(p.packets for p in seen) <= inspector.analyze([PLAIN, SSH]).inputs["packets"].sum()
 
 

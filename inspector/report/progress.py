@@ -27,8 +27,10 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[Progress], None] | 
                 return
             bar = _bar()  # made only now: rich.progress costs a small capture's run ~20 ms to import
             bar.start()
-            task = bar.add_task("read", total=progress.file_bytes_total, packets=0)
-        bar.update(task, completed=progress.file_bytes, packets=progress.packets)
+            task = bar.add_task("read", total=progress.file_bytes_total, packets=0, files="")
+        files = f"file {min(progress.files + 1, progress.files_total)}/{progress.files_total}" \
+            if progress.files_total > 1 else ""
+        bar.update(task, completed=progress.file_bytes, packets=progress.packets, files=files)
 
     try:
         yield update
@@ -41,5 +43,6 @@ def _bar():
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
-    return Bar(TextColumn("reading"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
+    return Bar(TextColumn("reading"), TextColumn("{task.fields[files]}"), BarColumn(), DownloadColumn(),
+               TextColumn("{task.fields[packets]:,} packets"),
                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
