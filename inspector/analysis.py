@@ -180,9 +180,10 @@ def analyze(
     flows (or whole captures, when there are more than workers);
     ``scheduler="tcp://HOST:8786"`` runs the same tasks on a Dask
     distributed cluster, whose workers must read the files at the same
-    paths (see ``inspector.parallel``). The result is the same ``Analysis``
-    (rows may come in another order where flows start in the same
-    nanosecond). Both need files given by path. Flows end on FIN/RST or after
+    paths (see ``inspector.parallel``). The result is the same ``Analysis``,
+    row for row. Both need files given by path.
+
+    Flows end on FIN/RST or after
     ``timeouts.idle`` seconds without a packet (``Timeouts``: 300 s, like
     Zeek's TCP inactivity timeout), so a 5-tuple reused after that is a new
     flow. ``on_progress`` gets a ``Progress`` after each batch.
@@ -247,6 +248,7 @@ def _analyze_tasks(groups: list[list[Input]], workers: int, scheduler: str | Non
     if unnamed:
         raise ConfigError(f"{unnamed[0]}: workers, a scheduler and capture groups read files by their path; "
                           "give paths, or analyse file objects and packets with workers=1")
+
     def plan_for(workers: int) -> list[parallel.Task]:
         return parallel.plan(groups, workers, watch=watch, timeouts=timeouts, detectors=detectors, secrets=secrets)
 
