@@ -274,6 +274,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     verdict = _verdict_codes(flows["verdict"])
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
     reason: dict[int, str] = {}  # the rows whose reason a proof rewrites
+    stats_reason = flows["reason"].to_numpy(dtype=object)
     rows = []
     uids = flows["uid"].to_numpy()
     hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
@@ -295,6 +296,11 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
             if squeezed is not None and squeezed is not proof:
                 reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
+        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE:
+            # a handshake whose records carry cleartext (forged, or a cipher that does not encrypt): the bytes win
+            proof = sealed[0]
+            reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} handshake, but what follows is NOT "
+                         f"encrypted: {stats_reason[i]} (handshake: {proof.evidence})")
         elif sealed:
             proof = sealed[0]
             verdict[i] = _CODE["encrypted"]
@@ -333,6 +339,9 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     return out, evidence
 
 
+SURE = 0.9
+"""Statistics this sure that a flow is plaintext (after its head: see
+``classify.verdicts``) overrule a handshake's claim of encryption."""
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _CODE = {name: code for code, name in enumerate(VERDICTS)}
 _NO_EVIDENCE = pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
