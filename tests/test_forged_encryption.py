@@ -1,20 +1,24 @@
-"""A handshake does not make a flow encrypted: what the records carry decides.
+"""A handshake does not make a flow encrypted, nor a header plaintext: the bytes decide.
 
 Whoever writes the traffic can put a TLS ClientHello and ServerHello in
 front of a cleartext migration stream cut into application_data records, or
 negotiate a cipher that does not encrypt. Both cross the loopback for real
 here (Python sockets, and OpenSSL through Python's ssl module with the
 NULL-SHA256 suite), recorded by tcpdump, and must come out plaintext with
-the critical finding and the secrets they carry.
+the critical finding and the secrets they carry. Layouts meant to slip
+past the statistics (cleartext after megabytes of random bytes) are
+plaintext, and a QEMU header in front of random bytes proves nothing.
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,8 +61,8 @@ def _free_port(first: int = 49152) -> int:
     raise RuntimeError("no free migration port")
 
 
-def _exchange(port: int, client_bytes: bytes, server_bytes: bytes) -> None:
-    """One TCP connection on 127.0.0.1: the server answers once, the client sends everything."""
+def _exchange(port: int, client_bytes: bytes, server_bytes: bytes, first: int = len(CLIENT_HELLO)) -> None:
+    """One TCP connection on 127.0.0.1: the client's ``first`` bytes, the server's answer, the client's rest."""
     with socket.create_server(("127.0.0.1", port)) as server:
         def serve() -> None:
             conn, _ = server.accept()
@@ -71,9 +75,12 @@ def _exchange(port: int, client_bytes: bytes, server_bytes: bytes) -> None:
         thread = threading.Thread(target=serve)
         thread.start()
         with socket.create_connection(("127.0.0.1", port)) as client:
-            client.sendall(client_bytes[: len(CLIENT_HELLO)])
+            client.sendall(client_bytes[:first])
             client.recv(65536)
-            client.sendall(client_bytes[len(CLIENT_HELLO):])
+            rest = client_bytes[first:]
+            for at in range(0, len(rest), 256 * 1024):  # paced: tcpdump's buffer keeps every packet
+                client.sendall(rest[at: at + 256 * 1024])
+                time.sleep(0.01)
         thread.join(10)
 
 
@@ -151,3 +158,30 @@ def test_a_null_cipher_session_is_plaintext_migration(null_cipher):
 def test_real_tls_stays_encrypted():
     result = inspector.analyze(Path(__file__).resolve().parents[1] / "captures" / "qemu-tls.pcap.gz")
     assert set(result.flows["verdict"].astype(str)) == {"encrypted"}
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory) -> dict[str, inspector.Analysis]:
+    """Streams laid out by an adversary, sent over loopback to a migration port."""
+    folder = tmp_path_factory.mktemp("layouts")
+    noise = random.Random(7).randbytes(2 << 20)
+    streams = {"random-then-text": noise + (PASSWORDS * 20)[: 2 << 20],
+               "header-then-random": b"QEVM\x00\x00\x00\x03" + noise[: 2 << 20]}
+    out = {}
+    for name, stream in streams.items():
+        port = _free_port()
+        with loopback_capture(folder / f"{name}.pcap", f"tcp port {port}") as pcap:
+            _exchange(port, stream, b"ok", first=8)
+        out[name] = inspector.analyze(pcap)
+    return out
+
+
+def test_cleartext_after_megabytes_of_random_bytes_is_plaintext(layouts):
+    flow = layouts["random-then-text"].flows.iloc[0]
+    assert flow["verdict"] == "plaintext", flow["reason"]
+
+
+def test_a_header_in_front_of_random_bytes_proves_nothing(layouts):
+    flow = layouts["header-then-random"].flows.iloc[0]
+    assert flow["verdict"] == "unknown"
+    assert "framing at the start only" in flow["reason"] and "look encrypted" in flow["reason"]

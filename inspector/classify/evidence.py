@@ -287,7 +287,14 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                     details[col][i] = _field(d.fields, path)
         clear = [d for d in hits if d.proves == CLEARTEXT]
         sealed = [d for d in hits if d.proves == ENCRYPTED]
-        if clear:
+        if clear and verdict[i] == _CODE["encrypted"] and confidence[i] >= SURE \
+                and all(d.offset < PROBE_FIRST for d in clear):
+            # framing at the start only, then bytes that look encrypted: a header in front of ciphertext, not proof
+            proof = min(clear, key=_preference)
+            verdict[i], confidence[i] = _CODE["unknown"], 0.5
+            reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} framing at the start only "
+                         f"({proof.evidence}), then bytes no framing explains that look encrypted: {stats_reason[i]}")
+        elif clear:
             proof = min(clear, key=_preference)
             squeezed = _compressed(clear)
             verdict[i] = _CODE["compressed"] if squeezed is not None or (
@@ -306,6 +313,10 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             verdict[i] = _CODE["encrypted"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.evidence}"
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE:
+            # hellos, then cleartext the statistics are sure of: the handshake never went on
+            reason[i] = (f"{best.direction or 'flow'}: {best.protocol} handshake start, then cleartext: "
+                         f"{stats_reason[i]}")
         elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"]:
             # The cleartext start of a TLS/SSH session (hellos, banners, KEXINIT)
             # without its encrypted phase: not plaintext data, but not proven either.
