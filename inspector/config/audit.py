@@ -39,6 +39,10 @@ class ConfigAudit:
         return (f"<ConfigAudit: {len(self.config_hosts)} host(s), {len(self.config_settings)} setting(s), "
                 f"{len(self.findings)} finding(s), {len(self.config_problems)} problem(s)>")
 
+    def with_analysis(self, analysis: Analysis, rules: tuple[ConfigRule, ...] = CONFIG_RULES) -> ConfigAudit:
+        """The same audit with its findings made again, cross-checked against ``analysis``."""
+        return replace(self, findings=build_config_findings(Scope(self.hosts, self.problems, analysis), rules))
+
     def watchlist(self, base: Watchlist | None = None) -> Watchlist:
         """``base`` (default watchlist) with the configured migration port ranges
         added, and each compute host's nova ``my_ip`` as an internal API
@@ -82,8 +86,7 @@ def audit_config(paths: str | os.PathLike | Iterable[str | os.PathLike], analysi
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     found, problems = discover([Path(p) for p in paths])
     hosts = [read_host(files) for files in found]
-    scope = Scope(hosts, problems, analysis)
-    findings = build_config_findings(scope, rules)
+    findings = build_config_findings(Scope(hosts, problems, analysis), rules)
     return ConfigAudit(
         config_hosts=table_of([{"host": h.name, "folder": h.folder, "addresses": h.addresses,
                                 "protection": h.protection if h.has_nova else "",
