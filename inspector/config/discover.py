@@ -111,9 +111,10 @@ def _files_under(folder: Path, problems: list[Problem]) -> dict[str, list[Path]]
 
 
 def _host_folders(folder: Path, found: dict[str, list[Path]]) -> list[Path]:
-    """The subfolders that are hosts, when ``folder`` is a folder of hosts: two
-    or more subfolders each holding a nova.conf or libvirt configuration, no
-    subfolder named like a part of one host's tree, no file directly in it."""
+    """The subfolders that are hosts, when ``folder`` is a folder of hosts: those
+    holding a nova.conf or libvirt configuration, when no subfolder is named
+    like a part of one host's tree (etc, var, nova-compute ...) and no
+    configuration file sits directly in it."""
     tops: dict[str, set[str]] = {}
     for kind, files in found.items():
         for path in files:
@@ -123,8 +124,7 @@ def _host_folders(folder: Path, found: dict[str, list[Path]]) -> list[Path]:
             tops.setdefault(parts[0], set()).add(kind)
     if any(top in HOST_PARTS or top.startswith(("nova", "libvirt", "neutron")) for top in tops):
         return []
-    hosts = [top for top, kinds in tops.items() if kinds & {"nova", "libvirtd", "qemu"}]
-    return [folder / top for top in sorted(hosts)] if len(hosts) >= 2 else []
+    return [folder / top for top, kinds in sorted(tops.items()) if kinds & {"nova", "libvirtd", "qemu"}]
 
 
 def _host(folder: Path, found: dict[str, list[Path]]) -> HostFiles:

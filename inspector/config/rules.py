@@ -145,8 +145,8 @@ def _libvirt_hosts(scope: Scope) -> list[HostConfig]:
 
 
 def _ports_open(scope: Scope) -> Iterable[ConfigMatch]:
-    """Migration range or libvirtd ports accepted from anywhere, or from networks holding no compute host address."""
-    addresses = [ipaddress.ip_address(a) for h in scope.compute for a in h.addresses]
+    """Migration range or libvirtd ports accepted from anywhere, or from networks holding no audited host's address."""
+    addresses = [ipaddress.ip_address(a) for h in scope.hosts for a in h.addresses]
     hits = []
     for host in scope.hosts:
         for file, ruleset in host.firewalls:
@@ -164,8 +164,8 @@ def _ports_open(scope: Scope) -> Iterable[ConfigMatch]:
 def _beyond(source: str, addresses: list) -> bool:
     if source == ANY:
         return True
-    if source.startswith("via "):
-        return False  # an interface: the network behind it is not in the files
+    if source.startswith("via ") or not addresses:
+        return False  # an interface, or no host address to compare with: the files do not tell
     try:
         network = ipaddress.ip_network(source, strict=False)
     except ValueError:
