@@ -66,6 +66,14 @@ def test_hardened_hosts_have_no_finding_above_info(hosts, keys):
     assert list(row["addresses"]) == ["10.0.0.11", "10.1.0.11"]
 
 
+def test_tables_have_the_documented_columns_even_when_empty(tmp_path):
+    from inspector.schema import CONFIG_SCHEMAS
+
+    for audit in (inspector.audit_config(tmp_path / "missing"), inspector.audit_config([])):
+        for name, columns in CONFIG_SCHEMAS.items():
+            assert list(getattr(audit, name).columns) == list(columns), name
+
+
 def test_debian_defaults_migrate_in_clear(hosts):
     write_host(hosts, "compute-1")
     audit = inspector.audit_config(hosts / "compute-1")
