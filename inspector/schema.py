@@ -198,7 +198,8 @@ FINDING_COLUMNS: Columns = {
     "risks": ("list", "risks realised: denial of service, data leakage, data manipulation, code injection"),
     "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
     "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
-    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
+    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on); "
+                        "host names for the configuration audit's `config-*` rules"),
     "uids": ("list", "the flows' uids (joins flows.uid)"),
     "events": ("list", "migration event ids (joins events.event)"),
     "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),

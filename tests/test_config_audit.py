@@ -246,6 +246,24 @@ def test_bad_files_are_recorded_and_the_audit_goes_on(hosts, keys, tmp_path):
     assert SECRETS[1] not in json.dumps(audit.config_problems.to_dict("records"))
 
 
+def test_values_of_the_wrong_type_are_problems_not_crashes(hosts):
+    write_host(hosts, "compute-1", libvirtd={"listen_tcp": '"1"'}, qemu={"migration_port_min": '"low"'},
+               nova={("libvirt", "live_migration_tunnelled"): "maybe"})
+    audit = inspector.audit_config(hosts)
+    problems = " | ".join(audit.config_problems["problem"])
+    assert "listen_tcp: expected a number" in problems and "migration_port_min: expected a number" in problems
+    assert "live_migration_tunnelled: 'maybe' is not a boolean" in problems
+    assert audit.config_hosts["migration_ports"].tolist() == ["49152-49215"]
+
+
+def test_markup_in_a_file_is_text_in_the_html(hosts, tmp_path):
+    write_host(hosts, "compute-1", nova={("libvirt", "live_migration_uri"): "qemu+tcp://<script>alert(1)</script>/system"})
+    out = tmp_path / "a.html"
+    assert CliRunner().invoke(main, ["config-audit", str(hosts), "-q", "--html", str(out)]).exit_code == 0
+    page = out.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
 def test_cli_bad_input_is_one_line_per_file_and_exit_2(hosts, tmp_path):
     write_host(hosts, "compute-1")
     result = CliRunner().invoke(main, ["config-audit", str(hosts), str(tmp_path / "missing"), "-q"])

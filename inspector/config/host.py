@@ -230,7 +230,9 @@ def read_host(files: HostFiles) -> HostConfig:
             host.nova.update({(section, key): value for section, keys in sections.items() for key, value in keys.items()
                               if (section, key) in NOVA_DEFAULTS})  # nothing else kept: it may be a secret
     host.libvirtd, host.libvirtd_file = _first(host, files.files.get("libvirtd", []), parse_libvirt_conf)
+    _check_types(host, host.libvirtd, host.libvirtd_file, LIBVIRTD_DEFAULTS)
     host.qemu, host.qemu_file = _first(host, files.files.get("qemu", []), parse_libvirt_conf)
+    _check_types(host, host.qemu, host.qemu_file, {**QEMU_DEFAULTS, "migrate_tls_x509_verify": 1})
     for path in sorted(files.files.get("nova-policy", []), key=lambda p: (p.parent.name != "policy.d", str(p))):
         rules = _read(host, path, lambda text: parse_policy(text, path.name))
         for rule, check in (rules or {}).items():
@@ -271,6 +273,16 @@ def _read(host: HostConfig, path: Path, parse):
     except Malformed as exc:
         host.problems.append(Problem(str(path), f"malformed: {exc}"))
         return None
+
+
+def _check_types(host: HostConfig, settings: dict | None, file: str, defaults: dict[str, int | str]) -> None:
+    """An audited setting of the wrong type (``listen_tcp = "1"``) is a problem, and its default applies,
+    as libvirtd refuses to start with it."""
+    for key, default in defaults.items():
+        if settings is not None and key in settings and type(settings[key]) is not type(default):
+            host.problems.append(Problem(file, f"{key}: expected {'a number' if type(default) is int else 'a quoted string'}"
+                                               "; its default is assumed"))
+            del settings[key]
 
 
 def _first(host: HostConfig, paths: list[Path], parse) -> tuple[dict | None, str]:
