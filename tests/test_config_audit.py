@@ -213,8 +213,12 @@ def test_events_are_matched_to_hosts_by_address(hosts, plain_analysis):
     write_host(hosts, "compute-1", nova={**NATIVE_TLS, ("DEFAULT", "my_ip"): "192.0.2.10"})
     assert "config-contradicted-by-traffic" not in rules_of(inspector.audit_config(hosts, plain_analysis))
     write_host(hosts, "compute-2", nova={**NATIVE_TLS, ("DEFAULT", "my_ip"): "127.0.0.1"})
+    write_host(hosts, "compute-3", nova=NATIVE_TLS)  # no address: only events no other host explains
     audit = inspector.audit_config(hosts, plain_analysis)
     assert audit.findings.loc[audit.findings["rule"] == "config-contradicted-by-traffic", "hosts"].tolist() == ["compute-2"]
+    (hosts / "compute-2").rename(hosts.parent / "elsewhere")
+    audit = inspector.audit_config(hosts, plain_analysis)
+    assert audit.findings.loc[audit.findings["rule"] == "config-contradicted-by-traffic", "hosts"].tolist() == ["compute-3"]
 
 
 def test_watchlist_from_the_configuration(hosts, keys):

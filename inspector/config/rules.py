@@ -255,17 +255,14 @@ def _protected(host: HostConfig) -> str | None:
 
 
 def _events_of(scope: Scope, host: HostConfig):
-    """The analysis' migration events this host took part in: by its addresses,
-    or every event when no host of the audit names an address."""
+    """The analysis' migration events this host took part in: by its addresses;
+    for a host whose files name none, every event no other host's address explains."""
     events = scope.analysis.events if scope.analysis is not None else None
     if events is None or events.empty:
         return []
-    if host.addresses:
-        mine = events["src_h"].isin(host.addresses) | events["dst_h"].isin(host.addresses)
-        return list(events[mine].itertuples(index=False))
-    if any(h.addresses for h in scope.compute):
-        return []
-    return list(events.itertuples(index=False))
+    addresses = host.addresses or [a for h in scope.hosts for a in h.addresses]
+    known = events["src_h"].isin(addresses) | events["dst_h"].isin(addresses)
+    return list(events[known if host.addresses else ~known].itertuples(index=False))
 
 
 def _cross(test: Callable[[Scope, HostConfig, object], str | None], what: str) -> Callable[[Scope], Iterable[ConfigMatch]]:
