@@ -592,8 +592,9 @@ def configuration_section(audit) -> Html:
     return _section("configuration",
                     el("p", f"{_plural(len(hosts), 'host')} audited, "
                             f"{_plural(int((audit.findings['severity'].astype(str) != 'info').sum()), 'finding')} "
-                            "above info (listed with the findings, rules `config-*`). Values are the effective ones; "
-                            "passwords, transport_url and connection strings are never read into the report."),
+                            "above info (listed with the findings, rules ", el("code", "config-*"),
+                            "). Values are the effective ones; passwords, transport_url and connection strings are "
+                            "never read into the report."),
                     table(["host", "folder", "addresses", "migration protection by configuration", "migration ports"],
                           host_rows),
                     el("h3", "Audited settings"),
