@@ -15,7 +15,11 @@ import inspector
 from inspector.cli import main
 from inspector.config.firewall import ANY, parse_ruleset
 from inspector.config.parsers import Malformed, parse_libvirt_conf, parse_oslo_ini
-from inspector.config.ssh import parse_authorized_keys, parse_private_key, parse_sshd_config
+from inspector.config.ssh import (
+    parse_authorized_keys,
+    parse_private_key,
+    parse_sshd_config,
+)
 from tests.config_hosts import HARDENED_IPTABLES, SECRETS, hardened, ssh_key, write_host
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
@@ -152,7 +156,7 @@ def test_passwordless_unrestricted_ssh_between_hosts(hosts, keys):
     assert rules_of(audit) - {"config-migration-protected"} == {"config-ssh-unrestricted"}
     evidence = evidence_of(audit, "config-ssh-unrestricted")
     fingerprint = parse_private_key(private_key).fingerprint
-    assert f"compute-1: " in evidence and fingerprint in evidence
+    assert "compute-1: " in evidence and fingerprint in evidence
     assert "any command" in evidence and "from any address" in evidence
     assert "without passphrase, is on compute-2" in evidence
     assert "PRIVATE KEY" not in evidence and public.split()[1] not in evidence
@@ -160,7 +164,7 @@ def test_passwordless_unrestricted_ssh_between_hosts(hosts, keys):
 
 def test_a_passphrase_protected_key_is_told_apart(keys):
     protected, _ = ssh_key(keys, "protected", passphrase="correct horse")
-    plain, public = ssh_key(keys, "plain")
+    plain, _ = ssh_key(keys, "plain")
     assert parse_private_key(protected).encrypted and not parse_private_key(plain).encrypted
     assert parse_private_key(protected).fingerprint  # OpenSSH keeps the public half in clear
     assert parse_private_key("not a key") is None

@@ -90,7 +90,7 @@ def audit_config(paths: str | os.PathLike | Iterable[str | os.PathLike], analysi
     return ConfigAudit(
         config_hosts=table_of([{"host": h.name, "folder": h.folder, "addresses": h.addresses,
                                 "protection": h.protection if h.has_nova else "",
-                                "migration_ports": "%d-%d" % h.migration_ports if h.qemu is not None else ""}
+                                "migration_ports": "{}-{}".format(*h.migration_ports) if h.qemu is not None else ""}
                                for h in hosts], CONFIG_SCHEMAS["config_hosts"]),
         config_settings=table_of([row for h in hosts for row in h.settings()], CONFIG_SCHEMAS["config_settings"]),
         findings=findings,

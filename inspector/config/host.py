@@ -11,13 +11,25 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from inspector.config.discover import HostFiles, Problem, compute_nova_conf
 from inspector.config.firewall import Ruleset, parse_ruleset
-from inspector.config.parsers import Malformed, parse_libvirt_conf, parse_oslo_ini, parse_policy
-from inspector.config.ssh import (AuthorizedKey, PrivateKey, SshdConfig, parse_authorized_keys, parse_private_key,
-                                  parse_sshd_config)
+from inspector.config.parsers import (
+    Malformed,
+    parse_libvirt_conf,
+    parse_oslo_ini,
+    parse_policy,
+)
+from inspector.config.ssh import (
+    AuthorizedKey,
+    PrivateKey,
+    SshdConfig,
+    parse_authorized_keys,
+    parse_private_key,
+    parse_sshd_config,
+)
 
 NOVA_DEFAULTS = {  # nova 26 (Zed) option defaults, as its shipped nova.conf documents them
     ("libvirt", "live_migration_with_native_tls"): "false",
@@ -234,7 +246,7 @@ def read_host(files: HostFiles) -> HostConfig:
     host.qemu, host.qemu_file = _first(host, files.files.get("qemu", []), parse_libvirt_conf)
     _check_types(host, host.qemu, host.qemu_file, {**QEMU_DEFAULTS, "migrate_tls_x509_verify": 1})
     for path in sorted(files.files.get("nova-policy", []), key=lambda p: (p.parent.name != "policy.d", str(p))):
-        rules = _read(host, path, lambda text: parse_policy(text, path.name))
+        rules = _read(host, path, partial(parse_policy, name=path.name))
         for rule, check in (rules or {}).items():
             if rule in MIGRATION_POLICIES:
                 host.policy[rule] = (check, str(path))  # policy.d files, then policy.yaml: the later one wins

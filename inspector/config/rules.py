@@ -219,7 +219,7 @@ _COMPARED: dict[str, Callable[[HostConfig], object]] = {
     "libvirt connection (live_migration_scheme/uri)": lambda h: h.uri_scheme,
     "live_migration_with_native_tls": lambda h: h.native_tls,
     "live_migration_tunnelled": lambda h: h.tunnelled,
-    "migration port range (qemu.conf)": lambda h: "%d-%d" % h.migration_ports if h.qemu is not None else None,
+    "migration port range (qemu.conf)": lambda h: "{}-{}".format(*h.migration_ports) if h.qemu is not None else None,
     "migrate_tls_force": lambda h: h.qemu_value("migrate_tls_force") if h.qemu is not None else None,
     "libvirtd listen_tcp": lambda h: h.libvirtd_value("listen_tcp") if h.libvirtd is not None else None,
     "live-migration policy": lambda h: (h.migration_policy() or (None, None))[1],

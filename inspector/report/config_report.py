@@ -11,8 +11,13 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
-from inspector.report.json_report import SCHEMA_VERSION, finding_records, records, severity_counts
-from inspector.report.markdown import _findings, _table, md
+from inspector.report.json_report import (
+    SCHEMA_VERSION,
+    finding_records,
+    records,
+    severity_counts,
+)
+from inspector.report.markdown import _findings, _table
 from inspector.report.terminal import _render_findings
 from inspector.schema import CONFIG_SCHEMAS, SEVERITIES
 
