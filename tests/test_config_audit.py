@@ -324,6 +324,16 @@ def test_analyze_with_config_joins_the_findings(hosts, tmp_path):
         assert not any(secret in p.read_text() for p in out.iterdir()) and secret not in result.output
 
 
+def test_analyze_with_config_on_the_streamed_path(hosts, tmp_path):
+    """-q with only --json streams flows from a spool: the configuration findings join there too."""
+    write_host(hosts, "compute-1", nova=NATIVE_TLS)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["analyze", str(CAPTURES / "qemu-plain.pcap.gz"), "--config", str(hosts), "-q",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "config-contradicted-by-traffic" in {f["rule"] for f in json.loads(out.read_text())["findings"]}
+
+
 def test_html_report_without_config_has_no_configuration_link(tmp_path):
     out = tmp_path / "r.html"
     assert CliRunner().invoke(main, ["analyze", str(CAPTURES / "http-api.pcap"), "-q", "--html", str(out)]).exit_code == 0
