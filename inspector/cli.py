@@ -137,9 +137,13 @@ def main() -> None:
                    "per folder (folder: one sensor's files per folder).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No terminal summary and no progress bar (the one-time 'compiling' line still shows).")
+@click.option("--config", "config_paths", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="Hosts' configuration folders to audit and check against the capture (see config-audit); "
+                   "repeat for several.")
 def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export_dir, export_format, show_payload,
                     fail_on, show_all, limit, watch_config, migration_ports, libvirtd_ports, ssh_ports,
-                    internal_nets, no_secret_scan, idle_timeout, workers, scheduler, group_by, quiet) -> None:
+                    internal_nets, no_secret_scan, idle_timeout, workers, scheduler, group_by, quiet,
+                    config_paths) -> None:
     """Read capture files (or folders of them), classify every flow, report findings.
 
     Several files are read in order as one capture unless --group-by says otherwise.
@@ -158,6 +162,8 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         reports.check(paths)
+        audit = _config_audit(config_paths) if config_paths else None
+        watch = audit.watchlist(watch) if audit else watch
         timeouts = replace(DEFAULT_TIMEOUTS, idle=idle_timeout)
         engine = {"workers": workers or default_workers(), "scheduler": scheduler, "group_by": group_by}
         if quiet and reports.streamable:  # every flow waits on disk: memory for the open and the notable ones
@@ -170,11 +176,13 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
             with ReportSpool(excerpts=show_payload) as spool, _input_notices():
                 result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool,
                                  **engine)
+                _add_config(result, audit)
                 reports.write_streamed(result, spool)
         else:
             with progress_bar(enabled=not quiet) as on_progress, _input_notices():
                 result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
                                  timeouts=timeouts, **engine)
+            _add_config(result, audit)
             reports.write(result)
     except InspectorError as exc:
         _fail(str(exc))
@@ -185,6 +193,77 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
 
         terminal.render(result, _console(), show_all=show_all, limit=limit)
     _exit_for_findings(result.findings, fail_on)
+    if audit is not None and len(audit.config_problems):
+        sys.exit(ExitStatus.BAD_INPUT)
+
+
+def _config_audit(paths):
+    """Audit configuration folders; each file that could not be read is one line on stderr."""
+    from inspector.config import audit_config
+
+    audit = audit_config(paths)
+    for problem in audit.config_problems.itertuples(index=False):
+        click.echo(f"inspector: warning: {problem.file}: {problem.problem}", err=True)
+    return audit
+
+
+def _add_config(result, audit) -> None:
+    if audit is not None:
+        from inspector.config import add_to_analysis
+
+        add_to_analysis(result, audit.with_analysis(result))
+
+
+@main.command("config-audit")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--capture", "captures", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="Capture to check the configuration against (repeat for several; read as one capture).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the audit as JSON.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write a Markdown report.")
+@FAIL_ON
+@click.option("-q", "--quiet", is_flag=True, help="No terminal summary.")
+def config_audit_command(paths, captures, json_path, html_path, markdown_path, fail_on, quiet) -> None:
+    """Audit hosts' configuration for live-migration security: nova.conf,
+    libvirtd.conf, qemu.conf, nova policy, sshd_config and the nova users'
+    authorized_keys, firewall rules.
+
+    Each PATH is a host's folder (an /etc tree, a sosreport, a kolla or TripleO
+    config folder) or a folder of such folders, one per host; files are found
+    by name. With --capture, the configuration is checked against the
+    migrations the capture shows. A file that cannot be read is reported and
+    the audit goes on (exit status 2 at the end).
+
+    Example: inspector config-audit sos/compute-0 sos/compute-1 --capture mig.pcap --fail-on high
+    """
+    from inspector.report.output import check_not_input, write_atomically
+
+    try:
+        for out in (json_path, html_path, markdown_path):
+            if out:
+                check_not_input(out, [*paths, *captures])
+        audit = _config_audit(paths)
+        if captures:
+            from inspector.analysis import analyze
+
+            _tell_when_compiling()
+            with _input_notices():
+                audit = audit.with_analysis(analyze(list(captures), watch=audit.watchlist()))
+        from inspector.report import config_report, html
+
+        if json_path:
+            write_atomically(json_path, lambda h: config_report.write_config_json(audit, h))
+        if html_path:
+            write_atomically(html_path, lambda h: html.write_config_html(audit, h))
+        if markdown_path:
+            write_atomically(markdown_path, lambda h: config_report.write_config_markdown(audit, h))
+    except InspectorError as exc:
+        _fail(str(exc))
+    if not quiet:
+        config_report.render_config(audit, _console())
+    _exit_for_findings(audit.findings, fail_on)
+    if len(audit.config_problems):
+        sys.exit(ExitStatus.BAD_INPUT)
 
 
 @main.command("live")

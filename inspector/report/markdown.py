@@ -53,6 +53,10 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
            "Findings: " + (", ".join(f"**{counts[s]} {s}**" for s in SEVERITIES if counts.get(s, 0)) or "none") + ".",
            ""]
     out += ["## Findings", ""] + (_findings(findings) if len(findings) else ["No findings.", ""])
+    if result.config is not None:
+        from inspector.report.config_report import configuration_markdown
+
+        out += configuration_markdown(result.config)
     if len(result.events):
         out += ["## Migration events", ""]
         out += _table(["event", "source", "destination", "start", "protection", "RAM", "RAM in clear", "disk",
