@@ -65,14 +65,11 @@ def at_start(data: bytes) -> Detection | None:
         found = _record(data, pos)
         if found is None:
             break
-        if found[0] != "sealed":
-            name = VERSIONS[data[pos + 1:pos + 3]]
-            if version is not None and name != version:
-                return None
-            version = version or name
+        if found[0] != "sealed":      # a ClientHello may come in a DTLS 1.0 record (RFC 6347 4.1): keep the highest
+            version = max(version or "", VERSIONS[data[pos + 1:pos + 3]])
         records.append((pos, *found))
         pos = found[3]
-    if not records or (len(records) < 2 and pos != len(data)) or version is None:
+    if not records or (len(records) < 2 and pos != len(data)) or not version:
         return None
     counts: dict[str, int] = {}
     for _, kind, *_ in records:

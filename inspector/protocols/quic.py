@@ -5,7 +5,7 @@ Long header: first byte 1 1 T T x x x x (form, fixed bit, type), version
 packets then carry a token (varint length), and Initial, 0-RTT and
 Handshake packets a Length (varint) that covers packet number and payload,
 so coalesced packets and the datagrams of a flow's head chain from one
-header to the next. Short header: first byte 0 1 x x x x x x, then the
+header to the next (past zeros that pad a datagram). Short header: first byte 0 1 x x x x x x, then the
 DCID (of the length the peer chose), then the protected packet number and
 payload, to the end of the datagram.
 
@@ -96,7 +96,7 @@ def at_start(data: bytes) -> Detection | None:
         if longs and (found[0]["version"] != longs[0][0]["version"] or found[0]["scid"] != longs[0][0]["scid"]):
             return None
         longs.append((found[0], pos, found[1]))
-        pos = found[1]
+        pos = _after_padding(data, found[1])
     if not longs:
         return _short_only(data)
     if pos > len(data) and len(longs) < 2:
@@ -121,6 +121,15 @@ def at_start(data: bytes) -> Detection | None:
     fields["ciphertext"] = stats.rsplit("(", 1)[-1].rstrip(")")
     return Detection("quic", 0, line(text, stats, "Handshake and 1-RTT packets are AEAD-sealed"), ENCRYPTED,
                      fields)
+
+
+def _after_padding(data: bytes, pos: int) -> int:
+    """Past the zeros some senders append to fill a datagram to 1200 bytes
+    (RFC 9000 14.1): no packet starts with a zero byte (its fixed bit is 1)."""
+    end = pos
+    while end < len(data) and data[end] == 0:
+        end += 1
+    return end
 
 
 def _shorts(data: bytes, pos: int, dcid: bytes) -> list[int]:
