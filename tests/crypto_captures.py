@@ -69,7 +69,7 @@ def namespaces(tag: str) -> Iterator[tuple[str, str]]:
 @contextmanager
 def tcpdump(pcap: Path, iface: str, capture_filter: str = "", ns: str | None = None) -> Iterator[Path]:
     """tcpdump on ``iface`` (in ``ns``) while the block runs."""
-    cmd = ["tcpdump", "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-i", iface, "-w", str(pcap)]
+    cmd = ["tcpdump", "-U", "-B", "65536", "-Z", "root", "-s", "0", "-i", iface, "-w", str(pcap)]
     cmd += capture_filter.split() if capture_filter else []
     proc = subprocess.Popen((["ip", "netns", "exec", ns] if ns else []) + cmd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -255,4 +255,41 @@ def dtls_capture(tmp: Path) -> Path:
     finally:
         server.kill()
         server.wait()
+    return pcap
+
+
+# ------------------------------------------------------------------ ESP (userspace, scapy)
+
+def esp_capture(tmp: Path, cipher: str = "AES-CBC") -> Path:
+    """A real TCP stream (between two namespaces, to the migration port) put through
+    scapy's ESP in tunnel mode between 10.231.0.1 and 10.231.0.2, packet by
+    packet: the kernel here has no ESP (CONFIG_INET_ESP), scapy implements
+    RFC 4303 with the cryptography package. ``cipher``: 'AES-CBC', or 'NULL'
+    (RFC 2410: integrity only)."""
+    need("tcpdump")
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+    from scapy.utils import PcapWriter, rdpcap
+
+    inner = tmp / "inner.pcap"
+    if not inner.exists():
+        with namespaces("esp") as (a, b), tcpdump(inner, "veth0", f"tcp port {MIGRATION_PORT}", ns=a):
+            run("ethtool", "-K", "veth0", "tso", "off", "gso", "off", "gro", "off", ns=a) if shutil.which(
+                "ethtool") else None
+            send_stream(a, b, "10.231.0.2")
+    key = bytes(range(16)) if cipher != "NULL" else None
+    sas = {}
+    for src, dst, spi in (("10.231.0.1", "10.231.0.2", 0xC0DE0001), ("10.231.0.2", "10.231.0.1", 0xC0DE0002)):
+        sas[src] = SecurityAssociation(ESP, spi=spi, crypt_algo=cipher, crypt_key=key, auth_algo="HMAC-SHA1-96",
+                                       auth_key=bytes(range(20)), tunnel_header=IP(src=src, dst=dst))
+    pcap = tmp / f"esp-{cipher.lower()}.pcap"
+    with PcapWriter(str(pcap), linktype=101) as out:      # raw IP
+        for packet in rdpcap(str(inner)):
+            if TCP not in packet:
+                continue
+            ip = packet[IP]
+            src = "10.231.0.1" if ip[TCP].dport == MIGRATION_PORT else "10.231.0.2"
+            sealed = sas[src].encrypt(ip)
+            sealed.time = packet.time
+            out.write(sealed)
     return pcap
