@@ -69,7 +69,7 @@ def namespaces(tag: str) -> Iterator[tuple[str, str]]:
 @contextmanager
 def tcpdump(pcap: Path, iface: str, capture_filter: str = "", ns: str | None = None) -> Iterator[Path]:
     """tcpdump on ``iface`` (in ``ns``) while the block runs."""
-    cmd = ["tcpdump", "-U", "-B", "65536", "-Z", "root", "-s", "0", "-i", iface, "-w", str(pcap)]
+    cmd = ["tcpdump", "-U", "--immediate-mode", "-B", "65536", "-Z", "root", "-s", "0", "-i", iface, "-w", str(pcap)]
     cmd += capture_filter.split() if capture_filter else []
     proc = subprocess.Popen((["ip", "netns", "exec", ns] if ns else []) + cmd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -292,4 +292,93 @@ def esp_capture(tmp: Path, cipher: str = "AES-CBC") -> Path:
             sealed = sas[src].encrypt(ip)
             sealed.time = packet.time
             out.write(sealed)
+    return pcap
+
+
+# ------------------------------------------------------------------ IKEv2 and ESP in UDP (strongSwan)
+
+CHARON = "/usr/lib/ipsec/charon"
+_STRONGSWAN_CONF = """charon {{
+  load = random nonce kdf aes sha1 sha2 hmac pem pkcs1 x509 pubkey openssl kernel-libipsec kernel-netlink socket-default vici
+  plugins {{
+    vici {{ socket = unix://{vici} }}
+    kernel-libipsec {{ allow_peer_ts = yes }}
+  }}
+}}
+"""
+_SWANCTL_CONF = """connections {{
+  host {{
+    version = 2
+    local_addrs = {outer}
+    remote_addrs = {peer}
+    encap = yes
+    proposals = aes128-sha256-modp2048
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {other}
+    }}
+    children {{
+      net {{
+        local_ts = {inner}/32
+        remote_ts = {peer_inner}/32
+        esp_proposals = aes128-sha256
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-1 {{
+    id-1 = a
+    id-2 = b
+    secret = "inspector-test-psk"
+  }}
+}}
+"""
+
+
+def ipsec_capture(tmp: Path) -> Path:
+    """strongSwan's charon in two namespaces: IKEv2 on UDP 500, then 4500 with
+    UDP encapsulation forced (``encap = yes``), ESP by kernel-libipsec (in
+    userspace, over a TUN device) between 10.233.0.1 and 10.233.0.2 on the
+    hosts' loopbacks; a TCP stream to the migration port through it."""
+    need(CHARON, "swanctl", "tcpdump", "ip")
+    plugin = Path("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so")
+    if not plugin.exists():
+        pytest.skip("strongSwan's kernel-libipsec plugin is missing (libcharon-extra-plugins)")
+    pcap = tmp / "ipsec.pcap"
+    with namespaces("sw") as (a, b):
+        daemons = []
+        try:
+            sides = ((a, "a", "b", "10.231.0.1", "10.231.0.2", "10.233.0.1", "10.233.0.2"),
+                     (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.233.0.2", "10.233.0.1"))
+            for ns, me, other, outer, peer, inner, peer_inner in sides:
+                run("ip", "addr", "add", f"{inner}/32", "dev", "lo", ns=ns)
+                vici = tmp / f"charon-{me}.vici"
+                vici.unlink(missing_ok=True)
+                conf = tmp / f"strongswan-{me}.conf"
+                conf.write_text(_STRONGSWAN_CONF.format(vici=vici))
+                (tmp / f"swanctl-{me}.conf").write_text(_SWANCTL_CONF.format(**locals()))
+                # a private /run per daemon: charon's pid file is not per namespace
+                daemons.append(subprocess.Popen(
+                    ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", f"mount -t tmpfs none /run && exec {CHARON}"],
+                    env={**os.environ, "STRONGSWAN_CONF": str(conf)}, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL))
+                for _ in range(50):
+                    if vici.exists():
+                        break
+                    time.sleep(0.1)
+                else:
+                    pytest.skip("charon did not start (no vici socket)")
+                run("swanctl", "--load-all", "--uri", f"unix://{vici}", "--file", str(tmp / f"swanctl-{me}.conf"))
+            with tcpdump(pcap, "veth0", ns=a):
+                run("swanctl", "--initiate", "--child", "net", "--uri", f"unix://{tmp / 'charon-a.vici'}")
+                send_stream(a, b, "10.233.0.2", payload=PAYLOAD[:200_000])
+        finally:
+            for daemon in daemons:
+                daemon.terminate()
+                daemon.wait(timeout=10)
     return pcap
