@@ -238,10 +238,10 @@ def _count(sample: bytes) -> list[int]:
     return counts
 
 
-def sample_line(what: str, sample: bytes) -> str:
-    """'<what>: N bytes, E bits/byte, chi2 C (label)' for an evidence line."""
+def sample_line(what: str, sample: bytes) -> tuple[str, str]:
+    """'<what>: N B, E bits/byte, chi2 C (label)' for an evidence line, and the label."""
     entropy, chi2, label = byte_statistics(sample)
-    return f"{what}: {len(sample)} B, {entropy:.2f} bits/byte, chi2 {chi2:.0f} ({label})"
+    return f"{what}: {len(sample)} B, {entropy:.2f} bits/byte, chi2 {chi2:.0f} ({label})", label
 
 
 # ------------------------------------------------------------- datagram chains

@@ -85,8 +85,8 @@ def at_start(data: bytes) -> Detection | None:
     if not sealed:
         fields["ciphertext"] = ""
         return Detection("dtls", 0, line(text, "no record of epoch >= 1 seen"), NOTHING, fields)
-    stats = sample_line("record fragments of epoch >= 1", sealed)
-    fields["ciphertext"] = stats.rsplit("(", 1)[-1].rstrip(")")
+    stats, label = sample_line("record fragments of epoch >= 1", sealed)
+    fields["ciphertext"] = label
     return Detection("dtls", 0, line(text, stats, "sealed after ChangeCipherSpec"), ENCRYPTED, fields)
 
 

@@ -33,9 +33,12 @@ delimited payload bytes), ``null_cipher``. Fields (ike): ``version`` (1 or
 
 from __future__ import annotations
 
-from .base import (CLEARTEXT, ENCRYPTED, EVERY_BYTE, NOTHING, Detection, byte_statistics, counter_chain, lead, line,
+import re
+
+from .base import (CLEARTEXT, ENCRYPTED, EVERY_BYTE, NOTHING, Detection, counter_chain, lead, line,
                    sample_line, signature, u16, u32)
 
+_TEXT = re.compile(rb"[\x20-\x7e]{8}")
 ESP_HEADER = 8           # SPI + sequence number: cleartext on every packet
 ESP_MIN_PACKET = 16      # header, pad length, next header, and an ICV of at least 8 bytes (RFC 4303 2.8)
 MIN_PACKETS = 3          # packets delimited before ESP is proven
@@ -56,18 +59,17 @@ IKEV1_ENCRYPTED_FLAG = 0x01
 def _esp(data: bytes, start: int, encapsulation: str) -> Detection | None:
     """ESP packets chained from ``start``."""
     spi = u32(data, start)
-    if spi is None or spi < 256:
-        return None
+    if spi is None or spi < 256 or _TEXT.match(data, start, start + ESP_HEADER):
+        return None                   # a sequence number of 8 printable bytes is 2^29 packets in: text
     packets = counter_chain(data, start, data[start:start + 4], u32, ESP_MIN_PACKET)
     if len(packets) < MIN_PACKETS:
         return None
     bounds = [p for p, _ in packets]
     sample = b"".join(data[a + ESP_HEADER:b] for a, b in zip(bounds, bounds[1:]))
-    _, _, label = byte_statistics(sample)
+    stats, label = sample_line(f"payload after the {ESP_HEADER}-byte headers", sample)
     null_cipher = label == "plain"
     seqs = f"seq {packets[0][1]}..{packets[-1][1]}"
     where = "in UDP (NAT-T, RFC 3948)" if encapsulation else "IP protocol 50"
-    stats = sample_line(f"payload after the {ESP_HEADER}-byte headers", sample)
     fields = {"spi": f"0x{spi:08x}", "packets": len(packets), "first_seq": packets[0][1],
               "last_seq": packets[-1][1], "encapsulation": encapsulation, "ciphertext": label,
               "null_cipher": null_cipher}

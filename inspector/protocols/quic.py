@@ -117,8 +117,8 @@ def at_start(data: bytes) -> Detection | None:
         fields["ciphertext"] = ""
         return Detection("quic", 0, line(text, "Initial packets only (keys derived from the connection id)"),
                          NOTHING, fields)
-    stats = sample_line("sealed payloads after their headers", b"".join(sealed))
-    fields["ciphertext"] = stats.rsplit("(", 1)[-1].rstrip(")")
+    stats, label = sample_line("sealed payloads after their headers", b"".join(sealed))
+    fields["ciphertext"] = label
     return Detection("quic", 0, line(text, stats, "Handshake and 1-RTT packets are AEAD-sealed"), ENCRYPTED,
                      fields)
 
@@ -158,11 +158,11 @@ def _short_only(data: bytes) -> Detection | None:
             sample = b"".join(data[a + 1 + size:b] for a, b in zip(shorts, shorts[1:]))
             if byte_statistics(sample)[2] != "random":
                 continue                     # a repeated phrase of text, not sealed packets
-            stats = sample_line("sealed payloads after their headers", sample)
+            stats, label = sample_line("sealed payloads after their headers", sample)
             return Detection("quic", 0, line(f"QUIC short-header packets: {len(shorts)} with one {size}-byte DCID",
                                              stats, "1-RTT packets are AEAD-sealed"), ENCRYPTED,
                              {"version": "", "long": {}, "short": len(shorts), "dcid_len": size,
-                              "ciphertext": stats.rsplit("(", 1)[-1].rstrip(")")})
+                              "ciphertext": label})
     return None
 
 

@@ -66,8 +66,8 @@ def at_start(data: bytes) -> Detection | None:
     counts["transport data"] = len(packets)
     sample = b"".join(data[a + HEADER:b] for (a, _), (b, _) in zip(packets, packets[1:]))
     receiver = data[pos + 4:pos + 8][::-1].hex()
-    stats = sample_line(f"sealed bytes after the {HEADER}-byte headers", sample)
-    fields = {"messages": counts, "receiver": receiver, "ciphertext": stats.rsplit("(", 1)[-1].rstrip(")")}
+    stats, label = sample_line(f"sealed bytes after the {HEADER}-byte headers", sample)
+    fields = {"messages": counts, "receiver": receiver, "ciphertext": label}
     return Detection("wireguard", 0, line(
         f"WireGuard {_listing(counts)}; receiver index 0x{receiver}, counters {packets[0][1]}..{packets[-1][1]}",
         stats, "sealed with ChaCha20-Poly1305"), ENCRYPTED, fields)
