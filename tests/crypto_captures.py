@@ -9,6 +9,8 @@ program). Namespaces are joined by a veth pair; tcpdump runs on one end.
   in userspace over a TUN device; the kernel here has no ESP), swanctl.
 - QUIC: aioquic's client and server on 127.0.0.1.
 - DTLS 1.2: openssl s_server -dtls / s_client -dtls on 127.0.0.1.
+- OpenVPN 2.6 in TLS mode (UDP or TCP), peer fingerprints, two namespaces.
+- ESP in IP protocol 50: scapy's ESP over a real TCP stream (no kernel ESP here).
 """
 
 from __future__ import annotations
@@ -377,6 +379,54 @@ def ipsec_capture(tmp: Path) -> Path:
             with tcpdump(pcap, "veth0", ns=a):
                 run("swanctl", "--initiate", "--child", "net", "--uri", f"unix://{tmp / 'charon-a.vici'}")
                 send_stream(a, b, "10.233.0.2", payload=PAYLOAD[:200_000])
+        finally:
+            for daemon in daemons:
+                daemon.terminate()
+                daemon.wait(timeout=10)
+    return pcap
+
+
+# ------------------------------------------------------------------ OpenVPN
+
+def openvpn_capture(tmp: Path, proto: str = "udp") -> Path:
+    """OpenVPN 2.6 in TLS mode between two namespaces (peer fingerprints of
+    self-signed certificates, p2p, a tun device each; ``proto`` 'udp' or
+    'tcp'), a TCP stream to the migration port through it."""
+    need("openvpn", "openssl", "tcpdump", "ip")
+    fingerprints = {}
+    for side in "ab":
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(tmp / f"ovpn-{side}.key"), "-out", str(tmp / f"ovpn-{side}.crt"), "-days", "1",
+            "-subj", f"/CN={side}")
+        fingerprints[side] = run("openssl", "x509", "-in", str(tmp / f"ovpn-{side}.crt"), "-noout", "-fingerprint",
+                                 "-sha256").stdout.strip().split("=", 1)[1]
+    pcap = tmp / f"openvpn-{proto}.pcap"
+    with namespaces("ov") as (a, b):
+        daemons = []
+        try:
+            with tcpdump(pcap, "veth0", ns=a):
+                for ns, me, other, outer, peer, inner, peer_inner, role in (
+                        (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.234.0.2", "10.234.0.1", "server"),
+                        (a, "a", "b", "10.231.0.1", "10.231.0.2", "10.234.0.1", "10.234.0.2", "client")):
+                    transport = proto if proto == "udp" else f"tcp-{role}"
+                    daemons.append(subprocess.Popen(
+                        ["ip", "netns", "exec", ns, "openvpn", "--dev", "tun", "--proto", transport,
+                         "--local", outer, "--remote", peer, "--ifconfig", inner, peer_inner,
+                         f"--tls-{role}", "--cert", str(tmp / f"ovpn-{me}.crt"), "--key", str(tmp / f"ovpn-{me}.key"),
+                         "--peer-fingerprint", fingerprints[other], "--verb", "0"]
+                        + (["--dh", "none"] if role == "server" else []),
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    time.sleep(0.5)
+                for _ in range(100):
+                    routes = subprocess.run(["ip", "netns", "exec", a, "ip", "route", "get", "10.234.0.2"],
+                                            capture_output=True, text=True).stdout
+                    if "tun" in routes:
+                        break
+                    time.sleep(0.1)
+                else:
+                    pytest.skip("openvpn made no tun device")
+                time.sleep(2)   # the TLS handshake of the control channel
+                send_stream(a, b, "10.234.0.2", payload=PAYLOAD[:200_000])
         finally:
             for daemon in daemons:
                 daemon.terminate()

@@ -2,8 +2,8 @@
 
 Two kinds of real data:
 - heads in tests/data/datagram_heads (the first 3000 bytes of each direction
-  of flows captured from strongSwan, wireguard-go, scapy's ESP, aioquic and
-  openssl; tests/data/make_datagram_heads.py), read by the detectors;
+  of flows captured from strongSwan, wireguard-go, scapy's ESP, aioquic,
+  openssl and OpenVPN; tests/data/make_datagram_heads.py), read by the detectors;
 - the same programs run here (slow; root, namespaces and the programs, else
   skipped with the reason), their captures analysed end to end.
 """
@@ -22,10 +22,10 @@ import crypto_captures  # noqa: E402
 
 import inspector  # noqa: E402
 from inspector.protocols import CLEARTEXT, ENCRYPTED, NOTHING, detect  # noqa: E402
-from inspector.protocols.registry import DETECTORS, transport_rows  # noqa: E402
+from inspector.protocols.registry import DETECTORS, ROW_BIT, transport_rows  # noqa: E402
 
 HEADS = Path(__file__).resolve().parent / "data" / "datagram_heads"
-DATAGRAM_PROTOCOLS = {"esp", "ike", "wireguard", "quic", "dtls"}
+DATAGRAM_PROTOCOLS = {"esp", "ike", "wireguard", "quic", "dtls", "openvpn"}
 DATAGRAM_ROWS = sum(1 << i for i, d in enumerate(DETECTORS) if d.protocol in DATAGRAM_PROTOCOLS)
 TCP, UDP, ESP = 6, 17, 50
 
@@ -39,6 +39,7 @@ EXPECTED = {
     "wireguard": {"wireguard": ENCRYPTED},
     "quic": {"quic": ENCRYPTED},
     "dtls": {"dtls": ENCRYPTED},
+    "openvpn": {"openvpn": ENCRYPTED},
 }
 
 
@@ -50,6 +51,10 @@ def _head_files() -> list[Path]:
     return sorted(HEADS.glob("*.bin"))
 
 
+def _transport(head: Path) -> int:
+    return ESP if "ip50" in head.name else TCP if "-tcp-" in head.name else UDP
+
+
 def _datagram_hits(data: bytes, transport: int):
     return [d for d in detect(data, direction="orig", at_start=True, rows=transport_rows(transport))
             if d.protocol in DATAGRAM_PROTOCOLS]
@@ -58,7 +63,7 @@ def _datagram_hits(data: bytes, transport: int):
 @pytest.mark.parametrize("head", _head_files(), ids=lambda p: p.stem)
 def test_real_heads_named_and_sealed(head):
     data = head.read_bytes()
-    hits = _datagram_hits(data, ESP if "ip50" in head.name else UDP)
+    hits = _datagram_hits(data, _transport(head))
     assert {d.protocol: d.proves for d in hits} == _expected(head.name), [d.evidence for d in hits]
     for d in hits:
         if d.proves == ENCRYPTED and d.protocol != "ike":   # the sealed bytes' statistics, headers left out
@@ -69,7 +74,7 @@ def test_real_heads_named_and_sealed(head):
 def test_cut_heads_never_cleartext(head):
     """Any prefix, or the head from a later datagram on, may prove less, never cleartext."""
     data = head.read_bytes()
-    transport = ESP if "ip50" in head.name else UDP
+    transport = _transport(head)
     for piece in [data[:n] for n in range(0, len(data), 37)] + [data[k:] for k in range(1, 400, 13)]:
         assert all(d.proves != CLEARTEXT for d in _datagram_hits(piece, transport)), piece[:32]
 
@@ -77,7 +82,7 @@ def test_cut_heads_never_cleartext(head):
 def test_rows_read_only_their_transport():
     """A TCP stream never runs the datagram rows: an ESP head in a TCP flow is not ESP."""
     data = next(HEADS.glob("esp-ip50-*.bin")).read_bytes()
-    assert not transport_rows(TCP) & DATAGRAM_ROWS
+    assert transport_rows(TCP) & DATAGRAM_ROWS == ROW_BIT["openvpn-tcp"]
     assert not _datagram_hits(data, TCP)
     assert {d.protocol for d in _datagram_hits(data, ESP)} == {"esp"}
 
@@ -103,7 +108,7 @@ NUMBERED_TEXT = st.tuples(st.text(min_size=1, max_size=8), st.integers(0, 9000),
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=3000), TEXT_DATAGRAMS, NUMBERED_TEXT))
 def test_random_and_text_datagrams_trigger_nothing(data):
-    for transport in (UDP, ESP):
+    for transport in (TCP, UDP, ESP):
         assert not _datagram_hits(data, transport), data[:64]
 
 
@@ -115,6 +120,8 @@ MAKERS = {
     "ipsec": (crypto_captures.ipsec_capture, "esp", True),
     "quic": (crypto_captures.quic_capture, "quic", False),
     "dtls": (crypto_captures.dtls_capture, "dtls", False),
+    "openvpn-udp": (crypto_captures.openvpn_capture, "openvpn", True),
+    "openvpn-tcp": (lambda tmp: crypto_captures.openvpn_capture(tmp, "tcp"), "openvpn", True),
 }
 
 

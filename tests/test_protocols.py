@@ -42,7 +42,7 @@ SIDE = {"plaintext": CLEARTEXT, "compressed": CLEARTEXT, "encrypted": ENCRYPTED}
 OPPOSITE = {CLEARTEXT: ENCRYPTED, ENCRYPTED: CLEARTEXT}
 HEAD = 16384
 PROTOCOLS = {"qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "tls", "ssh", "http", "amqp",
-             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb", "esp", "ike", "wireguard", "quic", "dtls"}
+             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls"}
 MACHINE = "pc-i440fx-7.2"          # QEMU 7.2 '-machine pc' (captures/README.md)
 
 
@@ -647,7 +647,7 @@ EXTRA_STARTS = [samples.MYSQL_GREETING_NO_TLS, samples.RFB_SERVER_VENCRYPT, samp
                 samples.RFB_CLIENT_VENCRYPT, samples.MEMCACHED_TEXT_REPLY, samples.OVSDB_SERVER,
                 samples.REDIS_SERVER, samples.MYSQL_SSL_REQUEST, b"PING\r\n", b"  \r\n" + samples.OVSDB_CLIENT,
                 b"FTP ready\r\n\nSSH-2.0-OpenSSH_9.2p1\r\n"]
-# Heads of real datagram flows (ESP, IKE, WireGuard, QUIC, DTLS: tests/data/make_datagram_heads.py).
+# Heads of real datagram flows (ESP, IKE, WireGuard, QUIC, DTLS, OpenVPN: tests/data/make_datagram_heads.py).
 EXTRA_STARTS += [p.read_bytes() for p in sorted((Path(__file__).parent / "data" / "datagram_heads").glob("*.bin"))]
 
 

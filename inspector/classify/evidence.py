@@ -25,7 +25,7 @@ from inspector.tables import strings
 
 # When a flow shows several protocols, the one named in the flows table.
 _RANK = {p: i for i, p in enumerate(PROTOCOLS)}
-HANDSHAKES = ("ssh", "tls", "ike", "wireguard", "quic", "dtls")  # key exchanges in clear before sealed data
+HANDSHAKES = ("ssh", "tls", "ike", "wireguard", "quic", "dtls", "openvpn")  # key exchanges in clear before sealed data
 
 # The columns apply_evidence fills; analyze adds `event` once events are built.
 DETECTION_COLUMNS = [c for c in EVIDENCE_COLUMNS if c != "event"]

@@ -268,12 +268,12 @@ def _migration_on_api_network(facts: Facts) -> Iterable[Match]:
                         (f"{event.event}: {channels}, protection {event.protection}",), (event.event,))
 
 
-NETWORK_LAYER = {"esp": "IPsec ESP", "wireguard": "WireGuard"}
+NETWORK_LAYER = {"esp": "IPsec ESP", "wireguard": "WireGuard", "openvpn": "OpenVPN"}
 """Protocols that encrypt everything between two hosts, by the name a finding gives them."""
 
 
 def _network_layer_encryption(facts: Facts) -> Iterable[Match]:
-    """One match per host pair whose traffic crosses inside ESP or WireGuard
+    """One match per host pair whose traffic crosses inside ESP, WireGuard or OpenVPN
     (proven encrypted), when no migration port between them was seen in clear:
     a migration between them is then protected whatever QEMU and libvirt do."""
     f = facts.flows
@@ -376,7 +376,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ssh-tunnelled-migration", "info", "Live migration is carried inside SSH", (),
          ("Nothing to fix on the wire. Lock the SSH access down: a dedicated `nova_migration` user, keys "
           "restricted to the compute network, and a command wrapper.",), (GUIDE,), _events("SSH")),
-    Rule("network-layer-encryption", "info", "Traffic between hosts is encrypted at the network layer (IPsec, WireGuard)",
+    Rule("network-layer-encryption", "info", "Traffic between hosts is encrypted at the network layer (IPsec, WireGuard, OpenVPN)",
          (),
          ("Nothing to fix on the wire between these hosts. Check that the IPsec policy or WireGuard allowed-ips "
           "cover the migration network of every compute host pair (a pair outside the tunnel shows its migration "

@@ -25,11 +25,11 @@ Rules ``detect`` applies:
 
 from __future__ import annotations
 
-from . import dtls, http, ipsec, libvirt, nbd, qemu, quic, services, ssh, tls, wireguard
+from . import dtls, http, ipsec, libvirt, nbd, openvpn, qemu, quic, services, ssh, tls, wireguard
 from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
 
 O, R = frozenset({ORIG}), frozenset({RESP})
-UDP, ESP = frozenset({17}), frozenset({50})   # IP protocol numbers (IANA)
+TCP, UDP, ESP = frozenset({6}), frozenset({17}), frozenset({50})   # IP protocol numbers (IANA)
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
@@ -93,6 +93,10 @@ DETECTORS: tuple[Detector, ...] = (
              (), "RFC 9000 17, RFC 8999 5, RFC 9369 3", quic.START, transports=UDP),
     Detector("dtls", "dtls", BOTH, dtls.at_start, None,
              (), "RFC 6347 4.1, RFC 9147 4", dtls.START, transports=UDP),
+    Detector("openvpn-udp", "openvpn", BOTH, openvpn.udp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.UDP_START, transports=UDP),
+    Detector("openvpn-tcp", "openvpn", BOTH, openvpn.tcp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.TCP_START, transports=TCP),
 )
 ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
 """Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
