@@ -30,7 +30,7 @@ CLOSED_BY = ("fin", "rst", "idle", "end", "open")
 """How a flow ended (``flows.closed_by``)."""
 
 PROTOCOLS = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http", "amqp", "mysql",
-             "rfb", "spice", "redis", "memcached", "ovsdb")
+             "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls")
 """Protocols the detectors recognise, in the order that names a flow showing several (``flows.protocol``)."""
 
 DIRECTIONS = ("orig", "resp")

@@ -42,7 +42,7 @@ SIDE = {"plaintext": CLEARTEXT, "compressed": CLEARTEXT, "encrypted": ENCRYPTED}
 OPPOSITE = {CLEARTEXT: ENCRYPTED, ENCRYPTED: CLEARTEXT}
 HEAD = 16384
 PROTOCOLS = {"qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "tls", "ssh", "http", "amqp",
-             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb"}
+             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls"}
 MACHINE = "pc-i440fx-7.2"          # QEMU 7.2 '-machine pc' (captures/README.md)
 
 
@@ -647,6 +647,8 @@ EXTRA_STARTS = [samples.MYSQL_GREETING_NO_TLS, samples.RFB_SERVER_VENCRYPT, samp
                 samples.RFB_CLIENT_VENCRYPT, samples.MEMCACHED_TEXT_REPLY, samples.OVSDB_SERVER,
                 samples.REDIS_SERVER, samples.MYSQL_SSL_REQUEST, b"PING\r\n", b"  \r\n" + samples.OVSDB_CLIENT,
                 b"FTP ready\r\n\nSSH-2.0-OpenSSH_9.2p1\r\n"]
+# Heads of real datagram flows (ESP, IKE, WireGuard, QUIC, DTLS, OpenVPN: tests/data/make_datagram_heads.py).
+EXTRA_STARTS += [p.read_bytes() for p in sorted((Path(__file__).parent / "data" / "datagram_heads").glob("*.bin"))]
 
 
 def _accepting_rows(data: bytes, mid: bool) -> int:
@@ -751,9 +753,11 @@ def test_prefilter_kernel_agrees_with_the_signatures():
 
 
 def test_prefilter_skips_unknown_heads():
+    """Unknown heads of TCP flows run no detector (rows of datagram framings,
+    which may start with any bytes, read only their IP protocol's flows)."""
     rng = random.Random(3)
     noise = [rng.randbytes(16384) for _ in range(20)] + [b"\x00" * 16384, b"a" * 16384]
-    assert candidate_rows(noise, [False] * len(noise)) == [0] * len(noise)
+    assert candidate_rows(noise, [False] * len(noise), [6] * len(noise)) == [0] * len(noise)
 
 
 # ------------------------------------------------------------------ speed

@@ -25,7 +25,7 @@ from inspector.tables import strings
 
 # When a flow shows several protocols, the one named in the flows table.
 _RANK = {p: i for i, p in enumerate(PROTOCOLS)}
-HANDSHAKES = ("ssh", "tls")
+HANDSHAKES = ("ssh", "tls", "ike", "wireguard", "quic", "dtls", "openvpn")  # key exchanges in clear before sealed data
 
 # The columns apply_evidence fills; analyze adds `event` once events are built.
 DETECTION_COLUMNS = [c for c in EVIDENCE_COLUMNS if c != "event"]
@@ -86,12 +86,17 @@ class DetectionCollector:
     filled is then also read alone at once when ``early(flow)`` says so, so a
     one-way stream (a migration) is known when its head completes, not when
     the flow ends; those early hits are told, not kept (the pair decides).
+
+    ``transport(flow)``, when given, is the flow's IP protocol: rows of
+    datagram framings (ESP, WireGuard, QUIC ...) read only their flows.
     """
 
     def __init__(self, orientation: Callable[[int], bool],
                  on_detect: Callable[[int, list[Detection]], None] | None = None,
-                 early: Callable[[int], bool] | None = None) -> None:
+                 early: Callable[[int], bool] | None = None,
+                 transport: Callable[[int], int] | None = None) -> None:
         self.orientation = orientation
+        self.transport = transport
         self.on_detect = on_detect
         self.early = early
         self.pending: dict[int, _Piece] = {}
@@ -106,7 +111,11 @@ class DetectionCollector:
             if region.islands:
                 pieces += [data for _, data in region.islands]
                 mid += [True] * len(region.islands)
-        masks = candidate_rows(pieces, mid)
+        transports = None
+        if self.transport is not None:
+            flows = [self.transport(region.slot >> 1) for region in regions]
+            transports = flows + [flow for region, flow in zip(regions, flows) for _ in region.islands]
+        masks = candidate_rows(pieces, mid, transports)
         island_masks = iter(masks[len(regions):])
         pending = self.pending
         for region, rows in zip(regions, masks):

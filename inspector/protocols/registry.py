@@ -25,10 +25,11 @@ Rules ``detect`` applies:
 
 from __future__ import annotations
 
-from . import http, libvirt, nbd, qemu, services, ssh, tls
+from . import dtls, http, ipsec, libvirt, nbd, openvpn, qemu, quic, services, ssh, tls, wireguard
 from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
 
 O, R = frozenset({ORIG}), frozenset({RESP})
+TCP, UDP, ESP = frozenset({6}), frozenset({17}), frozenset({50})   # IP protocol numbers (IANA)
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
@@ -80,10 +81,38 @@ DETECTORS: tuple[Detector, ...] = (
              (), "memcached protocol.txt, protocol_binary.h", services.MEMCACHED_START),
     Detector("ovsdb", "ovsdb", BOTH, services.ovsdb_at_start, services.ovsdb_mid_stream,
              (), "RFC 7047 4", services.OVSDB_START, services.OVSDB_MID),
+    Detector("esp", "esp", BOTH, ipsec.esp_at_start, None,
+             (), "RFC 4303 2, RFC 2410", ipsec.ESP_START, transports=ESP),
+    Detector("esp-in-udp", "esp", BOTH, ipsec.esp_in_udp_at_start, None,
+             (), "RFC 3948 2, RFC 4303 2", ipsec.ESP_IN_UDP_START, transports=UDP),
+    Detector("ike", "ike", BOTH, ipsec.ike_at_start, None,
+             (), "RFC 7296 3.1-3.2, RFC 2408 3.1, RFC 3948 2.2", ipsec.IKE_START, transports=UDP),
+    Detector("wireguard", "wireguard", BOTH, wireguard.at_start, None,
+             (), "WireGuard whitepaper 5.4", wireguard.START, transports=UDP),
+    Detector("quic", "quic", BOTH, quic.at_start, None,
+             (), "RFC 9000 17, RFC 8999 5, RFC 9369 3", quic.START, transports=UDP),
+    Detector("dtls", "dtls", BOTH, dtls.at_start, None,
+             (), "RFC 6347 4.1, RFC 9147 4", dtls.START, transports=UDP),
+    Detector("openvpn-udp", "openvpn", BOTH, openvpn.udp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.UDP_START, transports=UDP),
+    Detector("openvpn-tcp", "openvpn", BOTH, openvpn.tcp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.TCP_START, transports=TCP),
 )
 ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
 """Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
 ALL_ROWS = (1 << len(DETECTORS)) - 1
+
+
+def transport_rows(transport: int) -> int:
+    """The ``ROW_BIT`` mask of the rows that read flows of this IP protocol."""
+    mask = _TRANSPORT_ROWS.get(transport)
+    if mask is None:
+        mask = _TRANSPORT_ROWS[transport] = sum(
+            ROW_BIT[d.name] for d in DETECTORS if d.transports is None or transport in d.transports)
+    return mask
+
+
+_TRANSPORT_ROWS: dict[int, int] = {}
 
 _TLS_AT_START = tuple(d for d in DETECTORS if d.protocol == "tls" and d.at_start is not None)
 
