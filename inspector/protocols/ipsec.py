@@ -38,7 +38,7 @@ import re
 from .base import (CLEARTEXT, ENCRYPTED, EVERY_BYTE, NOTHING, Detection, counter_chain, lead, line,
                    sample_line, signature, u16, u32)
 
-_TEXT = re.compile(rb"[\x20-\x7e]{8}")
+_TEXT = re.compile(rb"[\x20-\x7e]{4}")
 ESP_HEADER = 8           # SPI + sequence number: cleartext on every packet
 ESP_MIN_PACKET = 16      # header, pad length, next header, and an ICV of at least 8 bytes (RFC 4303 2.8)
 MIN_PACKETS = 3          # packets delimited before ESP is proven
@@ -59,8 +59,8 @@ IKEV1_ENCRYPTED_FLAG = 0x01
 def _esp(data: bytes, start: int, encapsulation: str) -> Detection | None:
     """ESP packets chained from ``start``."""
     spi = u32(data, start)
-    if spi is None or spi < 256 or _TEXT.match(data, start, start + ESP_HEADER):
-        return None                   # a sequence number of 8 printable bytes is 2^29 packets in: text
+    if spi is None or spi < 256 or _TEXT.match(data, start + 4, start + ESP_HEADER):
+        return None                   # a sequence number of 4 printable bytes is 2^29 packets in: text
     packets = counter_chain(data, start, data[start:start + 4], u32, ESP_MIN_PACKET)
     if len(packets) < MIN_PACKETS:
         return None
