@@ -15,9 +15,10 @@ Rules ``detect`` applies:
   not in the table) and turn into a known framing later. That scan costs
   ~0.1 ms per 4 KiB head, so the analysis of many short flows turns it off.
 - ``at_start=False``: only the mid-stream rows.
-- In-band upgrades: a detection whose fields carry ``tls_from`` (NBD
-  STARTTLS, MySQL SSLRequest) hands the bytes from there to the TLS rows,
-  with offsets counted in the original data.
+- In-band upgrades: a detection whose fields carry ``tls_from`` (STARTTLS
+  of SMTP/IMAP/POP3/FTP/XMPP/LDAP/NBD, PostgreSQL and MySQL SSLRequest, RDP
+  negotiation, HTTP CONNECT) hands the bytes from there to the TLS rows,
+  with offsets counted in the original data; its ``upgrade`` field names it.
 - A detector that raises is a bug, but never the caller's problem: the
   exception is swallowed and the row yields nothing.
 - Results are ordered by offset; one per (protocol, offset).
@@ -25,7 +26,7 @@ Rules ``detect`` applies:
 
 from __future__ import annotations
 
-from . import http, libvirt, nbd, qemu, services, ssh, tls
+from . import http, libvirt, nbd, qemu, services, ssh, starttls, tls
 from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
 
 O, R = frozenset({ORIG}), frozenset({RESP})
@@ -80,6 +81,35 @@ DETECTORS: tuple[Detector, ...] = (
              (), "memcached protocol.txt, protocol_binary.h", services.MEMCACHED_START),
     Detector("ovsdb", "ovsdb", BOTH, services.ovsdb_at_start, services.ovsdb_mid_stream,
              (), "RFC 7047 4", services.OVSDB_START, services.OVSDB_MID),
+    # In-band TLS upgrades (starttls.py): clear-text starts that hand over to the TLS rows.
+    Detector("smtp-client", "smtp", O, starttls.smtp_client_at_start, None,
+             (), "RFC 5321 4.1.1.1, RFC 3207", starttls.SMTP_CLIENT_START),
+    Detector("ftp-client", "ftp", O, starttls.ftp_client_at_start, None,
+             (), "RFC 959, RFC 4217 4", starttls.FTP_CLIENT_START),
+    Detector("smtp-ftp-server", "smtp", R, starttls.reply_220_at_start, None,
+             (b"220",), "RFC 5321 4.2, RFC 959 4.2, RFC 4217 4", starttls.REPLY_220_START),
+    Detector("imap-client", "imap", O, starttls.imap_client_at_start, None,
+             (), "RFC 9051 6.2.1", starttls.IMAP_CLIENT_START),
+    Detector("imap-server", "imap", R, starttls.imap_server_at_start, None,
+             (b"* ",), "RFC 9051 7.1", starttls.IMAP_SERVER_START),
+    Detector("pop3-client", "pop3", O, starttls.pop3_client_at_start, None,
+             (), "RFC 1939, RFC 2595 4", starttls.POP3_CLIENT_START),
+    Detector("pop3-server", "pop3", R, starttls.pop3_server_at_start, None,
+             (b"+OK ",), "RFC 1939 4, RFC 2595 4", starttls.POP3_SERVER_START),
+    Detector("xmpp", "xmpp", BOTH, starttls.xmpp_at_start, None,
+             (b"<?xml", b"<stream:stream"), "RFC 6120 5.4", starttls.XMPP_START),
+    Detector("ldap-client", "ldap", O, starttls.ldap_client_at_start, None,
+             (b"\x30",), "RFC 4511 4.12, 4.14", starttls.LDAP_CLIENT_START),
+    Detector("ldap-server", "ldap", R, starttls.ldap_server_at_start, None,
+             (b"\x30",), "RFC 4511 4.12, 4.14", starttls.LDAP_SERVER_START),
+    Detector("postgresql-client", "postgresql", O, starttls.postgresql_client_at_start, None,
+             (starttls.PG_SSL_REQUEST,), "PostgreSQL protocol-flow 55.2.10", starttls.PG_CLIENT_START),
+    Detector("postgresql-server", "postgresql", R, starttls.postgresql_server_at_start, None,
+             (b"S\x16\x03",), "PostgreSQL protocol-flow 55.2.10", starttls.PG_SERVER_START),
+    Detector("rdp-client", "rdp", O, starttls.rdp_client_at_start, None,
+             (b"\x03\x00",), "MS-RDPBCGR 2.2.1.1", starttls.RDP_CLIENT_START),
+    Detector("rdp-server", "rdp", R, starttls.rdp_server_at_start, None,
+             (b"\x03\x00",), "MS-RDPBCGR 2.2.1.2", starttls.RDP_SERVER_START),
 )
 ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
 """Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
