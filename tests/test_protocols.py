@@ -42,7 +42,8 @@ SIDE = {"plaintext": CLEARTEXT, "compressed": CLEARTEXT, "encrypted": ENCRYPTED}
 OPPOSITE = {CLEARTEXT: ENCRYPTED, ENCRYPTED: CLEARTEXT}
 HEAD = 16384
 PROTOCOLS = {"qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "tls", "ssh", "http", "amqp",
-             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb"}
+             "mysql", "rfb", "spice", "redis", "memcached", "ovsdb", "smtp", "imap", "pop3", "ftp", "xmpp",
+             "ldap", "postgresql", "rdp"}
 MACHINE = "pc-i440fx-7.2"          # QEMU 7.2 '-machine pc' (captures/README.md)
 
 
@@ -404,7 +405,7 @@ def test_redis_memcached_ovsdb_samples():
     assert one(detect(samples.REDIS_SERVER, direction="resp", at_start=True), "redis").proves == CLEARTEXT
     d = one(detect(b"\x00" * 50 + samples.REDIS_CLIENT, direction="orig", at_start=False), "redis")
     assert d.offset == 50
-    assert not detect(b"+OK POP3 server ready\r\n", direction="resp", at_start=True)
+    assert [d.protocol for d in detect(b"+OK POP3 server ready\r\n", direction="resp", at_start=True)] == ["pop3"]
     d = one(detect(samples.MEMCACHED_TEXT, direction="orig", at_start=True), "memcached")
     assert d.fields["commands"] == ["set", "get", "delete"]
     assert one(detect(samples.MEMCACHED_TEXT_REPLY, direction="resp", at_start=True), "memcached")
@@ -511,7 +512,7 @@ def _all_heads() -> list[bytes]:
         out += [s.orig, s.resp]
     out += [samples.AMQP_CLIENT, samples.AMQP_SERVER, samples.MYSQL_GREETING_TLS, samples.MYSQL_LOGIN,
             samples.RFB_SERVER_NONE, samples.SPICE_CLIENT, samples.SPICE_SERVER, samples.REDIS_CLIENT,
-            samples.MEMCACHED_TEXT, samples.MEMCACHED_BINARY, samples.OVSDB_CLIENT]
+            samples.MEMCACHED_TEXT, samples.MEMCACHED_BINARY, samples.OVSDB_CLIENT, *samples.STARTTLS_SAMPLES]
     return [h for h in out if h]
 
 

@@ -18,7 +18,9 @@ import pytest
 
 import inspector
 from tests.loopback_capture import loopback_capture
-from tests.text_servers import ftp, ftp_without_tls, imap, line_server, pop3, server_context, smtp
+from tests.text_servers import (connect_upgrade, ftp, ftp_without_tls, imap, ldap_upgrade, line_server, pop3,
+                                postgresql_upgrade, rdp_upgrade, server_context, smtp, upgrade_server,
+                                xmpp_upgrade)
 
 CLIENT_TLS = ssl._create_unverified_context()  # noqa: S323 - a throw-away certificate on loopback
 
@@ -93,11 +95,57 @@ def test_ftp_auth_tls_ftplib(tmp_path):
 @pytest.mark.parametrize("protocol,name", [(smtp, "smtp"), (imap, "imap"), (pop3, "pop3"), (ftp, "ftp")])
 def test_openssl_s_client_starttls(tmp_path, protocol, name):
     def client(port):
-        subprocess.run(["openssl", "s_client", "-starttls", name, "-connect", f"127.0.0.1:{port}", "-quiet"],
+        subprocess.run(["openssl", "s_client", "-starttls", name, "-connect", f"127.0.0.1:{port}"],
                        input=b"", capture_output=True, timeout=20)
     row, _ = _record(tmp_path, protocol, client)
     assert row["protocol"] == "tls" and row["verdict"] == "encrypted", row["reason"]
     assert f"{name} " in row["reason"], row["reason"]
+
+
+def _record_upgrade(tmp_path: Path, upgrade, client) -> tuple:
+    pcap = tmp_path / "flow.pcap"
+    with upgrade_server(upgrade, server_context(tmp_path)) as port, loopback_capture(pcap, f"tcp port {port}"):
+        client(port)
+    return _flow(pcap)
+
+
+def _s_client(kind: str):
+    def client(port):
+        subprocess.run(["openssl", "s_client", "-starttls", kind, "-connect", f"127.0.0.1:{port}"],
+                       input=b"hello\n", capture_output=True, timeout=20)
+    return client
+
+
+@pytest.mark.parametrize("kind,upgrade,name", [("xmpp", xmpp_upgrade, "xmpp STARTTLS"),
+                                               ("postgres", postgresql_upgrade, "postgresql SSLRequest"),
+                                               ("ldap", ldap_upgrade, "ldap StartTLS")])
+def test_openssl_s_client_binary_upgrades(tmp_path, kind, upgrade, name):
+    row, _ = _record_upgrade(tmp_path, upgrade, _s_client(kind))
+    _assert_upgraded(row, name)
+
+
+def test_http_connect_then_tls_curl(tmp_path):
+    def client(port):
+        subprocess.run(["curl", "-sk", "--max-time", "10", "-x", f"http://127.0.0.1:{port}",
+                        "https://compute-1.internal/"], capture_output=True, timeout=20)
+    row, _ = _record_upgrade(tmp_path, connect_upgrade, client)
+    _assert_upgraded(row, "http CONNECT")
+
+
+def test_rdp_negotiation_then_tls(tmp_path):
+    """The X.224 Connection Request/Confirm bytes are built from MS-RDPBCGR 2.2.1.1/2.2.1.2 (no RDP
+    client or server here); the TLS after them is a real OpenSSL handshake."""
+    import socket
+
+    def client(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00")
+            sock.recv(19)
+            with CLIENT_TLS.wrap_socket(sock) as tls:
+                tls.sendall(b"hello\n")
+                tls.recv(16)
+    row, _ = _record_upgrade(tmp_path, rdp_upgrade, client)
+    _assert_upgraded(row, "rdp SSL/HYBRID")  # what the client asked for
 
 
 # ------------------------------------------------------------------ the same protocols in clear

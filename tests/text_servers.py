@@ -138,3 +138,89 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _read_until(sock: socket.socket, marker: bytes, limit: int = 65536) -> bytes:
+    data = b""
+    while marker not in data and len(data) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def xmpp_upgrade(sock: socket.socket) -> None:
+    """RFC 6120 5.4: stream header and features offering <starttls/>, then <proceed/>."""
+    _read_until(sock, b">")
+    sock.sendall(b"<?xml version='1.0'?><stream:stream from='localhost' id='c2s-1' xmlns='jabber:client' "
+                 b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>"
+                 b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>")
+    _read_until(sock, b"/>")
+    sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+
+
+def postgresql_upgrade(sock: socket.socket) -> None:
+    """SSLRequest (8 bytes) answered with 'S'."""
+    _exact(sock, 8)
+    sock.sendall(b"S")
+
+
+def ldap_upgrade(sock: socket.socket) -> None:
+    """The StartTLS ExtendedRequest answered with an ExtendedResponse, resultCode success (RFC 4511 4.14.2)."""
+    head = _exact(sock, 2)
+    _exact(sock, head[1])
+    sock.sendall(b"\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00")
+
+
+def connect_upgrade(sock: socket.socket) -> None:
+    """An HTTP proxy's answer to CONNECT (RFC 9110 9.3.6); the TLS that follows ends here."""
+    _read_until(sock, b"\r\n\r\n")
+    sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+
+def rdp_upgrade(sock: socket.socket) -> None:
+    """X.224 Connection Confirm with RDP_NEG_RSP selecting PROTOCOL_HYBRID (MS-RDPBCGR 2.2.1.2)."""
+    head = _exact(sock, 4)
+    _exact(sock, int.from_bytes(head[2:4], "big") - 4)
+    sock.sendall(b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00")
+
+
+@contextmanager
+def upgrade_server(upgrade: Callable[[socket.socket], None], ctx: ssl.SSLContext) -> Iterator[int]:
+    """A server that runs ``upgrade`` in clear, then TLS: answers one line or HTTP request
+    inside it and reads until the client closes. Yields its port."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            upgrade(self.request)
+            tls = ctx.wrap_socket(self.request, server_side=True)
+            try:
+                data = tls.recv(4096)
+                if data.startswith(b"GET "):
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    return
+                while data:
+                    tls.sendall(b"ok\n")
+                    data = tls.recv(4096)
+            except (ssl.SSLError, OSError):
+                pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

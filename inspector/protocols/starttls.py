@@ -69,7 +69,7 @@ def _upgrade_detection(protocol: str, role: str, head: str, lines: list[bytes], 
     accepts the upgrade) or did not upgrade."""
     f = {"role": role, "commands": commands, "lines": len(lines), "upgrade": upgrade if upgraded else None,
          "tls_from": tls_from}
-    shown = f"{len(lines)} lines: {listing(commands, 5)}"
+    shown = f"{len(lines)} line{'s' if len(lines) != 1 else ''}: {listing(commands, 5)}"
     if tls_from is not None:
         return Detection(protocol, 0, line(head, shown, f"{upgrade}: TLS from offset {tls_from}"), NOTHING, f)
     if upgraded:
