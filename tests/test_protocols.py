@@ -15,8 +15,10 @@ import functools
 import json
 import random
 import re
+import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -780,3 +782,16 @@ def test_speed_on_16k_heads():
     per_window = (time.perf_counter() - t) / len(windows)
     print(f"detect mid-stream on 16 KiB windows: {per_window * 1000:.2f} ms per window")
     assert per_window < 0.02
+
+
+def test_qemu_compress_page_records_mid_stream():
+    """COMPRESS_PAGE|CONTINUE records (migration/ram.c, legacy `compress` capability: be64 offset |
+    0x120, be32 length, a zlib stream) built here from that format; the real migration is in
+    tests/test_qemu_compress.py (slow). Mid-stream they sync and say zlib."""
+    rng = random.Random(7)
+    records = b"".join(struct.pack(">QI", (0x200000 + i * 4096) | 0x120, len(z)) + z
+                       for i, z in ((i, zlib.compress(rng.randbytes(512) * 8, 1)) for i in range(8)))
+    det = one(detect(rng.randbytes(333) + records, direction="orig", at_start=False), "qemu-migration")
+    assert det.offset == 333 and det.fields["compression"] == "zlib" and det.fields["compressed_pages"] == 8
+    mask = candidate_rows([rng.randbytes(333) + records], [True])[0]
+    assert mask & ROW_BIT["qemu-main"]
