@@ -31,7 +31,7 @@ CLOSED_BY = ("fin", "rst", "idle", "end", "open")
 
 PROTOCOLS = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http", "amqp", "mysql",
              "rfb", "spice", "redis", "memcached", "ovsdb", "smtp", "imap", "pop3", "ftp", "xmpp", "ldap",
-             "postgresql", "rdp")
+             "postgresql", "rdp", "text")
 """Protocols the detectors recognise, in the order that names a flow showing several (``flows.protocol``)."""
 
 DIRECTIONS = ("orig", "resp")

@@ -45,7 +45,7 @@ OPPOSITE = {CLEARTEXT: ENCRYPTED, ENCRYPTED: CLEARTEXT}
 HEAD = 16384
 PROTOCOLS = {"qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "tls", "ssh", "http", "amqp",
              "mysql", "rfb", "spice", "redis", "memcached", "ovsdb", "smtp", "imap", "pop3", "ftp", "xmpp",
-             "ldap", "postgresql", "rdp"}
+             "ldap", "postgresql", "rdp", "text"}
 MACHINE = "pc-i440fx-7.2"          # QEMU 7.2 '-machine pc' (captures/README.md)
 
 
@@ -514,7 +514,8 @@ def _all_heads() -> list[bytes]:
         out += [s.orig, s.resp]
     out += [samples.AMQP_CLIENT, samples.AMQP_SERVER, samples.MYSQL_GREETING_TLS, samples.MYSQL_LOGIN,
             samples.RFB_SERVER_NONE, samples.SPICE_CLIENT, samples.SPICE_SERVER, samples.REDIS_CLIENT,
-            samples.MEMCACHED_TEXT, samples.MEMCACHED_BINARY, samples.OVSDB_CLIENT, *samples.STARTTLS_SAMPLES]
+            samples.MEMCACHED_TEXT, samples.MEMCACHED_BINARY, samples.OVSDB_CLIENT, *samples.STARTTLS_SAMPLES,
+            b"NICK nova\r\nUSER nova 0 * :Nova Compute\r\n"]
     return [h for h in out if h]
 
 

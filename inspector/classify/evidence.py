@@ -319,7 +319,8 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                 protocol[i] = "tls"    # the session is TLS; the clear-text start that asked for it is evidence
                 reason[i] = (f"{proof.direction or 'flow'}: {upgrade_name(upgrade)} at offset "
                              f"{upgrade.fields['tls_from']}, then {proof.evidence}")
-        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"]:
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and \
+                _field(best.fields, ("lengths_in_clear",)) is None:
             # The cleartext start of a TLS/SSH session (hellos, banners, KEXINIT)
             # without its encrypted phase: not plaintext data, but not proven either.
             verdict[i] = _CODE["unknown"]

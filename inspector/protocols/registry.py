@@ -10,7 +10,7 @@ into one detection.
 
 Rules ``detect`` applies:
 - ``at_start=True``: rows whose ``at_start`` accepts the data (after the
-  prefix filter). If none does and ``fallback`` is set, the mid-stream rows
+  prefix filter); the generic text-lines row only when no other did. If none does and ``fallback`` is set, the mid-stream rows
   run too: a stream may open with something unknown (a preamble, a protocol
   not in the table) and turn into a known framing later. That scan costs
   ~0.1 ms per 4 KiB head, so the analysis of many short flows turns it off.
@@ -30,6 +30,7 @@ from . import http, libvirt, nbd, qemu, services, ssh, starttls, tls
 from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
 
 O, R = frozenset({ORIG}), frozenset({RESP})
+TEXT_LINES = "text-lines"
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
@@ -48,8 +49,8 @@ DETECTORS: tuple[Detector, ...] = (
              (b"\x16\x03",), "RFC 8446 4.1.3, RFC 5246 7.4.1.3", tls.SERVER_START),
     Detector("tls-records", "tls", BOTH, None, tls.mid_stream,
              (), "RFC 8446 5.1, RFC 5246 6.2", mid_signature=tls.RECORDS_MID),
-    Detector("ssh", "ssh", BOTH, ssh.at_start, None,
-             (), "RFC 4253 4.2, 6, 7.1", ssh.START),
+    Detector("ssh", "ssh", BOTH, ssh.at_start, ssh.mid_stream,
+             (), "RFC 4253 4.2, 6, 7.1, RFC 5647 7.3", ssh.START, ssh.MID),
     Detector("http-request", "http", O, http.request_at_start, None,
              tuple(m + b" " for m in http.METHODS), "RFC 9112 3", http.REQUEST_START),
     Detector("http-response", "http", R, http.response_at_start, None,
@@ -110,6 +111,9 @@ DETECTORS: tuple[Detector, ...] = (
              (b"\x03\x00",), "MS-RDPBCGR 2.2.1.1", starttls.RDP_CLIENT_START),
     Detector("rdp-server", "rdp", R, starttls.rdp_server_at_start, None,
              (b"\x03\x00",), "MS-RDPBCGR 2.2.1.2", starttls.RDP_SERVER_START),
+    # Last resort (detect runs it only when no other row matched): any printable line protocol.
+    Detector(TEXT_LINES, "text", BOTH, starttls.text_lines_at_start, None,
+             (), "RFC 5234 (CRLF lines); request/response line protocols", starttls.TEXT_START),
 )
 ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
 """Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
@@ -131,8 +135,9 @@ def _wanted(d: Detector, direction: str) -> bool:
 
 
 # The rows each direction runs, computed once (detect runs once per flow direction).
-_START_ROWS = {side: tuple(d for d in DETECTORS if d.at_start is not None and _wanted(d, side))
-               for side in (ORIG, RESP, ANY)}
+_START_ROWS = {side: tuple(d for d in DETECTORS if d.at_start is not None and _wanted(d, side)
+                           and d.name != TEXT_LINES) for side in (ORIG, RESP, ANY)}
+_LAST_RESORT = next(d for d in DETECTORS if d.name == TEXT_LINES)
 _MID_ROWS = {side: tuple(d for d in DETECTORS if d.mid_stream is not None and _wanted(d, side))
              for side in (ORIG, RESP, ANY)}
 
@@ -162,6 +167,10 @@ def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True
             if not rows & ROW_BIT[d.name] or d.prefixes and not data.startswith(d.prefixes):
                 continue
             det = _run(d.at_start, data)
+            if det is not None:
+                found.append(det)
+        if not found and rows & ROW_BIT[TEXT_LINES]:
+            det = _run(_LAST_RESORT.at_start, data)
             if det is not None:
                 found.append(det)
     if not found and (fallback or not at_start):

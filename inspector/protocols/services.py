@@ -451,8 +451,8 @@ def redis_client_at_start(data: bytes) -> Detection | None:
     m = REDIS_INLINE.match(data)
     if not m or m.group(0).rstrip().endswith((b"HTTP/1.0", b"HTTP/1.1")):
         return None
-    # Every line up to the first RESP array must be an inline command, and an AUTH alone
-    # (the first line of FTP, POP3, GridFTP sessions) needs a further Redis command after it.
+    # Every line up to the first RESP array must be an inline command, and AUTH or QUIT
+    # alone (lines of FTP, POP3, SMTP, GridFTP sessions) need another Redis command.
     pos, names = 0, []
     for _ in range(64):
         end = data.find(b"\r\n", pos, pos + 1024)
@@ -463,7 +463,7 @@ def redis_client_at_start(data: bytes) -> Detection | None:
         names.append(data[pos:end].split()[0].decode().upper())
         pos = end + 2
     arrays = data[pos:pos + 1] == b"*" and _redis_commands(data, pos, {"commands": [], "inline": False})
-    if not names or (names[0] == "AUTH" and len(names) < 2 and not arrays):
+    if not names or (set(names) <= {"AUTH", "QUIT"} and not arrays):   # AUTH/QUIT alone: any line protocol
         return None
     f["inline"] = True
     f["commands"] = list(dict.fromkeys(names))

@@ -345,3 +345,30 @@ def rdp_client_at_start(data: bytes) -> Detection | None:
 
 def rdp_server_at_start(data: bytes) -> Detection | None:
     return _rdp(data, 0xD0, 0x02, "server")       # RDP_NEG_RSP
+
+
+# ----------------------------------------------------------------- any line protocol
+
+# The first token of a command or reply line: a word, a 3-digit code, a POP3/IMAP/IRC marker.
+_GRAMMAR = re.compile(rb"(?:[A-Za-z][A-Za-z0-9_.-]{1,31}|\d{3}|\+OK|-ERR|\*|:[\x21-\x7e]{1,64}|"
+                      rb"[A-Za-z0-9.]{1,32} [A-Za-z]{2,32})(?:[ -]|\Z)")
+TEXT_MIN_BYTES = 8
+TEXT_START = signature((lead(set(b"+-*:") | set(range(0x30, 0x3A)) | set(range(0x41, 0x5B)) | set(range(0x61, 0x7B))),
+                        anywhere(b"\n", within=2050)))
+
+
+def text_lines_at_start(data: bytes) -> Detection | None:
+    """Any request/response line protocol: CRLF/LF-ended lines of printable ASCII, each
+    opening with a command word, a reply code or a status marker, to the end of the data
+    (a last line may be cut short). Run only when no other row named the stream
+    (``registry.detect``): a few hundred bytes of clear text are plaintext whatever the protocol."""
+    lines, end = text_lines(data)
+    rest = data[end:]
+    if not lines or len(data) < TEXT_MIN_BYTES or len(rest) > 2048 or not _LINE.match(rest + b"\n"):
+        return None
+    if not all(_GRAMMAR.match(raw) for raw in lines):
+        return None
+    f = {"role": None, "commands": _words(lines)[:16], "lines": len(lines), "upgrade": None, "tls_from": None}
+    return Detection("text", 0, line(f"{len(lines)} line{'s' if len(lines) != 1 else ''} of printable ASCII, "
+                                     "each a command or reply", f"first words {listing(f['commands'], 5)}"),
+                     CLEARTEXT, f)
