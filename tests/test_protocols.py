@@ -639,7 +639,10 @@ def test_detect_accepts_bytes_like_and_any_direction():
 # ------------------------------------------------------------------ the prefilter
 
 # Mid-stream pieces the tests above build, beside the slices of real heads.
+# AES-GCM SSH packets (RFC 5647 7.3): be32 length in clear, encrypted packet, 16-byte tag
+SSH_GCM_PACKETS = b"".join(struct.pack(">I", 32) + random.Random(n).randbytes(48) for n in range(6))
 MID_SAMPLES = [
+    b"\x17" * 7 + SSH_GCM_PACKETS,
     b"\x9c" * 100 + samples.AMQP_PUBLISH * 2,
     b"\x00" * 50 + samples.REDIS_CLIENT,
     b"xx" + samples.OVSDB_CLIENT[40:],

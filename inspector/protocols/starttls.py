@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import re
 
-from .base import (CLEARTEXT, EVERY_BYTE, NOTHING, Detection, anywhere, lead, line, listing, nocase, signature)
+from .base import (CLEARTEXT, EVERY_BYTE, NOTHING, TEXT, Detection, anywhere, lead, line, listing, nocase,
+                   signature)
 
 TLS_RECORD = b"\x16\x03"
 MAX_LINES = 256
@@ -353,8 +354,9 @@ def rdp_server_at_start(data: bytes) -> Detection | None:
 _GRAMMAR = re.compile(rb"(?:[A-Za-z][A-Za-z0-9_.-]{1,31}|\d{3}|\+OK|-ERR|\*|:[\x21-\x7e]{1,64}|"
                       rb"[A-Za-z0-9.]{1,32} [A-Za-z]{2,32})(?:[ -]|\Z)")
 TEXT_MIN_BYTES = 8
-TEXT_START = signature((lead(set(b"+-*:") | set(range(0x30, 0x3A)) | set(range(0x41, 0x5B)) | set(range(0x61, 0x7B))),
-                        anywhere(b"\n", within=2050)))
+_FIRST = set(b"+-*:") | set(range(0x30, 0x3A)) | set(range(0x41, 0x5B)) | set(range(0x61, 0x7B))
+# (every byte of accepted data is printable or a line end, and there are at least TEXT_MIN_BYTES)
+TEXT_START = signature((lead(_FIRST, *[TEXT] * 7), anywhere(b"\n", within=2050)))
 
 
 def text_lines_at_start(data: bytes) -> Detection | None:
