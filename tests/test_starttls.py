@@ -18,8 +18,9 @@ import pytest
 
 import inspector
 from tests.loopback_capture import loopback_capture
-from tests.text_servers import (connect_upgrade, ftp, ftp_without_tls, imap, ldap_upgrade, line_server, pop3,
-                                postgresql_upgrade, rdp_upgrade, server_context, smtp, upgrade_server,
+from tests.protocols_samples import MYSQL_GREETING_TLS, MYSQL_SSL_REQUEST
+from tests.text_servers import (connect_upgrade, ftp, ftp_without_tls, imap, ldap_upgrade, line_server,
+                                mysql_upgrade, pop3, postgresql_upgrade, rdp_upgrade, server_context, smtp, upgrade_server,
                                 xmpp_upgrade)
 
 CLIENT_TLS = ssl._create_unverified_context()  # noqa: S323 - a throw-away certificate on loopback
@@ -146,6 +147,21 @@ def test_rdp_negotiation_then_tls(tmp_path):
                 tls.recv(16)
     row, _ = _record_upgrade(tmp_path, rdp_upgrade, client)
     _assert_upgraded(row, "rdp SSL/HYBRID")  # what the client asked for
+
+
+def test_mysql_ssl_request_then_tls(tmp_path):
+    """Greeting and SSLRequest are the spec-built samples (tests/protocols_samples.py); the TLS is real."""
+    import socket
+
+    def client(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.recv(len(MYSQL_GREETING_TLS))
+            sock.sendall(MYSQL_SSL_REQUEST)
+            with CLIENT_TLS.wrap_socket(sock) as tls:
+                tls.sendall(b"hello\n")
+                tls.recv(16)
+    row, _ = _record_upgrade(tmp_path, mysql_upgrade(MYSQL_GREETING_TLS), client)
+    _assert_upgraded(row, "mysql SSLRequest")
 
 
 # ------------------------------------------------------------------ the same protocols in clear

@@ -196,6 +196,14 @@ def rdp_upgrade(sock: socket.socket) -> None:
     sock.sendall(b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00")
 
 
+def mysql_upgrade(greeting: bytes) -> Callable[[socket.socket], None]:
+    """A MySQL server's HandshakeV10 ``greeting`` (offering CLIENT_SSL), then the client's 36-byte SSLRequest."""
+    def upgrade(sock: socket.socket) -> None:
+        sock.sendall(greeting)
+        _exact(sock, 36)
+    return upgrade
+
+
 @contextmanager
 def upgrade_server(upgrade: Callable[[socket.socket], None], ctx: ssl.SSLContext) -> Iterator[int]:
     """A server that runs ``upgrade`` in clear, then TLS: answers one line or HTTP request
