@@ -23,7 +23,7 @@ from tests.text_servers import (connect_upgrade, ftp, ftp_without_tls, imap, lda
                                 mysql_upgrade, pop3, postgresql_upgrade, rdp_upgrade, server_context, smtp, upgrade_server,
                                 xmpp_upgrade)
 
-CLIENT_TLS = ssl._create_unverified_context()  # noqa: S323 - a throw-away certificate on loopback
+CLIENT_TLS = ssl._create_unverified_context()  # a throw-away certificate on loopback
 
 
 def _flow(pcap: Path):
@@ -97,7 +97,7 @@ def test_ftp_auth_tls_ftplib(tmp_path):
 def test_openssl_s_client_starttls(tmp_path, protocol, name):
     def client(port):
         subprocess.run(["openssl", "s_client", "-starttls", name, "-connect", f"127.0.0.1:{port}"],
-                       input=b"", capture_output=True, timeout=20)
+                       input=b"", capture_output=True, timeout=20, check=False)
     row, _ = _record(tmp_path, protocol, client)
     assert row["protocol"] == "tls" and row["verdict"] == "encrypted", row["reason"]
     assert f"{name} " in row["reason"], row["reason"]
@@ -113,7 +113,7 @@ def _record_upgrade(tmp_path: Path, upgrade, client) -> tuple:
 def _s_client(kind: str):
     def client(port):
         subprocess.run(["openssl", "s_client", "-starttls", kind, "-connect", f"127.0.0.1:{port}"],
-                       input=b"hello\n", capture_output=True, timeout=20)
+                       input=b"hello\n", capture_output=True, timeout=20, check=False)
     return client
 
 
@@ -128,7 +128,7 @@ def test_openssl_s_client_binary_upgrades(tmp_path, kind, upgrade, name):
 def test_http_connect_then_tls_curl(tmp_path):
     def client(port):
         subprocess.run(["curl", "-sk", "--max-time", "10", "-x", f"http://127.0.0.1:{port}",
-                        "https://compute-1.internal/"], capture_output=True, timeout=20)
+                        "https://compute-1.internal/"], capture_output=True, timeout=20, check=False)
     row, _ = _record_upgrade(tmp_path, connect_upgrade, client)
     _assert_upgraded(row, "http CONNECT")
 
