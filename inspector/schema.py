@@ -30,7 +30,8 @@ CLOSED_BY = ("fin", "rst", "idle", "end", "open")
 """How a flow ended (``flows.closed_by``)."""
 
 PROTOCOLS = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http", "amqp", "mysql",
-             "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls")
+             "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls",
+             "smtp", "imap", "pop3", "ftp", "xmpp", "ldap", "postgresql", "rdp", "text")
 """Protocols the detectors recognise, in the order that names a flow showing several (``flows.protocol``)."""
 
 DIRECTIONS = ("orig", "resp")

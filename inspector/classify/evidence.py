@@ -245,6 +245,20 @@ def _compressed(hits: list[Detection]) -> Detection | None:
                  and _field(d.fields, ("compression",)) not in (None, "none")), None)
 
 
+_UPGRADES = {"nbd": "nbd STARTTLS", "mysql": "mysql SSLRequest"}
+
+
+def _upgrade(hits: list[Detection]) -> Detection | None:
+    """The first detection that hands its stream over to TLS (``tls_from`` set)."""
+    return next((d for d in hits if isinstance(d.fields, dict) and isinstance(d.fields.get("tls_from"), int)
+                 and d.protocol != "tls"), None)
+
+
+def upgrade_name(d: Detection) -> str:
+    """What an in-band upgrade is called in a reason: "smtp STARTTLS", "http CONNECT"."""
+    return str(d.fields.get("upgrade") or _UPGRADES.get(d.protocol, f"{d.protocol} upgrade"))
+
+
 def json_value(value: Any) -> Any:
     """A copy of ``value`` made of JSON values only, as a round trip through
     ``json.dumps(default=str, sort_keys=True)`` gives it (the evidence table
@@ -322,11 +336,17 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             verdict[i] = _CODE["encrypted"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.evidence}"
+            upgrade = _upgrade(hits)
+            if upgrade is not None and proof.protocol == "tls":
+                protocol[i] = "tls"    # the session is TLS; the clear-text start that asked for it is evidence
+                reason[i] = (f"{proof.direction or 'flow'}: {upgrade_name(upgrade)} at offset "
+                             f"{upgrade.fields['tls_from']}, then {proof.evidence}")
         elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE:
             # hellos, then cleartext the statistics are sure of: the handshake never went on
             reason[i] = (f"{best.direction or 'flow'}: {best.protocol} handshake start, then cleartext: "
                          f"{stats_reason[i]}")
-        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"]:
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and \
+                _field(best.fields, ("lengths_in_clear",)) is None:
             # The cleartext start of a TLS/SSH session (hellos, banners, KEXINIT)
             # without its encrypted phase: not plaintext data, but not proven either.
             verdict[i] = _CODE["unknown"]
