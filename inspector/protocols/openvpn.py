@@ -42,15 +42,16 @@ def _packets(data: bytes, transport: str) -> Detection | None:
     if opcode not in HARD_RESETS or data[0] & 7 or len(data) < 14:
         return None
     session = data[1:9]
-    controls, pos, last = 1, 1, 0
+    controls, pos, last, others = 1, 1, 0, 0
     while controls < 256:
         pos = data.find(session, pos + 1)
         if pos < 0:
             break
         if data[pos - 1] >> 3 in CONTROL:
             controls, last = controls + 1, pos - 1
-    if controls < MIN_CONTROL:
-        return None
+            others += data[pos - 1] >> 3 != opcode
+    if controls < MIN_CONTROL or not others:
+        return None                   # the handshake goes on with ACKs and P_CONTROL_V1; one line repeated does not
     chain, tries, start = [], 0, last + 10
     while tries < MAX_DATA_TRIES and len(chain) < 3:
         start = next((i for i in range(start, min(len(data), start + 4096)) if data[i] >> 3 == DATA_V2), -1)
