@@ -24,6 +24,7 @@ from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.gzip_stream import GzipStream
 from inspector.errors import CaptureError
+from inspector.text import file_name
 
 CHUNK_BYTES = 8 * 1024 * 1024
 BATCH_ROWS = 131072
@@ -180,7 +181,7 @@ class CaptureReader:
 
     def __init__(self, path: str | Path, *, stream: BinaryIO | None = None, live: bool = False) -> None:
         self.path = Path(path)
-        self.stats = InputStats(file=str(path))
+        self.stats = InputStats(file=file_name(path))
         self.live = live
         self._stream = stream
         self.linktype: int | None = None  # of the pcap header, or the first pcapng interface
