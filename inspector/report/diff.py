@@ -61,7 +61,10 @@ def _json_findings(path: Path) -> pd.DataFrame:
     unknown = sorted({str(s) for s in frame["severity"]} - set(SEVERITIES))
     if unknown:
         raise InspectorError(f"{path}: finding severity {unknown[0]!r} is not one of {', '.join(SEVERITIES)}")
-    return frame.astype({name: str for name in SHOWN})
+    frame = frame.astype({name: str for name in SHOWN})
+    # ordered as in an analysis, so --fail-on compares severities, not their spelling
+    frame["severity"] = pd.Categorical(frame["severity"], categories=list(SEVERITIES[::-1]), ordered=True)
+    return frame
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> Comparison:

@@ -58,7 +58,10 @@ def private_temporary(target: Path) -> tuple[int, Path]:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise InspectorError(f"{target}: folder {folder} does not exist")
-    descriptor, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)  # O_EXCL, 0600
+    try:
+        descriptor, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)  # O_EXCL, 0600
+    except OSError as exc:
+        raise InspectorError(f"{target}: cannot write in {folder}: {exc.strerror or exc}") from None
     return descriptor, Path(tmp)
 
 
@@ -80,6 +83,9 @@ def write_beside(path: str | os.PathLike, write: Callable[[IO], None], *, binary
         with os.fdopen(descriptor, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8",
                                                                                       "newline": ""})) as handle:
             write(handle)
+    except OSError as exc:  # a full disk, a file size limit: one line naming the output
+        tmp.unlink(missing_ok=True)
+        raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
