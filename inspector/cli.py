@@ -462,7 +462,9 @@ def run() -> None:
         _silence_stdout()
         _exit_without_teardown(SystemExit(ExitStatus.OK))
     except Exception as exc:  # noqa: BLE001 - last line of defence
-        click.echo(f"inspector: internal error: {type(exc).__name__}: {exc} "
+        from inspector.text import inert
+
+        click.echo(f"inspector: internal error: {type(exc).__name__}: {inert(exc)} "
                    "(please report it with the command line)", err=True)
         _exit_without_teardown(SystemExit(ExitStatus.INTERNAL_ERROR))
 
