@@ -54,15 +54,10 @@ TEXT_MARK = "'"  # spreadsheets take a cell starting with it as text
 def csv_cell(value: object) -> object:
     """A text cell a spreadsheet shows as text: ``'`` in front of one that
     would start a formula (OWASP CSV injection), and in front of one that
-    starts with ``'`` itself, so ``csv_value`` gives back the exact value.
+    starts with ``'`` itself, so removing one leading ``'`` gives back the exact value
+    (``inspector.load`` does).
     Other values are kept."""
     if isinstance(value, str) and value.startswith(FORMULA_START + (TEXT_MARK,)):
         return TEXT_MARK + value
     return value
 
-
-def csv_value(cell: object) -> object:
-    """The value ``csv_cell`` was given."""
-    if isinstance(cell, str) and cell.startswith(TEXT_MARK):
-        return cell[1:]
-    return cell

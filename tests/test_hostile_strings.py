@@ -154,6 +154,8 @@ def test_csv_cells_never_start_a_formula(capture, tmp_path):
     cells = [c for f in files for c in _cells(f)]
     assert any(SNI in c for c in cells)
     assert not [c for c in cells if c.startswith(FORMULA_START)]
+    exact = inspector.analyze(capture).flows["reason"].tolist()
+    assert inspector.load(out).flows["reason"].tolist() == exact  # load takes the ' back off
     parquet = tmp_path / "pq"
     _cli("analyze", "-q", str(capture), "--export", str(parquet), "--export-format", "parquet")
     flows = pd.read_parquet(parquet / "flows.parquet")

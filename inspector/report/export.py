@@ -21,7 +21,7 @@ from inspector.errors import InspectorError
 from inspector.report.output import EXPORT_FORMATS, replace_all, write_beside
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.tables import with_json_parsed, with_json_text, with_lists_joined
-from inspector.text import csv_cell, csv_value
+from inspector.text import FORMULA_START, TEXT_MARK, csv_cell
 from inspector.watch import Watchlist
 
 TABLES = tuple(SCHEMAS)
@@ -73,6 +73,9 @@ def _shareable(name: str, table: pd.DataFrame, show_payload: bool) -> pd.DataFra
     return shared
 
 
+NEUTRALISED_START = FORMULA_START + (TEXT_MARK,)  # as csv_cell
+
+
 def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
     """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text, lists joined
     with ', ', and text that would start a spreadsheet formula neutralised (``inspector.text.csv_cell``)."""
@@ -80,14 +83,14 @@ def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[col]):
             out[col] = out[col].dt.total_seconds()
-        elif _is_text(out[col]):
+        elif isinstance(out[col].dtype, pd.StringDtype):  # most text: vectorised
+            text = out[col]
+            marked = text.str.startswith(NEUTRALISED_START, na=False)
+            if marked.any():
+                out[col] = text.mask(marked, TEXT_MARK + text)
+        elif isinstance(out[col].dtype, pd.CategoricalDtype) or out[col].dtype == object:  # categories, or few
             out[col] = out[col].map(csv_cell, na_action="ignore")
     return out
-
-
-def _is_text(column: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype) \
-        or column.dtype == object
 
 
 def load(folder: str | os.PathLike) -> Analysis:
@@ -117,11 +120,21 @@ def load(folder: str | os.PathLike) -> Analysis:
     return Analysis(watch=watch, **{name: tables.get(name, pd.DataFrame()) for name in SCHEMAS})
 
 
+def _unmarked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells ``csv_ready`` wrote as they were (``inspector.text.csv_value``, vectorised)."""
+    for col in frame.columns:
+        text = frame[col]
+        marked = text.str.startswith(TEXT_MARK, na=False)
+        if marked.any():
+            frame[col] = text.mask(marked, text.str[1:])
+    return frame
+
+
 def _read_table(path: Path, fmt: str, columns) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             return with_json_parsed(pd.read_parquet(path, engine="pyarrow"))
-        frame = with_json_parsed(pd.read_csv(path, dtype=object, keep_default_na=False).map(csv_value))
+        frame = with_json_parsed(_unmarked(pd.read_csv(path, dtype=object, keep_default_na=False)))
     except FileNotFoundError:
         raise InspectorError(f"{path}: missing from the export") from None
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow/json raise many kinds on damaged files
