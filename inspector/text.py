@@ -18,13 +18,13 @@ import os
 import re
 
 # C0, DEL, C1; the line and paragraph separators; every format character
-# (Unicode category Cf, 14.0: soft hyphen, bidi embeddings/overrides/isolates,
+# (Unicode category Cf, 15.0: soft hyphen, bidi embeddings/overrides/isolates,
 # zero-width joiners, BOM, tags ...); and the lone surrogates a non-UTF-8
 # file name decodes to
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 
 
