@@ -119,3 +119,20 @@ def test_a_failed_export_leaves_the_old_set(tmp_path):
     run = _cli("analyze", "-q", str(other), "--export", str(out), limit_bytes=biggest // 2)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "cannot write" in run.stderr, run.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries left, nothing replaced
+
+
+def test_spool_never_writes_through_a_link_nor_over_another_run(tmp_path):
+    """A user-given --spool folder: a planted link (or a killed run's file) at the next name stops the
+    spool with one line, and nothing is written through it."""
+    from inspector.capture.reader import CaptureReader
+    from inspector.spool import SpooledTables
+
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    victim = _victim(tmp_path)
+    (folder / "flows-000000.parquet").symlink_to(victim)
+    with pytest.raises(InspectorError, match="flows-000000.parquet"):
+        with SpooledTables(folder, flush_flows=1) as spool:
+            inspector.analysis.analyze_readers([CaptureReader(SOURCE)], watch=inspector.Watchlist(),
+                                               names=[str(SOURCE)], store=spool)
+    assert victim.read_bytes() == VICTIM_TEXT
