@@ -42,7 +42,9 @@ class ExitStatus(IntEnum):
 
 
 def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
-    click.echo(f"inspector: error: {message}", err=True)
+    from inspector.text import inert
+
+    click.echo(f"inspector: error: {inert(message)}", err=True)
     sys.exit(status)
 
 
@@ -414,13 +416,14 @@ def _imports_without_gc():
 def _input_notices():
     """The library's notes on its inputs (a file named twice is read once) as one line each on stderr."""
     from inspector.errors import InputWarning
+    from inspector.text import inert
 
     with warnings.catch_warnings():
         show_others = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, InputWarning):
-                click.echo(f"inspector: {message}", err=True)
+                click.echo(f"inspector: {inert(str(message))}", err=True)
             else:
                 show_others(message, category, filename, lineno, file, line)
 
@@ -538,7 +541,9 @@ def run() -> None:
         _silence_stdout()
         _exit_without_teardown(SystemExit(ExitStatus.OK))
     except Exception as exc:  # noqa: BLE001 - last line of defence
-        click.echo(f"inspector: internal error: {type(exc).__name__}: {exc} "
+        from inspector.text import inert
+
+        click.echo(f"inspector: internal error: {type(exc).__name__}: {inert(exc)} "
                    "(please report it with the command line)", err=True)
         _exit_without_teardown(SystemExit(ExitStatus.INTERNAL_ERROR))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
 from inspector.schema import PROVES
+from inspector.text import inert
 
 # What a detection proves about the confidentiality of the stream it was found in.
 # CLEARTEXT: framing readable in clear; ENCRYPTED: a validated TLS/SSH session whose
@@ -184,12 +185,9 @@ def cstring(data: bytes, pos: int, maxlen: int) -> str | None:
     return name_at(data, pos, end - pos)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def clean(text: str, limit: int = 60) -> str:
-    """A name safe for one evidence line: control characters escaped, length capped."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """A name safe for one evidence line: escaped as every outside string is (``inspector.text.inert``), length capped."""
+    text = inert(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

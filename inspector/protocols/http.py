@@ -53,6 +53,15 @@ def _new(role: str) -> dict:
     return f
 
 
+_USERINFO = re.compile(rb"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _without_userinfo(target: bytes) -> bytes:
+    """An absolute-form target (RFC 9112 3.2.2) without its ``user:password@``:
+    ``http://admin:pw@host/x`` -> ``http://host/x``."""
+    return _USERINFO.sub(rb"\1", target)
+
+
 def _headers(d: bytes, pos: int, f: dict):
     """Parse header lines from pos; returns (end of headers, content length, chunked) or None."""
     length, chunked = None, False
@@ -73,8 +82,9 @@ def _headers(d: bytes, pos: int, f: dict):
         elif name == b"x-subject-token":
             f["x_subject_token"].append(len(value))
         elif name in (b"authorization", b"proxy-authorization"):
-            scheme = value.split(b" ", 1)[0].decode("ascii", "replace")
-            f["authorization"].append(f"{clean(scheme, 16)} ({len(value)} chars)")
+            scheme, space, _credentials = value.partition(b" ")
+            named = clean(scheme.decode("ascii", "replace"), 16) if space else "without a scheme"  # else: the secret
+            f["authorization"].append(f"{named} ({len(value)} chars)")
         elif name == b"cookie":
             f["cookie"] += 1
         elif name == b"set-cookie" and "set_cookie" in f:
@@ -125,7 +135,7 @@ def _walk(d: bytes, pos: int, f: dict, need_headers: bool = False) -> tuple[int,
         n += 1
         if client:
             method, target, version = m.group(1).decode(), m.group(2), m.group(3).decode()
-            path = clean(target.split(b"?", 1)[0].decode("ascii", "replace"), 80)
+            path = clean(_without_userinfo(target.split(b"?", 1)[0]).decode("ascii", "replace"), 80)
             if b"?" in target:
                 path += "?..."
             f["requests"] += 1
