@@ -43,7 +43,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from run import CAPTURES_FULL, GNU_TIME, ensure_capture, warm_cache  # noqa: E402
+from run import CAPTURES_FULL, GNU_TIME, ensure_capture, warm_cache
 
 TARGET_RATIO = 1.6
 TARGET_RSS_MB = 500
@@ -211,7 +211,7 @@ def stages(capture: Path, workdir: Path, workers: int) -> dict[str, tuple[float,
     for field in done.stdout.split():
         name, values = field.split("=")
         measured[name.replace("_", " ")] = tuple(map(float, values.split(",")))
-    tasks = [tuple(map(float, found)) for found in re.findall(r"^task ([\d.e-]+) ([\d.e-]+)$", done.stderr, re.M)]
+    tasks = [tuple(map(float, found)) for found in re.findall(r"^task ([\d.e-]+) ([\d.e-]+)$", done.stderr, re.MULTILINE)]
     if len(tasks) != workers:
         raise SystemExit(f"expected {workers} task times from the stage run, got {len(tasks)}:\n{done.stderr}")
     measured["tasks"] = (measured["tasks"][0], measured["tasks"][1])  # the parent's CPU meanwhile
