@@ -29,6 +29,7 @@ import argparse
 import filecmp
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -113,15 +115,38 @@ def run_cli(args: list[str]) -> dict:
     os.close(fd)
     if GNU_TIME:
         command = [GNU_TIME, "-f", "%M", "-o", time_file, "--", *command]
+    with tempfile.TemporaryFile() as errors:  # not a pipe: nothing reads it before the command ends
+        status, usage, peaks, analyser, wall = _sampled(command, errors)
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            raise SystemExit(f"failed: {' '.join(args)}\n{errors.read().decode(errors='replace')}")
+    exact = None
+    try:
+        exact = int(Path(time_file).read_text().split()[-1]) / 1024 if GNU_TIME else None
+    except (OSError, ValueError, IndexError):
+        pass
+    finally:
+        os.unlink(time_file)
+    parent = peaks.pop(analyser[0], 0) / 2**20 if analyser else 0.0
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "parent_mb": parent,
+            "workers_mb": sorted((rss / 2**20 for rss in peaks.values()), reverse=True), "exact_max_mb": exact}
+
+
+def _sampled(command: list[str], errors: BinaryIO) -> tuple[int, resource.struct_rusage, dict[int, int], list[int], float]:
+    """Run ``command``, sampling the RSS of its process tree: (wait status,
+    rusage, pid -> largest RSS, [pid of the inspector process], wall seconds)."""
     peaks: dict[int, int] = {}  # pid -> largest RSS sampled
     analyser: list[int] = []  # the pid of the inspector process (the workers' parent)
     stop = threading.Event()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=environment(), cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                               stderr=errors, stdin=subprocess.DEVNULL)
 
     def sample() -> None:
-        root = psutil.Process(process.pid)
+        try:
+            root = psutil.Process(process.pid)
+        except psutil.Error:  # ended already
+            return
         while not stop.wait(SAMPLE_EVERY):
             try:
                 tree = root.children(recursive=True) + ([] if GNU_TIME else [root])
@@ -142,20 +167,7 @@ def run_cli(args: list[str]) -> dict:
     wall = time.perf_counter() - started
     stop.set()
     sampler.join()
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{stderr}")
-    exact = None
-    try:
-        exact = int(Path(time_file).read_text().split()[-1]) / 1024 if GNU_TIME else None
-    except (OSError, ValueError, IndexError):
-        pass
-    finally:
-        os.unlink(time_file)
-    parent = peaks.pop(analyser[0], 0) / 2**20 if analyser else 0.0
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "parent_mb": parent,
-            "workers_mb": sorted((rss / 2**20 for rss in peaks.values()), reverse=True), "exact_max_mb": exact}
+    return status, usage, peaks, analyser, wall
 
 
 # --------------------------------------------------------------------------
