@@ -257,9 +257,13 @@ def amdahl(capture: Path, workdir: Path, rounds: int = 3) -> None:
     print(f"\nSerial CPU (interpreter, imports, assemble, JSON): {serial:.2f} s; the one task: {work:.2f} s. "
           f"On 2 free cores the best wall ratio is (serial + task) / (serial + the longer of the 2 tasks "
           f"({tail:.2f} s; each reads and decodes every packet) or half of all the CPU of the tasks with the "
-          f"parent's storing ({spread:.2f} s)) = {bound:.2f}x; with the task halved exactly, {perfect:.2f}x. "
-          f"{TARGET_RATIO}x would need the serial part at or below "
-          f"{(serial + work) / TARGET_RATIO - max(tail, spread):.2f} s with these tasks.")
+          f"parent's storing ({spread:.2f} s)) = {bound:.2f}x; with the task halved exactly, {perfect:.2f}x.")
+    # (serial + work) / (serial + longest) >= target  <=>  serial <= (work - target * longest) / (target - 1)
+    longest = max(tail, spread)
+    needed = (work - TARGET_RATIO * longest) / (TARGET_RATIO - 1)
+    print(f"The tasks alone scale {work / longest:.2f}x; " + (
+        f"{TARGET_RATIO}x would need the serial part at or below {needed:.2f} s (it is {serial:.2f} s)."
+        if needed > 0 else f"so no serial part, however small, gives {TARGET_RATIO}x with these tasks."))
 
 
 # --------------------------------------------------------------------------
