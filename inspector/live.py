@@ -129,6 +129,10 @@ def _rx_dropped(iface: str) -> int | None:
         return None
 
 
+def interface_drops_detail(iface: str) -> str:
+    return f"rx_dropped of {iface} grew during the capture (dropped by the NIC or driver, possibly not ours)"
+
+
 @dataclass(frozen=True)
 class LiveStats:
     """What the sensor has seen so far; ``record()`` is its JSONL object.
@@ -276,8 +280,7 @@ class Sensor:
             stats.anomaly("kernel-drops", "packets dropped by the kernel capture buffer (tcpdump's count): "
                           "the analysis misses them", self.kernel_drops)
         if self.interface_drops:
-            stats.anomaly("interface-drops", f"rx_dropped of {self.iface} grew during the capture "
-                          "(dropped by the NIC or driver, possibly not ours)", self.interface_drops)
+            stats.anomaly("interface-drops", interface_drops_detail(self.iface), self.interface_drops)
 
     def __enter__(self) -> Sensor:
         self.start()

@@ -64,10 +64,10 @@ def partition_term(index: int, count: int, link_bytes: int) -> str:
     v6_ports = (f"(ip6[6] = {_TCP} or ip6[6] = {_UDP}) and len >= {link_bytes + 44} "
                 f"and not (ip6[6] = {_UDP} and ({_tunnel_port('ip6[40:2]')} or {_tunnel_port('ip6[42:2]')}))")
     terms = [
-        f"({v4} and (({v4_ports} and ({v4_hosts} ^ ip[{_IHL}:2] ^ ip[{_IHL} + 2:2]) {part}) "
-        f"or (not ({v4_ports}) and ({v4_hosts}) {part})))",
-        f"({v6} and (({v6_ports} and ({_V6_WORDS} ^ ip6[40:2] ^ ip6[42:2]) {part}) "
-        f"or (not ({v6_ports}) and ({_V6_WORDS}) {part})))",
+        (f"({v4} and (({v4_ports} and ({v4_hosts} ^ ip[{_IHL}:2] ^ ip[{_IHL} + 2:2]) {part}) "
+         f"or (not ({v4_ports}) and ({v4_hosts}) {part})))"),
+        (f"({v6} and (({v6_ports} and ({_V6_WORDS} ^ ip6[40:2] ^ ip6[42:2]) {part}) "
+         f"or (not ({v6_ports}) and ({_V6_WORDS}) {part})))"),
     ]
     if index == 0:
         terms.append(f"(not ({v4}) and not ({v6}))")  # and/or share one precedence in BPF
