@@ -78,6 +78,9 @@ LONG_WARMUP_PAUSE = 10.0
 # --long: tcpreplay sleeps between packets (nanosleep) instead of spinning: over minutes its default timer
 # takes a whole core (5.4 s CPU per 5 s at 10k pps, against 1.4 s) from the sensor.
 LONG_TIMER = "nano"
+# --search: tcpreplay sleeps (nano) between bursts of SEARCH_BURST packets, so the sender takes a fraction of a
+# core instead of spinning one: on 2 cores a spinning sender leaves one core to 2 capture processes.
+SEARCH_BURST = 32
 
 
 def die(message: str) -> None:
@@ -216,12 +219,14 @@ def _stderr_reader(proc: subprocess.Popen, ready: str, lines: list[str]) -> thre
     return seen
 
 
-def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: str | None = None) -> dict:
+def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: str | None = None,
+           burst: int = 1) -> dict:
     """tcpreplay at ``pps`` for about ``seconds``: packets sent, actual rate, failures.
-    ``timer``: tcpreplay's --timer (default: its own, which spins a core between packets)."""
+    ``timer``: tcpreplay's --timer (default: its own, which spins a core between packets);
+    ``burst``: packets sent per timing interval (--pps-multi)."""
     argv = ["tcpreplay", "-i", SEND, "--preload-pcap", "--pps", str(pps), "--loop", "100000",
             "--limit", str(int(pps * seconds)), "--no-flow-stats", *(["--timer", timer] if timer else []),
-            *map(str, pcaps)]
+            *(["--pps-multi", str(burst)] if burst > 1 else []), *map(str, pcaps)]
     done = ns.run(argv, capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0 and "Actual:" not in out:
@@ -234,9 +239,14 @@ def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: st
             "send_failed": int(failed[1]) if failed else None}
 
 
-def _sensor_argv(out: Path) -> list[str]:
+def _sensor_argv(out: Path, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "inspector", "live", "-i", RECV, "--filter", FILTER,
-            "--snaplen", str(SNAPLEN), "--json", str(out), "-q"]
+            "--snaplen", str(SNAPLEN), "--json", str(out), "-q", "--workers", str(workers)]
+
+
+def workers_of(tool: str) -> int:
+    """``inspector`` is one capture process, ``inspector-2w`` two."""
+    return int(tool.removeprefix("inspector-").removesuffix("w")) if tool.startswith("inspector-") else 1
 
 
 def _launch(ns: Namespace, argv: list[str]) -> subprocess.Popen:
@@ -288,10 +298,11 @@ def _warm_up(ns: Namespace, pcaps: list[Path], warmup: bool, pause: float = 2.0)
 
 
 def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: float, workdir: Path,
-             warmup: bool = True) -> dict:
-    if tool == "inspector":
-        out = workdir / f"inspector-{pps}.json"
-        argv, ready = _sensor_argv(out), "capturing on"
+             warmup: bool = True, timer: str | None = None, burst: int = 1) -> dict:
+    load = loadavg()
+    if tool.startswith("inspector"):
+        out = workdir / f"{tool}-{pps}.json"
+        argv, ready = _sensor_argv(out, workers_of(tool)), "capturing on"
     else:
         argv = ["tcpdump", "-i", RECV, "-n", "-s", str(SNAPLEN), "-w", "/dev/null", FILTER]
         ready = "listening on"
@@ -302,7 +313,7 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         _await_ready(proc, tool, ready, lines)
         time.sleep(0.5)
         warm = _warm_up(ns, pcaps, warmup)
-        sent = replay(ns, pcaps, pps, seconds)
+        sent = replay(ns, pcaps, pps, seconds, timer, burst)
         sent["warmup_sent"] = warm
         sent["sent"] += warm  # every packet replayed, warm-up included, is expected in the capture
         time.sleep(1.0)  # the last packets reach the capture buffer
@@ -317,7 +328,7 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         tree.stop()
     time.sleep(0.1)
     text = "\n".join(lines)
-    if tool == "inspector":
+    if tool.startswith("inspector"):
         if not out.exists():
             raise RuntimeError(f"inspector wrote no JSON (exit {proc.returncode}): {' | '.join(lines[-5:])}")
         captured, kernel, iface = sensor_counts(report_head(out))
@@ -329,7 +340,69 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
     return {"tool": tool, "pps": pps, **sent, "captured": captured, "kernel_drops": kernel,
             "interface_drops": iface, "unseen": unseen, "drops": kernel + unseen,
             "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / max(sent["send_seconds"], 1e-9), 1),
-            "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode}
+            "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode,
+            "load": load}
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---------------------------------------------------------------- rate search
+
+def holds(run: dict) -> bool:
+    """Zero drops at a rate the sender really reached (within 5 %)."""
+    return run["drops"] == 0 and run["sent"] > 0 and (run["actual_pps"] or 0) >= 0.95 * run["pps"]
+
+
+def search(measure: Callable[[int], dict], start: int, ceiling: int, steps: int) -> list[dict]:
+    """The highest rate held: double from ``start`` until a rate is not held
+    (or ``ceiling``), then halve the gap ``steps`` times. Every run made."""
+    runs: list[dict] = []
+    held, failed, pps = 0, None, start
+    while pps <= ceiling:
+        runs.append(measure(pps))
+        if not holds(runs[-1]):
+            failed = pps
+            break
+        held, pps = pps, pps * 2
+    for _ in range(steps if failed else 0):
+        pps = (held + failed) // 2
+        if failed - held <= max(1000, held // 50):
+            break
+        runs.append(measure(pps))
+        held, failed = (pps, failed) if holds(runs[-1]) else (held, pps)
+    return runs
+
+
+def best(runs: list[dict]) -> dict | None:
+    ok = [r for r in runs if holds(r)]
+    return max(ok, key=lambda r: r["pps"]) if ok else None
+
+
+def search_summary(rows: list[dict], tools: list[str]) -> list[str]:
+    """Per tool the highest rate held with 0 drops and the CPU seconds of that run; the ratio 2w/1w."""
+    lines = ["| tool | highest rate held, 0 drops (target pps) | actual pps | Mbit/s | CPU s of that run (% of "
+             "replay) | first rate not held: kernel drops, unseen, CPU s | load at start |", "|---|---|---|---|---|---|---|"]
+    held: dict[str, dict | None] = {}
+    for tool in tools:
+        runs = [r for r in rows if r["tool"] == tool]
+        held[tool] = b = best(runs)
+        above = min((r for r in runs if not holds(r) and (b is None or r["pps"] > b["pps"])),
+                    key=lambda r: r["pps"], default=None)
+        over = (f"{human(above['pps'])}: {human(above['kernel_drops'])}, {human(above['unseen'])}, "
+                f"{above['cpu_s']:.1f}" if above else "none tried")
+        if above and above["drops"] == 0:
+            over += f" (the sender reached only {human(above['actual_pps'])} pps)"
+        lines.append(f"| {tool} | {human(b['pps']) if b else 'none'} | {human(b['actual_pps']) if b else '-'} | "
+                     f"{b['mbps']:.0f} | {b['cpu_s']:.1f} ({b['cpu_pct']:.0f}%) | {over} | {b['load']} |"
+                     if b else f"| {tool} | none | - | - | - | {over} | - |")
+    one, two = held.get("inspector-1w"), held.get("inspector-2w")
+    if one and two:
+        lines.append("")
+        lines.append(f"2 workers / 1 worker: {two['pps'] / one['pps']:.2f}x the rate held with 0 drops "
+                     f"({human(two['pps'])} / {human(one['pps'])} pps)")
+    return lines
 
 
 # ---------------------------------------------------------------- long run
@@ -512,7 +585,18 @@ def main() -> None:
                                     "--quick: 20k,100k,400k)")
     ap.add_argument("--seconds", type=float, help="seconds of replay per rate (default 8; --quick: 3)")
     ap.add_argument("--quick", action="store_true", help="small captures, three short steps")
-    ap.add_argument("--tools", default="inspector,tcpdump", help="inspector,tcpdump or one of them")
+    ap.add_argument("--tools", default="inspector,tcpdump",
+                    help="inspector,tcpdump or one of them (with --workers: inspector-1w, inspector-2w ...)")
+    ap.add_argument("--workers", help="capture processes of inspector live, comma-separated: one inspector-Nw "
+                                      "tool each (default with --search: 1,2)")
+    ap.add_argument("--search", action="store_true",
+                    help="for each tool the highest rate held with 0 drops: double from --search-from until one "
+                         "is not held, then bisect --search-steps times; tcpreplay sleeps between bursts")
+    ap.add_argument("--search-from", default="25k", help="--search: first rate (default 25k)")
+    ap.add_argument("--search-max", default="1600k", help="--search: highest rate tried (default 1600k)")
+    ap.add_argument("--search-steps", type=int, default=3, help="--search: bisection steps (default 3)")
+    ap.add_argument("--burst", type=int, help="tcpreplay --pps-multi, packets per timing interval "
+                                              f"(default 1; --search: {SEARCH_BURST})")
     ap.add_argument("--no-warmup", action="store_true",
                     help=f"no {WARMUP_PPS} pps x {WARMUP_SECONDS:g} s warm-up replay before each measured one")
     ap.add_argument("--long", type=float, metavar="SECONDS",
@@ -524,6 +608,10 @@ def main() -> None:
                                                      "50k,100k,200k,400k,800k")).split(",")]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    workers = args.workers or ("1,2" if args.search else None)
+    if workers:
+        tools = [t for t in tools if t != "inspector"] + [f"inspector-{int(n)}w" for n in workers.split(",")]
+    timer, burst = ("nano", args.burst or SEARCH_BURST) if args.search else (None, args.burst or 1)
     if os.geteuid() != 0:
         die("must run as root (it creates a network namespace and captures): sudo python benchmarks/live.py")
     for exe, pkg in (("ip", "iproute2"), ("tcpreplay", "tcpreplay"), ("tcpdump", "tcpdump")):
@@ -533,7 +621,7 @@ def main() -> None:
         import psutil  # noqa: F401
     except ImportError:
         die("psutil is not installed (pip install psutil)")
-    if bad := set(tools) - {"inspector", "tcpdump"}:
+    if bad := {t for t in tools if t not in ("inspector", "tcpdump") and not re.fullmatch(r"inspector-\d+w", t)}:
         die(f"--tools: unknown {', '.join(sorted(bad))}; choose from inspector,tcpdump")
     # SIGTERM behaves as Ctrl-C, so the namespace is removed either way.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -542,19 +630,29 @@ def main() -> None:
         return
 
     pcaps = captures(args.quick)
-    print(f"machine: {os.cpu_count()} cores, loadavg {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
-          f"replaying {', '.join(p.name for p in pcaps)} (looped) for {seconds:g} s per rate", flush=True)
+    print(f"machine: {os.cpu_count()} cores, loadavg {loadavg()}; replaying {', '.join(p.name for p in pcaps)} "
+          f"(looped) for {seconds:g} s per rate{f', tcpreplay --timer {timer} --pps-multi {burst}' if timer else ''}",
+          flush=True)
     rows: list[dict] = []
+
+    def measure(ns: Namespace, tool: str, pps: int, workdir: Path) -> dict:
+        r = run_tool(ns, tool, pcaps, pps, seconds, workdir, not args.no_warmup, timer, burst)
+        rows.append(r)
+        print(f"  {tool:12s} target {human(pps):>5s} pps: sent {r['sent']:,} at {human(r['actual_pps'])} "
+              f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
+              f"{r['unseen']:,}, CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, drain {r['drain_s']} s, "
+              f"load {r['load']}", flush=True)
+        return r
+
     try:
         with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
             for tool in tools:
-                for pps in rates:
-                    r = run_tool(ns, tool, pcaps, pps, seconds, Path(tmp), not args.no_warmup)
-                    rows.append(r)
-                    print(f"  {tool:9s} target {human(pps):>5s} pps: sent {r['sent']:,} at {human(r['actual_pps'])} "
-                          f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
-                          f"{r['unseen']:,}, CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, drain {r['drain_s']} s",
-                          flush=True)
+                if args.search:
+                    search(lambda pps, tool=tool: measure(ns, tool, pps, Path(tmp)), parse_rate(args.search_from),
+                           parse_rate(args.search_max), args.search_steps)
+                else:
+                    for pps in rates:
+                        measure(ns, tool, pps, Path(tmp))
     except KeyboardInterrupt:
         print("interrupted; namespace removed", file=sys.stderr)
         if not rows:
@@ -563,13 +661,16 @@ def main() -> None:
         detail = getattr(exc, "stderr", None) or ""
         die(f"{exc} {detail}".strip())
     print()
-    print(table(rows, tools))
-    print()
-    for tool in tools:
-        print(held(rows, tool))
+    if args.search:
+        print("\n".join(search_summary(rows, tools)))
+    else:
+        print(table(rows, tools))
+        print()
+        for tool in tools:
+            print(held(rows, tool))
     if args.out:
-        args.out.write_text(json.dumps({"seconds": seconds, "captures": [p.name for p in pcaps], "runs": rows},
-                                       indent=1))
+        args.out.write_text(json.dumps({"seconds": seconds, "captures": [p.name for p in pcaps], "timer": timer,
+                                        "burst": burst, "runs": rows}, indent=1))
 
 
 if __name__ == "__main__":

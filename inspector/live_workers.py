@@ -57,7 +57,7 @@ from inspector.watch import Watchlist
 
 POLL = 0.2  # seconds between looks at the processes while the queue is quiet
 TICK = 1.0  # seconds: with nothing notable ended, a process still tells the parent's clock this often
-FAILED = "capture-process-failed"
+FAILED = "capture-process-failed"  # schema.ANOMALY_KINDS
 
 
 @dataclass
