@@ -332,7 +332,10 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         if not out.exists():
             raise RuntimeError(f"inspector wrote no JSON (exit {proc.returncode}): {' | '.join(lines[-5:])}")
         captured, kernel, iface = sensor_counts(report_head(out))
+        split = re.search(r"packets \(([\d,+ ]+) by process\)", text)
+        per_process = split[1] if split else ""
     else:
+        per_process = ""
         m = re.search(r"(\d+) packets? captured", text)
         k = re.search(r"(\d+) packets? dropped by kernel", text)
         captured, kernel, iface = int(m[1]) if m else 0, int(k[1]) if k else 0, 0
@@ -341,7 +344,7 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
             "interface_drops": iface, "unseen": unseen, "drops": kernel + unseen,
             "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / max(sent["send_seconds"], 1e-9), 1),
             "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode,
-            "load": load, "backlog_drops": backlog_drops() - backlog}
+            "load": load, "backlog_drops": backlog_drops() - backlog, "per_process": per_process}
 
 
 def backlog_drops() -> int:
@@ -648,7 +651,8 @@ def main() -> None:
         print(f"  {tool:12s} target {human(pps):>5s} pps: sent {r['sent']:,} at {human(r['actual_pps'])} "
               f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
               f"{r['unseen']:,} (backlog drops {r['backlog_drops']:,}), CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, "
-              f"drain {r['drain_s']} s, load {r['load']}", flush=True)
+              f"drain {r['drain_s']} s, load {r['load']}"
+              f"{f', packets by process {per}' if (per := r['per_process']) else ''}", flush=True)
         return r
 
     try:

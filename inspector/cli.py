@@ -291,8 +291,10 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}"
              f"{_per_process(sensor.per_process_drops) if workers > 1 else ''}, "
              f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
-    click.echo(f"inspector: capture on {iface} stopped: {result.inputs['packets'].sum():,} packets; {drops}",
-               err=True)
+    packets = f"{result.inputs['packets'].sum():,} packets"
+    if workers > 1:
+        packets += _per_process(sensor.per_process_packets)
+    click.echo(f"inspector: capture on {iface} stopped: {packets}; {drops}", err=True)
     for entry in written:
         capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
                   "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
@@ -306,8 +308,9 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     _exit_for_findings(result.findings, fail_on)
 
 
-def _per_process(drops: list[int | None]) -> str:
-    return " (" + " + ".join("unknown" if n is None else str(n) for n in drops) + " by process)"
+def _per_process(counts: list[int | None]) -> str:
+    """`` (40 + 55 by process)``: what each capture process of ``live --workers`` counted."""
+    return " (" + " + ".join("unknown" if n is None else f"{n:,}" for n in counts) + " by process)"
 
 
 def _open_jsonl(path: Path | None):

@@ -67,6 +67,7 @@ class LiveTotals:
     kernel_drops: int | None              # summed; None when a tcpdump did not tell its count
     interface_drops: int | None           # growth of rx_dropped over the run, read by the parent
     per_process_drops: list[int | None]   # each tcpdump's kernel drops
+    per_process_packets: list[int | None]  # packets each process read (None: it gave no result)
     evidence: list[EvidenceFile] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -319,7 +320,8 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
             parts[name] += tables
     stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures)
     kernel = [ends[k].kernel_drops if k in ends else None for k in range(len(filters))]
-    totals = LiveTotals(None if None in kernel else sum(kernel), drops, kernel,
+    packets = [ends[k].stats.packets if k in ends else None for k in range(len(filters))]
+    totals = LiveTotals(None if None in kernel else sum(kernel), drops, kernel, packets,
                         [e for k in sorted(ends) for e in ends[k].evidence], failures)
     return assemble(parts, [stats], watch), totals
 
