@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -364,14 +364,13 @@ def holds(run: dict) -> bool:
     return run["drops"] == 0 and run["sent"] > 0 and (run["actual_pps"] or 0) >= 0.95 * run["pps"]
 
 
-def search(measure: Callable[[int], dict], start: int, ceiling: int, steps: int) -> list[dict]:
+def search(start: int, ceiling: int, steps: int) -> Generator[int, dict, None]:
     """The highest rate held: double from ``start`` until a rate is not held
-    (or ``ceiling``), then halve the gap ``steps`` times. Every run made."""
-    runs: list[dict] = []
+    (or ``ceiling``), then halve the gap ``steps`` times. Yields each rate to
+    try and is sent its run."""
     held, failed, pps = 0, None, start
     while pps <= ceiling:
-        runs.append(measure(pps))
-        if not holds(runs[-1]):
+        if not holds((yield pps)):
             failed = pps
             break
         held, pps = pps, pps * 2
@@ -379,9 +378,20 @@ def search(measure: Callable[[int], dict], start: int, ceiling: int, steps: int)
         pps = (held + failed) // 2
         if failed - held <= max(1000, held // 50):
             break
-        runs.append(measure(pps))
-        held, failed = (pps, failed) if holds(runs[-1]) else (held, pps)
-    return runs
+        held, failed = (pps, failed) if holds((yield pps)) else (held, pps)
+
+
+def interleaved(searches: dict[str, Generator[int, dict, None]], measure: Callable[[str, int], dict]) -> None:
+    """Run the tools' searches in turn, one rate each, so a change in the
+    machine's load between runs falls on every tool alike."""
+    pending = {tool: next(gen, None) for tool, gen in searches.items()}
+    while any(pps is not None for pps in pending.values()):
+        for tool, pps in pending.items():
+            if pps is not None:
+                try:
+                    pending[tool] = searches[tool].send(measure(tool, pps))
+                except StopIteration:
+                    pending[tool] = None
 
 
 def best(runs: list[dict]) -> dict | None:
@@ -601,7 +611,8 @@ def main() -> None:
                                       "tool each (default with --search: 1,2)")
     ap.add_argument("--search", action="store_true",
                     help="for each tool the highest rate held with 0 drops: double from --search-from until one "
-                         "is not held, then bisect --search-steps times; tcpreplay sleeps between bursts")
+                         "is not held, then bisect --search-steps times, the tools' runs in turn; tcpreplay "
+                         "sleeps between bursts")
     ap.add_argument("--search-from", default="25k", help="--search: first rate (default 25k)")
     ap.add_argument("--search-max", default="1600k", help="--search: highest rate tried (default 1600k)")
     ap.add_argument("--search-steps", type=int, default=3, help="--search: bisection steps (default 3)")
@@ -657,11 +668,12 @@ def main() -> None:
 
     try:
         with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
-            for tool in tools:
-                if args.search:
-                    search(lambda pps, tool=tool: measure(ns, tool, pps, Path(tmp)), parse_rate(args.search_from),
-                           parse_rate(args.search_max), args.search_steps)
-                else:
+            if args.search:
+                interleaved({tool: search(parse_rate(args.search_from), parse_rate(args.search_max),
+                                          args.search_steps) for tool in tools},
+                            lambda tool, pps: measure(ns, tool, pps, Path(tmp)))
+            else:
+                for tool in tools:
                     for pps in rates:
                         measure(ns, tool, pps, Path(tmp))
     except KeyboardInterrupt:
