@@ -7,7 +7,8 @@ source with destination, so swapping them changes nothing). The hash is
 the one the flow table keys on, where BPF can reach it:
 
 - IPv4 and IPv6 TCP/UDP (the transport header right after the IP header,
-  IPv4 offset 0): addresses XOR ports, as 32-bit words.
+  IPv4 offset 0): addresses XOR ports, as 32-bit words, then mixed
+  (multiplied by 2^32/phi, the high 16 bits kept) and taken modulo N.
 - Everything else that is IP (non-first IPv4 fragments, which join no flow;
   IPv6 with extension headers, which BPF cannot walk; other protocols;
   UDP to or from the VXLAN or Geneve port and GRE, so the inner flows of a
@@ -30,6 +31,10 @@ from inspector.errors import InspectorError
 TUNNEL_PORTS = (4789, 6081)  # VXLAN (RFC 7348), Geneve (RFC 8926): the pipeline keys their inner flow
 _TCP, _UDP = 6, 17
 _IHL = "((ip[0] & 0xf) << 2)"
+# Fibonacci hashing (Knuth, TAOCP 6.4): the XOR times 2^32/phi, mod 2^32 as BPF multiplies, then its high
+# half, in which every bit of the XOR counts; the XOR's low bits alone follow the addresses and ports of
+# sequential clients (a generated capture put 80 % of its packets in one partition of 2).
+_GOLDEN = 0x9E3779B1
 _V6_WORDS = " ^ ".join(f"ip6[{at}:4]" for at in range(8, 40, 4))  # source and destination, 4 words each
 
 
@@ -53,7 +58,7 @@ def partition_term(index: int, count: int, link_bytes: int) -> str:
     """The BPF expression true for the packets of partition ``index`` of ``count``."""
     if not 0 <= index < count:
         raise ValueError(f"partition {index} of {count}")
-    part = f"% {count} = {index}"
+    part = f"* {_GOLDEN:#x} >> 16) % {count} = {index}"
     v4 = f"ip and len >= {link_bytes + 20}"
     v4_ports = (f"ip[6:2] & 0x1fff = 0 and (ip[9] = {_TCP} or ip[9] = {_UDP}) "
                 f"and len >= {link_bytes + 4} + {_IHL} "
@@ -64,10 +69,10 @@ def partition_term(index: int, count: int, link_bytes: int) -> str:
     v6_ports = (f"(ip6[6] = {_TCP} or ip6[6] = {_UDP}) and len >= {link_bytes + 44} "
                 f"and not (ip6[6] = {_UDP} and ({_tunnel_port('ip6[40:2]')} or {_tunnel_port('ip6[42:2]')}))")
     terms = [
-        (f"({v4} and (({v4_ports} and ({v4_hosts} ^ ip[{_IHL}:2] ^ ip[{_IHL} + 2:2]) {part}) "
-         f"or (not ({v4_ports}) and ({v4_hosts}) {part})))"),
-        (f"({v6} and (({v6_ports} and ({_V6_WORDS} ^ ip6[40:2] ^ ip6[42:2]) {part}) "
-         f"or (not ({v6_ports}) and ({_V6_WORDS}) {part})))"),
+        (f"({v4} and (({v4_ports} and (({v4_hosts} ^ ip[{_IHL}:2] ^ ip[{_IHL} + 2:2]) {part}) "
+         f"or (not ({v4_ports}) and (({v4_hosts}) {part})))"),
+        (f"({v6} and (({v6_ports} and (({_V6_WORDS} ^ ip6[40:2] ^ ip6[42:2]) {part}) "
+         f"or (not ({v6_ports}) and (({_V6_WORDS}) {part})))"),
     ]
     if index == 0:
         terms.append(f"(not ({v4}) and not ({v6}))")  # and/or share one precedence in BPF
