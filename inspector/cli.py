@@ -257,10 +257,11 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
                     jsonl.flows(closed)
             happenings.add(closed)
 
-        options = dict(watch=watch, expression=expression, snaplen=snaplen, buffer_mb=buffer_mb, duration=duration,
-                       on_alert=lambda alert: tell([alert.line()], [alert.record()]), secrets=not no_secret_scan,
-                       stats_interval=stats_interval, on_stats=lambda stats: tell([stats.line()], [stats.record()]),
-                       evidence=evidence, timeouts=timeouts, on_closed=on_closed, spool=spool_dir)
+        options = {"watch": watch, "expression": expression, "snaplen": snaplen, "buffer_mb": buffer_mb,
+                   "duration": duration, "on_alert": lambda alert: tell([alert.line()], [alert.record()]),
+                   "secrets": not no_secret_scan, "stats_interval": stats_interval,
+                   "on_stats": lambda stats: tell([stats.line()], [stats.record()]), "evidence": evidence,
+                   "timeouts": timeouts, "on_closed": on_closed, "spool": spool_dir}
         if workers == 1:
             def on_started(sensor) -> None:
                 click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)

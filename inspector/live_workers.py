@@ -22,6 +22,7 @@ dies, is told at once, stops the others, and is an anomaly of the input.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -57,6 +58,7 @@ from inspector.watch import Watchlist
 
 POLL = 0.2  # seconds between looks at the processes while the queue is quiet
 TICK = 1.0  # seconds: with nothing notable ended, a process still tells the parent's clock this often
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 FAILED = "capture-process-failed"  # schema.ANOMALY_KINDS
 
 
@@ -109,6 +111,7 @@ def _for_parent(closed: ClosedFlows, whole: bool) -> ClosedFlows:
 def _capture_process(index: int, count: int, messages, sensor: Sensor, store: SpooledTables,
                      run: dict, evidence: EvidencePcaps | None, whole_flows: bool, tell_closed: bool) -> None:
     """One capture process (forked: the kernels are compiled already)."""
+    _end_with_parent()
     asked = threading.Event()  # a stop before run_sensor took the signals over
 
     def early_stop(_signum=None, _frame=None) -> None:
@@ -147,6 +150,15 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
     finally:
         messages.close()
         messages.join_thread()
+
+
+def _end_with_parent() -> None:
+    """SIGTERM this process when the parent dies (Linux prctl PR_SET_PDEATHSIG): a sensor killed
+    with SIGKILL leaves no capture running behind it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's SIGTERM at its own stop is all there is
 
 
 def _summed(rounds: list[LiveStats], interface_drops: int | None) -> LiveStats:
@@ -271,7 +283,7 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
             number = told_round[index]
             told_round[index] += 1
             rounds.setdefault(number, {})[index] = body
-            running = {k for k in range(len(filters)) if k not in ends}
+            running = {k for k in range(len(filters)) if k not in ends and k not in failed}
             if on_stats and running <= rounds[number].keys():
                 on_stats(_summed(list(rounds.pop(number).values()), interface_drops()))
         elif kind == "done":
@@ -293,12 +305,14 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
                 continue
             except queue.Empty:
                 pass
-            for index, process in enumerate(processes):
-                if index in reported or process.exitcode is None:
-                    continue
-                reported.add(index)  # its messages were all sent before it exited; the queue is drained
+            exited = [k for k, p in enumerate(processes) if k not in reported and p.exitcode is not None]
+            if exited:
+                _drain(messages, handle)  # what they sent before exiting
+            for index in exited:
+                reported.add(index)
                 if index not in ends and index not in failed:
-                    fail(index, f"exited (status {process.exitcode}) without its result: its flows are missing")
+                    fail(index, f"exited (status {processes[index].exitcode}) without its result: "
+                                "its flows are missing")
         for process in processes:
             process.join()
     finally:
@@ -325,3 +339,11 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
                         [e for k in sorted(ends) for e in ends[k].evidence], failures)
     return assemble(parts, [stats], watch), totals
 
+
+def _drain(messages, handle: Callable[..., None]) -> None:
+    """Handle every message already in the queue."""
+    while True:
+        try:
+            handle(*messages.get(timeout=POLL))
+        except queue.Empty:
+            return
