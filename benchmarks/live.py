@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -200,6 +201,23 @@ class Tree:
         self._thread.join(2)
 
 
+def process_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """user+sys CPU seconds so far of ``pid`` and each descendant: {pid: (name, seconds)}."""
+    import psutil
+    found = {}
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                found[p.pid] = (p.name(), times.user + times.system)
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return found
+
+
 def _wait_rusage(proc: subprocess.Popen) -> float:
     """Reap ``proc``; user+sys CPU seconds of it and every descendant it reaped."""
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -316,10 +334,13 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         _await_ready(proc, tool, ready, lines)
         time.sleep(0.5)
         warm = _warm_up(ns, pcaps, warmup)
+        before = process_cpu(proc.pid)
         sent = replay(ns, pcaps, pps, seconds, timer, burst)
         sent["warmup_sent"] = warm
         sent["sent"] += warm  # every packet replayed, warm-up included, is expected in the capture
         time.sleep(1.0)  # the last packets reach the capture buffer
+        after = process_cpu(proc.pid)
+        during = {pid: round(t - before.get(pid, (name, 0.0))[1], 2) for pid, (name, t) in after.items()}
         stopped = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)  # ip netns exec execs: this is the tool itself
         cpu = _wait_rusage(proc)
@@ -343,7 +364,9 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         k = re.search(r"(\d+) packets? dropped by kernel", text)
         captured, kernel, iface = int(m[1]) if m else 0, int(k[1]) if k else 0, 0
     unseen = max(0, sent["sent"] - captured)
-    return {"tool": tool, "pps": pps, **sent, "captured": captured, "kernel_drops": kernel,
+    pythons = sorted((t for pid, t in during.items() if pid in before and before[pid][0] != "tcpdump"), reverse=True)
+    return {"tool": tool, "pps": pps, **sent, "cpu_replay_s": round(sum(during.values()), 2),
+            "busiest_python_s": pythons[0] if pythons else None, "captured": captured, "kernel_drops": kernel,
             "interface_drops": iface, "unseen": unseen, "drops": kernel + unseen,
             "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / max(sent["send_seconds"], 1e-9), 1),
             "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode,
@@ -425,6 +448,19 @@ def search_summary(rows: list[dict], tools: list[str]) -> list[str]:
         lines.append("")
         lines.append(f"2 workers / 1 worker: {two['pps'] / one['pps']:.2f}x the rate held with 0 drops "
                      f"({human(two['pps'])} / {human(one['pps'])} pps)")
+    lines.append("")
+    lines.append("CPU during the replay, per 100k packets sent (median over the tool's runs that held): the whole "
+                 "tree, and its busiest Python process, which bounds the rate once every process has a core:")
+    cost = {}
+    for tool in tools:
+        runs = [r for r in rows if r["tool"] == tool and holds(r) and r.get("busiest_python_s") is not None]
+        if runs:
+            tree = statistics.median(r["cpu_replay_s"] * 1e5 / (r["sent"] - r["warmup_sent"]) for r in runs)
+            cost[tool] = statistics.median(r["busiest_python_s"] * 1e5 / (r["sent"] - r["warmup_sent"])
+                                           for r in runs)
+            lines.append(f"  {tool}: tree {tree:.2f} s, busiest process {cost[tool]:.2f} s ({len(runs)} runs)")
+    if cost.get("inspector-1w") and cost.get("inspector-2w"):
+        lines.append(f"  busiest-process cost 1w / 2w: {cost['inspector-1w'] / cost['inspector-2w']:.2f}x")
     return lines
 
 
@@ -670,7 +706,8 @@ def main() -> None:
               f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
               f"{r['unseen']:,} (backlog drops {r['backlog_drops']:,}), CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, "
               f"drain {r['drain_s']} s, load {r['load']}"
-              f"{f', packets by process {per}' if (per := r['per_process']) else ''}", flush=True)
+              f"{f', packets by process {per}' if (per := r['per_process']) else ''}; during the replay CPU "
+              f"{r['cpu_replay_s']} s, busiest Python process {r['busiest_python_s']} s", flush=True)
         return r
 
     try:
