@@ -106,12 +106,10 @@ def human(n: float | None) -> str:
 # ---------------------------------------------------------------- namespace
 
 class Namespace:
-    """``ip netns add inspbench-PID`` with a veth pair inside; removed on close.
-    ``nice``: the niceness its commands (the tools and the sender) run at."""
+    """``ip netns add inspbench-PID`` with a veth pair inside; removed on close."""
 
-    def __init__(self, nice: int = 0) -> None:
+    def __init__(self) -> None:
         self.name = f"inspbench-{os.getpid()}"
-        self.nice = nice
 
     def _ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
@@ -132,8 +130,7 @@ class Namespace:
         return self
 
     def cmd(self, argv: list[str]) -> list[str]:
-        """``argv`` in the namespace (nice execs too: the pid is the tool's)."""
-        return ["ip", "netns", "exec", self.name, *(["nice", "-n", str(self.nice)] if self.nice else []), *argv]
+        return ["ip", "netns", "exec", self.name, *argv]
 
     def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(self.cmd(argv), **kwargs)
@@ -657,9 +654,6 @@ def main() -> None:
     ap.add_argument("--search-steps", type=int, default=3, help="--search: bisection steps (default 3)")
     ap.add_argument("--burst", type=int, help="tcpreplay --pps-multi, packets per timing interval "
                                               f"(default 1; --search: {SEARCH_BURST})")
-    ap.add_argument("--nice", type=int, default=0,
-                    help="run the tools and the sender at this niceness (e.g. -10: on a machine other work keeps "
-                         "busy, the sensor then gets the cores a sensor host would give it)")
     ap.add_argument("--no-warmup", action="store_true",
                     help=f"no {WARMUP_PPS} pps x {WARMUP_SECONDS:g} s warm-up replay before each measured one")
     ap.add_argument("--long", type=float, metavar="SECONDS",
@@ -694,8 +688,7 @@ def main() -> None:
 
     pcaps = captures(args.quick)
     print(f"machine: {os.cpu_count()} cores, loadavg {loadavg()}; replaying {', '.join(p.name for p in pcaps)} "
-          f"(looped) for {seconds:g} s per rate{f', tcpreplay --timer {timer} --pps-multi {burst}' if timer else ''}"
-          f"{f', tools and sender at nice {args.nice}' if args.nice else ''}",
+          f"(looped) for {seconds:g} s per rate{f', tcpreplay --timer {timer} --pps-multi {burst}' if timer else ''}",
           flush=True)
     rows: list[dict] = []
 
@@ -711,7 +704,7 @@ def main() -> None:
         return r
 
     try:
-        with Namespace(args.nice) as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
+        with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
             if args.search:
                 interleaved({tool: search(parse_rate(args.search_from), parse_rate(args.search_max),
                                           args.search_steps) for tool in tools},
@@ -737,7 +730,7 @@ def main() -> None:
             print(held(rows, tool))
     if args.out:
         args.out.write_text(json.dumps({"seconds": seconds, "captures": [p.name for p in pcaps], "timer": timer,
-                                        "burst": burst, "nice": args.nice, "runs": rows}, indent=1))
+                                        "burst": burst, "runs": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,10 @@ def _for_parent(closed: ClosedFlows, whole: bool) -> ClosedFlows:
 def _capture_process(index: int, count: int, messages, sensor: Sensor, store: SpooledTables,
                      run: dict, evidence: EvidencePcaps | None, whole_flows: bool, tell_closed: bool) -> None:
     """One capture process (forked: the kernels are compiled already)."""
+    # A session of its own, as its tcpdump has: with autogroup scheduling (Linux's default,
+    # kernel.sched_autogroup_enabled) a session's processes share one CPU share, so N processes of
+    # one session got no more CPU on a busy machine than one. Ctrl-C reaches the parent, which stops them.
+    os.setsid()
     _end_with_parent()
     asked = threading.Event()  # a stop before run_sensor took the signals over
 
