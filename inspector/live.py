@@ -122,7 +122,7 @@ def check_filter(tcpdump: str, iface: str, expression: str, snaplen: int) -> Non
     raise LiveError(f"tcpdump -i {iface}: {message or f'exit status {done.returncode}'}")
 
 
-def _rx_dropped(iface: str) -> int | None:
+def rx_dropped(iface: str) -> int | None:
     try:
         return int((SYS_NET / iface / "statistics" / "rx_dropped").read_text())
     except (OSError, ValueError):
@@ -195,7 +195,7 @@ class Sensor:
 
     def start(self, timeout: float = 10.0) -> None:
         tcpdump = self.check()
-        self._rx_start = _rx_dropped(self.iface)
+        self._rx_start = rx_dropped(self.iface)
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
             [tcpdump, "-i", self.iface, "-s", str(self.snaplen), "-B", str(self.buffer_mb * 1024), "-U", "-n",
@@ -240,7 +240,7 @@ class Sensor:
                 self._counted.wait(timeout)
             except ProcessLookupError:
                 pass
-        now = _rx_dropped(self.iface)
+        now = rx_dropped(self.iface)
         interface = max(0, now - self._rx_start) if now is not None and self._rx_start is not None else None
         return LiveStats(rfc3339(), time.monotonic() - self.started, self.reader.stats.packets, self.flows,
                          self.kernel_drops, interface)
@@ -272,7 +272,7 @@ class Sensor:
         self.exit_status = self._proc.returncode
         self._proc.stdout.close()
         self._proc.stderr.close()
-        end = _rx_dropped(self.iface)
+        end = rx_dropped(self.iface)
         if end is not None and self._rx_start is not None:
             self.interface_drops = max(0, end - self._rx_start)
         stats = self.reader.stats

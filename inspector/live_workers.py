@@ -42,17 +42,17 @@ from inspector.live import (
     LiveError,
     LiveStats,
     Sensor,
-    _rx_dropped,
     capture_filter,
     check_filter,
     interface_drops_detail,
     run_sensor,
+    rx_dropped,
     warm_up,
 )
 from inspector.live_partition import link_header_bytes, partitioned
 from inspector.pipeline import ClosedFlows
 from inspector.spool import SpooledTables
-from inspector.streaming import _notable
+from inspector.streaming import notable_flows
 from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist
 
@@ -97,7 +97,7 @@ def _for_parent(closed: ClosedFlows, whole: bool) -> ClosedFlows:
     secrets (all of them for ``--jsonl``, else the notable ones), never the
     windows and byte histograms, which only the final tables use."""
     flows = closed.flows
-    uids = flows["uid"] if whole else flows.loc[_notable(flows) | flows["uid"].isin(closed.secret_counts["uid"]), "uid"]
+    uids = flows["uid"] if whole else flows.loc[notable_flows(closed), "uid"]
 
     def rows(name: str):
         table = getattr(closed, name)
@@ -235,7 +235,7 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
                                  args=(k, len(filters), messages, Sensor(iface, f, snaplen, buffer_mb), stores[k],
                                        run, evidence, whole_flows, on_closed is not None))
                  for k, f in enumerate(filters)]
-    rx_start = _rx_dropped(iface)
+    rx_start = rx_dropped(iface)
     stopping = threading.Event()
     previous = {}
 
@@ -249,7 +249,7 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
                     pass
 
     def interface_drops() -> int | None:
-        now = _rx_dropped(iface)
+        now = rx_dropped(iface)
         return max(0, now - rx_start) if now is not None and rx_start is not None else None
 
     started: set[int] = set()
