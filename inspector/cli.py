@@ -289,6 +289,9 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
               help="Kernel capture buffer (tcpdump -B): room for bursts while the sensor catches up.")
 @click.option("--stats-interval", type=click.FloatRange(min=0), default=10, show_default=True, metavar="SECONDS",
               help="Print packets, flows and drop counts so far this often (and to --jsonl); 0: only at the end.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Capture processes: each runs its own tcpdump on one hash partition of the flows (both "
+                   "directions of a flow in the same one) and its own pipeline; alerts, stats and reports merged.")
 @click.option("--write-pcap", "pcap_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Keep the packets of each alerted flow, from its alert on, as DIR/KIND_ORIG_RESP.pcap.")
 @click.option("--write-pcap-max-mb", type=click.FloatRange(min=0, min_open=True), default=8, show_default=True,
@@ -299,7 +302,7 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
 @_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
 def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, snaplen, buffer_mb, stats_interval,
-                 pcap_dir,
+                 workers, pcap_dir,
                  write_pcap_max_mb, write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
                  export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
                  libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
@@ -310,7 +313,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
 
     Example: sudo inspector live -i eth1 --duration 600 --jsonl alerts.jsonl --write-pcap evidence/ --html report.html
     """
-    from inspector.alerts import MB, EvidencePcaps
+    from inspector.alerts import MB, EvidencePcaps, rfc3339
     from inspector.live import capture_filter, run_live
     from inspector.report import terminal
     from inspector.report.writers import Reports
@@ -320,6 +323,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
     handle = evidence = None
+    failures: list[str] = []
     try:
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         timeouts = replace(LIVE_TIMEOUTS, idle=idle_timeout, active=active_timeout)
@@ -348,15 +352,30 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
                     jsonl.flows(closed)
             happenings.add(closed)
 
-        def on_started(sensor) -> None:
-            click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
+        options = {"watch": watch, "expression": expression, "snaplen": snaplen, "buffer_mb": buffer_mb,
+                   "duration": duration, "on_alert": lambda alert: tell([alert.line()], [alert.record()]),
+                   "secrets": not no_secret_scan, "stats_interval": stats_interval,
+                   "on_stats": lambda stats: tell([stats.line()], [stats.record()]), "evidence": evidence,
+                   "timeouts": timeouts, "on_closed": on_closed, "spool": spool_dir}
+        if workers == 1:
+            def on_started(sensor) -> None:
+                click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
-        result, sensor = run_live(iface, watch=watch, expression=expression, snaplen=snaplen, buffer_mb=buffer_mb,
-                                  duration=duration,
-                                  on_alert=lambda alert: tell([alert.line()], [alert.record()]),
-                                  on_started=on_started, secrets=not no_secret_scan, stats_interval=stats_interval,
-                                  on_stats=lambda stats: tell([stats.line()], [stats.record()]), evidence=evidence,
-                                  timeouts=timeouts, on_closed=on_closed, spool=spool_dir)
+            result, sensor = run_live(iface, on_started=on_started, **options)
+            written = evidence.written if evidence else []
+        else:
+            from inspector.live_workers import run_live_workers
+
+            def on_workers_started(_filters: list[str]) -> None:
+                click.echo(f"inspector: capturing on {iface} with {workers} processes, one hash partition of the "
+                           f"flows each (filter: {expression}); stop with Ctrl-C", err=True)
+
+            def on_failure(line: str) -> None:
+                tell([f"error: {line}; stopping"], [{"type": "error", "ts": rfc3339(), "message": line}])
+
+            result, sensor = run_live_workers(iface, workers, on_started=on_workers_started, on_failure=on_failure,
+                                              whole_flows=jsonl is not None, **options)
+            failures, written = sensor.failures, sensor.evidence
         if jsonl:
             jsonl.final(result)
         reports.write(result)
@@ -365,18 +384,29 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     finally:
         if handle:
             handle.close()
-    drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}, "
+    drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}"
+             f"{_per_process(sensor.per_process_drops) if workers > 1 else ''}, "
              f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
-    click.echo(f"inspector: capture on {iface} stopped: {result.inputs['packets'].sum():,} packets; {drops}",
-               err=True)
-    for entry in evidence.written if evidence else ():
+    packets = f"{result.inputs['packets'].sum():,} packets"
+    if workers > 1:
+        packets += _per_process(sensor.per_process_packets)
+    click.echo(f"inspector: capture on {iface} stopped: {packets}; {drops}", err=True)
+    for entry in written:
         capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
                   "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
         click.echo(f"inspector: evidence {entry.path}: {entry.packets:,} packets, {entry.bytes:,} bytes{capped}",
                    err=True)
     if not quiet:
         terminal.render(result, _console(), show_all=show_all, limit=limit)
+    if failures:  # the reports were written, but a partition of the traffic is missing from them
+        _fail(f"{len(failures)} of {workers} capture processes failed: " + "; ".join(failures),
+              ExitStatus.INTERNAL_ERROR)
     _exit_for_findings(result.findings, fail_on)
+
+
+def _per_process(counts: list[int | None]) -> str:
+    """`` (40 + 55 by process)``: what each capture process of ``live --workers`` counted."""
+    return " (" + " + ".join("unknown" if n is None else f"{n:,}" for n in counts) + " by process)"
 
 
 def _open_jsonl(path: Path | None):

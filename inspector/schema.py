@@ -93,6 +93,9 @@ ANOMALY_KINDS: dict[str, str] = {
                     "(tcpdump's count); the analysis misses them",
     "interface-drops": "`inspector live` only: growth of the interface's `rx_dropped` during the run (dropped by "
                        "the NIC or driver, possibly other traffic)",
+    "capture-process-failed": "`inspector live --workers N` only: a capture process failed or its tcpdump ended "
+                              "before the sensor was stopped (the detail says which and why); the sensor stopped "
+                              "there, and that process's partition of the traffic is missing from then on",
 }
 """Anomaly kinds (``anomalies.kind``) and what each means."""
 
