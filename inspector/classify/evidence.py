@@ -298,6 +298,8 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
     reason: dict[int, str] = {}  # the rows whose reason a proof rewrites
     stats_reason = flows["reason"].to_numpy(dtype=object)
+    moved = (flows["orig_bytes"] + flows["resp_bytes"]).to_numpy()
+    beyond, probed = moved >= BEYOND_HANDSHAKE, moved >= 2 * PROBE_FIRST  # probed: framing was looked for further in
     rows = []
     uids = flows["uid"].to_numpy()
     hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
@@ -310,7 +312,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                     details[col][i] = _field(d.fields, path)
         clear = [d for d in hits if d.proves == CLEARTEXT]
         sealed = [d for d in hits if d.proves == ENCRYPTED]
-        if clear and verdict[i] == _CODE["encrypted"] and confidence[i] >= SURE \
+        if clear and verdict[i] == _CODE["encrypted"] and confidence[i] >= SURE and probed[i] \
                 and all(d.offset < PROBE_FIRST for d in clear):
             # framing at the start only, then bytes that look encrypted: a header in front of ciphertext, not proof
             proof = min(clear, key=_preference)
@@ -326,7 +328,7 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
             if squeezed is not None and squeezed is not proof:
                 reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
-        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE:
+        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE and beyond[i]:
             # a handshake whose records carry cleartext (forged, or a cipher that does not encrypt): the bytes win
             proof = sealed[0]
             reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} handshake, but what follows is NOT "
@@ -341,7 +343,8 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                 protocol[i] = "tls"    # the session is TLS; the clear-text start that asked for it is evidence
                 reason[i] = (f"{proof.direction or 'flow'}: {upgrade_name(upgrade)} at offset "
                              f"{upgrade.fields['tls_from']}, then {proof.evidence}")
-        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE:
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE \
+                and beyond[i]:
             # hellos, then cleartext the statistics are sure of: the handshake never went on
             reason[i] = (f"{best.direction or 'flow'}: {best.protocol} handshake start, then cleartext: "
                          f"{stats_reason[i]}")
@@ -380,8 +383,10 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
 
 
 SURE = 0.9
-"""Statistics this sure that a flow is plaintext (after its head: see
-``classify.verdicts``) overrule a handshake's claim of encryption."""
+BEYOND_HANDSHAKE = 65536
+"""Statistics this sure that a flow of at least this many bytes (far more
+than hellos, KEXINITs and certificate chains, whose names and lists are
+text) is plaintext overrule a handshake's claim of encryption."""
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _CODE = {name: code for code, name in enumerate(VERDICTS)}
 _NO_EVIDENCE = pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)
