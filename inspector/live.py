@@ -110,7 +110,7 @@ def check_privilege(tcpdump: str) -> None:
 
 def check_filter(tcpdump: str, iface: str, expression: str, snaplen: int) -> None:
     """Compile the filter for the interface (``tcpdump -d``) before starting."""
-    done = subprocess.run([tcpdump, "-d", "-i", iface, "-s", str(snaplen), expression],
+    done = subprocess.run([tcpdump, "-d", "-i", iface, "-s", str(snaplen), "--", expression],
                           capture_output=True, text=True, check=False, timeout=30)
     if done.returncode == 0:
         return
@@ -199,7 +199,7 @@ class Sensor:
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
             [tcpdump, "-i", self.iface, "-s", str(self.snaplen), "-B", str(self.buffer_mb * 1024), "-U", "-n",
-             "-w", "-", self.expression],
+             "-w", "-", "--", self.expression],  # '--': a filter is never read as an option (-Z root)
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
             start_new_session=True)
         try:
