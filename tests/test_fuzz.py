@@ -78,3 +78,17 @@ def test_every_detector_returns_a_detection_or_nothing(data):
             if function is not None:
                 found = function(data)
                 assert found is None or isinstance(found, Detection), detector.name
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+@pytest.mark.parametrize("option", [struct.pack("<HH", 9, 1), struct.pack("<HH", 14, 8) + b"\x01\x02"])
+def test_an_interface_option_longer_than_its_block(option):
+    """Found by benchmarks/fuzz_campaign.py (capture 70141): an if_tsresol or
+    if_tsoffset option whose value runs past the end of its block."""
+    section = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    interface = _block(1, struct.pack("<HHI", 1, 0, 65535) + option)
+    analysed_or_refused(section + interface)

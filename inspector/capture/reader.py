@@ -491,10 +491,10 @@ class _PcapngSection:
             value = opts[at + 4 : at + 4 + length]
             if code == 0:
                 break
-            if code == C.PCAPNG_OPT_IF_TSRESOL and length >= 1:
+            if code == C.PCAPNG_OPT_IF_TSRESOL and value:  # an option may claim more than its block holds
                 self.pow2[i] = bool(value[0] & 0x80)
                 self.exp[i] = value[0] & 0x7F
-            elif code == C.PCAPNG_OPT_IF_TSOFFSET and length >= 8:
+            elif code == C.PCAPNG_OPT_IF_TSOFFSET and len(value) >= 8:
                 self.offset_s[i] = struct.unpack(e + "q", value[:8])[0]
             at += 4 + ((length + 3) & ~3)
         self.count += 1
