@@ -323,12 +323,13 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             proof = min(clear, key=_preference)
             squeezed = _compressed(clear)
             verdict[i] = _CODE["compressed"] if squeezed is not None or (
-                verdict[i] == _CODE["compressed"] and proof.protocol != "qemu-migration") else _CODE["plaintext"]
+                verdict[i] == _CODE["compressed"] and proof.protocol not in FRAMES_IN_CLEAR) else _CODE["plaintext"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
             if squeezed is not None and squeezed is not proof:
                 reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
-        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE and beyond[i]:
+        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE and beyond[i] \
+                and sealed[0].protocol in STREAM_SEALS:
             # a handshake whose records carry cleartext (forged, or a cipher that does not encrypt): the bytes win
             proof = sealed[0]
             reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} handshake, but what follows is NOT "
@@ -382,6 +383,14 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     return out, evidence
 
 
+FRAMES_IN_CLEAR = ("qemu-migration", "esp")
+"""Cleartext proofs that make a flow plaintext even where its payload looks
+compressed: the stream's own framing (QEMU), the inner packets' headers (ESP
+with the NULL cipher)."""
+STREAM_SEALS = ("tls", "ssh")
+"""Sessions whose statistics are those of the stream they seal; a datagram
+protocol's detector measures its ciphertext without the per-packet headers
+the flow's statistics include, and its proof stands."""
 SURE = 0.9
 BEYOND_HANDSHAKE = 65536
 """Statistics this sure that a flow of at least this many bytes (far more
