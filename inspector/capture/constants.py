@@ -64,7 +64,7 @@ LINKTYPE_IPV6 = 229
 LINKTYPE_NFLOG = 239  # Linux NFLOG: 4-octet header, then TLVs; NFULA_PAYLOAD (9) holds the packet
 LINKTYPE_NETANALYZER = 240  # 4-octet header, then Ethernet
 LINKTYPE_NETANALYZER_TRANSPARENT = 241  # 4-octet header, preamble and SFD, then Ethernet
-LINKTYPE_IPOIB = 242  # IP over InfiniBand (RFC 4391): EtherType and 2 reserved octets
+LINKTYPE_IPOIB = 242  # IP over InfiniBand: a 40-octet GRH pseudo-header, then RFC 4391's EtherType and reserved
 LINKTYPE_PKTAP = 258  # Apple PKTAP: length at 0, inner link type at 8 (little-endian)
 LINKTYPE_LINUX_SLL2 = 276
 

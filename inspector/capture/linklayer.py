@@ -173,8 +173,8 @@ def _frame_layer(buf, i, end, linktype):
         return (i + 18, be16(buf, i + 16)) if i + 18 <= end else _CUT
     if linktype == C.LINKTYPE_NETANALYZER_TRANSPARENT:
         return (i + 26, be16(buf, i + 24)) if i + 26 <= end else _CUT
-    if linktype == C.LINKTYPE_IPOIB:
-        return (i + 4, be16(buf, i)) if i + 4 <= end else _CUT
+    if linktype == C.LINKTYPE_IPOIB:  # a 40-octet GRH pseudo-header first
+        return (i + 44, be16(buf, i + 40)) if i + 44 <= end else _CUT
     if linktype == C.LINKTYPE_APPLE_IP_OVER_IEEE1394:
         return (i + 18, be16(buf, i + 16)) if i + 18 <= end else _CUT
     if linktype == C.LINKTYPE_LINUX_SLL:
