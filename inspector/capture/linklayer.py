@@ -6,6 +6,10 @@ from there exactly as for Ethernet, so VLAN tags, MPLS, PPPoE, LLC/SNAP and
 tunnels are followed the same way whatever the link. Wrappers that name the
 link type inside (radiotap, PPI, PKTAP, Prism, AVS) are peeled first.
 Layouts: https://www.tcpdump.org/linktypes.html and the pages it links.
+
+numba's cache stamps a kernel by its own file only: the cached kernels of
+``decode.py`` hold these compiled in, so after editing this file touch
+``decode.py`` (an install rewrites both).
 """
 
 from __future__ import annotations
