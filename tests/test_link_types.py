@@ -35,6 +35,8 @@ OUTER = ("192.0.2.1", "192.0.2.2")
 OUTER6 = ("2001:db8::a", "2001:db8::b")
 MAC = bytes.fromhex("020000000001") + bytes.fromhex("020000000002")  # destination, source
 RADIOTAP = bytes.fromhex("00000a00" "06000000" "00" "02")  # version, length 10, present: flags and rate (1 Mb/s)
+# present: TSFT, flags (DATAPAD, FCS at end) and rate; TSFT aligned to 8 octets
+RADIOTAP_DATAPAD = bytes.fromhex("00001200" "07000000" "0102030405060708" "30" "02")
 
 
 ETH_802_3_MAX_IP = 1492  # an 802.3 length field counts at most 1500 octets, 8 of them LLC/SNAP
@@ -72,11 +74,12 @@ def ppp_protocol(ip: bytes) -> bytes:
     return b"\x00\x21" if cv.ip_version(ip) == 4 else b"\x00\x57"
 
 
-def dot11(ip: bytes, qos: bool = False) -> bytes:
-    """An 802.11 data frame from the DS (QoS data with its control field when ``qos``)."""
+def dot11(ip: bytes, qos: bool = False, padded: bool = False) -> bytes:
+    """An 802.11 data frame from the DS (QoS data with its control field when ``qos``; ``padded``: the
+    26-octet QoS header padded to 28, as radiotap's DATAPAD flag says)."""
     control = b"\x88\x02" if qos else b"\x08\x02"
     header = control + b"\x00\x00" + bytes.fromhex("020000000001020000000002020000000003") + b"\x10\x00"
-    return header + (b"\x00\x00" if qos else b"") + snap(ip)
+    return header + (b"\x00\x00" if qos else b"") + (b"\x00\x00" if padded else b"") + snap(ip)
 
 
 def nflog(ip: bytes) -> bytes:
@@ -141,6 +144,8 @@ LINKS = {
     "token-ring": Link(6, lambda ip: b"\x10\x40" + MAC + snap(ip), "tr:llc:ip:tcp"),
     "ieee802-11": Link(105, dot11, "wlan:llc:ip:tcp"),
     "radiotap-qos": Link(127, lambda ip: RADIOTAP + dot11(ip, qos=True), "radiotap:wlan_radio:wlan:llc:ip:tcp"),
+    "radiotap-datapad-fcs": Link(127, lambda ip: RADIOTAP_DATAPAD + dot11(ip, qos=True, padded=True) + bytes(4),
+                                 "radiotap:wlan_radio:wlan:llc:ip:tcp"),
     "ppi": Link(192, lambda ip: struct.pack("<BBHI", 0, 0, 8, 105) + dot11(ip), "ppi:wlan_radio:wlan:llc:ip:tcp"),
     "prism": Link(119, lambda ip: prism(dot11(ip)), "prism:wlan_radio:wlan:llc:ip:tcp"),
     "avs": Link(163, lambda ip: struct.pack(">II", 0x80211001, 64) + bytes(56) + dot11(ip), "wlancap:wlan_radio:wlan:llc:ip:tcp"),

@@ -25,6 +25,7 @@ _CUT = (0, C.LINK_CUT)
 _UNSUPPORTED = (0, C.LINK_UNSUPPORTED)
 
 AVS_MAGIC = 0x80211001  # first word of an AVS header, found in some Prism-typed files too
+RADIOTAP_DATAPAD = 0x20  # Flags: padding between the 802.11 header and its payload, to 32 bits
 NFLOG_PAYLOAD = 9  # NFULA_PAYLOAD: the packet itself (linux/netfilter/nfnetlink_log.h)
 NFLOG_MAX_TLVS = 64
 WRAPPER_DEPTH = 3  # PPI around radiotap-less 802.11, PKTAP around Ethernet: never deeper
@@ -69,8 +70,9 @@ def _hdlc(buf, i, end):
 
 
 @njit(cache=True)
-def _ieee802_11(buf, i, end):
-    """An 802.11 data frame: its LLC header, after QoS, HT control and the first A-MSDU subframe header."""
+def _ieee802_11(buf, i, end, padded):
+    """An 802.11 data frame: its LLC header, after QoS, HT control and the first A-MSDU subframe header;
+    ``padded``: the header is padded to 4 octets (radiotap's DATAPAD flag)."""
     if i + 24 > end:
         return _CUT
     control, flags = buf[i], buf[i + 1]
@@ -80,6 +82,7 @@ def _ieee802_11(buf, i, end):
     if subtype & 0x4 or flags & 0x40:  # no body (null, CF-ack/poll), or protected (WEP/WPA): nothing to read
         return _NOT_IP
     at = i + 24
+    amsdu = 0
     if flags & 0x03 == 0x03:  # to and from DS: a fourth address
         at += 6
     if subtype & 0x8:  # QoS data: a QoS control field, HT control with the order bit
@@ -89,9 +92,30 @@ def _ieee802_11(buf, i, end):
         at += 2
         if flags & 0x80:
             at += 4
-        if amsdu:  # the first subframe: destination, source, length, then LLC
-            at += 14
+    if padded:
+        at = i + ((at - i + 3) & ~3)
+    if amsdu:  # the first subframe: destination, source, length, then LLC
+        at += 14
     return at, C.ETH_LLC
+
+
+@njit(cache=True)
+def _radiotap_flags(buf, i, end):
+    """The Flags field of the radiotap header ``buf[i:end]``, 0 without one. Fields are aligned to their
+    size from the header's start; TSFT (bit 0, 8 octets) is the only one before Flags (bit 1)."""
+    present = le32(buf, i + 4)
+    at = i + 8
+    for _ in range(8):  # further presence words while bit 31 is set
+        if not le32(buf, at - 4) & 0x80000000:
+            break
+        at += 4
+        if at > end:
+            return 0
+    if not present & 0x2:
+        return 0
+    if present & 0x1:
+        at = i + ((at - i + 7) & ~7) + 8
+    return buf[at] if at < end else 0
 
 
 @njit(cache=True)
@@ -122,7 +146,7 @@ def _frame_layer(buf, i, end, linktype):
     if linktype == C.LINKTYPE_ETHERNET:
         return (i + 14, be16(buf, i + 12)) if i + 14 <= end else _CUT
     if linktype == C.LINKTYPE_IEEE802_11:
-        return _ieee802_11(buf, i, end)
+        return _ieee802_11(buf, i, end, False)
     if linktype == C.LINKTYPE_PPP:
         return _ppp(buf, i, end)
     if linktype == C.LINKTYPE_PPP_WITH_DIR:
@@ -208,10 +232,12 @@ def network_layer(buf, start, end, linktype):
     i = start
     for _ in range(WRAPPER_DEPTH):
         if linktype == C.LINKTYPE_IEEE802_11_RADIOTAP:
-            if i + 4 > end:
+            if i + 8 > end:
                 return _CUT
-            i += le16(buf, i + 2)
-            linktype = C.LINKTYPE_IEEE802_11
+            length = le16(buf, i + 2)
+            if i + length > end:
+                return _CUT
+            return _ieee802_11(buf, i + length, end, _radiotap_flags(buf, i, i + length) & RADIOTAP_DATAPAD)
         elif linktype == C.LINKTYPE_PPI:
             if i + 8 > end:
                 return _CUT
