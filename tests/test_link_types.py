@@ -415,16 +415,3 @@ def test_pcapng_with_ethernet_and_can_interfaces(tmp_path):
     assert_same_flows(result, direct())
     row = result.anomalies.set_index("kind").loc["link-type-without-ip"]
     assert int(row["count"]) == len(can) and "interface 1" in row.detail
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
-def test_modified_pcap_written_by_editcap(tmp_path):
-    """Kuznetzov's modified pcap (24-octet record headers, magic a1b2cd34) as editcap writes it: the same
-    flows as the original."""
-    modified = tmp_path / "modified.pcap"
-    subprocess.run(["editcap", "-F", "modpcap", str(SOURCE), str(modified)], check=True, capture_output=True)
-    assert modified.read_bytes()[:4] == b"\x34\xcd\xb2\xa1"
-    got, want = inspector.analyze(modified), inspector.analyze(SOURCE)
-    assert_same_flows(got, want)
-    assert got.anomalies.empty and int(got.inputs["packets"].iloc[0]) == len(cv.read_pcap(SOURCE).records)

@@ -11,9 +11,6 @@ from inspector.schema import TUNNELS
 # --- capture file magics -------------------------------------------------
 PCAP_MAGIC_US = 0xA1B2C3D4  # classic pcap, microsecond timestamps (libpcap)
 PCAP_MAGIC_NS = 0xA1B23C4D  # classic pcap, nanosecond timestamps
-PCAP_MAGIC_MODIFIED = 0xA1B2CD34  # Kuznetzov's modified pcap (editcap -F modpcap): microseconds,
-PCAP_RECORD_BYTES = 16  # and a record header of 24 octets instead of 16 (ifindex, protocol, packet type, pad)
-PCAP_MODIFIED_RECORD_BYTES = 24
 PCAPNG_SHB = 0x0A0D0D0A  # pcapng Section Header Block (draft-ietf-opsawg-pcapng)
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 GZIP_MAGIC = b"\x1f\x8b"

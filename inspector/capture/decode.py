@@ -641,28 +641,27 @@ def decode_frame(buf, start, caplen, linktype, fields, addrs, n):
 
 
 @njit(cache=True)
-def walk_pcap(buf, pos, end, big, nano, header, linktype, fields, addrs, n, cap):
-    """Decode whole pcap records (``header`` octets of record header: 16, or 24 in modified pcap)
-    from ``buf[pos:end]`` into rows ``n..cap``.
+def walk_pcap(buf, pos, end, big, nano, linktype, fields, addrs, n, cap):
+    """Decode whole pcap records from ``buf[pos:end]`` into rows ``n..cap``.
 
     Returns ``(n, pos, damaged)``: the rows filled, where the next record
     starts, and whether a record header was impossible (the walk stops there).
     """
     frac_to_ns = 1 if nano else 1000
-    while n < cap and pos + header <= end:
+    while n < cap and pos + 16 <= end:
         incl = _u32(buf, pos + 8, big)
         if incl > C.MAX_RECORD_BYTES:
             return n, pos, True
-        if pos + header + incl > end:
+        if pos + 16 + incl > end:
             break
         fields[F_TS, n] = _u32(buf, pos, big) * 1_000_000_000 + _u32(buf, pos + 4, big) * frac_to_ns
         fields[F_WIRE_LEN, n] = _u32(buf, pos + 12, big)
         fields[F_CAP_LEN, n] = incl
         fields[F_IFACE, n] = 0
-        fields[F_FRAME_OFF, n] = pos + header
-        decode_frame(buf, pos + header, incl, linktype, fields, addrs, n)
+        fields[F_FRAME_OFF, n] = pos + 16
+        decode_frame(buf, pos + 16, incl, linktype, fields, addrs, n)
         n += 1
-        pos += header + incl
+        pos += 16 + incl
     return n, pos, False
 
 

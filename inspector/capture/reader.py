@@ -240,7 +240,7 @@ class CaptureReader:
             if magic_le == C.PCAPNG_SHB:
                 self.stats.format = "pcapng"
                 yield from self._read_pcapng(chunk)
-            elif {magic_le, magic_be} & {C.PCAP_MAGIC_US, C.PCAP_MAGIC_NS, C.PCAP_MAGIC_MODIFIED}:
+            elif C.PCAP_MAGIC_US in (magic_le, magic_be) or C.PCAP_MAGIC_NS in (magic_le, magic_be):
                 self.stats.format = "pcap"
                 yield from self._read_pcap(chunk)
             else:
@@ -269,20 +269,19 @@ class CaptureReader:
         if chunk.available() < 24:
             raise CaptureError(self.path, "pcap file header cut short (< 24 bytes)")
         head = chunk.take(24)
-        big = int.from_bytes(head[:4], "big") in (C.PCAP_MAGIC_US, C.PCAP_MAGIC_NS, C.PCAP_MAGIC_MODIFIED)
+        big = int.from_bytes(head[:4], "big") in (C.PCAP_MAGIC_US, C.PCAP_MAGIC_NS)
         endian = ">" if big else "<"
         magic, major, minor, _zone, _sigfigs, snaplen, linkfield = struct.unpack(endian + "IHHiIII", head)
         if major != 2:
             raise CaptureError(self.path, f"damaged pcap header: version {major}.{minor}, expected 2.4")
         nano = magic == C.PCAP_MAGIC_NS
-        header = C.PCAP_MODIFIED_RECORD_BYTES if magic == C.PCAP_MAGIC_MODIFIED else C.PCAP_RECORD_BYTES
         linktype = linkfield & 0xFFFF
         self._note_linktype(linktype, "the file")
         self.stats.linktypes.add(linktype)
         self.linktype, self.snaplen = linktype, snaplen
         while True:
             n, pos, damaged = D.walk_pcap(
-                chunk.buf, chunk.pos, chunk.end, big, nano, header, linktype,
+                chunk.buf, chunk.pos, chunk.end, big, nano, linktype,
                 self._fields, self._addrs, 0, BATCH_ROWS,
             )
             chunk.pos = pos
@@ -299,8 +298,8 @@ class CaptureReader:
             if chunk.eof:
                 self._note_truncated_tail(chunk)
                 return
-            incl = _pcap_incl_len(chunk, big, header)
-            chunk.fill(header + incl)
+            incl = _pcap_incl_len(chunk, big)
+            chunk.fill(16 + incl)
             if chunk.idle:  # a quiet link: the consumer's clock still moves on (flows time out)
                 yield self._batch(chunk, 0)
 
@@ -443,8 +442,8 @@ def _undecoded_link(linktype: int) -> tuple[str, str]:
                                      "carrying IP, or private use): packets counted, not analysed")
 
 
-def _pcap_incl_len(chunk: _Chunker, big: bool, header: int) -> int:
-    if chunk.available() < header:
+def _pcap_incl_len(chunk: _Chunker, big: bool) -> int:
+    if chunk.available() < 16:
         return 0
     raw = chunk.buf[chunk.pos + 8 : chunk.pos + 12].tobytes()
     return int.from_bytes(raw, "big" if big else "little")
