@@ -11,6 +11,13 @@ Cases:
 ``migration-flows``  N short flows, each a SYN and one segment opening with
                      a QEMU migration header (N migration events, N
                      findings), against N flows of an HTTP request
+``scanner-bait-*``   1,024 flows of one 65,000-byte segment each (62 MiB) to a migration
+                     port, filled with what the secret scan's patterns
+                     anchor on (``eyJ`` of a JWT, ``password=``, ``token=:``,
+                     ``-----BEGIN``), against random bytes
+``tuple-reuse``      N flows on ONE 4-tuple, each a SYN, a segment and a RST
+                     (each packet after the close starts a new flow), against
+                     N flows on N 4-tuples
 
     python benchmarks/adversarial.py                 # 20,000 flows
     python benchmarks/adversarial.py --flows 2000    # quick
@@ -19,6 +26,7 @@ Cases:
 from __future__ import annotations
 
 import argparse
+import random
 import resource
 import struct
 import subprocess
@@ -39,20 +47,30 @@ def _frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, flags: int,
     return b"\0" * 12 + b"\x08\x00" + ip + tcp + payload
 
 
-def write_short_flows(path: Path, flows: int, payload: bytes) -> None:
-    """``flows`` TCP flows of a SYN and one data segment to a migration port,
-    each between its own host pair (198.18.0.0/15, RFC 2544), 50 us apart."""
+def write_short_flows(path: Path, flows: int, payload: bytes, *, one_tuple: bool = False,
+                      segments: int = 1) -> None:
+    """``flows`` TCP flows of a SYN and ``segments`` data segments to a
+    migration port, each between its own host pair (198.18.0.0/15, RFC 2544)
+    50 us apart; ``one_tuple``: all on one 4-tuple, each ended by a RST."""
     with open(path, "wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         start = 1_700_000_000
         for i in range(flows):
-            src = bytes([198, 18, (i >> 8) & 255, i & 255])
-            dst = bytes([198, 19, (i >> 8) & 255, i & 255])
-            for k, (flags, data) in enumerate(((0x02, b""), (0x18, payload))):
-                frame = _frame(src, dst, 30000 + i % 20000, 49152 + i % 100, 1000 + k, flags, data)
-                us = i * 50 + k
+            host = 0 if one_tuple else i
+            src = bytes([198, 18, (host >> 8) & 255, host & 255])
+            dst = bytes([198, 19, (host >> 8) & 255, host & 255])
+            packets = [(0x02, b"")] + [(0x18, payload)] * segments + ([(0x04, b"")] if one_tuple else [])
+            seq = 1000
+            for k, (flags, data) in enumerate(packets):
+                frame = _frame(src, dst, 30000 + host % 20000, 49152 + host % 100, seq, flags, data)
+                seq += len(data) or 1
+                us = i * 50 * len(packets) + k
                 out.write(struct.pack("<IIII", start + us // 1_000_000, us % 1_000_000, len(frame), len(frame))
                           + frame)
+
+
+SEGMENT = 65_000  # bytes of payload per segment of the scanner-bait cases (a GSO-sized capture record)
+BAIT = {"jwt": b"eyJ", "password": b"password=", "token": b"token=:", "pem": b"-----BEGIN "}
 
 
 def cpu_seconds(capture: Path, out: Path) -> tuple[float, float]:
@@ -72,16 +90,24 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inspector-adversarial-") as tmp:
         folder = Path(tmp)
-        cases = {"migration-flows": (QEMU_HEAD, HTTP_HEAD)}
+        noise = random.Random(1).randbytes(SEGMENT)
+        bait_flows = 1024
+        cases = {"migration-flows": (args.flows, dict(payload=QEMU_HEAD), dict(payload=HTTP_HEAD)),
+                 "tuple-reuse": (args.flows, dict(payload=HTTP_HEAD, one_tuple=True), dict(payload=HTTP_HEAD))}
+        for bait, anchor in BAIT.items():
+            cases[f"scanner-bait-{bait}"] = (bait_flows, dict(payload=(anchor * SEGMENT)[:SEGMENT]),
+                                             dict(payload=noise))
         cpu_seconds(ROOT / "captures" / "http-api.pcap", folder / "warm.json")  # kernels compiled and cached
-        print(f"{'case':18} {'flows':>8} {'benign cpu s':>13} {'hostile cpu s':>14} {'ratio':>6}")
-        for name, (hostile, benign) in cases.items():
+        print(f"{'case':22} {'flows':>8} {'benign cpu s':>13} {'hostile cpu s':>14} {'ratio':>6}")
+        for name, (flows, hostile, benign) in cases.items():
             figures = []
-            for kind, payload in (("benign", benign), ("hostile", hostile)):
+            for kind, options in (("benign", benign), ("hostile", hostile)):
                 capture = folder / f"{name}-{kind}.pcap"
-                write_short_flows(capture, args.flows, payload)
+                write_short_flows(capture, flows, **options)
                 figures.append(cpu_seconds(capture, folder / f"{name}-{kind}.json")[0])
-            print(f"{name:18} {args.flows:>8,} {figures[0]:>13.2f} {figures[1]:>14.2f} {figures[1] / figures[0]:>6.2f}")
+                capture.unlink()
+            print(f"{name:22} {flows:>8,} {figures[0]:>13.2f} {figures[1]:>14.2f} {figures[1] / figures[0]:>6.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

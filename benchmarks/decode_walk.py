@@ -25,7 +25,7 @@ def walk(raw: np.ndarray, linktype: int, fields: np.ndarray, addrs: np.ndarray) 
     """Decode every record of the little-endian microsecond pcap ``raw``; the number of packets."""
     pos, total = 24, 0
     while True:
-        n, pos, _damaged = D.walk_pcap(raw, pos, raw.size, False, False, linktype, fields, addrs, 0, ROWS)
+        n, pos, _damaged = D.walk_pcap(raw, pos, raw.size, False, False, linktype, 0, 0, fields, addrs, 0, ROWS)
         total += n
         if n < ROWS:
             return total

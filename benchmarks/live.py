@@ -48,12 +48,13 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -78,6 +79,9 @@ LONG_WARMUP_PAUSE = 10.0
 # --long: tcpreplay sleeps between packets (nanosleep) instead of spinning: over minutes its default timer
 # takes a whole core (5.4 s CPU per 5 s at 10k pps, against 1.4 s) from the sensor.
 LONG_TIMER = "nano"
+# --search: tcpreplay sleeps (nano) between bursts of SEARCH_BURST packets, so the sender takes a fraction of a
+# core instead of spinning one: on 2 cores a spinning sender leaves one core to 2 capture processes.
+SEARCH_BURST = 32
 
 
 def die(message: str) -> None:
@@ -194,6 +198,23 @@ class Tree:
         self._thread.join(2)
 
 
+def process_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """user+sys CPU seconds so far of ``pid`` and each descendant: {pid: (name, seconds)}."""
+    import psutil
+    found = {}
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                found[p.pid] = (p.name(), times.user + times.system)
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return found
+
+
 def _wait_rusage(proc: subprocess.Popen) -> float:
     """Reap ``proc``; user+sys CPU seconds of it and every descendant it reaped."""
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -216,12 +237,14 @@ def _stderr_reader(proc: subprocess.Popen, ready: str, lines: list[str]) -> thre
     return seen
 
 
-def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: str | None = None) -> dict:
+def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: str | None = None,
+           burst: int = 1) -> dict:
     """tcpreplay at ``pps`` for about ``seconds``: packets sent, actual rate, failures.
-    ``timer``: tcpreplay's --timer (default: its own, which spins a core between packets)."""
+    ``timer``: tcpreplay's --timer (default: its own, which spins a core between packets);
+    ``burst``: packets sent per timing interval (--pps-multi)."""
     argv = ["tcpreplay", "-i", SEND, "--preload-pcap", "--pps", str(pps), "--loop", "100000",
             "--limit", str(int(pps * seconds)), "--no-flow-stats", *(["--timer", timer] if timer else []),
-            *map(str, pcaps)]
+            *(["--pps-multi", str(burst)] if burst > 1 else []), *map(str, pcaps)]
     done = ns.run(argv, capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0 and "Actual:" not in out:
@@ -234,9 +257,14 @@ def replay(ns: Namespace, pcaps: list[Path], pps: int, seconds: float, timer: st
             "send_failed": int(failed[1]) if failed else None}
 
 
-def _sensor_argv(out: Path) -> list[str]:
+def _sensor_argv(out: Path, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "inspector", "live", "-i", RECV, "--filter", FILTER,
-            "--snaplen", str(SNAPLEN), "--json", str(out), "-q"]
+            "--snaplen", str(SNAPLEN), "--json", str(out), "-q", "--workers", str(workers)]
+
+
+def workers_of(tool: str) -> int:
+    """``inspector`` is one capture process, ``inspector-2w`` two."""
+    return int(tool.removeprefix("inspector-").removesuffix("w")) if tool.startswith("inspector-") else 1
 
 
 def _launch(ns: Namespace, argv: list[str]) -> subprocess.Popen:
@@ -288,10 +316,11 @@ def _warm_up(ns: Namespace, pcaps: list[Path], warmup: bool, pause: float = 2.0)
 
 
 def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: float, workdir: Path,
-             warmup: bool = True) -> dict:
-    if tool == "inspector":
-        out = workdir / f"inspector-{pps}.json"
-        argv, ready = _sensor_argv(out), "capturing on"
+             warmup: bool = True, timer: str | None = None, burst: int = 1) -> dict:
+    load, backlog = loadavg(), backlog_drops()
+    if tool.startswith("inspector"):
+        out = workdir / f"{tool}-{pps}.json"
+        argv, ready = _sensor_argv(out, workers_of(tool)), "capturing on"
     else:
         argv = ["tcpdump", "-i", RECV, "-n", "-s", str(SNAPLEN), "-w", "/dev/null", FILTER]
         ready = "listening on"
@@ -302,10 +331,13 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         _await_ready(proc, tool, ready, lines)
         time.sleep(0.5)
         warm = _warm_up(ns, pcaps, warmup)
-        sent = replay(ns, pcaps, pps, seconds)
+        before = process_cpu(proc.pid)
+        sent = replay(ns, pcaps, pps, seconds, timer, burst)
         sent["warmup_sent"] = warm
         sent["sent"] += warm  # every packet replayed, warm-up included, is expected in the capture
         time.sleep(1.0)  # the last packets reach the capture buffer
+        after = process_cpu(proc.pid)
+        during = {pid: round(t - before.get(pid, (name, 0.0))[1], 2) for pid, (name, t) in after.items()}
         stopped = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)  # ip netns exec execs: this is the tool itself
         cpu = _wait_rusage(proc)
@@ -317,19 +349,116 @@ def run_tool(ns: Namespace, tool: str, pcaps: list[Path], pps: int, seconds: flo
         tree.stop()
     time.sleep(0.1)
     text = "\n".join(lines)
-    if tool == "inspector":
+    if tool.startswith("inspector"):
         if not out.exists():
             raise RuntimeError(f"inspector wrote no JSON (exit {proc.returncode}): {' | '.join(lines[-5:])}")
         captured, kernel, iface = sensor_counts(report_head(out))
+        split = re.search(r"packets \(([\d,+ ]+) by process\)", text)
+        per_process = split[1] if split else ""
     else:
+        per_process = ""
         m = re.search(r"(\d+) packets? captured", text)
         k = re.search(r"(\d+) packets? dropped by kernel", text)
         captured, kernel, iface = int(m[1]) if m else 0, int(k[1]) if k else 0, 0
     unseen = max(0, sent["sent"] - captured)
-    return {"tool": tool, "pps": pps, **sent, "captured": captured, "kernel_drops": kernel,
+    pythons = sorted((t for pid, t in during.items() if pid in before and before[pid][0] != "tcpdump"), reverse=True)
+    return {"tool": tool, "pps": pps, **sent, "cpu_replay_s": round(sum(during.values()), 2),
+            "busiest_python_s": pythons[0] if pythons else None, "captured": captured, "kernel_drops": kernel,
             "interface_drops": iface, "unseen": unseen, "drops": kernel + unseen,
             "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / max(sent["send_seconds"], 1e-9), 1),
-            "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode}
+            "rss_mb": round(tree.peak / 2**20, 1), "drain_s": round(drain, 2), "exit": proc.returncode,
+            "load": load, "backlog_drops": backlog_drops() - backlog, "per_process": per_process}
+
+
+def backlog_drops() -> int:
+    """Packets the kernel dropped for a full per-CPU input backlog (net.core.netdev_max_backlog), summed over
+    CPUs: /proc/net/softnet_stat's second column. A veth delivers through this backlog, before any capture."""
+    return sum(int(line.split()[1], 16) for line in Path("/proc/net/softnet_stat").read_text().splitlines())
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---------------------------------------------------------------- rate search
+
+def holds(run: dict) -> bool:
+    """Zero drops at a rate the sender really reached (within 5 %)."""
+    return run["drops"] == 0 and run["sent"] > 0 and (run["actual_pps"] or 0) >= 0.95 * run["pps"]
+
+
+def search(start: int, ceiling: int, steps: int) -> Generator[int, dict, None]:
+    """The highest rate held: double from ``start`` until a rate is not held
+    (or ``ceiling``), then halve the gap ``steps`` times. Yields each rate to
+    try and is sent its run."""
+    held, failed, pps = 0, None, start
+    while pps <= ceiling:
+        if not holds((yield pps)):
+            failed = pps
+            break
+        held, pps = pps, pps * 2
+    for _ in range(steps if failed else 0):
+        pps = (held + failed) // 2
+        if failed - held <= max(1000, held // 50):
+            break
+        held, failed = (pps, failed) if holds((yield pps)) else (held, pps)
+
+
+def interleaved(searches: dict[str, Generator[int, dict, None]], measure: Callable[[str, int], dict]) -> None:
+    """Run the tools' searches in turn, one rate each, so a change in the
+    machine's load between runs falls on every tool alike."""
+    pending = {tool: next(gen, None) for tool, gen in searches.items()}
+    while any(pps is not None for pps in pending.values()):
+        for tool, pps in pending.items():
+            if pps is not None:
+                try:
+                    pending[tool] = searches[tool].send(measure(tool, pps))
+                except StopIteration:
+                    pending[tool] = None
+
+
+def best(runs: list[dict]) -> dict | None:
+    ok = [r for r in runs if holds(r)]
+    return max(ok, key=lambda r: r["pps"]) if ok else None
+
+
+def search_summary(rows: list[dict], tools: list[str]) -> list[str]:
+    """Per tool the highest rate held with 0 drops and the CPU seconds of that run; the ratio 2w/1w."""
+    lines = ["| tool | highest rate held, 0 drops (target pps) | actual pps | Mbit/s | CPU s of that run (% of "
+             "replay) | first rate not held: kernel drops, unseen (backlog drops), CPU s | load at start |",
+             "|---|---|---|---|---|---|---|"]
+    held: dict[str, dict | None] = {}
+    for tool in tools:
+        runs = [r for r in rows if r["tool"] == tool]
+        held[tool] = b = best(runs)
+        above = min((r for r in runs if not holds(r) and (b is None or r["pps"] > b["pps"])),
+                    key=lambda r: r["pps"], default=None)
+        over = (f"{human(above['pps'])}: {human(above['kernel_drops'])}, {human(above['unseen'])} "
+                f"({human(above['backlog_drops'])} in the backlog), {above['cpu_s']:.1f}" if above else "none tried")
+        if above and above["drops"] == 0:
+            over += f" (the sender reached only {human(above['actual_pps'])} pps)"
+        lines.append(f"| {tool} | {human(b['pps']) if b else 'none'} | {human(b['actual_pps']) if b else '-'} | "
+                     f"{b['mbps']:.0f} | {b['cpu_s']:.1f} ({b['cpu_pct']:.0f}%) | {over} | {b['load']} |"
+                     if b else f"| {tool} | none | - | - | - | {over} | - |")
+    one, two = held.get("inspector-1w"), held.get("inspector-2w")
+    if one and two:
+        lines.append("")
+        lines.append(f"2 workers / 1 worker: {two['pps'] / one['pps']:.2f}x the rate held with 0 drops "
+                     f"({human(two['pps'])} / {human(one['pps'])} pps)")
+    lines.append("")
+    lines.append("CPU during the replay, per 100k packets sent (median over the tool's runs that held): the whole "
+                 "tree, and its busiest Python process, which bounds the rate once every process has a core:")
+    cost = {}
+    for tool in tools:
+        runs = [r for r in rows if r["tool"] == tool and holds(r) and r.get("busiest_python_s") is not None]
+        if runs:
+            tree = statistics.median(r["cpu_replay_s"] * 1e5 / (r["sent"] - r["warmup_sent"]) for r in runs)
+            cost[tool] = statistics.median(r["busiest_python_s"] * 1e5 / (r["sent"] - r["warmup_sent"])
+                                           for r in runs)
+            lines.append(f"  {tool}: tree {tree:.2f} s, busiest process {cost[tool]:.2f} s ({len(runs)} runs)")
+    if cost.get("inspector-1w") and cost.get("inspector-2w"):
+        lines.append(f"  busiest-process cost 1w / 2w: {cost['inspector-1w'] / cost['inspector-2w']:.2f}x")
+    return lines
 
 
 # ---------------------------------------------------------------- long run
@@ -512,7 +641,19 @@ def main() -> None:
                                     "--quick: 20k,100k,400k)")
     ap.add_argument("--seconds", type=float, help="seconds of replay per rate (default 8; --quick: 3)")
     ap.add_argument("--quick", action="store_true", help="small captures, three short steps")
-    ap.add_argument("--tools", default="inspector,tcpdump", help="inspector,tcpdump or one of them")
+    ap.add_argument("--tools", default="inspector,tcpdump",
+                    help="inspector,tcpdump or one of them (with --workers: inspector-1w, inspector-2w ...)")
+    ap.add_argument("--workers", help="capture processes of inspector live, comma-separated: one inspector-Nw "
+                                      "tool each (default with --search: 1,2)")
+    ap.add_argument("--search", action="store_true",
+                    help="for each tool the highest rate held with 0 drops: double from --search-from until one "
+                         "is not held, then bisect --search-steps times, the tools' runs in turn; tcpreplay "
+                         "sleeps between bursts")
+    ap.add_argument("--search-from", default="25k", help="--search: first rate (default 25k)")
+    ap.add_argument("--search-max", default="1600k", help="--search: highest rate tried (default 1600k)")
+    ap.add_argument("--search-steps", type=int, default=3, help="--search: bisection steps (default 3)")
+    ap.add_argument("--burst", type=int, help="tcpreplay --pps-multi, packets per timing interval "
+                                              f"(default 1; --search: {SEARCH_BURST})")
     ap.add_argument("--no-warmup", action="store_true",
                     help=f"no {WARMUP_PPS} pps x {WARMUP_SECONDS:g} s warm-up replay before each measured one")
     ap.add_argument("--long", type=float, metavar="SECONDS",
@@ -524,6 +665,10 @@ def main() -> None:
                                                      "50k,100k,200k,400k,800k")).split(",")]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    workers = args.workers or ("1,2" if args.search else None)
+    if workers:
+        tools = [t for t in tools if t != "inspector"] + [f"inspector-{int(n)}w" for n in workers.split(",")]
+    timer, burst = ("nano", args.burst or SEARCH_BURST) if args.search else (None, args.burst or 1)
     if os.geteuid() != 0:
         die("must run as root (it creates a network namespace and captures): sudo python benchmarks/live.py")
     for exe, pkg in (("ip", "iproute2"), ("tcpreplay", "tcpreplay"), ("tcpdump", "tcpdump")):
@@ -533,7 +678,7 @@ def main() -> None:
         import psutil  # noqa: F401
     except ImportError:
         die("psutil is not installed (pip install psutil)")
-    if bad := set(tools) - {"inspector", "tcpdump"}:
+    if bad := {t for t in tools if t not in ("inspector", "tcpdump") and not re.fullmatch(r"inspector-\d+w", t)}:
         die(f"--tools: unknown {', '.join(sorted(bad))}; choose from inspector,tcpdump")
     # SIGTERM behaves as Ctrl-C, so the namespace is removed either way.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -542,19 +687,32 @@ def main() -> None:
         return
 
     pcaps = captures(args.quick)
-    print(f"machine: {os.cpu_count()} cores, loadavg {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
-          f"replaying {', '.join(p.name for p in pcaps)} (looped) for {seconds:g} s per rate", flush=True)
+    print(f"machine: {os.cpu_count()} cores, loadavg {loadavg()}; replaying {', '.join(p.name for p in pcaps)} "
+          f"(looped) for {seconds:g} s per rate{f', tcpreplay --timer {timer} --pps-multi {burst}' if timer else ''}",
+          flush=True)
     rows: list[dict] = []
+
+    def measure(ns: Namespace, tool: str, pps: int, workdir: Path) -> dict:
+        r = run_tool(ns, tool, pcaps, pps, seconds, workdir, not args.no_warmup, timer, burst)
+        rows.append(r)
+        print(f"  {tool:12s} target {human(pps):>5s} pps: sent {r['sent']:,} at {human(r['actual_pps'])} "
+              f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
+              f"{r['unseen']:,} (backlog drops {r['backlog_drops']:,}), CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, "
+              f"drain {r['drain_s']} s, load {r['load']}"
+              f"{f', packets by process {per}' if (per := r['per_process']) else ''}; during the replay CPU "
+              f"{r['cpu_replay_s']} s, busiest Python process {r['busiest_python_s']} s", flush=True)
+        return r
+
     try:
         with Namespace() as ns, tempfile.TemporaryDirectory(prefix="inspbench-") as tmp:
-            for tool in tools:
-                for pps in rates:
-                    r = run_tool(ns, tool, pcaps, pps, seconds, Path(tmp), not args.no_warmup)
-                    rows.append(r)
-                    print(f"  {tool:9s} target {human(pps):>5s} pps: sent {r['sent']:,} at {human(r['actual_pps'])} "
-                          f"pps, captured {r['captured']:,}, kernel drops {r['kernel_drops']:,}, unseen "
-                          f"{r['unseen']:,}, CPU {r['cpu_s']} s, RSS {r['rss_mb']} MB, drain {r['drain_s']} s",
-                          flush=True)
+            if args.search:
+                interleaved({tool: search(parse_rate(args.search_from), parse_rate(args.search_max),
+                                          args.search_steps) for tool in tools},
+                            lambda tool, pps: measure(ns, tool, pps, Path(tmp)))
+            else:
+                for tool in tools:
+                    for pps in rates:
+                        measure(ns, tool, pps, Path(tmp))
     except KeyboardInterrupt:
         print("interrupted; namespace removed", file=sys.stderr)
         if not rows:
@@ -563,13 +721,16 @@ def main() -> None:
         detail = getattr(exc, "stderr", None) or ""
         die(f"{exc} {detail}".strip())
     print()
-    print(table(rows, tools))
-    print()
-    for tool in tools:
-        print(held(rows, tool))
+    if args.search:
+        print("\n".join(search_summary(rows, tools)))
+    else:
+        print(table(rows, tools))
+        print()
+        for tool in tools:
+            print(held(rows, tool))
     if args.out:
-        args.out.write_text(json.dumps({"seconds": seconds, "captures": [p.name for p in pcaps], "runs": rows},
-                                       indent=1))
+        args.out.write_text(json.dumps({"seconds": seconds, "captures": [p.name for p in pcaps], "timer": timer,
+                                        "burst": burst, "runs": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -595,7 +595,7 @@ def build_headers(sel, flows, pk, seq, ack, ipid, tsv, tse, pool_pref, src, allp
 
 def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
              flows: int | None = None, seed: int = 1, ack_every: int = 4,
-             pool_mib: int = 16, quiet: bool = False, udp_share: float = 0.0) -> dict:
+             pool_mib: int = 16, quiet: bool = False, udp_share: float = 0.0, start_s: float = 0.0) -> dict:
     t0 = time.perf_counter()
     packets = packets or PROFILE_DEFAULTS[profile]["packets"]
     flows_n = flows or PROFILE_DEFAULTS[profile]["flows"]
@@ -609,6 +609,7 @@ def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
         fl, pk, per = layout_many(packets, flows_n, seed, udp_share)
     else:
         raise SystemExit(f"unknown profile {profile}")
+    pk["ts"] = pk["ts"] + round(start_s * 1e6)  # later files of a rotated capture start later
     seq, ack, src, ipid, tsv, tse = finish_fields(fl, pk, per, pool_bytes, stride)
     order = np.argsort(pk["ts"], kind="stable")
     tmp = os.path.abspath(out_path) + ".tmp"
@@ -635,7 +636,7 @@ def generate(out_path: str, profile: str = "bulk", packets: int | None = None,
         "generator_version": GEN_VERSION,
         "path": os.path.abspath(out_path),
         "profile": profile, "packets": int(order.size), "flows": int(flows_n),
-        "bytes": int(total_bytes), "seed": seed, "ack_every": ack_every,
+        "bytes": int(total_bytes), "seed": seed, "start_s": start_s, "ack_every": ack_every,
         "pool_mib": pool_mib,
         "payload_bytes": int(pk["plen"].sum()),
         "udp_share": udp_share, "udp_flows": int(fl["udp"].sum()) if "udp" in fl else 0,
@@ -822,6 +823,8 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=32, help="real: copies of the sources")
     ap.add_argument("--meta", action="store_true",
                     help="also write OUT.meta.json describing the capture")
+    ap.add_argument("--start-s", type=float, default=0.0,
+                    help="bulk/many: seconds after the default first timestamp to start at (rotated files)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     if a.profile == "real":
@@ -830,7 +833,7 @@ def main(argv=None) -> int:
         meta = replicate(a.out, a.sources, a.copies, a.quiet)
     else:
         meta = generate(a.out, a.profile, a.packets, a.flows, a.seed, a.ack_every,
-                        a.pool_mib, a.quiet, a.udp_share)
+                        a.pool_mib, a.quiet, a.udp_share, a.start_s)
     if a.meta:
         with open(a.out + ".meta.json", "w") as fh:
             json.dump(meta, fh, indent=1)

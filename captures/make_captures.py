@@ -1552,7 +1552,7 @@ TLS_HANDSHAKE = b"\x16\x03"
 def label_nbd(fl, tls: bool):
     if fl["resp_head"].startswith(NBD_MAGIC):
         if tls:
-            return ("encrypted", "nbd",
+            return ("encrypted", "tls",   # the session is TLS; the NBD STARTTLS before it is evidence
                     "NBD disk copy (drive mirror): NBDMAGIC/IHAVEOPT greeting and STARTTLS option in "
                     "clear, then TLS (GnuTLS, x509, client certificate) for all requests and disk data")
         return ("plaintext", "nbd",

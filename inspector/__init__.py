@@ -18,15 +18,17 @@ from inspector.timeouts import Timeouts
 
 if TYPE_CHECKING:
     from inspector.analysis import Analysis, Progress, analyze
+    from inspector.config import ConfigAudit, audit_config
     from inspector.report.export import load
     from inspector.schema import SCHEMAS
     from inspector.watch import Watchlist
 
 _LAZY = {"Analysis": "inspector.analysis", "Progress": "inspector.analysis", "analyze": "inspector.analysis",
+         "audit_config": "inspector.config", "ConfigAudit": "inspector.config",
          "load": "inspector.report.export", "SCHEMAS": "inspector.schema", "Watchlist": "inspector.watch"}
 
-__all__ = ["SCHEMAS", "Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress", "Timeouts", "Watchlist",
-           "analyze", "load"]
+__all__ = ["SCHEMAS", "Analysis", "CaptureError", "ConfigAudit", "ConfigError", "InspectorError", "Progress", "Timeouts",
+           "Watchlist", "analyze", "audit_config", "load"]
 __version__ = "0.1.0"
 
 

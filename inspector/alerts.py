@@ -188,7 +188,7 @@ class EvidencePcaps(Meter):
 
     def keep(self, flow: int, kind: str, orig: str, resp: str) -> str:
         if flow not in self.files:
-            self.files[flow] = EvidenceFile(self.folder / f"{kind}_{_file_part(orig)}_{_file_part(resp)}.pcap")
+            self.files[flow] = EvidenceFile(self._new_file(f"{kind}_{_file_part(orig)}_{_file_part(resp)}"))
             if self.total_bytes < self.max_total_bytes:
                 self._open = np.append(self._open, flow)
             else:
@@ -227,6 +227,23 @@ class EvidencePcaps(Meter):
             self.total_bytes += size
         for flow, records in pending.items():
             self._append(self.files[flow].path, b"".join(records))
+
+    MAX_SAME_NAME = 10_000  # flows of one kind on one 4-tuple in one folder
+
+    def _new_file(self, stem: str) -> Path:
+        """A file of this run's own: created empty and exclusively (never over an
+        earlier flow's evidence on the same 4-tuple, nor through a planted link),
+        ``stem.pcap``, else ``stem_2.pcap`` ..."""
+        for number in range(1, self.MAX_SAME_NAME + 1):
+            path = self.folder / (f"{stem}.pcap" if number == 1 else f"{stem}_{number}.pcap")
+            try:
+                open_private(path, "xb").close()
+                return path
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise InspectorError(f"--write-pcap {path}: {exc.strerror or exc}") from None
+        raise InspectorError(f"--write-pcap {self.folder}: {self.MAX_SAME_NAME} files named {stem} already")
 
     @staticmethod
     def _append(path: Path, data: bytes, mode: str = "ab") -> None:

@@ -67,6 +67,7 @@ class Analysis:
     secrets: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secrets"]))
     secret_counts: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["secret_counts"]))
     byte_histograms: pd.DataFrame = field(default_factory=lambda: empty_frame(SCHEMAS["byte_histograms"]))
+    config: Any = field(default=None, repr=False, compare=False)  # an inspector.config.ConfigAudit (analyze --config)
     _sources: list[Input] = field(default_factory=list, repr=False, compare=False)  # for packets() and to_pcap()
 
     def __post_init__(self) -> None:

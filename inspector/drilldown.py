@@ -33,6 +33,7 @@ from inspector.capture.inputs import Input
 from inspector.capture.reader import PacketBatch
 from inspector.capture.writer import RECORD_HEADER, pcap_header
 from inspector.errors import CaptureError, ConfigError
+from inspector.report.output import open_private
 
 Record = tuple[int, int, int, bytes]
 """One packet read back: (timestamp ns, length on the wire, link type, frame as captured)."""
@@ -126,10 +127,8 @@ def write_pcap(records: Iterator[Record], path: str | os.PathLike) -> int:
     first = next(records, None)
     linktype = first[2] if first is not None else C.LINKTYPE_ETHERNET
     count = 0
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
     try:
-        with open(descriptor, "wb") as out:
+        with open_private(path, "wb") as out:
             out.write(pcap_header(linktype, C.SNAPLEN))
             for ts, wire, record_linktype, frame in chain([first] if first is not None else [], records):
                 if record_linktype != linktype:

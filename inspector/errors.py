@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inspector.text import file_name
+
 
 class InspectorError(Exception):
     """Base class: anything the user can fix (bad input, bad option)."""
@@ -15,7 +17,7 @@ class CaptureError(InspectorError):
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{file_name(path)}: {problem}")
 
     def __reduce__(self):
         """Pickled whole: a worker process or a Dask worker raises it in the caller."""

@@ -58,15 +58,21 @@ def _tunnel_flows(evidence: pd.DataFrame) -> set[str]:
     return uids
 
 
-def _roles(flows: pd.DataFrame, tunnels: set[str]) -> np.ndarray:
+def _nbd_flows(evidence: pd.DataFrame) -> set[str]:
+    """uids of flows with NBD framing: also those NBD upgraded to TLS (named tls)."""
+    return set(evidence.loc[evidence["protocol"] == "nbd", "uid"].tolist())
+
+
+def _roles(flows: pd.DataFrame, tunnels: set[str], nbd: set[str] = frozenset()) -> np.ndarray:
     """The role kind of each flow in a migration, '' for none (vectorised)."""
     protocol = flows["protocol"].to_numpy(dtype=object, na_value="")
+    is_nbd = (protocol == "nbd") | flows["uid"].isin(nbd).to_numpy()
     watch = flows["watch"].astype(str).to_numpy(dtype=object)
     data = (flows["orig_bytes"] + flows["resp_bytes"]).to_numpy()
     tunnel = flows["uid"].isin(tunnels).to_numpy()
     migration_port, libvirtd_port = watch == "migration", watch == "libvirtd"
     return np.select(
-        [protocol == "qemu-migration", protocol == "qemu-multifd", protocol == "nbd", tunnel,
+        [protocol == "qemu-migration", protocol == "qemu-multifd", is_nbd, tunnel,
          migration_port & (data >= BULK_BYTES) & (protocol == "tls"), migration_port & (data >= BULK_BYTES),
          libvirtd_port & (protocol == "tls") & (data >= 16 * BULK_BYTES), libvirtd_port,
          (protocol == "ssh") & (data >= 16 * BULK_BYTES)],
@@ -79,7 +85,7 @@ def migration_pairs(flows: pd.DataFrame, evidence: pd.DataFrame) -> set[tuple[st
     """(source, destination) of the flows that can make an event (a role
     other than SSH or libvirtd): a libvirtd flow between other hosts never
     joins an event."""
-    kinds = _roles(flows, _tunnel_flows(evidence))
+    kinds = _roles(flows, _tunnel_flows(evidence), _nbd_flows(evidence))
     strong = (kinds != "") & (kinds != "ssh") & (kinds != "libvirtd")
     return set(zip(flows["orig_h"].astype(str)[strong], flows["resp_h"].astype(str)[strong]))
 
@@ -103,7 +109,7 @@ def _with_data_flows(flows: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
 def build_events(flows: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The events table and, per flow, its event id ('' when none)."""
     event_of = np.full(len(flows), "", dtype=object)
-    kinds = _roles(flows, _tunnel_flows(evidence))
+    kinds = _roles(flows, _tunnel_flows(evidence), _nbd_flows(evidence))
     picked = _with_data_flows(flows, kinds)
     if not len(picked):  # no flow of a migration (most captures): no event
         return table_of([], EVENT_COLUMNS), event_of

@@ -40,13 +40,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inspector.alerts import Alert, Alerter, EvidencePcaps, rfc3339
-from inspector.analysis import Analysis, analyze_readers
+from inspector.analysis import Analysis, analyze_readers, assemble
 from inspector.capture.constants import BUFFER_MB, SNAPLEN
-from inspector.capture.reader import CaptureReader
+from inspector.capture.reader import CaptureReader, InputStats
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
 from inspector.meters import Meter, default_meters
-from inspector.pipeline import ClosedFlows
+from inspector.pipeline import ClosedFlows, ClosedTables, Pipeline
 from inspector.spool import SpooledTables
 from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist, port_ranges
@@ -110,7 +110,7 @@ def check_privilege(tcpdump: str) -> None:
 
 def check_filter(tcpdump: str, iface: str, expression: str, snaplen: int) -> None:
     """Compile the filter for the interface (``tcpdump -d``) before starting."""
-    done = subprocess.run([tcpdump, "-d", "-i", iface, "-s", str(snaplen), expression],
+    done = subprocess.run([tcpdump, "-d", "-i", iface, "-s", str(snaplen), "--", expression],
                           capture_output=True, text=True, check=False, timeout=30)
     if done.returncode == 0:
         return
@@ -122,11 +122,15 @@ def check_filter(tcpdump: str, iface: str, expression: str, snaplen: int) -> Non
     raise LiveError(f"tcpdump -i {iface}: {message or f'exit status {done.returncode}'}")
 
 
-def _rx_dropped(iface: str) -> int | None:
+def rx_dropped(iface: str) -> int | None:
     try:
         return int((SYS_NET / iface / "statistics" / "rx_dropped").read_text())
     except (OSError, ValueError):
         return None
+
+
+def interface_drops_detail(iface: str) -> str:
+    return f"rx_dropped of {iface} grew during the capture (dropped by the NIC or driver, possibly not ours)"
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,8 @@ class Sensor:
         self._counted = threading.Event()  # tcpdump printed its drop count
         self.started = 0.0  # time.monotonic() at start
         self.flows = 0  # flows so far, kept up to date by run_live
+        self.exit_status: int | None = None  # tcpdump's, once closed
+        self.stopped = False  # stop() was called: a capture that ended without it ended on its own
         self.reader: CaptureReader
 
     def check(self) -> str:
@@ -189,11 +195,11 @@ class Sensor:
 
     def start(self, timeout: float = 10.0) -> None:
         tcpdump = self.check()
-        self._rx_start = _rx_dropped(self.iface)
+        self._rx_start = rx_dropped(self.iface)
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
             [tcpdump, "-i", self.iface, "-s", str(self.snaplen), "-B", str(self.buffer_mb * 1024), "-U", "-n",
-             "-w", "-", self.expression],
+             "-w", "-", "--", self.expression],  # '--': a filter is never read as an option (-Z root)
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
             start_new_session=True)
         try:
@@ -234,13 +240,17 @@ class Sensor:
                 self._counted.wait(timeout)
             except ProcessLookupError:
                 pass
-        now = _rx_dropped(self.iface)
+        now = rx_dropped(self.iface)
         interface = max(0, now - self._rx_start) if now is not None and self._rx_start is not None else None
         return LiveStats(rfc3339(), time.monotonic() - self.started, self.reader.stats.packets, self.flows,
                          self.kernel_drops, interface)
 
     def stop(self) -> None:
         """Ask tcpdump to stop (idempotent, safe from a signal handler)."""
+        self.stopped = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             try:
                 os.kill(self._proc.pid, signal.SIGINT)
@@ -251,7 +261,7 @@ class Sensor:
         """After the pipe is drained: reap tcpdump, collect the drop counters."""
         if self._proc is None or self._proc.stdout.closed:
             return
-        self.stop()
+        self._interrupt()
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -259,9 +269,10 @@ class Sensor:
             self._proc.wait()
         if self._stderr is not None:
             self._stderr.join(5)
+        self.exit_status = self._proc.returncode
         self._proc.stdout.close()
         self._proc.stderr.close()
-        end = _rx_dropped(self.iface)
+        end = rx_dropped(self.iface)
         if end is not None and self._rx_start is not None:
             self.interface_drops = max(0, end - self._rx_start)
         stats = self.reader.stats
@@ -269,8 +280,7 @@ class Sensor:
             stats.anomaly("kernel-drops", "packets dropped by the kernel capture buffer (tcpdump's count): "
                           "the analysis misses them", self.kernel_drops)
         if self.interface_drops:
-            stats.anomaly("interface-drops", f"rx_dropped of {self.iface} grew during the capture "
-                          "(dropped by the NIC or driver, possibly not ours)", self.interface_drops)
+            stats.anomaly("interface-drops", interface_drops_detail(self.iface), self.interface_drops)
 
     def __enter__(self) -> Sensor:
         self.start()
@@ -342,11 +352,32 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     temporary one) until the end, so memory follows the open flows.
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
-    (closed here, its ``written`` files then list what was written)."""
+    (closed here, its ``written`` files then list what was written).
+    ``inspector.live_workers.run_live_workers`` is the same on N processes."""
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen, buffer_mb)
     sensor.check()  # a wrong interface, privilege or filter is told at once, not after the warm-up
     warm_up(watch, secrets)
     store = SpooledTables(spool)
+    try:
+        stats = run_sensor(sensor, watch=watch, store=store, duration=duration, on_alert=on_alert,
+                           on_started=on_started, secrets=secrets, stats_interval=stats_interval, on_stats=on_stats,
+                           evidence=evidence, timeouts=timeouts, on_closed=on_closed)
+        return assemble(store.tables(), stats, watch), sensor
+    finally:
+        store.close()
+
+
+def run_sensor(sensor: Sensor, *, watch: Watchlist, store: ClosedTables, duration: float | None = None,
+               on_alert: Callable[[Alert], None] | None = None, on_started: Callable[[Sensor], None] | None = None,
+               secrets: bool = True, stats_interval: float | None = None,
+               on_stats: Callable[[LiveStats], None] | None = None, evidence: EvidencePcaps | None = None,
+               timeouts: Timeouts = LIVE_TIMEOUTS,
+               on_closed: Callable[[ClosedFlows], None] | None = None) -> list[InputStats]:
+    """Start ``sensor`` and run the pipeline over it until it stops
+    (``duration``, SIGINT or SIGTERM); the ended flows' tables go to
+    ``store``. Returns the input's counts (``assemble`` builds the reports
+    from them and the store): ``run_live`` and each capture process of
+    ``run_live_workers`` share it."""
     sensor.start()
     previous = {}
     ended = threading.Event()
@@ -363,6 +394,12 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
 
     def on_batch(_reader, _packets: int, flows: int) -> None:
         sensor.flows = flows
+
+    def closed(part: ClosedFlows) -> None:
+        if not part.interim:
+            store.add(part)
+        if on_closed:
+            on_closed(part)
 
     timer = threading.Timer(duration, stop) if duration else None
     reporter = threading.Thread(target=report_stats, name="live-stats", daemon=True) \
@@ -387,9 +424,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
                     reporter.join(5)
                 sensor.close()  # drained: the drop counters join the input's anomalies
 
-        result = analyze_readers(readers(), watch=watch, names=[f"live:{iface}"],
-                                 meters=sensor_meters(secrets, on_alert or (lambda _alert: None), evidence),
-                                 timeouts=timeouts, on_batch=on_batch, on_closed=on_closed, store=store)
+        meters = sensor_meters(secrets, on_alert or (lambda _alert: None), evidence)
+        return Pipeline(watch, [f"live:{sensor.iface}"], meters=meters, on_closed=closed,
+                        timeouts=timeouts).run(readers(), on_batch=on_batch)
     finally:
         ended.set()
         if timer:
@@ -397,7 +434,5 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sensor.close()
-        store.close()
         if evidence:
             evidence.close()
-    return result, sensor

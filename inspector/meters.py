@@ -32,6 +32,7 @@ from inspector.capture.reader import CaptureReader, PacketBatch
 from inspector.classify.evidence import DETAIL_COLUMNS, DetectionCollector, apply_evidence
 from inspector.findings.secrets import PATTERNS, SecretScanner
 from inspector.flows.histograms import RegionHistograms
+from inspector.flows.kernels import FL_PROTO
 from inspector.flows.table import FlowTable, Region
 from inspector.protocols import Detection
 from inspector.watch import Watchlist
@@ -104,8 +105,10 @@ class Detections(Meter):
 
     def start(self, flows: Flows) -> None:
         super().start(flows)
+        table = flows.table
         self.collector = DetectionCollector(flows.orig_is_a, on_detect=self.on_detect,
-                                            early=flows.watched if self.on_detect else None)
+                                            early=flows.watched if self.on_detect else None,
+                                            transport=lambda flow: int(table.flow[flow, FL_PROTO]))
 
     def on_regions(self, regions: list[Region]) -> None:
         if self.detect:

@@ -37,6 +37,7 @@ from inspector.capture.inputs import Input
 from inspector.capture.reader import CaptureReader, InputStats
 from inspector.errors import ConfigError, InspectorError
 from inspector.meters import default_meters
+from inspector.text import file_name
 from inspector.partition import Partition
 from inspector.pipeline import ClosedFlows, ClosedTables, Pipeline
 from inspector.timeouts import Timeouts
@@ -97,7 +98,7 @@ def plan(groups: Sequence[Sequence[Input]], workers: int, *, watch: Watchlist, t
     per_group = max(1, math.ceil(workers / max(1, len(groups))))
     for number, inputs in enumerate(groups):
         parts = max(1, min(per_group, sum(one.size() for one in inputs) // BYTES_PER_PARTITION))
-        paths, files = tuple(str(one.path.absolute()) for one in inputs), tuple(str(one.path) for one in inputs)
+        paths, files = tuple(str(one.path.absolute()) for one in inputs), tuple(file_name(one.path) for one in inputs)
         names = tuple(one.name for one in inputs)
         tasks += [Task(number, paths, files, names, Partition(index, parts), watch, timeouts, detectors, secrets)
                   for index in range(parts)]
@@ -131,7 +132,12 @@ def run_task(task: Task, emit: Callable[[ClosedFlows], None],
                                                                             secrets=task.secrets),
                         on_closed=closed, timeouts=task.timeouts, partition=task.partition,
                         capture=task.group)
-    return pipeline.run(readers(), on_batch=on_batch)
+    try:
+        return pipeline.run(readers(), on_batch=on_batch)
+    finally:
+        # its flow table and meters call back into it: a cycle only a full collection frees, which seldom
+        # comes; a worker runs task after task (100 files: 600 MB by the last), so let them go now
+        pipeline.table, pipeline.meters = None, []
 
 
 def merged_stats(tasks: list[Task], results: dict[int, list[InputStats]]) -> list[InputStats]:

@@ -30,7 +30,8 @@ CLOSED_BY = ("fin", "rst", "idle", "end", "open")
 """How a flow ended (``flows.closed_by``)."""
 
 PROTOCOLS = ("qemu-migration", "qemu-multifd", "libvirt-rpc", "nbd", "ssh", "tls", "http", "amqp", "mysql",
-             "rfb", "spice", "redis", "memcached", "ovsdb")
+             "rfb", "spice", "redis", "memcached", "ovsdb", "openvpn", "esp", "ike", "wireguard", "quic", "dtls",
+             "smtp", "imap", "pop3", "ftp", "xmpp", "ldap", "postgresql", "rdp", "text")
 """Protocols the detectors recognise, in the order that names a flow showing several (``flows.protocol``)."""
 
 DIRECTIONS = ("orig", "resp")
@@ -65,6 +66,9 @@ SECRET_KINDS = ("private-key", "password", "cloud-credential", "token", "basic-a
 ALERT_KINDS = ("cleartext-migration", "nbd-disk-in-clear", "credentials")
 """What a live alert says a flow exposed."""
 
+CONFIG_KINDS = ("nova", "nova-policy", "libvirtd", "qemu", "sshd", "authorized-keys", "ssh-private-key", "firewall")
+"""Kinds of configuration file ``inspector config-audit`` reads (``config_files.kind``), found by name."""
+
 ANOMALY_KINDS: dict[str, str] = {
     "truncated-last-record": "the file ends inside a record (the usual result of copying a capture that is "
                              "still being written)",
@@ -95,6 +99,9 @@ ANOMALY_KINDS: dict[str, str] = {
                     "(tcpdump's count); the analysis misses them",
     "interface-drops": "`inspector live` only: growth of the interface's `rx_dropped` during the run (dropped by "
                        "the NIC or driver, possibly other traffic)",
+    "capture-process-failed": "`inspector live --workers N` only: a capture process failed or its tcpdump ended "
+                              "before the sensor was stopped (the detail says which and why); the sensor stopped "
+                              "there, and that process's partition of the traffic is missing from then on",
 }
 """Anomaly kinds (``anomalies.kind``) and what each means."""
 
@@ -201,7 +208,8 @@ FINDING_COLUMNS: Columns = {
     "risks": ("list", "risks realised: denial of service, data leakage, data manipulation, code injection"),
     "summary": ("string", "one line with the numbers: flows, hosts, bytes and pages exposed"),
     "evidence": ("string", "proof, one line per flow or event (newline-separated); wire strings are escaped"),
-    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on)"),
+    "hosts": ("string", "host pairs involved, 'src -> dst' comma-separated (what `inspector diff` matches on); "
+                        "host names for the configuration audit's `config-*` rules"),
     "uids": ("list", "the flows' uids (joins flows.uid)"),
     "events": ("list", "migration event ids (joins events.event)"),
     "bytes_exposed": ("int64", "payload bytes that crossed in clear on the flows of this finding (0 if none)"),
@@ -262,6 +270,40 @@ SCHEMAS: dict[str, Columns] = {
 }
 """Table name -> columns (dtype, meaning), in the order reports list them."""
 
+CONFIG_HOST_COLUMNS: Columns = {
+    "host": ("string", "host name: the sosreport's or /etc tree's hostname file, else the folder name"),
+    "folder": ("string", "the host's configuration folder as given"),
+    "addresses": ("list", "addresses the configuration gives the host (nova my_ip, live_migration_inbound_addr, "
+                          "qemu migration_address, or the folder name when it is one); cross-checks match "
+                          "migration events on them"),
+    "protection": ("string", "how live migration would protect guest RAM by this configuration (a "
+                             "``protection`` of events: TLS, SSH, libvirt tunnel over TLS, libvirt tunnel over "
+                             "plain TCP or none)"),
+    "migration_ports": ("string", "qemu.conf migration_port_min-migration_port_max (libvirt's default 49152-49215)"),
+}
+
+CONFIG_SETTING_COLUMNS: Columns = {
+    "host": ("string", "host (joins config_hosts.host)"),
+    "kind": ("string", f"kind of file: {', '.join(CONFIG_KINDS)}"),
+    "file": ("string", "the file the value was read from; empty for a default"),
+    "section": ("string", "INI section (nova.conf), Match block (sshd_config), chain or user; empty when none"),
+    "key": ("string", "the setting audited (only these are read into tables: never passwords, transport_url "
+                      "or connection strings)"),
+    "value": ("string", "its effective value; credentials inside URIs are replaced by ***"),
+    "source": ("string", "'set' when the file sets it, 'default' when the documented default applies"),
+}
+
+CONFIG_PROBLEM_COLUMNS: Columns = {
+    "file": ("string", "the file or folder"),
+    "problem": ("string", "why it was not (fully) read: missing, unreadable, malformed at line N ..."),
+}
+
+CONFIG_SCHEMAS: dict[str, Columns] = {
+    "config_hosts": CONFIG_HOST_COLUMNS, "config_settings": CONFIG_SETTING_COLUMNS, "findings": FINDING_COLUMNS,
+    "config_problems": CONFIG_PROBLEM_COLUMNS,
+}
+"""Tables of a configuration audit (``inspector.audit_config``); its findings share the analysis' columns."""
+
 GROUPINGS = ("none", "file", "folder")
 """How input files make captures (``analyze(group_by=...)``, ``--group-by``):
 all one capture, one per file, one per folder (a sensor's rotated files)."""
@@ -277,8 +319,8 @@ in ascending order for the ``ORDERED`` ones."""
 ORDERED = frozenset({"severity"})
 """Categorical columns that compare by their order (``severity >= 'high'``)."""
 
-LIST_COLUMNS = frozenset(name for columns in SCHEMAS.values() for name, (dtype, _doc) in columns.items()
-                         if dtype == "list")
+LIST_COLUMNS = frozenset(name for columns in (*SCHEMAS.values(), *CONFIG_SCHEMAS.values())
+                         for name, (dtype, _doc) in columns.items() if dtype == "list")
 """Columns holding a list of strings per row in the library's tables. Files: Parquet
 holds lists, CSV the items joined with ', ' (``inspector.load`` splits them back on
 ','), JSON arrays (but ``events.channels`` stays the text of schema_version 1)."""
@@ -295,7 +337,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "verdict": VERDICTS, "window label": WINDOW_LABELS, "watch role": ROLES, "closed_by": CLOSED_BY,
     "protocol": PROTOCOLS, "proves": PROVES, "severity": SEVERITIES, "risk": RISKS, "protection": PROTECTIONS,
     "tunnel": TUNNELS[1:], "secret kind": SECRET_KINDS, "alert kind": ALERT_KINDS,
-    "anomaly kind": tuple(ANOMALY_KINDS),
+    "anomaly kind": tuple(ANOMALY_KINDS), "configuration file kind": CONFIG_KINDS,
 }
 """Every vocabulary by name, for the docs."""
 
@@ -303,7 +345,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
 def markdown() -> str:
     """The columns of every table, then every vocabulary, as Markdown (docs/schema.md)."""
     lines = []
-    for title, columns in SCHEMAS.items():
+    for title, columns in {**SCHEMAS, **{k: v for k, v in CONFIG_SCHEMAS.items() if k not in SCHEMAS}}.items():
         lines += [f"### {title}", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{name}` | {dtype} | {doc} |" for name, (dtype, doc) in columns.items()]
         lines.append("")

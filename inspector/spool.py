@@ -28,6 +28,7 @@ from inspector.errors import InspectorError
 from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
+from inspector.report.output import open_private
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
 
@@ -76,7 +77,7 @@ class SpooledTables(ClosedTables):
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
             try:
                 table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
-                with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+                with open_private(path, "xb") as handle:  # a new file: never another run's, never through a link
                     with_json_text(table).to_parquet(handle, index=False)
             except OSError as exc:
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
@@ -151,7 +152,8 @@ class ReportSpool(ClosedTables):
             flows = pd.concat(self._pending, ignore_index=True)
             path = self.folder / f"flows-{len(self.files):06d}.parquet"
             try:
-                sort_flows(flows).to_parquet(path, index=False, row_group_size=self.ROW_GROUP)
+                with open_private(path, "xb") as handle:
+                    sort_flows(flows).to_parquet(handle, index=False, row_group_size=self.ROW_GROUP)
             except OSError as exc:
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files.append(path)

@@ -93,7 +93,7 @@ class RecentHappenings:
         now = closed.at
         if not closed.interim:
             flows = closed.flows
-            notable = _notable(flows) | flows["uid"].isin(closed.secret_counts["uid"])
+            notable = notable_flows(closed)
             if notable.any():
                 uids = flows.loc[notable, "uid"]
                 self.recent.append((now, {name: _rows_of(getattr(closed, name), uids) for name in _RECENT_TABLES}))
@@ -130,13 +130,15 @@ class RecentHappenings:
             self.emit(records)
 
 
-def _notable(flows: pd.DataFrame) -> pd.Series:
-    """Flows an event or a finding can be made of: recognised by a detector,
-    or watched and either in clear or bulk (a migration channel)."""
+def notable_flows(closed: ClosedFlows) -> pd.Series:
+    """Which of ``closed.flows`` an event or a finding can be made of:
+    recognised by a detector, holding a secret, or watched and either in
+    clear or bulk (a migration channel)."""
+    flows = closed.flows
     watched = flows["watch"] != "none"
     clear = flows["verdict"].isin(CLEAR)
     bulk = (flows["orig_bytes"] + flows["resp_bytes"]) >= BULK_BYTES
-    return (flows["protocol"] != "") | (watched & (clear | bulk))
+    return (flows["protocol"] != "") | (watched & (clear | bulk)) | flows["uid"].isin(closed.secret_counts["uid"])
 
 
 def _rows_of(table: pd.DataFrame, uids: pd.Series) -> pd.DataFrame:

@@ -168,3 +168,35 @@ def tls12_handshake(tmp: Path, *, max_version=ssl.TLSVersion.TLSv1_2,
     server.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     pump()
     return bytes(sent_c), bytes(sent_s)
+
+
+# In-band TLS upgrades (protocols/starttls.py), the clear-text start of each side up to the
+# first TLS record header (a stub: the record itself is not parsed by these detectors).
+# Real exchanges are recorded in tests/test_starttls.py; these feed the prefilter tests.
+TLS_STUB = b"\x16\x03\x01\x00\x04\x01\x00\x00\x00"
+SMTP_CLIENT = b"EHLO compute-1\r\nSTARTTLS\r\n" + TLS_STUB
+SMTP_SERVER = b"220 mail.internal ESMTP\r\n250-mail.internal\r\n250 STARTTLS\r\n220 2.0.0 Ready\r\n" + TLS_STUB
+FTP_CLIENT = b"AUTH TLS\r\n" + TLS_STUB
+FTP_SERVER = b"220 FTP server ready\r\n234 AUTH TLS successful\r\n" + TLS_STUB
+IMAP_CLIENT = b"a1 CAPABILITY\r\na2 STARTTLS\r\n" + TLS_STUB
+IMAP_SERVER = b"* OK ready\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\na2 OK Begin TLS\r\n" + TLS_STUB
+POP3_CLIENT = b"CAPA\r\nSTLS\r\n" + TLS_STUB
+POP3_SERVER = b"+OK POP3 ready\r\n+OK\r\nSTLS\r\n.\r\n+OK Begin TLS\r\n" + TLS_STUB
+XMPP_CLIENT = (b"<?xml version='1.0'?><stream:stream to='example.net' xmlns='jabber:client' "
+               b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+               b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" + TLS_STUB)
+XMPP_SERVER = (b"<?xml version='1.0'?><stream:stream from='example.net' id='1' xmlns='jabber:client' "
+               b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>"
+               b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
+               b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" + TLS_STUB)
+# RFC 4511 4.12: LDAPMessage { messageID 1, ExtendedRequest [APPLICATION 23] { [0] OID } }
+LDAP_CLIENT = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + b"1.3.6.1.4.1.1466.20037" + TLS_STUB
+LDAP_SERVER = b"\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00" + TLS_STUB
+POSTGRESQL_CLIENT = b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + TLS_STUB
+POSTGRESQL_SERVER = b"S" + TLS_STUB
+# MS-RDPBCGR 2.2.1.1: TPKT, X.224 CR (LI 14), RDP_NEG_REQ requesting PROTOCOL_SSL|PROTOCOL_HYBRID
+RDP_CLIENT = b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00" + TLS_STUB
+RDP_SERVER = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00" + TLS_STUB
+STARTTLS_SAMPLES = [SMTP_CLIENT, SMTP_SERVER, FTP_CLIENT, FTP_SERVER, IMAP_CLIENT, IMAP_SERVER, POP3_CLIENT,
+                    POP3_SERVER, XMPP_CLIENT, XMPP_SERVER, LDAP_CLIENT, LDAP_SERVER, POSTGRESQL_CLIENT,
+                    POSTGRESQL_SERVER, RDP_CLIENT, RDP_SERVER]

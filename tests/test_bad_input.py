@@ -53,7 +53,7 @@ def _bad_cases() -> dict[str, tuple[str, bytes | None]]:
         "empty_file": ("empty.pcap", b""),
         "shorter_than_header": ("short.pcap", pcap[:10]),
         "bad_magic": ("bad_magic.pcap", patched(pcap, 0, "<I", 0xA1B2C3D5)),
-        "bad_version": ("bad_version.pcap", patched(pcap, 4, "<H", 9)),
+        "bad_version": ("bad_version.pcap", patched(pcap, 4, "<H", 1)),  # major 1: refused, as by tshark
         "pcapng_garbage_first_block_length":
             ("garbage_len.pcapng", patched(ng, 4, "<I", 0xDEADBEEF)),
         "pcapng_first_block_length_too_small":

@@ -27,9 +27,10 @@ def analysed() -> inspector.Analysis:
 
 def test_public_api_is_explicit_and_typed():
     assert set(inspector.__all__) == {"Analysis", "CaptureError", "ConfigError", "InspectorError", "Progress", "Timeouts",
-                                      "SCHEMAS", "Watchlist", "analyze", "load"}
+                                      "SCHEMAS", "Watchlist", "analyze", "load", "ConfigAudit", "audit_config"}
     assert (Path(inspector.__file__).parent / "py.typed").exists()
     assert inspector.analyze.__doc__ and inspector.load.__doc__ and inspector.Analysis.__doc__
+    assert inspector.audit_config.__doc__ and inspector.ConfigAudit.__doc__
 
 
 def _assert_schema(result: inspector.Analysis) -> None:

@@ -178,12 +178,15 @@ def test_missing_interface_is_one_line(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_bad_filter_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "lo", "--filter", "tcp porrt 5"],
+@pytest.mark.parametrize("expression", ["tcp porrt 5", "-Zroot", "-w /tmp/planted.pcap"])
+def test_bad_filter_is_one_line(tmp_path: Path, expression: str) -> None:
+    """A filter is never taken for a tcpdump option (``--filter=-Zroot`` kept root)."""
+    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "lo", f"--filter={expression}"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--filter" in lines[0] and "syntax error" in lines[0]
+    assert not Path("/tmp/planted.pcap").exists()
 
 
 def test_unprivileged_user_is_told_how_to_grant(tmp_path: Path) -> None:

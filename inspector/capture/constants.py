@@ -11,6 +11,12 @@ from inspector.schema import TUNNELS
 # --- capture file magics -------------------------------------------------
 PCAP_MAGIC_US = 0xA1B2C3D4  # classic pcap, microsecond timestamps (libpcap)
 PCAP_MAGIC_NS = 0xA1B23C4D  # classic pcap, nanosecond timestamps
+# Alexey Kuznetsov's modified libpcap (Red Hat/SuSE tcpdump of the late 1990s):
+# microseconds, and 8 more bytes after each record header (ifindex, protocol,
+# pkt_type, pad), as wiretap/libpcap.c reads it
+PCAP_MAGIC_MODIFIED = 0xA1B2CD34
+PCAP_MODIFIED_EXTRA = 8
+PCAP_MAGICS = (PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_MODIFIED)
 PCAPNG_SHB = 0x0A0D0D0A  # pcapng Section Header Block (draft-ietf-opsawg-pcapng)
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 GZIP_MAGIC = b"\x1f\x8b"

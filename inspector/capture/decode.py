@@ -641,40 +641,64 @@ def decode_frame(buf, start, caplen, linktype, fields, addrs, n):
 
 
 @njit(cache=True)
-def walk_pcap(buf, pos, end, big, nano, linktype, fields, addrs, n, cap):
+def walk_pcap(buf, pos, end, big, nano, linktype, extra, swap, fields, addrs, n, cap):
     """Decode whole pcap records from ``buf[pos:end]`` into rows ``n..cap``.
 
-    Returns ``(n, pos, damaged)``: the rows filled, where the next record
-    starts, and whether a record header was impossible (the walk stops there).
+    ``extra`` bytes follow each 16-byte record header (8 in the modified
+    pcap format, magic a1b2cd34). ``swap`` says where the two length fields
+    are the other way round (files before version 2.3): 0 never, 1 always,
+    2 where the first is the larger (some 2.3 writers). Returns
+    ``(n, pos, damaged)``: the rows filled, where the next record starts,
+    and whether a record header was impossible (the walk stops there).
     """
     frac_to_ns = 1 if nano else 1000
-    while n < cap and pos + 16 <= end:
+    head = 16 + extra
+    while n < cap and pos + head <= end:
         incl = _u32(buf, pos + 8, big)
+        wire = _u32(buf, pos + 12, big)
+        if swap == 1 or (swap == 2 and incl > wire):
+            incl, wire = wire, incl
         if incl > C.MAX_RECORD_BYTES:
             return n, pos, True
-        if pos + 16 + incl > end:
+        if pos + head + incl > end:
             break
         fields[F_TS, n] = _u32(buf, pos, big) * 1_000_000_000 + _u32(buf, pos + 4, big) * frac_to_ns
-        fields[F_WIRE_LEN, n] = _u32(buf, pos + 12, big)
+        fields[F_WIRE_LEN, n] = wire
         fields[F_CAP_LEN, n] = incl
         fields[F_IFACE, n] = 0
-        fields[F_FRAME_OFF, n] = pos + 16
-        decode_frame(buf, pos + 16, incl, linktype, fields, addrs, n)
+        fields[F_FRAME_OFF, n] = pos + head
+        decode_frame(buf, pos + head, incl, linktype, fields, addrs, n)
         n += 1
-        pos += 16 + incl
+        pos += head + incl
     return n, pos, False
 
 
 @njit(cache=True, inline="always")
-def _ticks_to_ns(ticks, resol_is_pow2, resol_exp):
-    """Convert pcapng timestamp ticks (units of 10^-e or 2^-e s) to ns."""
+def _ticks_to_ns(hi, lo, resol_is_pow2, resol_exp):
+    """Convert pcapng timestamp ticks ``hi * 2^32 + lo`` (units of 10^-e or
+    2^-e s, e up to 127) to ns without overflowing 64 bits: ticks finer than
+    a nanosecond are rounded down to it."""
     if resol_is_pow2:
-        whole = ticks >> resol_exp
-        frac = ticks - (whole << resol_exp)
-        return whole * 1_000_000_000 + (frac * 1_000_000_000) // (np.int64(1) << resol_exp)
+        if resol_exp <= 32:
+            ticks = (hi << 32) | lo
+            whole = ticks >> resol_exp
+            frac = ticks - (whole << resol_exp)
+            return whole * 1_000_000_000 + (frac * 1_000_000_000) // (np.int64(1) << resol_exp)
+        # (hi * 1e9 * 2^32 + lo * 1e9) >> e, exactly: both products are below 2^62
+        shift = resol_exp - 32
+        if shift >= 63:
+            return np.int64(0)
+        return (hi * 1_000_000_000 + ((lo * 1_000_000_000) >> 32)) >> shift
     if resol_exp <= 9:
-        return ticks * 10 ** (9 - resol_exp)
-    return ticks // 10 ** (resol_exp - 9)
+        return ((hi << 32) | lo) * 10 ** (9 - resol_exp)
+    down = resol_exp - 9
+    if down > 19:  # 10^20 ticks exceed 2^64: every timestamp is under a nanosecond
+        return np.int64(0)
+    ticks = (np.uint64(hi) << np.uint64(32)) | np.uint64(lo)
+    divisor = np.uint64(1)
+    for _ in range(down):
+        divisor = divisor * np.uint64(10)
+    return np.int64(ticks // divisor)
 
 
 @njit(cache=True)
@@ -702,7 +726,8 @@ def walk_pcapng(buf, pos, end, big, if_linktype, if_pow2, if_exp, if_offset_s, i
                 iface = _u32(buf, pos + 8, big)
             else:
                 iface = (_u32(buf, pos + 8, big) >> 16) if big else (_u32(buf, pos + 8, big) & 0xFFFF)
-            ticks = (_u32(buf, pos + 12, big) << 32) | _u32(buf, pos + 16, big)
+            ticks_hi = _u32(buf, pos + 12, big)
+            ticks_lo = _u32(buf, pos + 16, big)
             incl = _u32(buf, pos + 20, big)
             wire = _u32(buf, pos + 24, big)
             data = pos + 28
@@ -713,11 +738,12 @@ def walk_pcapng(buf, pos, end, big, if_linktype, if_pow2, if_exp, if_offset_s, i
             wire = _u32(buf, pos + 8, big)
             data = pos + 12
             incl = min(wire, blen - 16)
-            ticks = -1
+            ticks_hi = -1
+            ticks_lo = 0
         if iface >= n_if:
             return n, pos, 3
-        if ticks >= 0:
-            fields[F_TS, n] = _ticks_to_ns(ticks, if_pow2[iface], if_exp[iface]) + if_offset_s[iface] * 1_000_000_000
+        if ticks_hi >= 0:
+            fields[F_TS, n] = _ticks_to_ns(ticks_hi, ticks_lo, if_pow2[iface], if_exp[iface]) + if_offset_s[iface] * 1_000_000_000
         else:
             fields[F_TS, n] = fields[F_TS, n - 1] if n > 0 else 0
         if if_snaplen[iface] > 0 and incl > if_snaplen[iface] and btype == C.PCAPNG_SPB:

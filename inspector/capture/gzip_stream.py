@@ -65,9 +65,11 @@ class GzipStream:
                 self._stop(f"the gzip data ends before its end-of-stream marker, after {self._compressed_bytes()} "
                            "compressed bytes (a copy of a capture still being written?)")
                 return
+        before = inflate.copy()  # zlib drops what the failing call decompressed: replay it from here
         try:
             self._output = memoryview(inflate.decompress(self._input, OUT_CHUNK))
         except zlib.error as exc:
+            self._output = memoryview(_up_to_damage(before, self._input))
             self._stop(f"damaged gzip data after {self._compressed_bytes()} compressed bytes: {exc}")
             return
         self._input = inflate.unconsumed_tail
@@ -81,3 +83,26 @@ class GzipStream:
             return self.fileobj.tell() - len(self._input)
         except (OSError, ValueError):
             return 0
+
+
+SALVAGE_PIECE = 64  # compressed bytes a replay feeds at a time before going byte by byte
+
+
+def _up_to_damage(inflate, data: bytes, piece: int = SALVAGE_PIECE) -> bytes:
+    """What ``inflate`` decompresses from ``data`` before zlib finds the damage
+    (a flipped bit, a bad CRC or length in the trailer, junk after a member),
+    fed a piece at a time so only the output of the damaged piece is lost;
+    the damaged piece is replayed byte by byte. Capped at OUT_CHUNK, as the
+    call it replaces."""
+    out = bytearray()
+    for at in range(0, len(data), piece):
+        state = inflate.copy()
+        try:
+            out += inflate.decompress(data[at:at + piece])
+        except zlib.error:
+            if piece > 1:
+                out += _up_to_damage(state, data[at:at + piece], 1)
+            break
+        if len(out) >= OUT_CHUNK or inflate.eof:
+            break
+    return bytes(out[:OUT_CHUNK])

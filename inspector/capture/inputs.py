@@ -29,6 +29,7 @@ from inspector.capture import scapy_io
 from inspector.capture.reader import CaptureReader
 from inspector.errors import CaptureError, ConfigError, InputWarning
 from inspector.schema import GROUPINGS
+from inspector.text import file_name
 
 PathLike = str | os.PathLike
 
@@ -159,7 +160,7 @@ def _is_single(source: Any) -> bool:
 
 def _input_of(item: Any, index: int) -> Input:
     if isinstance(item, (str, os.PathLike)):
-        return Input(str(item), path=Path(item))
+        return Input(file_name(item), path=Path(item))
     if isinstance(item, bytes):
         raise ConfigError("analyze() takes paths, binary file objects or scapy packets, not bytes: "
                           "wrap them in io.BytesIO")

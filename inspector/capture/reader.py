@@ -24,6 +24,7 @@ from inspector.capture import constants as C
 from inspector.capture import decode as D
 from inspector.capture.gzip_stream import GzipStream
 from inspector.errors import CaptureError
+from inspector.text import file_name
 
 CHUNK_BYTES = 8 * 1024 * 1024
 BATCH_ROWS = 131072
@@ -180,7 +181,7 @@ class CaptureReader:
 
     def __init__(self, path: str | Path, *, stream: BinaryIO | None = None, live: bool = False) -> None:
         self.path = Path(path)
-        self.stats = InputStats(file=str(path))
+        self.stats = InputStats(file=file_name(path))
         self.live = live
         self._stream = stream
         self.linktype: int | None = None  # of the pcap header, or the first pcapng interface
@@ -240,7 +241,7 @@ class CaptureReader:
             if magic_le == C.PCAPNG_SHB:
                 self.stats.format = "pcapng"
                 yield from self._read_pcapng(chunk)
-            elif C.PCAP_MAGIC_US in (magic_le, magic_be) or C.PCAP_MAGIC_NS in (magic_le, magic_be):
+            elif magic_le in C.PCAP_MAGICS or magic_be in C.PCAP_MAGICS:
                 self.stats.format = "pcap"
                 yield from self._read_pcap(chunk)
             else:
@@ -269,19 +270,22 @@ class CaptureReader:
         if chunk.available() < 24:
             raise CaptureError(self.path, "pcap file header cut short (< 24 bytes)")
         head = chunk.take(24)
-        big = int.from_bytes(head[:4], "big") in (C.PCAP_MAGIC_US, C.PCAP_MAGIC_NS)
+        big = int.from_bytes(head[:4], "big") in C.PCAP_MAGICS
         endian = ">" if big else "<"
         magic, major, minor, _zone, _sigfigs, snaplen, linkfield = struct.unpack(endian + "IHHiIII", head)
-        if major != 2:
+        if major < 2:  # as wiretap: 2.x of any minor, and later majors, are read
             raise CaptureError(self.path, f"damaged pcap header: version {major}.{minor}, expected 2.4")
         nano = magic == C.PCAP_MAGIC_NS
+        extra = C.PCAP_MODIFIED_EXTRA if magic == C.PCAP_MAGIC_MODIFIED else 0
+        # before 2.3 the record header held the lengths the other way round; some 2.3 writers too
+        swap = 1 if (major, minor) < (2, 3) else 2 if (major, minor) == (2, 3) else 0
         linktype = linkfield & 0xFFFF
         self._note_linktype(linktype, "the file")
         self.stats.linktypes.add(linktype)
         self.linktype, self.snaplen = linktype, snaplen
         while True:
             n, pos, damaged = D.walk_pcap(
-                chunk.buf, chunk.pos, chunk.end, big, nano, linktype,
+                chunk.buf, chunk.pos, chunk.end, big, nano, linktype, extra, swap,
                 self._fields, self._addrs, 0, BATCH_ROWS,
             )
             chunk.pos = pos
@@ -298,8 +302,8 @@ class CaptureReader:
             if chunk.eof:
                 self._note_truncated_tail(chunk)
                 return
-            incl = _pcap_incl_len(chunk, big)
-            chunk.fill(16 + incl)
+            incl = _pcap_incl_len(chunk, big, swap)
+            chunk.fill(16 + extra + incl)
             if chunk.idle:  # a quiet link: the consumer's clock still moves on (flows time out)
                 yield self._batch(chunk, 0)
 
@@ -442,11 +446,12 @@ def _undecoded_link(linktype: int) -> tuple[str, str]:
                                      "carrying IP, or private use): packets counted, not analysed")
 
 
-def _pcap_incl_len(chunk: _Chunker, big: bool) -> int:
+def _pcap_incl_len(chunk: _Chunker, big: bool, swap: int) -> int:
+    """The captured length of the record at ``chunk.pos`` (``swap`` as ``decode.walk_pcap``)."""
     if chunk.available() < 16:
         return 0
-    raw = chunk.buf[chunk.pos + 8 : chunk.pos + 12].tobytes()
-    return int.from_bytes(raw, "big" if big else "little")
+    first, second = struct.unpack((">" if big else "<") + "II", chunk.buf[chunk.pos + 8 : chunk.pos + 16].tobytes())
+    return second if swap == 1 or (swap == 2 and first > second) else first
 
 
 def _pcapng_block_len(chunk: _Chunker, big: bool) -> int:
@@ -457,7 +462,7 @@ def _pcapng_block_len(chunk: _Chunker, big: bool) -> int:
 class _PcapngSection:
     """Interfaces of the current pcapng section, as arrays for the walker."""
 
-    MAX_INTERFACES = 4096
+    MAX_INTERFACES = 1 << 20  # 40 MB of arrays; the interfaces past it are ignored (their packets counted)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -481,9 +486,9 @@ class _PcapngSection:
             raise CaptureError(self.path, "damaged pcapng: interface description block too short")
         linktype, _reserved, snaplen = struct.unpack(e + "HHI", block[8:16])
         i = self.count
+        if i >= self.MAX_INTERFACES:
+            return int(linktype)
         if i >= self.linktype.size:
-            if i >= self.MAX_INTERFACES:
-                raise CaptureError(self.path, f"damaged pcapng: more than {self.MAX_INTERFACES} interfaces")
             for name in ("linktype", "pow2", "exp", "offset_s", "snaplen"):
                 arr = getattr(self, name)
                 setattr(self, name, np.concatenate([arr, np.zeros_like(arr)]))
@@ -499,13 +504,11 @@ class _PcapngSection:
             value = opts[at + 4 : at + 4 + length]
             if code == 0:
                 break
-            if code == C.PCAPNG_OPT_IF_TSRESOL and length >= 1:
+            if code == C.PCAPNG_OPT_IF_TSRESOL and value:  # an option may claim more than its block holds
                 self.pow2[i] = bool(value[0] & 0x80)
                 self.exp[i] = value[0] & 0x7F
-            elif code == C.PCAPNG_OPT_IF_TSOFFSET and length >= 8:
+            elif code == C.PCAPNG_OPT_IF_TSOFFSET and len(value) >= 8:
                 self.offset_s[i] = struct.unpack(e + "q", value[:8])[0]
             at += 4 + ((length + 3) & ~3)
-        if (not self.pow2[i] and self.exp[i] > 18) or (self.pow2[i] and self.exp[i] > 62):
-            raise CaptureError(self.path, f"damaged pcapng: timestamp resolution option {self.exp[i]} is impossible")
         self.count += 1
         return int(linktype)

@@ -25,7 +25,7 @@ from inspector.tables import strings
 
 # When a flow shows several protocols, the one named in the flows table.
 _RANK = {p: i for i, p in enumerate(PROTOCOLS)}
-HANDSHAKES = ("ssh", "tls")
+HANDSHAKES = ("ssh", "tls", "ike", "wireguard", "quic", "dtls", "openvpn")  # key exchanges in clear before sealed data
 
 # The columns apply_evidence fills; analyze adds `event` once events are built.
 DETECTION_COLUMNS = [c for c in EVIDENCE_COLUMNS if c != "event"]
@@ -86,12 +86,17 @@ class DetectionCollector:
     filled is then also read alone at once when ``early(flow)`` says so, so a
     one-way stream (a migration) is known when its head completes, not when
     the flow ends; those early hits are told, not kept (the pair decides).
+
+    ``transport(flow)``, when given, is the flow's IP protocol: rows of
+    datagram framings (ESP, WireGuard, QUIC ...) read only their flows.
     """
 
     def __init__(self, orientation: Callable[[int], bool],
                  on_detect: Callable[[int, list[Detection]], None] | None = None,
-                 early: Callable[[int], bool] | None = None) -> None:
+                 early: Callable[[int], bool] | None = None,
+                 transport: Callable[[int], int] | None = None) -> None:
         self.orientation = orientation
+        self.transport = transport
         self.on_detect = on_detect
         self.early = early
         self.pending: dict[int, _Piece] = {}
@@ -106,7 +111,11 @@ class DetectionCollector:
             if region.islands:
                 pieces += [data for _, data in region.islands]
                 mid += [True] * len(region.islands)
-        masks = candidate_rows(pieces, mid)
+        transports = None
+        if self.transport is not None:
+            flows = [self.transport(region.slot >> 1) for region in regions]
+            transports = flows + [flow for region, flow in zip(regions, flows) for _ in region.islands]
+        masks = candidate_rows(pieces, mid, transports)
         island_masks = iter(masks[len(regions):])
         pending = self.pending
         for region, rows in zip(regions, masks):
@@ -236,6 +245,20 @@ def _compressed(hits: list[Detection]) -> Detection | None:
                  and _field(d.fields, ("compression",)) not in (None, "none")), None)
 
 
+_UPGRADES = {"nbd": "nbd STARTTLS", "mysql": "mysql SSLRequest"}
+
+
+def _upgrade(hits: list[Detection]) -> Detection | None:
+    """The first detection that hands its stream over to TLS (``tls_from`` set)."""
+    return next((d for d in hits if isinstance(d.fields, dict) and isinstance(d.fields.get("tls_from"), int)
+                 and d.protocol != "tls"), None)
+
+
+def upgrade_name(d: Detection) -> str:
+    """What an in-band upgrade is called in a reason: "smtp STARTTLS", "http CONNECT"."""
+    return str(d.fields.get("upgrade") or _UPGRADES.get(d.protocol, f"{d.protocol} upgrade"))
+
+
 def json_value(value: Any) -> Any:
     """A copy of ``value`` made of JSON values only, as a round trip through
     ``json.dumps(default=str, sort_keys=True)`` gives it (the evidence table
@@ -274,6 +297,9 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     verdict = _verdict_codes(flows["verdict"])
     confidence = flows["confidence"].to_numpy(dtype=float).copy()
     reason: dict[int, str] = {}  # the rows whose reason a proof rewrites
+    stats_reason = flows["reason"].to_numpy(dtype=object)
+    moved = (flows["orig_bytes"] + flows["resp_bytes"]).to_numpy()
+    beyond, probed = moved >= BEYOND_HANDSHAKE, moved >= 2 * PROBE_FIRST  # probed: framing was looked for further in
     rows = []
     uids = flows["uid"].to_numpy()
     hit_rows = [(i, found[flow]) for i, flow in enumerate(flow_index.tolist()) if found.get(flow)] if found else []
@@ -286,7 +312,14 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
                     details[col][i] = _field(d.fields, path)
         clear = [d for d in hits if d.proves == CLEARTEXT]
         sealed = [d for d in hits if d.proves == ENCRYPTED]
-        if clear:
+        if clear and verdict[i] == _CODE["encrypted"] and confidence[i] >= SURE and probed[i] \
+                and all(d.offset < PROBE_FIRST for d in clear):
+            # framing at the start only, then bytes that look encrypted: a header in front of ciphertext, not proof
+            proof = min(clear, key=_preference)
+            verdict[i], confidence[i] = _CODE["unknown"], 0.5
+            reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} framing at the start only "
+                         f"({proof.evidence}), then bytes no framing explains that look encrypted: {stats_reason[i]}")
+        elif clear:
             proof = min(clear, key=_preference)
             squeezed = _compressed(clear)
             verdict[i] = _CODE["compressed"] if squeezed is not None or (
@@ -295,12 +328,28 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
             reason[i] = f"{proof.direction or 'flow'}: {proof.protocol} framing in clear: {proof.evidence}"
             if squeezed is not None and squeezed is not proof:
                 reason[i] += f"; at offset {squeezed.offset}: {squeezed.evidence}"
+        elif sealed and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE and beyond[i]:
+            # a handshake whose records carry cleartext (forged, or a cipher that does not encrypt): the bytes win
+            proof = sealed[0]
+            reason[i] = (f"{proof.direction or 'flow'}: {proof.protocol} handshake, but what follows is NOT "
+                         f"encrypted: {stats_reason[i]} (handshake: {proof.evidence})")
         elif sealed:
             proof = sealed[0]
             verdict[i] = _CODE["encrypted"]
             confidence[i] = 0.99
             reason[i] = f"{proof.direction or 'flow'}: {proof.evidence}"
-        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"]:
+            upgrade = _upgrade(hits)
+            if upgrade is not None and proof.protocol == "tls":
+                protocol[i] = "tls"    # the session is TLS; the clear-text start that asked for it is evidence
+                reason[i] = (f"{proof.direction or 'flow'}: {upgrade_name(upgrade)} at offset "
+                             f"{upgrade.fields['tls_from']}, then {proof.evidence}")
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and confidence[i] >= SURE \
+                and beyond[i]:
+            # hellos, then cleartext the statistics are sure of: the handshake never went on
+            reason[i] = (f"{best.direction or 'flow'}: {best.protocol} handshake start, then cleartext: "
+                         f"{stats_reason[i]}")
+        elif best.protocol in HANDSHAKES and verdict[i] == _CODE["plaintext"] and \
+                _field(best.fields, ("lengths_in_clear",)) is None:
             # The cleartext start of a TLS/SSH session (hellos, banners, KEXINIT)
             # without its encrypted phase: not plaintext data, but not proven either.
             verdict[i] = _CODE["unknown"]
@@ -333,6 +382,11 @@ def apply_evidence(flows: pd.DataFrame, found: dict[int, list[Detection]],
     return out, evidence
 
 
+SURE = 0.9
+BEYOND_HANDSHAKE = 65536
+"""Statistics this sure that a flow of at least this many bytes (far more
+than hellos, KEXINITs and certificate chains, whose names and lists are
+text) is plaintext overrule a handshake's claim of encryption."""
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _CODE = {name: code for code, name in enumerate(VERDICTS)}
 _NO_EVIDENCE = pd.DataFrame({name: np.zeros(0, dtype=np.int64 if name == "offset" else object)

@@ -43,6 +43,8 @@ MIN_BYTES = 16
 TEXT_PRINTABLE = 0.97
 MIN_BODY_BYTES = 4096
 PLAIN_SHARE = 0.20
+PLAIN_BYTES = 4 * 65536  # cleartext windows this large make a direction plaintext whatever their share:
+                         # a sender cannot hide megabytes of cleartext among more megabytes of random bytes
 NONRANDOM_SHARE = 0.10
 HEAD_PLAIN_ENTROPY = 4.0
 HEAD_PLAIN_MIN_BYTES = 2048
@@ -65,7 +67,7 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.n
     too_little = n < MIN_BYTES
     text = ~too_little & (printable >= TEXT_PRINTABLE)
     judged_body = ~too_little & ~text & (body >= MIN_BODY_BYTES)
-    body_plain = judged_body & (plain_share >= PLAIN_SHARE)
+    body_plain = judged_body & ((plain_share >= PLAIN_SHARE) | (np.asarray(stats["body_plain"]) >= PLAIN_BYTES))
     body_compressed = judged_body & ~body_plain & (nonrandom_share >= NONRANDOM_SHARE)
     body_encrypted = judged_body & ~body_plain & ~body_compressed
     head_only = ~too_little & ~text & ~judged_body

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from inspector.findings.facts import LINE_CHUNK, Facts, flow_line, flow_lines, pages
+from inspector.findings.facts import FLOW_LINE_COLUMNS, LINE_CHUNK, Facts, flow_line, flow_lines, pages
 from inspector.schema import CLEAR, RISKS
 from inspector.tables import python_values, rows_of
 from inspector.units import flow_endpoints, human_bytes
@@ -268,6 +268,36 @@ def _migration_on_api_network(facts: Facts) -> Iterable[Match]:
                         (f"{event.event}: {channels}, protection {event.protection}",), (event.event,))
 
 
+NETWORK_LAYER = {"esp": "IPsec ESP", "wireguard": "WireGuard", "openvpn": "OpenVPN"}
+"""Protocols that encrypt everything between two hosts, by the name a finding gives them."""
+
+
+def _network_layer_encryption(facts: Facts) -> Iterable[Match]:
+    """One match per host pair whose traffic crosses inside ESP, WireGuard or OpenVPN
+    (proven encrypted), when no migration port between them was seen in clear:
+    a migration between them is then protected whatever QEMU and libvirt do."""
+    f = facts.flows
+    sealed = f[f["protocol"].isin(list(NETWORK_LAYER)).fillna(False).to_numpy(dtype=bool)
+               & (f["verdict"] == "encrypted").to_numpy(dtype=bool)]
+    if sealed.empty:
+        return
+    clear = f[(f["watch"] == "migration").to_numpy(dtype=bool) & f["verdict"].isin(CLEAR).to_numpy(dtype=bool)]
+    exposed = {frozenset(pair) for pair in zip(python_values(clear["orig_h"]), python_values(clear["resp_h"]))}
+    pairs: dict[frozenset, list] = {}
+    for flow in rows_of(sealed, FLOW_LINE_COLUMNS):
+        pairs.setdefault(frozenset((flow.orig_h, flow.resp_h)), []).append(flow)
+    for pair, flows in sorted(pairs.items(), key=lambda item: sorted(item[0])):
+        if pair in exposed:
+            continue
+        a, b = sorted(pair) if len(pair) == 2 else (next(iter(pair)),) * 2
+        names = ", ".join(sorted({NETWORK_LAYER[str(flow.protocol)] for flow in flows}))
+        total = sum(int(flow.orig_bytes + flow.resp_bytes) for flow in flows)
+        yield Match(tuple(flow.uid for flow in flows),
+                    f"traffic between {a} and {b} is encrypted at the network layer ({names}): {len(flows)} "
+                    f"flow(s), {human_bytes(total)}; no migration port seen in clear between them",
+                    tuple(flow_line(flow) for flow in flows), facts.events_of([flow.uid for flow in flows]))
+
+
 # ---------------------------------------------------------------- the table
 
 RULES: tuple[Rule, ...] = (
@@ -346,4 +376,10 @@ RULES: tuple[Rule, ...] = (
     Rule("ssh-tunnelled-migration", "info", "Live migration is carried inside SSH", (),
          ("Nothing to fix on the wire. Lock the SSH access down: a dedicated `nova_migration` user, keys "
           "restricted to the compute network, and a command wrapper.",), (GUIDE,), _events("SSH")),
+    Rule("network-layer-encryption", "info", "Traffic between hosts is encrypted at the network layer (IPsec, WireGuard, OpenVPN)",
+         (),
+         ("Nothing to fix on the wire between these hosts. Check that the IPsec policy or WireGuard allowed-ips "
+          "cover the migration network of every compute host pair (a pair outside the tunnel shows its migration "
+          "ports in clear), and keep QEMU native TLS where hosts may migrate outside it.",),
+         (GUIDE, "RFC 4303 (IPsec ESP)", "WireGuard whitepaper"), _network_layer_encryption),
 )

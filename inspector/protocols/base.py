@@ -12,12 +12,14 @@ data, no credential values (a token is reported as "present, N chars").
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
 from inspector.schema import PROVES
+from inspector.text import inert
 
 # What a detection proves about the confidentiality of the stream it was found in.
 # CLEARTEXT: framing readable in clear; ENCRYPTED: a validated TLS/SSH session whose
@@ -69,6 +71,10 @@ class Detector:
     prefix filter) / ``mid_stream`` can possibly accept, as data a compiled
     prefilter (``prefilter.py``) evaluates for many regions at once: a
     superset, never missing data the function accepts (None: anything).
+
+    ``transports``: the IP protocols (6 TCP, 17 UDP, 50 ESP) of the flows
+    the row reads, for framings that exist only there (a datagram's
+    headers); None: every flow.
     """
 
     name: str
@@ -80,6 +86,7 @@ class Detector:
     source: str = ""
     start_signature: Signature | None = None
     mid_signature: Signature | None = None
+    transports: frozenset | None = None
 
 
 # ------------------------------------------------------------------ signatures
@@ -178,12 +185,9 @@ def cstring(data: bytes, pos: int, maxlen: int) -> str | None:
     return name_at(data, pos, end - pos)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def clean(text: str, limit: int = 60) -> str:
-    """A name safe for one evidence line: control characters escaped, length capped."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """A name safe for one evidence line: escaped as every outside string is (``inspector.text.inert``), length capped."""
+    text = inert(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -198,3 +202,72 @@ def line(*parts: str) -> str:
     """Join non-empty parts with '; ' into one evidence line of bounded length."""
     text = "; ".join(p for p in parts if p)
     return text if len(text) <= EVIDENCE_MAX else text[:EVIDENCE_MAX - 3] + "..."
+
+
+# ------------------------------------------------------------ ciphertext samples
+
+# The window tests of ``inspector.classify.statistics`` (same thresholds), for
+# the bytes a datagram detector delimits as ciphertext: per-packet cleartext
+# headers (SPIs, counters, connection ids) left out of the sample.
+Z_RANDOM = 5.0
+H2_COMPRESSED = 7.0
+
+
+def byte_statistics(sample: bytes) -> tuple[float, float, str]:
+    """Shannon entropy (bits/byte), chi-square against 256 equiprobable values,
+    and the window label ('random', 'compressed', 'plain') of ``sample``."""
+    n = len(sample)
+    if not n:
+        return 0.0, 0.0, "plain"
+    counts = [sample.count(b) for b in range(256)] if n > 4096 else list(_count(sample))
+    expected = n / 256
+    chi2 = sum((c - expected) ** 2 for c in counts) / expected
+    entropy = -sum(c / n * math.log2(c / n) for c in counts if c)
+    if (chi2 - 255.0) / math.sqrt(510.0) < Z_RANDOM:
+        return entropy, chi2, "random"
+    h2 = 8.0 - math.log2(1.0 + max(chi2 - 255.0, 0.0) / n)
+    return entropy, chi2, "compressed" if h2 >= H2_COMPRESSED else "plain"
+
+
+def _count(sample: bytes) -> list[int]:
+    counts = [0] * 256
+    for b in sample:
+        counts[b] += 1
+    return counts
+
+
+def sample_line(what: str, sample: bytes) -> tuple[str, str]:
+    """'<what>: N B, E bits/byte, chi2 C (label)' for an evidence line, and the label."""
+    entropy, chi2, label = byte_statistics(sample)
+    return f"{what}: {len(sample)} B, {entropy:.2f} bits/byte, chi2 {chi2:.0f} ({label})", label
+
+
+# ------------------------------------------------------------- datagram chains
+
+COUNTER_STEP = 64   # packets that may be lost between two seen (an anti-replay window)
+MAX_CHAIN = 256     # packets a chain walk delimits
+MAX_FINDS = 2048    # work cap of a chain walk (each find advances)
+
+
+def counter_chain(data: bytes, start: int, key: bytes, read, min_size: int) -> list[tuple[int, int]]:
+    """(start, counter) of packets that begin with ``key`` followed by a
+    counter (``read(data, pos)``) that grows by 1..COUNTER_STEP each packet, walking on from
+    ``start`` while the next one is found."""
+    first = read(data, start + len(key))
+    if first is None or not data.startswith(key, start):
+        return []
+    out, finds = [(start, first)], 0
+    pos, last = start, first
+    while len(out) < MAX_CHAIN and finds < MAX_FINDS:
+        nxt = data.find(key, pos + min_size)
+        while nxt >= 0 and finds < MAX_FINDS:
+            finds += 1
+            counter = read(data, nxt + len(key))
+            if counter is not None and last < counter <= last + COUNTER_STEP:
+                break
+            nxt = data.find(key, nxt + 1)
+        else:
+            break
+        out.append((nxt, counter))
+        pos, last = nxt, counter
+    return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from .base import CLEARTEXT, DIGIT, Detection, anywhere, clean, lead, line, listing, signature
+from .base import CLEARTEXT, DIGIT, NOTHING, Detection, anywhere, clean, lead, line, listing, signature
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 _REQUEST = re.compile(rb"(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|CONNECT|TRACE) ([\x21-\x7e]{1,4096}) HTTP/(1\.[01])\r?\n")
@@ -53,6 +53,15 @@ def _new(role: str) -> dict:
     return f
 
 
+_USERINFO = re.compile(rb"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _without_userinfo(target: bytes) -> bytes:
+    """An absolute-form target (RFC 9112 3.2.2) without its ``user:password@``:
+    ``http://admin:pw@host/x`` -> ``http://host/x``."""
+    return _USERINFO.sub(rb"\1", target)
+
+
 def _headers(d: bytes, pos: int, f: dict):
     """Parse header lines from pos; returns (end of headers, content length, chunked) or None."""
     length, chunked = None, False
@@ -73,8 +82,9 @@ def _headers(d: bytes, pos: int, f: dict):
         elif name == b"x-subject-token":
             f["x_subject_token"].append(len(value))
         elif name in (b"authorization", b"proxy-authorization"):
-            scheme = value.split(b" ", 1)[0].decode("ascii", "replace")
-            f["authorization"].append(f"{clean(scheme, 16)} ({len(value)} chars)")
+            scheme, space, _credentials = value.partition(b" ")
+            named = clean(scheme.decode("ascii", "replace"), 16) if space else "without a scheme"  # else: the secret
+            f["authorization"].append(f"{named} ({len(value)} chars)")
         elif name == b"cookie":
             f["cookie"] += 1
         elif name == b"set-cookie" and "set_cookie" in f:
@@ -113,8 +123,9 @@ def _skip_chunked(d: bytes, pos: int, f: dict) -> int:
     return len(d)
 
 
-def _walk(d: bytes, pos: int, f: dict, need_headers: bool = False) -> int:
-    """Walk messages from pos; returns how many were parsed (with their headers if need_headers)."""
+def _walk(d: bytes, pos: int, f: dict, need_headers: bool = False) -> tuple[int, int]:
+    """Walk messages from pos; returns how many were parsed (with their headers if need_headers)
+    and where the last one ended."""
     n = 0
     client = f["role"] == "client"
     for _ in range(MAX_MESSAGES):
@@ -124,7 +135,7 @@ def _walk(d: bytes, pos: int, f: dict, need_headers: bool = False) -> int:
         n += 1
         if client:
             method, target, version = m.group(1).decode(), m.group(2), m.group(3).decode()
-            path = clean(target.split(b"?", 1)[0].decode("ascii", "replace"), 80)
+            path = clean(_without_userinfo(target.split(b"?", 1)[0]).decode("ascii", "replace"), 80)
             if b"?" in target:
                 path += "?..."
             f["requests"] += 1
@@ -152,7 +163,20 @@ def _walk(d: bytes, pos: int, f: dict, need_headers: bool = False) -> int:
             pos += length
         if pos >= len(d):
             break
-    return n
+    return n, pos
+
+
+def _tunnel(d: bytes, end: int, f: dict) -> str:
+    """A CONNECT request or its 2xx answer followed at once by TLS: set ``tls_from``/``upgrade``."""
+    if not d.startswith(b"\x16\x03", end):
+        return ""
+    last = f["paths"][-1] if f["role"] == "client" and f["paths"] else ""
+    if f["role"] == "client" and not last.startswith("CONNECT "):
+        return ""
+    if f["role"] == "server" and not (f["statuses"] and 200 <= f["statuses"][-1] < 300):
+        return ""
+    f["upgrade"], f["tls_from"] = "http CONNECT", end
+    return f"CONNECT tunnel: TLS from offset {end}"
 
 
 def _credentials(f: dict) -> str:
@@ -173,21 +197,26 @@ def _credentials(f: dict) -> str:
 
 def _request_detection(d: bytes, pos: int, head: str, mid: bool = False) -> Detection | None:
     f = _new("client")
-    if _walk(d, pos, f, need_headers=mid) <= 0:
+    n, end = _walk(d, pos, f, need_headers=mid)
+    if n <= 0:
         return None
     host = f" (host {f['host']})" if f["host"] else ""
     reqs = f"{f['requests']} request{'s' if f['requests'] > 1 else ''}: {listing(f['paths'], 2)}{host}"
-    return Detection("http", pos, line(f"{head} {f['version']}", reqs, _credentials(f)), CLEARTEXT, f)
+    tunnel = _tunnel(d, end, f)
+    return Detection("http", pos, line(f"{head} {f['version']}", reqs, _credentials(f), tunnel),
+                     NOTHING if tunnel else CLEARTEXT, f)
 
 
 def _response_detection(d: bytes, pos: int, head: str, mid: bool = False) -> Detection | None:
     f = _new("server")
-    if _walk(d, pos, f, need_headers=mid) <= 0:
+    n, end = _walk(d, pos, f, need_headers=mid)
+    if n <= 0:
         return None
     statuses = f"{f['responses']} response{'s' if f['responses'] > 1 else ''}: {listing(f['statuses'], 4)}"
     server = f"server {f['server']}" if f["server"] else ""
-    return Detection("http", pos, line(f"{head} {f['version']}", statuses, server, _credentials(f)),
-                     CLEARTEXT, f)
+    tunnel = _tunnel(d, end, f)
+    return Detection("http", pos, line(f"{head} {f['version']}", statuses, server, _credentials(f), tunnel),
+                     NOTHING if tunnel else CLEARTEXT, f)
 
 
 def request_at_start(data: bytes) -> Detection | None:

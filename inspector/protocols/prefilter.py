@@ -20,7 +20,7 @@ import numpy as np
 from inspector.jit import njit
 
 from .base import Clause
-from .registry import DETECTORS
+from .registry import DETECTORS, transport_rows
 
 
 class _Tables:
@@ -197,10 +197,12 @@ def _candidates(buf, words, starts, lengths, mid, classes, pat, length, anywhere
         out[r] = mask
 
 
-def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool]) -> list[int]:
+def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool],
+                   transports: Sequence[int] | None = None) -> list[int]:
     """The ``ROW_BIT`` mask of the rows that may accept each piece: the
     ``at_start`` rows for a piece that starts a stream, the ``mid_stream``
-    rows where ``mid[i]``."""
+    rows where ``mid[i]``; when ``transports`` names the IP protocol of each
+    piece's flow, only the rows that read that protocol (``Detector.transports``)."""
     n = len(pieces)
     if n == 0:
         return []
@@ -214,5 +216,7 @@ def candidate_rows(pieces: Sequence[bytes], mid: Sequence[bool]) -> list[int]:
     _candidates(buf, words, starts, lengths, np.asarray(mid, dtype=np.int64), t.classes, t.pat, t.length,
                 t.anywhere, t.within, t.min_len, t.anchor, t.anchor_bytes, t.first, t.last, t.row, t.bucket,
                 t.alts, out)
-    return out.tolist()
+    if transports is None:
+        return out.tolist()
+    return [rows & transport_rows(t) for rows, t in zip(out.tolist(), transports)]
 

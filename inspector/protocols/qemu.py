@@ -26,7 +26,8 @@ next header follows right after its offset array.
 Fields of a 'qemu-migration' detection: version, machine, sections (idstr in
 order of appearance), ram_blocks, pages, zero_pages, xbzrle_pages,
 xbzrle_bytes, compressed_pages, guest_bytes (PAGE count * 4096: guest memory
-in clear in the data given), mem_size, eos, eof, vm_description,
+in clear in the data given), compression ('zlib', only when COMPRESS_PAGE records
+outnumber PAGE records: the legacy `compress` capability), mem_size, eos, eof, vm_description,
 vm_description_devices, page_size, records, stop ('end': data exhausted,
 'bad': unparsed byte, 'opaque': device state whose footer is not in the data).
 
@@ -85,8 +86,12 @@ _ZERO_RUN = re.compile(rb"(?:\x00\x00\x00[\x00-\xff]{3}[" + _HI_NIBBLE + rb"]\x2
 # Mid-stream sync candidates: a page record header (ZERO, PAGE, XBZRLE, EOS, +CONTINUE) ...
 # (no lookahead: a literal first byte lets the regex engine skip ahead in C; the
 # search is restarted one byte after each candidate, so overlapping ones are seen)
-_RECORD_CAND = re.compile(rb"\x00\x00\x00[\x00-\xff]{3}[" + _HI_NIBBLE +
-                          rb"][\x02\x08\x10\x22\x28\x40\x60]", re.S)
+# ... or a COMPRESS_PAGE|CONTINUE record (the legacy `compress` capability: flag 0x100 in
+# byte 6) with its be32 length of at most 8 KiB ...
+_HI_NIBBLE_COMPRESS = b"".join(re.escape(bytes([b << 4 | 1])) for b in range(16))
+_RECORD_CAND = re.compile(rb"\x00\x00\x00[\x00-\xff]{3}(?:[" + _HI_NIBBLE +
+                          rb"][\x02\x08\x10\x22\x28\x40\x60]|[" + _HI_NIBBLE_COMPRESS +
+                          rb"]\x20\x00\x00[\x00-\x20])", re.S)
 # ... a START/FULL section header with a short idstr ...
 _SECTION_CAND = re.compile(rb"[\x01\x04]\x00\x00[\x00-\xff]{2}[\x01-\x7f][\x21-\x7e]", re.S)
 # ... or the VM description that ends the stream.
@@ -108,6 +113,8 @@ MAIN_MID = signature(
     (lead(QEVM, b"\0\0\0", set(FILE_VERSIONS)), _AT_LEAST_16),
     (anywhere(b"\0\0\0", EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, {b << 4 for b in range(16)},
               {0x02, 0x08, 0x10, 0x22, 0x28, 0x40, 0x60}), _AT_LEAST_16),                # _RECORD_CAND
+    (anywhere(b"\0\0\0", EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, {b << 4 | 1 for b in range(16)}, b"\x20\0\0",
+              range(0x21)), _AT_LEAST_16),                                                # (COMPRESS_PAGE)
     (anywhere({1, 4}, b"\0\0", EVERY_BYTE, EVERY_BYTE, range(0x01, 0x80), range(0x21, 0x7F)),
      _AT_LEAST_16),                                                                      # _SECTION_CAND
     (anywhere(b"\x06", EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, EVERY_BYTE, b'{"page_size"'), _AT_LEAST_16),
@@ -451,6 +458,8 @@ class _Walk:
             "eos": self.eos, "eof": self.eof, "vm_description": self.vmdesc is not None,
             "vm_description_devices": self.vmdesc_devices, "page_size": self.page_size,
             "records": self.n_records, "stop": self.stop,
+            # legacy `compress` capability: pages sent as zlib streams (migration/ram.c do_compress_ram_page)
+            **({"compression": "zlib"} if self.compressed and self.compressed >= self.pages else {}),
         }
 
     def summary(self) -> str:

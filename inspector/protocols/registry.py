@@ -10,14 +10,15 @@ into one detection.
 
 Rules ``detect`` applies:
 - ``at_start=True``: rows whose ``at_start`` accepts the data (after the
-  prefix filter). If none does and ``fallback`` is set, the mid-stream rows
+  prefix filter); the generic text-lines row only when no other did. If none does and ``fallback`` is set, the mid-stream rows
   run too: a stream may open with something unknown (a preamble, a protocol
   not in the table) and turn into a known framing later. That scan costs
   ~0.1 ms per 4 KiB head, so the analysis of many short flows turns it off.
 - ``at_start=False``: only the mid-stream rows.
-- In-band upgrades: a detection whose fields carry ``tls_from`` (NBD
-  STARTTLS, MySQL SSLRequest) hands the bytes from there to the TLS rows,
-  with offsets counted in the original data.
+- In-band upgrades: a detection whose fields carry ``tls_from`` (STARTTLS
+  of SMTP/IMAP/POP3/FTP/XMPP/LDAP/NBD, PostgreSQL and MySQL SSLRequest, RDP
+  negotiation, HTTP CONNECT) hands the bytes from there to the TLS rows,
+  with offsets counted in the original data; its ``upgrade`` field names it.
 - A detector that raises is a bug, but never the caller's problem: the
   exception is swallowed and the row yields nothing.
 - Results are ordered by offset; one per (protocol, offset).
@@ -25,10 +26,12 @@ Rules ``detect`` applies:
 
 from __future__ import annotations
 
-from . import http, libvirt, nbd, qemu, services, ssh, tls
+from . import dtls, http, ipsec, libvirt, nbd, openvpn, qemu, quic, services, ssh, starttls, tls, wireguard
 from .base import ANY, BOTH, ORIG, RESP, Detection, Detector
 
 O, R = frozenset({ORIG}), frozenset({RESP})
+TCP, UDP, ESP = frozenset({6}), frozenset({17}), frozenset({50})   # IP protocol numbers (IANA)
+TEXT_LINES = "text-lines"
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("qemu-main", "qemu-migration", O, qemu.main_at_start, qemu.main_mid_stream,
@@ -47,8 +50,8 @@ DETECTORS: tuple[Detector, ...] = (
              (b"\x16\x03",), "RFC 8446 4.1.3, RFC 5246 7.4.1.3", tls.SERVER_START),
     Detector("tls-records", "tls", BOTH, None, tls.mid_stream,
              (), "RFC 8446 5.1, RFC 5246 6.2", mid_signature=tls.RECORDS_MID),
-    Detector("ssh", "ssh", BOTH, ssh.at_start, None,
-             (), "RFC 4253 4.2, 6, 7.1", ssh.START),
+    Detector("ssh", "ssh", BOTH, ssh.at_start, ssh.mid_stream,
+             (), "RFC 4253 4.2, 6, 7.1, RFC 5647 7.3", ssh.START, ssh.MID),
     Detector("http-request", "http", O, http.request_at_start, None,
              tuple(m + b" " for m in http.METHODS), "RFC 9112 3", http.REQUEST_START),
     Detector("http-response", "http", R, http.response_at_start, None,
@@ -80,10 +83,70 @@ DETECTORS: tuple[Detector, ...] = (
              (), "memcached protocol.txt, protocol_binary.h", services.MEMCACHED_START),
     Detector("ovsdb", "ovsdb", BOTH, services.ovsdb_at_start, services.ovsdb_mid_stream,
              (), "RFC 7047 4", services.OVSDB_START, services.OVSDB_MID),
+    Detector("esp", "esp", BOTH, ipsec.esp_at_start, None,
+             (), "RFC 4303 2, RFC 2410", ipsec.ESP_START, transports=ESP),
+    Detector("esp-in-udp", "esp", BOTH, ipsec.esp_in_udp_at_start, None,
+             (), "RFC 3948 2, RFC 4303 2", ipsec.ESP_IN_UDP_START, transports=UDP),
+    Detector("ike", "ike", BOTH, ipsec.ike_at_start, None,
+             (), "RFC 7296 3.1-3.2, RFC 2408 3.1, RFC 3948 2.2", ipsec.IKE_START, transports=UDP),
+    Detector("wireguard", "wireguard", BOTH, wireguard.at_start, None,
+             (), "WireGuard whitepaper 5.4", wireguard.START, transports=UDP),
+    Detector("quic", "quic", BOTH, quic.at_start, None,
+             (), "RFC 9000 17, RFC 8999 5, RFC 9369 3", quic.START, transports=UDP),
+    Detector("dtls", "dtls", BOTH, dtls.at_start, None,
+             (), "RFC 6347 4.1, RFC 9147 4", dtls.START, transports=UDP),
+    Detector("openvpn-udp", "openvpn", BOTH, openvpn.udp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.UDP_START, transports=UDP),
+    Detector("openvpn-tcp", "openvpn", BOTH, openvpn.tcp_at_start, None,
+             (), "openvpn src/openvpn/ssl_pkt.h, ssl.c", openvpn.TCP_START, transports=TCP),
+    # In-band TLS upgrades (starttls.py): clear-text starts that hand over to the TLS rows.
+    Detector("smtp-client", "smtp", O, starttls.smtp_client_at_start, None,
+             (), "RFC 5321 4.1.1.1, RFC 3207", starttls.SMTP_CLIENT_START),
+    Detector("ftp-client", "ftp", O, starttls.ftp_client_at_start, None,
+             (), "RFC 959, RFC 4217 4", starttls.FTP_CLIENT_START),
+    Detector("smtp-ftp-server", "smtp", R, starttls.reply_220_at_start, None,
+             (b"220",), "RFC 5321 4.2, RFC 959 4.2, RFC 4217 4", starttls.REPLY_220_START),
+    Detector("imap-client", "imap", O, starttls.imap_client_at_start, None,
+             (), "RFC 9051 6.2.1", starttls.IMAP_CLIENT_START),
+    Detector("imap-server", "imap", R, starttls.imap_server_at_start, None,
+             (b"* ",), "RFC 9051 7.1", starttls.IMAP_SERVER_START),
+    Detector("pop3-client", "pop3", O, starttls.pop3_client_at_start, None,
+             (), "RFC 1939, RFC 2595 4", starttls.POP3_CLIENT_START),
+    Detector("pop3-server", "pop3", R, starttls.pop3_server_at_start, None,
+             (b"+OK ",), "RFC 1939 4, RFC 2595 4", starttls.POP3_SERVER_START),
+    Detector("xmpp", "xmpp", BOTH, starttls.xmpp_at_start, None,
+             (b"<?xml", b"<stream:stream"), "RFC 6120 5.4", starttls.XMPP_START),
+    Detector("ldap-client", "ldap", O, starttls.ldap_client_at_start, None,
+             (b"\x30",), "RFC 4511 4.12, 4.14", starttls.LDAP_CLIENT_START),
+    Detector("ldap-server", "ldap", R, starttls.ldap_server_at_start, None,
+             (b"\x30",), "RFC 4511 4.12, 4.14", starttls.LDAP_SERVER_START),
+    Detector("postgresql-client", "postgresql", O, starttls.postgresql_client_at_start, None,
+             (starttls.PG_SSL_REQUEST,), "PostgreSQL protocol-flow 55.2.10", starttls.PG_CLIENT_START),
+    Detector("postgresql-server", "postgresql", R, starttls.postgresql_server_at_start, None,
+             (b"S\x16\x03",), "PostgreSQL protocol-flow 55.2.10", starttls.PG_SERVER_START),
+    Detector("rdp-client", "rdp", O, starttls.rdp_client_at_start, None,
+             (b"\x03\x00",), "MS-RDPBCGR 2.2.1.1", starttls.RDP_CLIENT_START),
+    Detector("rdp-server", "rdp", R, starttls.rdp_server_at_start, None,
+             (b"\x03\x00",), "MS-RDPBCGR 2.2.1.2", starttls.RDP_SERVER_START),
+    # Last resort (detect runs it only when no other row matched): any printable line protocol.
+    Detector(TEXT_LINES, "text", BOTH, starttls.text_lines_at_start, None,
+             (), "RFC 5234 (CRLF lines); request/response line protocols", starttls.TEXT_START),
 )
 ROW_BIT = {d.name: 1 << i for i, d in enumerate(DETECTORS)}
 """Each row's bit in a ``rows`` mask (``detect``; the prefilter computes them)."""
 ALL_ROWS = (1 << len(DETECTORS)) - 1
+
+
+def transport_rows(transport: int) -> int:
+    """The ``ROW_BIT`` mask of the rows that read flows of this IP protocol."""
+    mask = _TRANSPORT_ROWS.get(transport)
+    if mask is None:
+        mask = _TRANSPORT_ROWS[transport] = sum(
+            ROW_BIT[d.name] for d in DETECTORS if d.transports is None or transport in d.transports)
+    return mask
+
+
+_TRANSPORT_ROWS: dict[int, int] = {}
 
 _TLS_AT_START = tuple(d for d in DETECTORS if d.protocol == "tls" and d.at_start is not None)
 
@@ -101,8 +164,9 @@ def _wanted(d: Detector, direction: str) -> bool:
 
 
 # The rows each direction runs, computed once (detect runs once per flow direction).
-_START_ROWS = {side: tuple(d for d in DETECTORS if d.at_start is not None and _wanted(d, side))
-               for side in (ORIG, RESP, ANY)}
+_START_ROWS = {side: tuple(d for d in DETECTORS if d.at_start is not None and _wanted(d, side)
+                           and d.name != TEXT_LINES) for side in (ORIG, RESP, ANY)}
+_LAST_RESORT = next(d for d in DETECTORS if d.name == TEXT_LINES)
 _MID_ROWS = {side: tuple(d for d in DETECTORS if d.mid_stream is not None and _wanted(d, side))
              for side in (ORIG, RESP, ANY)}
 
@@ -132,6 +196,10 @@ def detect(data: bytes, *, direction: str, at_start: bool, fallback: bool = True
             if not rows & ROW_BIT[d.name] or d.prefixes and not data.startswith(d.prefixes):
                 continue
             det = _run(d.at_start, data)
+            if det is not None:
+                found.append(det)
+        if not found and rows & ROW_BIT[TEXT_LINES]:
+            det = _run(_LAST_RESORT.at_start, data)
             if det is not None:
                 found.append(det)
     if not found and (fallback or not at_start):

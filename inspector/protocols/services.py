@@ -360,7 +360,8 @@ def spice_at_start(data: bytes) -> Detection | None:
 
 _RESP_ARRAY = re.compile(rb"\*(\d{1,4})\r\n")
 _RESP_BULK = re.compile(rb"\$(\d{1,9})\r\n")
-_RESP_LINE = re.compile(rb"([+\-:_,#(!=%~>|])([^\r\n]{0,1024})\r\n")
+_RESP_LINE = re.compile(rb"(?:[+\-][^\r\n]{0,1024}|[!=%~>|]\d{1,9}|:[+-]?\d{1,20}|\(-?\d{1,1024}|_|#[tf]|"
+                        rb",(?:[+-]?(?:\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|inf)|nan))\r\n")
 # Inline commands a client sends first; GET/SET are left out (an HTTP request line reads alike).
 REDIS_INLINE = re.compile(rb"(PING|AUTH|HELLO|INFO|QUIT|SELECT)(?: [^\r\n]{0,512})?\r\n", re.I)
 REDIS_SECRET_COMMANDS = ("AUTH", "HELLO", "MIGRATE", "CONFIG")
@@ -421,6 +422,26 @@ def _redis_detection(f: dict, pos: int, head: str) -> Detection:
                      CLEARTEXT, f)
 
 
+# Lines of other protocols an inline Redis command would otherwise read like: FTP/GridFTP
+# "AUTH TLS|SSL|GSSAPI", POP3/IMAP/SMTP SASL "AUTH <mechanism>", IRC "PING :server".
+_NOT_REDIS_AUTH = re.compile(rb"AUTH (TLS|SSL|TLS-C|TLS-P|GSSAPI|KERBEROS_V4|PLAIN|LOGIN|CRAM-MD5|DIGEST-MD5|"
+                             rb"SCRAM-[\x21-\x7e]+|XOAUTH2|OAUTHBEARER|EXTERNAL|NTLM|ANONYMOUS)\b", re.I)
+_INLINE_ARGS = {b"PING": (0, 1), b"AUTH": (1, 2), b"HELLO": (0, 7), b"INFO": (0, 4), b"QUIT": (0, 0),
+                b"SELECT": (1, 1)}
+
+
+def _redis_inline(raw: bytes) -> bool:
+    """One inline command line (without CRLF) with the argument count Redis accepts."""
+    words = raw.split()
+    if not words or words[0].upper() not in _INLINE_ARGS or _NOT_REDIS_AUTH.match(raw):
+        return False
+    low, high = _INLINE_ARGS[words[0].upper()]
+    args = words[1:]
+    if not low <= len(args) <= high or any(a.startswith(b":") for a in args):   # IRC trailing parameter
+        return False
+    return words[0].upper() != b"SELECT" or args[0].isdigit()
+
+
 def redis_client_at_start(data: bytes) -> Detection | None:
     f = {"commands": [], "inline": False}
     if data[:1] == b"*":
@@ -428,11 +449,25 @@ def redis_client_at_start(data: bytes) -> Detection | None:
             return _redis_detection(f, 0, "Redis RESP commands")
         return None
     m = REDIS_INLINE.match(data)
-    if m and not m.group(0).rstrip().endswith((b"HTTP/1.0", b"HTTP/1.1")):
-        f["inline"] = True
-        f["commands"].append(m.group(1).decode().upper())
-        return _redis_detection(f, 0, "Redis inline command")
-    return None
+    if not m or m.group(0).rstrip().endswith((b"HTTP/1.0", b"HTTP/1.1")):
+        return None
+    # Every line up to the first RESP array must be an inline command, and AUTH or QUIT
+    # alone (lines of FTP, POP3, SMTP, GridFTP sessions) need another Redis command.
+    pos, names = 0, []
+    for _ in range(64):
+        end = data.find(b"\r\n", pos, pos + 1024)
+        if end < 0 or data[pos:pos + 1] == b"*":
+            break
+        if not _redis_inline(data[pos:end]):
+            return None
+        names.append(data[pos:end].split()[0].decode().upper())
+        pos = end + 2
+    arrays = data[pos:pos + 1] == b"*" and _redis_commands(data, pos, {"commands": [], "inline": False})
+    if not names or (set(names) <= {"AUTH", "QUIT"} and not arrays):   # AUTH/QUIT alone: any line protocol
+        return None
+    f["inline"] = True
+    f["commands"] = list(dict.fromkeys(names))
+    return _redis_detection(f, 0, "Redis inline command")
 
 
 def redis_server_at_start(data: bytes) -> Detection | None:
@@ -496,11 +531,35 @@ MEMCACHED_START = signature(
     *((lead(r), anywhere(b"\r\n")) for r in (b"VALUE ", b"VERSION ", b"STAT ", b"STORED\r\n", b"END\r\n")))
 
 
+# Argument counts of the text commands (protocol.txt), after the command word.
+_MC_ARGS = {b"get": (1, 24), b"gets": (1, 24), b"gat": (2, 24), b"gats": (2, 24), b"delete": (1, 2),
+            b"incr": (2, 3), b"decr": (2, 3), b"touch": (2, 3), b"stats": (0, 2), b"flush_all": (0, 2),
+            b"version": (0, 0), b"verbosity": (1, 2), b"quit": (0, 0), b"mg": (1, 24), b"ms": (2, 24),
+            b"md": (1, 24), b"ma": (1, 24), b"mn": (0, 0), b"me": (1, 1)}
+_MC_NUMBER_AT = {b"incr": 1, b"decr": 1, b"touch": 1, b"gat": 0, b"gats": 0, b"verbosity": 0, b"ms": 1}
+
+
+def _mc_text_ok(cmd: bytes, args: list[bytes]) -> bool:
+    """The argument shapes of one text command: counts, and numbers where numbers go."""
+    if cmd in MC_STORAGE:     # key flags exptime bytes [cas unique] [noreply]
+        if not 4 <= len(args) <= 6 or not all(a.isdigit() for a in args[1:4]):
+            return False
+        return cmd != b"cas" or (len(args) >= 5 and args[4].isdigit())
+    low, high = _MC_ARGS.get(cmd, (0, -1))
+    if not low <= len(args) <= high:
+        return False
+    at = _MC_NUMBER_AT.get(cmd)
+    return at is None or args[at].lstrip(b"-").isdigit()
+
+
 def _mc_text_commands(d: bytes, pos: int, f: dict) -> int:
     n = 0
     for _ in range(4096):
         m = _MC_LINE.match(d, pos)
         if m is None or m.group(1) not in MC_COMMANDS:
+            break
+        args = m.group(2).split()
+        if not _mc_text_ok(m.group(1), args):
             break
         n += 1
         cmd = m.group(1).decode()
@@ -508,31 +567,53 @@ def _mc_text_commands(d: bytes, pos: int, f: dict) -> int:
             f["commands"].append(cmd)
         pos = m.end()
         if m.group(1) in MC_STORAGE:
-            args = m.group(2).split()
-            if len(args) < 4 or not args[3].isdigit():
-                break
             pos += int(args[3]) + 2
+            if pos <= len(d) and d[pos - 2:pos] != b"\r\n":
+                return 0       # the data block must end where its length says
         if pos >= len(d):
             break
     return n
 
 
+# Extras length of each binary opcode (protocol_binary.h): requests; responses carry 4 (flags)
+# on a successful get, none otherwise.
+_MC_REQUEST_EXTRAS = {0x01: (8,), 0x02: (8,), 0x03: (8,), 0x05: (20,), 0x06: (20,), 0x08: (0, 4),
+                      0x11: (8,), 0x12: (8,), 0x13: (8,), 0x15: (20,), 0x16: (20,), 0x18: (0, 4), 0x1B: (1, 0)}
+_MC_KEYED = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x0C, 0x0D, 0x0E, 0x0F}
+_MC_GETS = {0x00, 0x09, 0x0C, 0x0D}
+_MC_STATUSES = set(range(0x0A)) | {0x20, 0x21, 0x22, 0x23, 0x24, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86}
+MC_MIN_HEADERS = 2
+
+
+def _mc_header_ok(d: bytes, pos: int, magic: int) -> bool:
+    """One 24-byte header consistent with its magic and opcode (extras, key, body lengths, status)."""
+    op, keylen, extlen, body = d[pos + 1], u16(d, pos + 2), d[pos + 4], u32(d, pos + 8)
+    if d[pos] != magic or d[pos + 5] != 0 or op not in MC_OPCODES or body < keylen + extlen or body > 1 << 20:
+        return False
+    if magic == 0x80:
+        if extlen not in _MC_REQUEST_EXTRAS.get(op, (0,)) or (op in _MC_KEYED) != (keylen > 0):
+            return False
+        return op not in (0x07, 0x0A, 0x0B) or body == 0          # quit, noop, version: no body
+    status = u16(d, pos + 6)
+    if status not in _MC_STATUSES:
+        return False
+    return extlen == (4 if op in _MC_GETS and status == 0 else 0)
+
+
 def _mc_binary(d: bytes, pos: int, f: dict) -> int:
-    n = 0
+    """Chained headers of one magic; 0 unless they end at the end of the data or MC_MIN_HEADERS chain."""
+    n, magic = 0, d[pos] if pos < len(d) else 0
     for _ in range(4096):
-        if pos + 24 > len(d) or d[pos] not in (0x80, 0x81) or d[pos + 5] != 0:
-            break
-        keylen, extlen, body = u16(d, pos + 2), d[pos + 4], u32(d, pos + 8)
-        if body < keylen + extlen or body > 1 << 20 or d[pos + 1] not in MC_OPCODES:
+        if pos + 24 > len(d) or not _mc_header_ok(d, pos, magic):
             break
         n += 1
         name = MC_OPCODES[d[pos + 1]]
         if name not in f["commands"]:
             f["commands"].append(name)
-        pos += 24 + body
+        pos += 24 + u32(d, pos + 8)
         if pos >= len(d):
-            break
-    return n
+            return n if pos == len(d) or n >= MC_MIN_HEADERS else 0
+    return n if n >= MC_MIN_HEADERS else 0
 
 
 def memcached_at_start(data: bytes) -> Detection | None:

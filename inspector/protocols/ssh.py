@@ -7,8 +7,16 @@ before the first NEWKEYS). KEXINIT (20): 16-byte cookie, ten name-lists
 (kex, host key, ciphers c2s/s2c, MACs c2s/s2c, compression c2s/s2c,
 languages c2s/s2c), first_kex_packet_follows, reserved. After NEWKEYS (21)
 this side's packets are encrypted (with chacha20-poly1305, the default of
-OpenSSH, even the lengths), so nothing after it is parsed, and there is no
-mid-stream detector: encrypted SSH has no framing left to chain.
+OpenSSH, even the lengths), so nothing after it is parsed.
+
+Mid-stream (``mid_stream``): with AES-GCM (RFC 5647 7.3) and the
+encrypt-then-MAC MACs (OpenSSH PROTOCOL 1.7) the be32 packet_length stays
+in clear: a multiple of the block size, followed by the encrypted packet
+and a tag/MAC of fixed size. At least ``MID_CHAIN`` such headers chained
+name the stream ssh (an encrypted session picked up mid-flow); this proves
+nothing about the bytes (the statistics decide), it names them. Bulk
+transfers send 32 KiB packets, more than a 16 KiB probe holds: those stay
+unnamed.
 
 Measured on ssh-bulk / qemu-ssh-tunnel (OpenSSH 9.2p1 Debian): both sides
 send their banner and KEXINIT in the first segment, NEWKEYS follows the
@@ -40,6 +48,45 @@ PLAIN_CIPHERS = ("none",)
 # "SSH-2.0-x\n", 10 bytes), at the start or after a line end within the preamble.
 START = signature((lead(*[TEXT] * 10), lead(b"SSH-")),
                   (lead(*[TEXT] * 10), anywhere(b"\nSSH-", within=PREAMBLE_MAX)))
+
+
+MID_CHAIN = 4
+MID_CANDIDATES = 64            # packet starts tried (small packets: a boundary comes early)
+MAC_SIZES = (16, 32, 20, 64, 8)     # GCM tag / umac-128, hmac-sha2-256, hmac-sha1, hmac-sha2-512, umac-64
+_LENGTH_CAND = re.compile(rb"\x00[\x00-\x04]", re.S)   # the high bytes of a be32 packet_length <= 256 KiB
+MID = signature((anywhere(b"\0", range(5)), lead(min_len=4 + 16 + 8)))
+
+
+def _chain(data: bytes, pos: int, mac: int) -> int:
+    """Packets chained from ``pos`` with ``mac`` bytes after each (the last may run out)."""
+    n = 0
+    for _ in range(4096):
+        length = u32(data, pos)
+        if length is None or length % 8 or not 16 <= length <= PACKET_MAX:
+            return n
+        n += 1
+        pos += 4 + length + mac
+        if pos >= len(data):
+            return n if pos == len(data) or n >= MID_CHAIN else n - 1
+    return n
+
+
+def mid_stream(data: bytes) -> Detection | None:
+    """Encrypted SSH packets whose lengths are in clear (AES-GCM, *-etm MACs), anywhere."""
+    m = _LENGTH_CAND.search(data)
+    for _ in range(MID_CANDIDATES):
+        if m is None:
+            return None
+        pos = m.start()
+        m = _LENGTH_CAND.search(data, pos + 1)      # overlapping candidates too
+        for mac in MAC_SIZES:
+            n = _chain(data, pos, mac)
+            if n >= MID_CHAIN:
+                f = {"packets": n, "mac_bytes": mac, "lengths_in_clear": True}
+                return Detection("ssh", pos, line(f"SSH binary packets mid-stream: {n} chained lengths in clear",
+                                                  f"{mac}-byte tag/MAC (AES-GCM or encrypt-then-MAC)"),
+                                 NOTHING, f)
+    return None
 
 
 def _namelist(body: bytes, pos: int):

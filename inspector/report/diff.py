@@ -20,6 +20,7 @@ from rich.text import Text
 
 from inspector.errors import InspectorError
 from inspector.schema import SEVERITIES
+from inspector.text import inert
 from inspector.watch import Watchlist
 
 KEY = ["rule", "hosts"]
@@ -56,7 +57,13 @@ def _json_findings(path: Path) -> pd.DataFrame:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InspectorError(f"{path}: not an inspector JSON result with findings "
                              "(write one with `inspector analyze --json`)") from None
-    frame["hosts"] = frame["hosts"].map(lambda h: ", ".join(h) if isinstance(h, list) else str(h))
+    frame["hosts"] = frame["hosts"].map(lambda h: ", ".join(map(str, h)) if isinstance(h, list) else str(h))
+    unknown = sorted({str(s) for s in frame["severity"]} - set(SEVERITIES))
+    if unknown:
+        raise InspectorError(f"{path}: finding severity {unknown[0]!r} is not one of {', '.join(SEVERITIES)}")
+    frame = frame.astype({name: str for name in SHOWN})
+    # ordered as in an analysis, so --fail-on compares severities, not their spelling
+    frame["severity"] = pd.Categorical(frame["severity"], categories=list(SEVERITIES[::-1]), ordered=True)
     return frame
 
 
@@ -87,7 +94,7 @@ STYLE = {"fixed": "green", "new": "bold red", "unchanged": "yellow", "regressed"
 
 def render(comparison: Comparison, console: Console) -> None:
     counts = {name: len(getattr(comparison, name)) for name in STYLE}
-    line = Text("findings: ", style="bold")
+    line = Text("findings: ", style="bold")  # the rows' strings come from a handed file: shown inert
     for name, style in STYLE.items():
         line.append(f"{counts[name]} {name}  ", style=style)
     line.rstrip()
@@ -96,8 +103,8 @@ def render(comparison: Comparison, console: Console) -> None:
         rows = getattr(comparison, name)
         order = rows["severity"].map(SEVERITIES.index).sort_values(kind="stable").index
         for row in rows.loc[order].itertuples(index=False):
-            console.print(Text.assemble("  ", (f"{name:<9}", STYLE[name]), f" {row.severity:<8} [{row.rule}] "
-                                        f"{row.hosts}: {row.title}"))
+            console.print(Text.assemble("  ", (f"{name:<9}", STYLE[name]), inert(f" {row.severity:<8} [{row.rule}] "
+                                                                                 f"{row.hosts}: {row.title}")))
 
 
 def write_json(comparison: Comparison, before: Path, after: Path, handle: IO[str]) -> None:

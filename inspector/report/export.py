@@ -18,9 +18,10 @@ import pandas as pd
 
 from inspector.analysis import Analysis
 from inspector.errors import InspectorError
-from inspector.report.output import EXPORT_FORMATS, private_temporary, write_atomically
+from inspector.report.output import EXPORT_FORMATS, replace_all, write_beside
 from inspector.schema import MISSING_WHEN_EMPTY, SCHEMAS
 from inspector.tables import with_json_parsed, with_json_text, with_lists_joined
+from inspector.text import FORMULA_START, TEXT_MARK, csv_cell
 from inspector.watch import Watchlist
 
 TABLES = tuple(SCHEMAS)
@@ -39,20 +40,27 @@ def export_tables(result: Analysis, folder: str | os.PathLike, fmt: str = "csv",
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InspectorError(f"{out}: cannot create the export folder: {exc.strerror or exc}") from None
-    written = []
-    for name in TABLES:
-        table = _shareable(name, result.secrets_raw() if name == "secrets" else getattr(result, name), show_payload)
-        path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            write_atomically(path, lambda h, t=table: csv_ready(t).to_csv(h, index=False))
-        else:
-            _write_parquet(with_json_text(table), path)
-        written.append(path)
-    meta = {"schema_version": SCHEMA_VERSION, "tool": {"name": "inspector", "version": __version__},
-            "format": fmt, "tables": list(TABLES), "watchlist": watchlist_dict(result.watch),
-            "payload_shown": show_payload}
-    write_atomically(out / "meta.json", lambda h: json.dump(meta, h, indent=1))
-    return written + [out / "meta.json"]
+    staged = []  # every file written beside its target first: a failure leaves the old set
+    try:
+        for name in TABLES:
+            table = _shareable(name, result.secrets_raw() if name == "secrets" else getattr(result, name),
+                               show_payload)
+            path = out / f"{name}.{fmt}"
+            if fmt == "csv":
+                staged.append((write_beside(path, lambda h, t=table: csv_ready(t).to_csv(h, index=False)), path))
+            else:
+                staged.append((write_beside(path, lambda h, t=table: with_json_text(t).to_parquet(
+                    h, index=False, engine="pyarrow"), binary=True), path))
+        meta = {"schema_version": SCHEMA_VERSION, "tool": {"name": "inspector", "version": __version__},
+                "format": fmt, "tables": list(TABLES), "watchlist": watchlist_dict(result.watch),
+                "payload_shown": show_payload}
+        staged.append((write_beside(out / "meta.json", lambda h: json.dump(meta, h, indent=1)), out / "meta.json"))
+    except BaseException:
+        for tmp, _path in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    replace_all(staged)
+    return [path for _tmp, path in staged]
 
 
 def _shareable(name: str, table: pd.DataFrame, show_payload: bool) -> pd.DataFrame:
@@ -65,23 +73,24 @@ def _shareable(name: str, table: pd.DataFrame, show_payload: bool) -> pd.DataFra
     return shared
 
 
+NEUTRALISED_START = FORMULA_START + (TEXT_MARK,)  # as csv_cell
+
+
 def csv_ready(table: pd.DataFrame) -> pd.DataFrame:
-    """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text, lists joined with ', '."""
+    """Durations in seconds, times in RFC 3339 (pandas' default is fine), dicts as JSON text, lists joined
+    with ', ', and text that would start a spreadsheet formula neutralised (``inspector.text.csv_cell``)."""
     out = with_lists_joined(with_json_text(table)).copy()
     for col in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[col]):
             out[col] = out[col].dt.total_seconds()
+        elif isinstance(out[col].dtype, pd.StringDtype):  # most text: vectorised
+            text = out[col]
+            marked = text.str.startswith(NEUTRALISED_START, na=False)
+            if marked.any():
+                out[col] = text.mask(marked, TEXT_MARK + text)
+        elif isinstance(out[col].dtype, pd.CategoricalDtype) or out[col].dtype == object:  # categories, or few
+            out[col] = out[col].map(csv_cell, na_action="ignore")
     return out
-
-
-def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    tmp = private_temporary(path)
-    try:
-        table.to_parquet(tmp, index=False, engine="pyarrow")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load(folder: str | os.PathLike) -> Analysis:
@@ -111,11 +120,21 @@ def load(folder: str | os.PathLike) -> Analysis:
     return Analysis(watch=watch, **{name: tables.get(name, pd.DataFrame()) for name in SCHEMAS})
 
 
+def _unmarked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells ``csv_ready`` wrote as they were (``inspector.text.csv_value``, vectorised)."""
+    for col in frame.columns:
+        text = frame[col]
+        marked = text.str.startswith(TEXT_MARK, na=False)
+        if marked.any():
+            frame[col] = text.mask(marked, text.str[1:])
+    return frame
+
+
 def _read_table(path: Path, fmt: str, columns) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             return with_json_parsed(pd.read_parquet(path, engine="pyarrow"))
-        frame = with_json_parsed(pd.read_csv(path, dtype=object, keep_default_na=False))
+        frame = with_json_parsed(_unmarked(pd.read_csv(path, dtype=object, keep_default_na=False)))
     except FileNotFoundError:
         raise InspectorError(f"{path}: missing from the export") from None
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow/json raise many kinds on damaged files

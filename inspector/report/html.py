@@ -43,7 +43,8 @@ PLOT_DPI = 100
 VOID_ELEMENTS = frozenset({"meta", "img"})
 SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#c62828", "medium": "#e65100", "low": "#9a7d0a",
                     "info": "#1565c0"}
-SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("events", "Migration events"),
+SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("configuration", "Configuration"),
+            ("events", "Migration events"),
             ("secrets", "Secrets in cleartext"), ("flows", "Watched flows"), ("plots", "Plots"),
             ("anomalies", "Input anomalies"))
 
@@ -138,9 +139,11 @@ def write_html(result: Analysis, handle: IO[str], *, show_payload: bool = False,
     """
     title = title or _default_title(result)
     digest = distinct_secrets(result.secrets_raw(), result.flows)
-    main = el("main", _summary(result), _findings(result, len(digest)), _events(result.events),
+    configuration = configuration_section(result.config) if result.config is not None else ""
+    main = el("main", _summary(result), _findings(result, len(digest)), configuration, _events(result.events),
               _secrets(result, digest, show_payload), _flows(result), _plots(result), _anomalies(result))
-    body = el("body", _header(result, title), _navigation(), main, _footer())
+    body = el("body", _header(result, title), _navigation(omit=() if configuration else ("configuration",)), main,
+              _footer())
     handle.write("<!DOCTYPE html>\n")
     handle.write(el("html", _head(title), body, lang="en"))
     handle.write("\n")
@@ -227,8 +230,8 @@ footer { color: #57606a; font-size: 0.85em; padding-bottom: 24px; }
 """
 
 
-def _navigation() -> Html:
-    return el("nav", (el("a", heading, href=f"#{anchor}") for anchor, heading in SECTIONS))
+def _navigation(omit: Collection[str] = ()) -> Html:
+    return el("nav", (el("a", heading, href=f"#{anchor}") for anchor, heading in SECTIONS if anchor not in omit))
 
 
 def _footer() -> Html:
@@ -570,3 +573,52 @@ def _anomalies(result: Analysis) -> Html:
                                               class_="muted"))
     rows = ([a.file, a.kind, f"{a.count:,}", a.detail] for a in anomalies.itertuples(index=False))
     return _section("anomalies", cut, table(["file", "kind", "count", "detail"], rows, numeric={2}))
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def configuration_section(audit) -> Html:
+    """The configuration audit (``inspector.config.ConfigAudit``): hosts, the
+    audited settings and the files that could not be read; its findings are
+    among the findings above."""
+    hosts = audit.config_hosts
+    host_rows = ([h.host, h.folder, ", ".join(h.addresses), h.protection, h.migration_ports]
+                 for h in hosts.itertuples(index=False))
+    settings = audit.config_settings
+    setting_rows = ([s.host, s.kind, s.section, el("code", s.key), el("code", s.value), s.source, s.file]
+                    for s in settings.itertuples(index=False))
+    problems = audit.config_problems
+    return _section("configuration",
+                    el("p", f"{_plural(len(hosts), 'host')} audited, "
+                            f"{_plural(int((audit.findings['severity'].astype(str) != 'info').sum()), 'finding')} "
+                            "above info (listed with the findings, rules ", el("code", "config-*"),
+                            "). Values are the effective ones; passwords, transport_url and connection strings are "
+                            "never read into the report."),
+                    table(["host", "folder", "addresses", "migration protection by configuration", "migration ports"],
+                          host_rows),
+                    el("h3", "Audited settings"),
+                    table(["host", "kind", "section", "key", "value", "source", "file"], setting_rows),
+                    (el("h3", "Files not read"),
+                     table(["file", "problem"], ([p.file, p.problem] for p in problems.itertuples(index=False))))
+                    if len(problems) else "")
+
+
+def write_config_html(audit, handle: IO[str], *, title: str = "inspector configuration audit") -> None:
+    """A report of a configuration audit alone (``inspector config-audit --html``)."""
+    findings = _by_severity(audit.findings)
+    counts = findings["severity"].astype(str).value_counts()
+    badges = el("p", (badge(f"{counts.get(s, 0)} {s}", s if counts.get(s, 0) else "muted") for s in SEVERITIES),
+                class_="badges")
+    articles = ((_finding(f, {}, 0) for f in findings.itertuples(index=False)) if len(findings)
+                else el("p", "No findings.", class_="muted"))
+    main = el("main", _section("summary", badges, _summary_findings(findings)), _section("findings", articles),
+              configuration_section(audit))
+    from inspector import __version__
+
+    header = el("header", el("h1", title),
+                el("p", f"inspector {__version__}, generated {_when(pd.Timestamp.now(tz='UTC'))}", class_="meta"))
+    nav = _navigation(omit=[a for a, _ in SECTIONS if a not in ("summary", "findings", "configuration")])
+    handle.write("<!DOCTYPE html>\n")
+    handle.write(el("html", _head(title), el("body", header, nav, main, _footer()), lang="en"))
+    handle.write("\n")

@@ -1,8 +1,10 @@
 """The Markdown report: findings, events and watched flows for a ticket or a wiki.
 
 Markdown renderers pass HTML through, so every string from the wire is
-escaped twice over: HTML-special characters become entities, and Markdown
-punctuation gets a backslash, so no capture can inject markup or links.
+escaped three times over: control, bidi and other invisible characters as
+every output escapes them (``inspector.text.inert``), HTML-special characters
+become entities, and Markdown punctuation gets a backslash, so no capture
+(or capture file name) can inject markup, links or terminal sequences.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from inspector.schema import SEVERITIES
 from inspector.report.payload import REDACTED, hexdump
 from inspector.report.secret_digest import distinct_secrets
 from inspector.report.terminal import summary_flows
+from inspector.text import inert
 from inspector.units import human_bytes
 
 # Characters that can open Markdown markup mid-line (lines always start with
@@ -29,7 +32,7 @@ def md(text: object) -> str:
     """A table- and paragraph-safe rendering of any string. ``&`` and ``<``
     become entities (no tag can open); ``>`` stays, so arrows read as ``->``
     (it is markup only at the start of a line, and every line starts with ours)."""
-    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace("\n", " ").replace("\r", " ")
+    escaped = inert(str(text).replace("\n", " ").replace("\r", " ")).replace("&", "&amp;").replace("<", "&lt;")
     return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
 
 
@@ -53,6 +56,10 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
            "Findings: " + (", ".join(f"**{counts[s]} {s}**" for s in SEVERITIES if counts.get(s, 0)) or "none") + ".",
            ""]
     out += ["## Findings", ""] + (_findings(findings) if len(findings) else ["No findings.", ""])
+    if result.config is not None:
+        from inspector.report.config_report import configuration_markdown
+
+        out += configuration_markdown(result.config)
     if len(result.events):
         out += ["## Migration events", ""]
         out += _table(["event", "source", "destination", "start", "protection", "RAM", "RAM in clear", "disk",

@@ -1,10 +1,15 @@
-"""Writing report files safely: atomically, never over an input, and
-readable by their owner only (mode 0600): reports, exports and evidence can
-hold hosts, credentials found in clear and payload, so every output file of
-inspector gets the same private mode, whatever the umask."""
+"""Every output file inspector writes goes through here: reports, exports,
+evidence pcaps, the spool, JSON Lines. They can hold hosts, credentials found
+in clear and payload, and they are often written into shared folders, so
+each is readable by its owner only (mode 0600, whatever the umask), is never
+written through a symbolic link (one planted at the name, or at a temporary
+name, fails the write instead of redirecting it), and a whole file is written
+beside its target under a random name and renamed in place, so a reader (or
+a failed run) sees the old file or the complete new one."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -14,6 +19,8 @@ from typing import IO
 from inspector.errors import InspectorError
 
 EXPORT_FORMATS = ("csv", "parquet")  # of export.export_tables; here so --help need not load pandas
+PRIVATE_MODE = 0o600
+_OPEN_FLAGS = {"w": os.O_CREAT | os.O_TRUNC, "a": os.O_CREAT | os.O_APPEND, "x": os.O_CREAT | os.O_EXCL}
 
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
@@ -24,40 +31,73 @@ def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike])
             raise InspectorError(f"{out}: refusing to overwrite an input capture with a report")
 
 
-PRIVATE_MODE = 0o600
-
-
 def open_private(path: str | os.PathLike, mode: str = "wb") -> IO:
-    """``open(path, mode)`` for writing or appending, the file created with (or
-    set to) PRIVATE_MODE."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
-    descriptor = os.open(path, flags, PRIVATE_MODE)
+    """``open(path, mode)`` for writing (``w``), appending (``a``) or creating a
+    new file only (``x``): the file created with (or set to) PRIVATE_MODE,
+    never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _OPEN_FLAGS[mode[0]]
+    try:
+        descriptor = os.open(path, flags, PRIVATE_MODE)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: O_NOFOLLOW on FreeBSD
+            raise InspectorError(f"{path}: is a symbolic link; refusing to write through it") from None
+        raise
     try:
         os.fchmod(descriptor, PRIVATE_MODE)  # an existing file keeps its mode through O_CREAT
-        return os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        mode = mode.replace("x", "w")
+        return os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
     except BaseException:
         os.close(descriptor)
         raise
 
 
-def private_temporary(target: Path) -> Path:
-    """An empty PRIVATE_MODE file beside ``target`` to write into before renaming it in place."""
+def private_temporary(target: Path) -> tuple[int, Path]:
+    """An open, empty PRIVATE_MODE file beside ``target`` under a random name
+    (created exclusively: nothing planted there is followed), to write and
+    then rename in place."""
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise InspectorError(f"{target}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)  # mkstemp: mode 0600
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[IO[str]], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it in place."""
-    target = Path(path)
-    tmp = private_temporary(target)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
-        os.replace(tmp, target)
+        descriptor, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)  # O_EXCL, 0600
+    except OSError as exc:
+        raise InspectorError(f"{target}: cannot write in {folder}: {exc.strerror or exc}") from None
+    return descriptor, Path(tmp)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> None:
+    """Write through a temporary file in the same folder, then rename it in place."""
+    tmp = write_beside(path, write, binary=binary)
+    try:
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_beside(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> Path:
+    """``write`` a temporary file beside ``path`` (through its descriptor,
+    never by name again); its path, for the caller to rename in place."""
+    descriptor, tmp = private_temporary(Path(path))
+    try:
+        with os.fdopen(descriptor, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8",
+                                                                                      "newline": ""})) as handle:
+            write(handle)
+    except OSError as exc:  # a full disk, a file size limit: one line naming the output
+        tmp.unlink(missing_ok=True)
+        raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def replace_all(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each written temporary over its target; written all before
+    any is renamed, so a failed write leaves the old set whole."""
+    try:
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _target in staged:
+            tmp.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """The terminal summary: inputs, verdict counts, and a table of flows.
 
-Strings that came from the wire are passed to rich as ``Text`` (never as
-markup), so nothing in a capture can restyle or forge the output. Colours
-appear only on a terminal.
+Strings that came from the wire or from file names are passed to rich as
+``Text`` (never as markup) and through ``inspector.text.inert`` (no control
+sequence, newline or bidi override), so nothing in a capture or its name can
+restyle or forge the output. Colours appear only on a terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from inspector.analysis import Analysis
 from inspector.schema import SEVERITIES, VERDICTS
+from inspector.text import inert
 from inspector.units import flow_endpoints, human_bytes
 
 VERDICT_STYLE = {"plaintext": "bold red", "compressed": "yellow", "encrypted": "green", "unknown": "dim"}
@@ -44,8 +46,8 @@ def _render_events(events: pd.DataFrame, console: Console) -> None:
         clear = row.ram_bytes_clear + row.disk_bytes_clear
         moved = f"RAM {human_bytes(row.ram_bytes)}" + (f", disk {human_bytes(row.disk_bytes)}" if row.disk_bytes else "")
         _print_indented(console, Text.assemble(
-            f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} "
-            f"({', '.join(row.channels)}): {moved}; ",
+            inert(f"  {row.event} {row.src_h} -> {row.dst_h} {row.start:%Y-%m-%d %H:%M:%S} "
+                  f"({', '.join(row.channels)}): {moved}; "),
             (f"protection {row.protection}", PROTECTION_STYLE.get(row.protection, "green")),
             (f"; {human_bytes(clear)} in clear" if clear else "", "bold red" if clear else ""),
         ), 0)
@@ -70,9 +72,9 @@ def _render_findings(findings: pd.DataFrame, console: Console) -> None:
     for row in findings.itertuples(index=False):
         severity = str(row.severity)
         _print_indented(console, Text.assemble("  ", (f"{severity.upper():<8}", SEVERITY_STYLE[severity]),
-                                               f" {row.finding} {row.title} [{row.rule}]"), 0)
-        _print_indented(console, Text(str(row.summary)), 11)
-        fix = str(row.remediation).split("\n", 1)[0]
+                                               inert(f" {row.finding} {row.title} [{row.rule}]")), 0)
+        _print_indented(console, Text(inert(row.summary)), 11)
+        fix = inert(str(row.remediation).split("\n", 1)[0])
         if severity != "info":
             _print_indented(console, Text(f"fix: {fix}", style="dim"), 11)
 
@@ -98,13 +100,13 @@ def _render_secrets(analysis: Analysis, console: Console) -> None:
     console.print(Text(f"secrets to rotate: {len(digest)} distinct "
                        f"({int(analysis.secret_counts['count'].sum()):,} matches)", style="bold"))
     for i, d in enumerate(digest.head(MAX_SECRETS).itertuples(index=False), start=1):
-        _print_indented(console, Text(f"S{i} {d.kind} {d.hosts}: {d.what} (x{d.occurrences})"), 2)
+        _print_indented(console, Text(inert(f"S{i} {d.kind} {d.hosts}: {d.what} (x{d.occurrences})")), 2)
     if len(digest) > MAX_SECRETS:
         console.print(Text(f"  ... {len(digest) - MAX_SECRETS} more in --html / --markdown", style="dim"))
 
 
 def _flow_text(row) -> str:
-    return f"{flow_endpoints(row)} {row.proto}"
+    return inert(f"{flow_endpoints(row)} {row.proto}")
 
 
 def _bytes_text(row) -> str:
@@ -121,9 +123,9 @@ def _table(flows: pd.DataFrame) -> Table:
     table.add_column("reason", overflow="fold", ratio=1, min_width=24)
     for row in flows.itertuples(index=False):
         verdict = str(row.verdict)
-        table.add_row(Text(str(row.watch)), Text(_flow_text(row)), Text(_bytes_text(row)),
+        table.add_row(Text(inert(row.watch)), Text(_flow_text(row)), Text(_bytes_text(row)),
                       Text(verdict, style=VERDICT_STYLE[verdict]), Text(f"{row.confidence:.2f}"),
-                      Text(str(row.reason)))
+                      Text(inert(row.reason)))
     return table
 
 
@@ -138,7 +140,7 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
         )
     )
     for row in analysis.anomalies.itertuples(index=False):
-        console.print(Text(f"  anomaly: {row.file}: {row.kind} x{row.count}: {row.detail}", style="yellow"))
+        console.print(Text(inert(f"  anomaly: {row.file}: {row.kind} x{row.count}: {row.detail}"), style="yellow"))
     truncated = int(inputs["truncated_packets"].sum())
     if truncated:
         console.print(Text(f"  {truncated:,} packets were cut short by the snaplen; "
@@ -168,9 +170,9 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
         for row in shown.itertuples(index=False):
             verdict = str(row.verdict)
             console.print(Text.assemble(
-                (f"{verdict:<10}", VERDICT_STYLE[verdict]), f" {row.confidence:.2f}  {row.watch}  ",
+                (f"{verdict:<10}", VERDICT_STYLE[verdict]), inert(f" {row.confidence:.2f}  {row.watch}  "),
                 _flow_text(row), f"  {_bytes_text(row)}",
             ))
-            _print_indented(console, Text(str(row.reason), style="dim"), 4)
+            _print_indented(console, Text(inert(row.reason), style="dim"), 4)
     if len(flows) > limit:
         console.print(Text(f"... {len(flows) - limit} more; raise --limit or see --json/--csv", style="dim"))
