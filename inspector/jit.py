@@ -22,7 +22,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cache, cached_property
+from hashlib import sha256
 from pathlib import Path
 
 import llvmlite.binding as llvm
@@ -62,7 +63,18 @@ class _KernelCache(FunctionCache):
     where scipy is installed (~0.25 CPU s). A cached kernel is already linked
     machine code and needs none of them; a cache miss compiles through
     numba's compiler, which refreshes the context itself. Nor does loading
-    import the numba modules whose code a kernel inlined (see ``_environment``)."""
+    import the numba modules whose code a kernel inlined (see ``_environment``).
+
+    numba stamps a kernel by its own file's content, but a kernel compiles in
+    the kernels and constants of the modules it imports (``decode.py`` holds
+    ``linklayer.py``, ``wire.py`` and ``constants.py``): the stamp here also
+    covers the other modules of its folder and of ``inspector/capture``, so
+    editing one of them recompiles instead of loading stale machine code."""
+
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)
+        folder = Path(py_func.__code__.co_filename).parent
+        self._cache_file._source_stamp = (self._cache_file._source_stamp, _sources_stamp(folder))
 
     def load_overload(self, sig, target_context):
         rtsys.initialize(target_context)
@@ -72,6 +84,15 @@ class _KernelCache(FunctionCache):
                 return self._load_overload(sig, target_context)
         finally:
             environment._rebuild_env = rebuild
+
+
+@cache
+def _sources_stamp(folder: Path) -> str:
+    """A digest of the Python sources a kernel of ``folder`` may compile in."""
+    digest = sha256()
+    for source in sorted({*folder.glob("*.py"), *(Path(__file__).parent / "capture").glob("*.py")}):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 @contextmanager

@@ -54,8 +54,11 @@ PROTECTIONS = ("libvirt tunnel over plain TCP", "none", "compressed only", "SSH"
 CLEAR = ("plaintext", "compressed")
 """Verdicts whose payload crossed the wire readable."""
 
-TUNNELS = ("", "vxlan", "geneve", "gre", "erspan1", "erspan2", "erspan3")
-"""Tunnels a mirror port delivers, by decoder code ('' for none; ``flows.tunnel``)."""
+TUNNELS = ("", "vxlan", "geneve", "gre", "erspan1", "erspan2", "erspan3", "ipip", "6in4", "pppoe", "mpls",
+           "teredo", "ayiya", "gtp-u", "gre-udp")
+"""Tunnels a mirror port or provider network delivers, by decoder code ('' for none; ``flows.tunnel``):
+ipip is IP protocol 4 (IPv4 inside IPv4 or IPv6), 6in4 IP protocol 41 (IPv6 inside), gre-udp GRE in UDP
+(RFC 8086); pppoe and mpls at the link layer have no outer addresses."""
 
 SECRET_KINDS = ("private-key", "password", "cloud-credential", "token", "basic-auth")
 """Kinds of secret the scan of cleartext payload finds (``secrets.kind``)."""
@@ -82,10 +85,13 @@ ANOMALY_KINDS: dict[str, str] = {
     "malformed-ip-header": "an IP header with impossible lengths or version",
     "malformed-transport-header": "a TCP/UDP header with impossible lengths",
     "ip-fragment-not-reassembled": "non-first IP fragments (no ports to key on)",
-    "malformed-tunnel-header": "a VXLAN, GENEVE, GRE or ERSPAN header recognised but with impossible lengths or "
-                               "version, or tunnels nested more than 4 deep; the packet is counted but not keyed "
-                               "to a flow",
-    "unsupported-link-type": "packets on a pcapng interface whose link type is not decoded",
+    "malformed-tunnel-header": "a tunnel header (VXLAN, GENEVE, GRE, ERSPAN, MPLS, PPPoE, GTP-U, AYIYA ...) "
+                               "recognised but with impossible lengths or version, or tunnels nested more than 4 "
+                               "deep; the packet is counted but not keyed to a flow",
+    "unsupported-link-type": "packets of a link type that is not decoded (a number libpcap does not document "
+                             "as carrying IP, or private use); counted, not analysed",
+    "link-type-without-ip": "packets of a link type that carries no IP (USB, Bluetooth, CAN, IEEE 802.15.4 ...); "
+                            "the file is read and counted, nothing in it is analysed",
     "undeclared-interface": "a pcapng packet block naming an interface that was never described",
     "flow-key-collision": "two flows shared a 64-bit key hash (never seen in practice); those packets were not "
                           "counted",
@@ -148,9 +154,9 @@ FLOW_COLUMNS: Columns = {
     "ip_version": ("int64", "4 or 6"),
     "vlan": ("Int64", "outermost 802.1Q/802.1ad VLAN id of the first packet (a tunnelled frame's when the outer frame has none); <NA> when untagged"),
     "tunnel": ("string", f"tunnel the first packet came in, the outermost when nested: {', '.join(TUNNELS[1:-1])} or {TUNNELS[-1]}; empty when captured directly. Addresses, ports and bytes are the inner packet's"),
-    "tunnel_src": ("string", "outer source address of that tunnel in the first packet (mirror source, VTEP or GRE endpoint); empty without a tunnel"),
+    "tunnel_src": ("string", "outer source address of that tunnel in the first packet (mirror source, VTEP or GRE endpoint); empty without a tunnel or for one at the link layer (pppoe, mpls)"),
     "tunnel_dst": ("string", "outer destination address of that tunnel in the first packet (the collector for a mirror); empty without a tunnel"),
-    "tunnel_id": ("Int64", "VXLAN or GENEVE VNI, GRE key or ERSPAN session id of that tunnel; <NA> without one"),
+    "tunnel_id": ("Int64", "VXLAN or GENEVE VNI, GRE key, ERSPAN session id, outermost MPLS label, PPPoE session id or GTP-U TEID of that tunnel; <NA> without one"),
     "input": ("string", "the input file the flow was first seen in"),
 }
 

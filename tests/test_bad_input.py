@@ -52,7 +52,6 @@ def _bad_cases() -> dict[str, tuple[str, bytes | None]]:
         "text_named_pcap": ("notes.pcap", text),
         "empty_file": ("empty.pcap", b""),
         "shorter_than_header": ("short.pcap", pcap[:10]),
-        "unsupported_linktype_user0": ("user0.pcap", patched(pcap, 20, "<I", cv.LT_USER0)),
         "bad_magic": ("bad_magic.pcap", patched(pcap, 0, "<I", 0xA1B2C3D5)),
         "bad_version": ("bad_version.pcap", patched(pcap, 4, "<H", 1)),  # major 1: refused, as by tshark
         "pcapng_garbage_first_block_length":
@@ -122,8 +121,7 @@ def test_bad_input_cli_subprocess(bad_file):
     assert cp.returncode == 2, f"{where}: exit status {cp.returncode}\n{cp.stderr}"
 
 
-@pytest.mark.parametrize("bad_file", ["text_file", "unsupported_linktype_user0",
-                                      "gzip_corrupt", "missing_file"], indirect=True)
+@pytest.mark.parametrize("bad_file", ["text_file", "gzip_corrupt", "missing_file"], indirect=True)
 def test_bad_input_console_script(bad_file):
     cp = run_cli("analyze", str(bad_file), console_script=True)
     assert_one_error_line(cp.stderr, bad_file, "inspector analyze")

@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inspector
+from inspector.capture.constants import SUPPORTED_LINKTYPES
 from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
 from inspector.protocols.base import Detection
 from inspector.protocols.registry import DETECTORS
 from mutations import mutate, seeds
 
-LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276]
+LINKTYPES = [*sorted(SUPPORTED_LINKTYPES), 227, 147]  # every decoded link type, one without IP, one unknown
 BUDGET = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
 

@@ -14,9 +14,10 @@ import pytest
 
 import inspector
 from capture_variants import Rec, make_variant, read_pcap, write_pcap
+from inspector.capture.constants import SUPPORTED_LINKTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
-LINKTYPES = [0, 1, 12, 101, 108, 113, 228, 229, 276]
+LINKTYPES = sorted(SUPPORTED_LINKTYPES)
 
 
 @pytest.fixture(scope="module")

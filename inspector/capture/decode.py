@@ -6,11 +6,14 @@ headers, TCP/UDP) into columns of a :class:`PacketColumns` batch. Nothing here
 allocates per packet: a Python loop or dpkt objects manage about 40 k
 packets/s, this about 5 M.
 
-Tunnels a mirror port delivers (VXLAN, GENEVE, GRE, ERSPAN I/II/III) are
-followed to the inner packet, so flows are keyed and analysed on what was
-mirrored; the outermost tunnel's kind, id and endpoints are kept apart. They
-are recognised once the outer packet is decoded (UDP to a tunnel port, GRE),
-so the header decoders, the path of untunnelled traffic, stay as they were.
+Tunnels a mirror port or provider network delivers (VXLAN, GENEVE, GRE and
+GRE in UDP, ERSPAN I/II/III, IP in IP, Teredo, AYIYA, GTP-U, MPLS, PPPoE)
+are followed to the inner packet, so flows are keyed and analysed on what
+was carried; the outermost tunnel's kind, id and endpoints are kept apart.
+IP tunnels are recognised once the outer packet is decoded (a tunnel port,
+GRE, IP protocol 4 or 41), MPLS and PPPoE where an EtherType names them, so
+the path of untunnelled Ethernet/IP traffic stays as it was. Link types
+other than Ethernet, cooked and raw IP are found in ``linklayer.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.capture import constants as C
+from inspector.capture.linklayer import network_layer, ppp_ethertype
+from inspector.capture.wire import be16 as _be16
+from inspector.capture.wire import be32 as _be32
+from inspector.capture.wire import le32 as _le32
 from inspector.jit import njit
 
 # Rows of PacketColumns.fields (int64) -------------------------------------
@@ -54,31 +61,6 @@ N_ADDRS = 8
 _NO_INNER = (0, -1)
 
 IPV4_MAPPED_PREFIX = np.uint64(0xFFFF00000000)
-
-
-@njit(cache=True, inline="always")
-def _be16(buf, i):
-    return (np.int64(buf[i]) << 8) | np.int64(buf[i + 1])
-
-
-@njit(cache=True, inline="always")
-def _be32(buf, i):
-    return (
-        (np.int64(buf[i]) << 24)
-        | (np.int64(buf[i + 1]) << 16)
-        | (np.int64(buf[i + 2]) << 8)
-        | np.int64(buf[i + 3])
-    )
-
-
-@njit(cache=True, inline="always")
-def _le32(buf, i):
-    return (
-        (np.int64(buf[i + 3]) << 24)
-        | (np.int64(buf[i + 2]) << 16)
-        | (np.int64(buf[i + 1]) << 8)
-        | np.int64(buf[i])
-    )
 
 
 @njit(cache=True, inline="always")
@@ -145,10 +127,10 @@ def _inner_ethernet(buf, i, end, ip_end, fields, n):
 
 @njit(cache=True)
 def _inner_by_type(buf, i, end, ip_end, ethertype, fields, n):
-    """The layer a GRE or GENEVE protocol type names: Ethernet (TEB) or IP."""
+    """The layer a GRE or GENEVE protocol type names: Ethernet (TEB), IP or MPLS."""
     if ethertype == C.ETH_TEB:
         return _inner_ethernet(buf, i, end, ip_end, fields, n)
-    if ethertype == C.ETH_IPV4 or ethertype == C.ETH_IPV6:
+    if ethertype == C.ETH_IPV4 or ethertype == C.ETH_IPV6 or ethertype == C.ETH_MPLS:
         return i, ethertype
     fields[F_STATUS, n] = C.STATUS_NOT_IP
     return _NO_INNER
@@ -211,8 +193,9 @@ def _erspan3(buf, i, end, ip_end, fields, addrs, n):
 
 
 @njit(cache=True)
-def _gre(buf, i, end, ip_end, fields, addrs, n):
-    """GRE (RFC 2784, 2890) at ``i``: IP, Ethernet or ERSPAN inside.
+def _gre(buf, i, end, ip_end, kind, fields, addrs, n):
+    """GRE (RFC 2784, 2890) at ``i``: IP, Ethernet, MPLS (RFC 4023) or ERSPAN inside; ``kind`` is
+    TUNNEL_GRE, or TUNNEL_GRE_UDP in UDP (RFC 8086).
 
     GRE this does not decode (other protocol types, source routing, PPTP's
     version 1) stays an ordinary flow of IP protocol 47.
@@ -222,7 +205,7 @@ def _gre(buf, i, end, ip_end, fields, addrs, n):
     flags = _be16(buf, i)
     ethertype = _be16(buf, i + 2)
     known = (ethertype == C.ETH_IPV4 or ethertype == C.ETH_IPV6 or ethertype == C.ETH_TEB
-             or ethertype == C.ETH_ERSPAN_1_2 or ethertype == C.ETH_ERSPAN_3)
+             or ethertype == C.ETH_ERSPAN_1_2 or ethertype == C.ETH_ERSPAN_3 or ethertype == C.ETH_MPLS)
     if flags & (C.GRE_ROUTING | C.GRE_VERSION) or not known:
         return _NO_INNER
     key_at = i + C.GRE_BASE_BYTES + (4 if flags & C.GRE_CHECKSUM else 0)
@@ -233,24 +216,111 @@ def _gre(buf, i, end, ip_end, fields, addrs, n):
         return _erspan(buf, inner, end, ip_end, flags & C.GRE_SEQUENCE, fields, addrs, n)
     if ethertype == C.ETH_ERSPAN_3:
         return _erspan3(buf, inner, end, ip_end, fields, addrs, n)
-    _enter_tunnel(C.TUNNEL_GRE, _be32(buf, key_at) if flags & C.GRE_KEY else -1, fields, addrs, n)
+    _enter_tunnel(kind, _be32(buf, key_at) if flags & C.GRE_KEY else -1, fields, addrs, n)
     return _inner_by_type(buf, inner, end, ip_end, ethertype, fields, n)
+
+
+@njit(cache=True)
+def _teredo(buf, i, end, ip_end, fields, addrs, n):
+    """Teredo (RFC 4380) at UDP payload ``i``: optional authentication and origin indications, then an
+    IPv6 packet filling the datagram; an ordinary UDP packet otherwise."""
+    for _ in range(2):
+        if i + 2 > end:
+            return _NO_INNER
+        indicator = _be16(buf, i)
+        if indicator == 0x0001 and i + 4 <= end:  # authentication: id and value lengths, nonce, confirmation
+            i += 4 + np.int64(buf[i + 2]) + np.int64(buf[i + 3]) + 9
+        elif indicator == 0x0000:  # origin indication
+            i += 8
+    if i + 40 > min(end, ip_end) or buf[i] >> 4 != 6 or i + 40 + _be16(buf, i + 4) != ip_end:
+        return _NO_INNER
+    _enter_tunnel(C.TUNNEL_TEREDO, -1, fields, addrs, n)
+    return i, C.ETH_IPV6
+
+
+@njit(cache=True)
+def _ayiya(buf, i, end, ip_end, fields, addrs, n):
+    """AYIYA (draft-massar-v6ops-ayiya) at UDP payload ``i``: identity and signature, then the packet its
+    Next Header names; an ordinary UDP packet unless a forward of IPv4 or IPv6."""
+    if i + 8 > min(end, ip_end) or buf[i + 2] & 0x0F != C.AYIYA_OPCODE_FORWARD:
+        return _NO_INNER
+    next_header = buf[i + 3]
+    if next_header != C.IPPROTO_IPV6 and next_header != C.IPPROTO_IPIP:
+        return _NO_INNER
+    inner = i + 8 + (np.int64(1) << (buf[i] >> 4)) + (np.int64(buf[i + 1]) >> 4) * 4  # 2^IdLen, 4 x SigLen
+    if not _tunnel_header_present(inner + 1, end, ip_end, fields, n):
+        return _NO_INNER
+    _enter_tunnel(C.TUNNEL_AYIYA, -1, fields, addrs, n)
+    return inner, C.ETH_IPV6 if next_header == C.IPPROTO_IPV6 else C.ETH_IPV4
+
+
+@njit(cache=True)
+def _gtpu(buf, i, end, ip_end, fields, addrs, n):
+    """GTP-U (3GPP TS 29.281) at UDP payload ``i``: a G-PDU's user packet after the optional fields and
+    extension headers; echo and other messages stay ordinary UDP."""
+    if i + C.GTPU_HEADER_BYTES > min(end, ip_end) or buf[i] & 0xF8 != C.GTPU_VERSION_PT:
+        return _NO_INNER
+    if buf[i + 1] != C.GTPU_G_PDU or i + C.GTPU_HEADER_BYTES + _be16(buf, i + 2) != ip_end:
+        return _NO_INNER
+    teid = _be32(buf, i + 4)
+    inner = i + C.GTPU_HEADER_BYTES
+    if buf[i] & C.GTPU_FLAGS_E_S_PN:
+        inner += C.GTPU_OPTIONAL_BYTES
+        if not _tunnel_header_present(inner, end, ip_end, fields, n):
+            return _NO_INNER
+        next_type = buf[inner - 1] if buf[i] & 0x04 else 0
+        for _ in range(16):  # extension headers: length in 4-octet units, the next type last
+            if next_type == 0:
+                break
+            if not _tunnel_header_present(inner + 1, end, ip_end, fields, n):
+                return _NO_INNER
+            length = np.int64(buf[inner]) * 4
+            if length == 0 or not _tunnel_header_present(inner + length, end, ip_end, fields, n):
+                fields[F_STATUS, n] = C.STATUS_BAD_TUNNEL
+                return _NO_INNER
+            next_type = buf[inner + length - 1]
+            inner += length
+        if next_type != 0:
+            fields[F_STATUS, n] = C.STATUS_BAD_TUNNEL
+            return _NO_INNER
+    if not _tunnel_header_present(inner + 1, end, ip_end, fields, n):
+        return _NO_INNER
+    _enter_tunnel(C.TUNNEL_GTPU, teid, fields, addrs, n)
+    return inner, C.ETH_IP_BY_VERSION
 
 
 @njit(cache=True)
 def _open_tunnel(buf, start, end, ip_end, fields, addrs, n):
     """The layer carried by the tunnel whose payload the decoded packet has at ``start``.
 
-    UDP to a tunnel port, or GRE; ``_NO_INNER`` when it is no tunnel.
+    UDP to a tunnel port, GRE, or IP in IP; ``_NO_INNER`` when it is no tunnel.
     """
     proto = fields[F_PROTO, n]
     if proto == C.IPPROTO_UDP:
-        if fields[F_DPORT, n] == C.UDP_PORT_VXLAN:
+        dport, sport = fields[F_DPORT, n], fields[F_SPORT, n]
+        if dport == C.UDP_PORT_VXLAN:
             return _vxlan(buf, start, end, ip_end, fields, addrs, n)
-        if fields[F_DPORT, n] == C.UDP_PORT_GENEVE:
+        if dport == C.UDP_PORT_GENEVE:
             return _geneve(buf, start, end, ip_end, fields, addrs, n)
+        if dport == C.UDP_PORT_GRE:
+            return _gre(buf, start, end, ip_end, C.TUNNEL_GRE_UDP, fields, addrs, n)
+        if dport == C.UDP_PORT_MPLS and start + C.MPLS_ENTRY_BYTES <= min(end, ip_end):
+            _enter_tunnel(C.TUNNEL_MPLS, _be32(buf, start) >> 12, fields, addrs, n)
+            return start, C.ETH_MPLS
+        if dport == C.UDP_PORT_GTPU or sport == C.UDP_PORT_GTPU:
+            return _gtpu(buf, start, end, ip_end, fields, addrs, n)
+        if dport == C.UDP_PORT_TEREDO or sport == C.UDP_PORT_TEREDO:
+            return _teredo(buf, start, end, ip_end, fields, addrs, n)
+        if dport == C.UDP_PORT_AYIYA or sport == C.UDP_PORT_AYIYA:
+            return _ayiya(buf, start, end, ip_end, fields, addrs, n)
     elif proto == C.IPPROTO_GRE:
-        return _gre(buf, start, end, ip_end, fields, addrs, n)
+        return _gre(buf, start, end, ip_end, C.TUNNEL_GRE, fields, addrs, n)
+    elif proto == C.IPPROTO_IPIP:
+        _enter_tunnel(C.TUNNEL_IPIP, -1, fields, addrs, n)
+        return start, C.ETH_IPV4
+    elif proto == C.IPPROTO_IPV6:
+        _enter_tunnel(C.TUNNEL_6IN4, -1, fields, addrs, n)
+        return start, C.ETH_IPV6
     return _NO_INNER
 
 
@@ -373,6 +443,108 @@ def _decode_ip(buf, i, end, wire_end, fields, addrs, n):
 
 
 @njit(cache=True)
+def _mpls(buf, i, end, fields, addrs, n):
+    """An MPLS label stack (RFC 3032) at ``i``: what its bottom carries, by the first nibble (IPv4, IPv6,
+    or 0 for a pseudowire control word, RFC 4385, then an Ethernet frame)."""
+    bottom = False
+    for k in range(C.MPLS_MAX_LABELS):
+        if i + C.MPLS_ENTRY_BYTES > end:
+            fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+            return _NO_INNER
+        entry = _be32(buf, i)
+        if k == 0:
+            _enter_tunnel(C.TUNNEL_MPLS, entry >> 12, fields, addrs, n)
+        i += C.MPLS_ENTRY_BYTES
+        if entry & 0x100:
+            bottom = True
+            break
+    if not bottom:
+        fields[F_STATUS, n] = C.STATUS_BAD_TUNNEL
+        return _NO_INNER
+    if i >= end:
+        fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        return _NO_INNER
+    nibble = buf[i] >> 4
+    if nibble == 4:
+        return i, C.ETH_IPV4
+    if nibble == 6:
+        return i, C.ETH_IPV6
+    if nibble == 0:
+        i += C.MPLS_CONTROL_WORD_BYTES
+        if i + 14 > end:
+            fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+            return _NO_INNER
+        return i + 14, _be16(buf, i + 12)
+    fields[F_STATUS, n] = C.STATUS_NOT_IP
+    return _NO_INNER
+
+
+@njit(cache=True)
+def _pppoe(buf, i, end, fields, addrs, n):
+    """A PPPoE session header (RFC 2516 s4) at ``i``, then PPP: what the PPP protocol carries."""
+    if i + C.PPPOE_HEADER_BYTES + 2 > end:
+        fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        return _NO_INNER
+    if buf[i] != C.PPPOE_VER_TYPE or buf[i + 1] != 0:  # version 1, type 1, code 0 (session data)
+        fields[F_STATUS, n] = C.STATUS_BAD_TUNNEL
+        return _NO_INNER
+    _enter_tunnel(C.TUNNEL_PPPOE, _be16(buf, i + 2), fields, addrs, n)
+    ethertype = ppp_ethertype(_be16(buf, i + C.PPPOE_HEADER_BYTES))
+    if ethertype < 0:
+        fields[F_STATUS, n] = C.STATUS_NOT_IP
+        return _NO_INNER
+    return i + C.PPPOE_HEADER_BYTES + 2, ethertype
+
+
+@njit(cache=True)
+def _decode_encapsulated(buf, i, end, wire_end, ethertype, fields, addrs, n):
+    """Follow what the common path does not (LLC/SNAP, MPLS, PPPoE, IP by version, tags below them)
+    from the layer ``ethertype`` names at ``i`` to the IP header."""
+    for _ in range(16):  # bounded: each layer moves on at least 4 octets
+        if ethertype == C.ETH_IPV4:
+            _decode_ipv4(buf, i, end, wire_end, fields, addrs, n)
+            return
+        if ethertype == C.ETH_IPV6:
+            _decode_ipv6(buf, i, end, wire_end, fields, addrs, n)
+            return
+        if ethertype == C.ETH_IP_BY_VERSION:
+            _decode_ip(buf, i, end, wire_end, fields, addrs, n)
+            return
+        if ethertype == C.ETH_VLAN or ethertype == C.ETH_QINQ or ethertype == C.ETH_QINQ_OLD:
+            if i + 4 > end:
+                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+                return
+            if fields[F_VLAN, n] < 0:
+                fields[F_VLAN, n] = _be16(buf, i) & 0x0FFF
+            ethertype = _be16(buf, i + 2)
+            i += 4
+        elif ethertype <= C.ETH_MAX_LENGTH or ethertype == C.ETH_LLC:
+            if i + 3 > end:
+                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+                return
+            if buf[i] != C.LLC_SNAP_SAP or buf[i + 1] != C.LLC_SNAP_SAP or buf[i + 2] != C.LLC_UI:
+                fields[F_STATUS, n] = C.STATUS_NOT_IP  # spanning tree, NetBIOS, IPX ...
+                return
+            if i + C.LLC_SNAP_BYTES > end:
+                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+                return
+            ethertype = _be16(buf, i + 6)
+            i += C.LLC_SNAP_BYTES
+        elif ethertype == C.ETH_MPLS or ethertype == C.ETH_MPLS_MULTICAST:
+            i, ethertype = _mpls(buf, i, end, fields, addrs, n)
+            if ethertype < 0:
+                return
+        elif ethertype == C.ETH_PPPOE_SESSION:
+            i, ethertype = _pppoe(buf, i, end, fields, addrs, n)
+            if ethertype < 0:
+                return
+        else:
+            fields[F_STATUS, n] = C.STATUS_NOT_IP
+            return
+    fields[F_STATUS, n] = C.STATUS_BAD_TUNNEL
+
+
+@njit(cache=True)
 def _decode_ethertype(buf, i, end, wire_end, ethertype, fields, addrs, n):
     """Follow VLAN tags from an EtherType at ``i - 2`` to the IP header."""
     for _ in range(8):  # at most 8 stacked tags
@@ -391,7 +563,7 @@ def _decode_ethertype(buf, i, end, wire_end, ethertype, fields, addrs, n):
     elif ethertype == C.ETH_IPV6:
         _decode_ipv6(buf, i, end, wire_end, fields, addrs, n)
     else:
-        fields[F_STATUS, n] = C.STATUS_NOT_IP
+        _decode_encapsulated(buf, i, end, wire_end, ethertype, fields, addrs, n)
 
 
 @njit(cache=True)
@@ -454,8 +626,17 @@ def decode_frame(buf, start, caplen, linktype, fields, addrs, n):
             # NULL stores the family in the writer's byte order; accept either.
             _decode_ip(buf, start + 4, end, wire_end, fields, addrs, n)
     else:
-        fields[F_STATUS, n] = C.STATUS_UNSUPPORTED_LINK
-    if fields[F_PROTO, n] == C.IPPROTO_UDP or fields[F_PROTO, n] == C.IPPROTO_GRE:
+        at, ethertype = network_layer(buf, start, end, linktype)
+        if ethertype >= 0:
+            _decode_ethertype(buf, at, end, wire_end, ethertype, fields, addrs, n)
+        elif ethertype == C.LINK_CUT:
+            fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        elif ethertype == C.LINK_NOT_IP:
+            fields[F_STATUS, n] = C.STATUS_NOT_IP
+        else:
+            fields[F_STATUS, n] = C.STATUS_UNSUPPORTED_LINK
+    proto = fields[F_PROTO, n]
+    if proto == C.IPPROTO_UDP or proto == C.IPPROTO_GRE or proto == C.IPPROTO_IPIP or proto == C.IPPROTO_IPV6:
         _follow_tunnels(buf, end, fields, addrs, n)
 
 

@@ -280,7 +280,7 @@ class CaptureReader:
         # before 2.3 the record header held the lengths the other way round; some 2.3 writers too
         swap = 1 if (major, minor) < (2, 3) else 2 if (major, minor) == (2, 3) else 0
         linktype = linkfield & 0xFFFF
-        self._require_linktype(linktype)
+        self._note_linktype(linktype, "the file")
         self.stats.linktypes.add(linktype)
         self.linktype, self.snaplen = linktype, snaplen
         while True:
@@ -334,7 +334,6 @@ class CaptureReader:
                 continue
             if chunk.eof:
                 self._note_truncated_tail(chunk)
-                self._require_any_supported(section)
                 return
             need = _pcapng_block_len(chunk, section.big) if chunk.available() >= 8 else 12
             chunk.fill(max(need, 12))
@@ -374,12 +373,7 @@ class CaptureReader:
             self.stats.linktypes.add(linktype)
             if self.linktype is None:
                 self.linktype, self.snaplen = linktype, int(section.snaplen[section.count - 1])
-            if linktype not in C.SUPPORTED_LINKTYPES:
-                self.stats.anomaly(
-                    "unsupported-link-type",
-                    f"interface {section.count - 1} has link type {linktype}, which is not decoded",
-                    0,
-                )
+            self._note_linktype(linktype, f"interface {section.count - 1}")
         return True
 
     def _damaged_pcapng(self, chunk: _Chunker, section: _PcapngSection, why: str = "") -> None:
@@ -389,14 +383,22 @@ class CaptureReader:
         self.stats.anomaly("damaged-block-header", f"{why}; the rest was not read")
 
     # -- shared -------------------------------------------------------------
-    def _require_linktype(self, linktype: int) -> None:
+    def _note_linktype(self, linktype: int, where: str) -> None:
+        """A link type that carries no IP, or is not decoded, is an anomaly of a valid file, never a refusal."""
         if linktype not in C.SUPPORTED_LINKTYPES:
-            supported = ", ".join(f"{k} ({v})" for k, v in sorted(C.SUPPORTED_LINKTYPES.items()))
-            raise CaptureError(self.path, f"unsupported link type {linktype}; supported: {supported}")
+            kind, detail = _undecoded_link(linktype)
+            self.stats.anomaly(kind, f"{where}: {detail}", 0)
 
-    def _require_any_supported(self, section: _PcapngSection) -> None:
-        if section.count and not any(lt in C.SUPPORTED_LINKTYPES for lt in section.linktype[: section.count]):
-            self._require_linktype(int(section.linktype[0]))
+    def _count_undecoded_links(self, fields: np.ndarray) -> None:
+        """Count the packets of link types not decoded under their link type's anomaly kind."""
+        unread = fields[D.F_STATUS] == C.STATUS_UNSUPPORTED_LINK
+        if self._section is None:
+            linktypes = np.full(int(unread.sum()), self.linktype or 0)
+        else:
+            linktypes = self._section.linktype[fields[D.F_IFACE][unread]]
+        for linktype, count in zip(*np.unique(linktypes, return_counts=True), strict=True):
+            kind, detail = _undecoded_link(int(linktype))
+            self.stats.anomaly(kind, detail, int(count))
 
     def _note_truncated_tail(self, chunk: _Chunker) -> None:
         left = chunk.available()
@@ -419,6 +421,8 @@ class CaptureReader:
         for code, kind in C.STATUS_ANOMALY_KINDS.items():
             if status[code]:
                 st.anomaly(kind, _STATUS_DETAILS[code], int(status[code]))
+        if status[C.STATUS_UNSUPPORTED_LINK]:
+            self._count_undecoded_links(fields)
         return PacketBatch(buf=chunk.buf, fields=fields, addrs=self._addrs[:, :n])
 
 
@@ -427,10 +431,19 @@ _STATUS_DETAILS = {
     C.STATUS_BAD_IP: "IP header with impossible version or lengths",
     C.STATUS_BAD_L4: "TCP/UDP header with impossible lengths",
     C.STATUS_FRAGMENT: "non-first IP fragment (fragments are not reassembled)",
-    C.STATUS_UNSUPPORTED_LINK: "packets on an interface whose link type is not decoded",
-    C.STATUS_BAD_TUNNEL: "VXLAN, GENEVE, GRE or ERSPAN header with impossible lengths or version, "
+    C.STATUS_BAD_TUNNEL: "a tunnel header (VXLAN, GENEVE, GRE, ERSPAN, MPLS, PPPoE, GTP-U ...) with impossible "
+                         "lengths or version, "
                          f"or tunnels nested more than {C.MAX_TUNNEL_DEPTH} deep; packet not keyed to a flow",
 }
+
+
+def _undecoded_link(linktype: int) -> tuple[str, str]:
+    """The anomaly kind and detail of a link type that is not decoded."""
+    name = C.LINKTYPES_WITHOUT_IP.get(linktype)
+    if name:
+        return "link-type-without-ip", f"link type {linktype} ({name}) carries no IP: packets counted, not analysed"
+    return "unsupported-link-type", (f"link type {linktype} is not decoded (not one libpcap documents as "
+                                     "carrying IP, or private use): packets counted, not analysed")
 
 
 def _pcap_incl_len(chunk: _Chunker, big: bool, swap: int) -> int:

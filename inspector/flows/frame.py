@@ -72,10 +72,11 @@ def tunnel_columns(state: FlowState) -> dict[str, object]:
     """The tunnel each flow's first packet came in: kind, outer endpoints, id.
 
     Empty strings and <NA> for flows captured directly; only tunnelled flows
-    have their outer addresses formatted.
+    have their outer addresses formatted, and none for a tunnel at the link
+    layer (PPPoE, MPLS), which has no outer IP header.
     """
     kind = state.flow[:, K.FL_TUNNEL]
-    inside = np.flatnonzero(kind > 0)
+    inside = np.flatnonzero((kind > 0) & (state.flow[:, K.FL_TUNNEL_IP_VERSION] != 0))
     src = np.full(kind.size, "", dtype=object)
     dst = np.full(kind.size, "", dtype=object)
     if inside.size:

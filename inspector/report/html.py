@@ -25,7 +25,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
-from inspector.capture.constants import SUPPORTED_LINKTYPES
+from inspector.capture.constants import LINKTYPE_NAMES
 from inspector.schema import CLEAR, SEVERITIES, VERDICTS
 from inspector.report import plots
 from inspector.report.json_report import watchlist_dict
@@ -265,7 +265,7 @@ def _linktype_names(linktypes: object) -> str:
     """'1,113' -> 'Ethernet (1), Linux cooked (SLL) (113)': a reviewer knows the names, not the numbers."""
     names = []
     for number in _lines(linktypes, ","):
-        name = SUPPORTED_LINKTYPES.get(int(number)) if number.isdigit() else None
+        name = LINKTYPE_NAMES.get(int(number)) if number.isdigit() else None
         names.append(f"{name} ({number})" if name else number)
     return ", ".join(names)
 
