@@ -14,7 +14,9 @@ import pandas as pd
 
 from inspector.config.discover import Problem, discover
 from inspector.config.host import HostConfig, read_host
-from inspector.config.rules import CONFIG_RULES, ConfigRule, Scope
+from inspector.config.rules import CONFIG_RULES, Scope
+from inspector.findings.engine import findings_table
+from inspector.findings.rules import Rule
 from inspector.schema import CONFIG_SCHEMAS, FINDING_COLUMNS, SEVERITIES
 from inspector.tables import table_of
 
@@ -39,7 +41,7 @@ class ConfigAudit:
         return (f"<ConfigAudit: {len(self.config_hosts)} host(s), {len(self.config_settings)} setting(s), "
                 f"{len(self.findings)} finding(s), {len(self.config_problems)} problem(s)>")
 
-    def with_analysis(self, analysis: Analysis, rules: tuple[ConfigRule, ...] = CONFIG_RULES) -> ConfigAudit:
+    def with_analysis(self, analysis: Analysis, rules: tuple[Rule, ...] = CONFIG_RULES) -> ConfigAudit:
         """The same audit with its findings made again, cross-checked against ``analysis``."""
         return replace(self, findings=build_config_findings(Scope(self.hosts, self.problems, analysis), rules))
 
@@ -68,7 +70,7 @@ class ConfigAudit:
 
 
 def audit_config(paths: str | os.PathLike | Iterable[str | os.PathLike], analysis: Analysis | None = None,
-                 rules: tuple[ConfigRule, ...] = CONFIG_RULES) -> ConfigAudit:
+                 rules: tuple[Rule, ...] = CONFIG_RULES) -> ConfigAudit:
     """Audit the configuration folders ``paths`` (each a host's /etc tree,
     sosreport or kolla/TripleO folder, or a folder of per-host folders);
     with ``analysis`` (from ``inspector.analyze``), also cross-check the
@@ -100,19 +102,9 @@ def audit_config(paths: str | os.PathLike | Iterable[str | os.PathLike], analysi
         hosts=hosts, problems=problems)
 
 
-def build_config_findings(scope: Scope, rules: tuple[ConfigRule, ...] = CONFIG_RULES) -> pd.DataFrame:
+def build_config_findings(scope: Scope, rules: tuple[Rule, ...] = CONFIG_RULES) -> pd.DataFrame:
     """One finding row per rule match, most severe first, numbered F1, F2, ..."""
-    rows = []
-    for rule in sorted(rules, key=lambda r: SEVERITIES.index(r.severity)):
-        for match in rule.matches(scope):
-            rows.append({
-                "finding": f"F{len(rows) + 1}", "rule": rule.id, "severity": rule.severity, "title": rule.title,
-                "risks": list(rule.risks), "summary": match.summary, "evidence": "\n".join(match.evidence),
-                "hosts": ", ".join(match.hosts), "uids": list(match.uids), "events": list(match.events),
-                "bytes_exposed": int(match.bytes_exposed), "remediation": "\n".join(rule.remediation),
-                "references": ", ".join(rule.references),
-            })
-    return table_of(rows, FINDING_COLUMNS)
+    return findings_table(rules, scope)
 
 
 def add_to_analysis(analysis: Analysis, audit: ConfigAudit) -> Analysis:

@@ -1,8 +1,8 @@
 """The configuration checks, kept as data like ``inspector.findings.rules``:
-one ``ConfigRule`` per kind of finding, with the security guide's risks, a
+one ``Rule`` per kind of finding, with the security guide's risks, a
 concrete remediation and references; its matcher reads the hosts'
 configuration (and, for the cross-checks, a capture analysis) and yields
-one ``ConfigMatch`` per thing to report."""
+one ``findings.rules.Match`` per thing to report."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from inspector.config.firewall import ANY
 from inspector.config.host import NOVA_USERS, HostConfig
+from inspector.findings.rules import Match, Rule
 from inspector.schema import RISKS
 
 if TYPE_CHECKING:
@@ -49,47 +50,25 @@ class Scope:
         return [h for h in self.hosts if h.has_nova]
 
 
-@dataclass(frozen=True)
-class ConfigMatch:
-    hosts: tuple[str, ...]
-    summary: str
-    evidence: tuple[str, ...]
-    uids: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
-    bytes_exposed: int = 0
-
-
-@dataclass(frozen=True)
-class ConfigRule:
-    id: str
-    severity: str
-    title: str
-    risks: tuple[str, ...]
-    remediation: tuple[str, ...]
-    references: tuple[str, ...]
-    matches: Callable[[Scope], Iterable[ConfigMatch]]
-
-
 def _per_host(test: Callable[[HostConfig], str | None], what: str,
-              hosts: Callable[[Scope], list[HostConfig]] = lambda s: s.compute) -> Callable[[Scope], Iterable[ConfigMatch]]:
+              hosts: Callable[[Scope], list[HostConfig]] = lambda s: s.compute) -> Callable[[Scope], Iterable[Match]]:
     """One match over every host whose ``test`` gives an evidence line."""
-    def matches(scope: Scope) -> Iterable[ConfigMatch]:
+    def matches(scope: Scope) -> Iterable[Match]:
         hits = [(h.name, line) for h in hosts(scope) if (line := test(h))]
         if hits:
-            yield ConfigMatch(tuple(n for n, _ in hits), f"{len(hits)} of {len(hosts(scope))} host(s): {what}",
-                              tuple(f"{name}: {line}" for name, line in hits))
+            yield Match((), f"{len(hits)} of {len(hosts(scope))} host(s): {what}", tuple(f"{name}: {line}" for name, line in hits), hosts=tuple(n for n, _ in hits))
     return matches
 
 
 # ---------------------------------------------------------------- configuration checks
 
 
-def _problems(scope: Scope) -> Iterable[ConfigMatch]:
+def _problems(scope: Scope) -> Iterable[Match]:
     problems = list(scope.problems) + [p for h in scope.hosts for p in h.problems]
     if problems:
         hosts = tuple(h.name for h in scope.hosts if h.problems)
-        yield ConfigMatch(hosts, f"{len(problems)} file(s) or folder(s) not (fully) read: the audit of what they "
-                          "hold is incomplete", tuple(f"{p.file}: {p.problem}" for p in problems))
+        yield Match((), f"{len(problems)} file(s) or folder(s) not (fully) read: the audit of what they "
+                          "hold is incomplete", tuple(f"{p.file}: {p.problem}" for p in problems), hosts=hosts)
 
 
 def _in_clear(host: HostConfig) -> str | None:
@@ -144,7 +123,7 @@ def _libvirt_hosts(scope: Scope) -> list[HostConfig]:
     return [h for h in scope.hosts if h.libvirtd is not None]
 
 
-def _ports_open(scope: Scope) -> Iterable[ConfigMatch]:
+def _ports_open(scope: Scope) -> Iterable[Match]:
     """Migration range or libvirtd ports accepted from anywhere, or from networks holding no audited host's address."""
     addresses = [ipaddress.ip_address(a) for h in scope.hosts for a in h.addresses]
     hits = []
@@ -156,9 +135,7 @@ def _ports_open(scope: Scope) -> Iterable[ConfigMatch]:
                     hits.append((host.name, f"{host.name}: tcp/{port} accepted from {', '.join(beyond)} ({file}, "
                                             f"{ruleset.kind})"))
     if hits:
-        yield ConfigMatch(tuple(dict.fromkeys(n for n, _ in hits)),
-                          f"{len(hits)} port check(s) open beyond the compute hosts' addresses",
-                          tuple(line for _, line in hits))
+        yield Match((), f"{len(hits)} port check(s) open beyond the compute hosts' addresses", tuple(line for _, line in hits), hosts=tuple(dict.fromkeys(n for n, _ in hits)))
 
 
 def _beyond(source: str, addresses: list) -> bool:
@@ -173,7 +150,7 @@ def _beyond(source: str, addresses: list) -> bool:
     return not any(a in network for a in addresses if a.version == network.version) and not network.is_loopback
 
 
-def _ssh_unrestricted(scope: Scope) -> Iterable[ConfigMatch]:
+def _ssh_unrestricted(scope: Scope) -> Iterable[Match]:
     """Keys of the nova users that run any command, or from anywhere; plus the
     unprotected private keys that open them (passwordless SSH between hosts)."""
     holders: dict[str, list[str]] = {}  # public key fingerprint -> hosts holding its private key with no passphrase
@@ -200,12 +177,10 @@ def _ssh_unrestricted(scope: Scope) -> Iterable[ConfigMatch]:
                     hits.append((host.name, f"{host.name}: {access.file} line {key.line} ({access.user}, "
                                             f"{key.key_type} {key.fingerprint}): {'; '.join(missing)}{by}"))
     if hits:
-        yield ConfigMatch(tuple(dict.fromkeys(n for n, _ in hits)),
-                          f"{len(hits)} key(s) let a host log in as {' or '.join(NOVA_USERS)} without restriction",
-                          tuple(line for _, line in hits))
+        yield Match((), f"{len(hits)} key(s) let a host log in as {' or '.join(NOVA_USERS)} without restriction", tuple(line for _, line in hits), hosts=tuple(dict.fromkeys(n for n, _ in hits)))
 
 
-def _policy(allows: Callable[[str], bool], what: str) -> Callable[[Scope], Iterable[ConfigMatch]]:
+def _policy(allows: Callable[[str], bool], what: str) -> Callable[[Scope], Iterable[Match]]:
     def test(host: HostConfig) -> str | None:
         found = host.migration_policy()
         if found and allows(found[1].strip()):
@@ -226,7 +201,7 @@ _COMPARED: dict[str, Callable[[HostConfig], object]] = {
 }
 
 
-def _disagree(scope: Scope) -> Iterable[ConfigMatch]:
+def _disagree(scope: Scope) -> Iterable[Match]:
     if len(scope.compute) < 2:
         return
     lines = []
@@ -239,8 +214,8 @@ def _disagree(scope: Scope) -> Iterable[ConfigMatch]:
         if len(by_value) > 1:
             lines.append(f"{what}: " + "; ".join(f"{v} on {', '.join(names)}" for v, names in by_value.items()))
     if lines:
-        yield ConfigMatch(tuple(h.name for h in scope.compute), f"{len(lines)} setting(s) differ between compute "
-                          "hosts: a migration takes the weaker side's protection", tuple(lines))
+        yield Match((), f"{len(lines)} setting(s) differ between compute "
+                          "hosts: a migration takes the weaker side's protection", tuple(lines), hosts=tuple(h.name for h in scope.compute))
 
 
 def _no_firewall(host: HostConfig) -> str | None:
@@ -265,9 +240,9 @@ def _events_of(scope: Scope, host: HostConfig):
     return list(events[known if host.addresses else ~known].itertuples(index=False))
 
 
-def _cross(test: Callable[[Scope, HostConfig, object], str | None], what: str) -> Callable[[Scope], Iterable[ConfigMatch]]:
+def _cross(test: Callable[[Scope, HostConfig, object], str | None], what: str) -> Callable[[Scope], Iterable[Match]]:
     """One match over every (host, event) pair where the wire contradicts the host's configuration."""
-    def matches(scope: Scope) -> Iterable[ConfigMatch]:
+    def matches(scope: Scope) -> Iterable[Match]:
         hits = [(host, event, line) for host in scope.compute for event in _events_of(scope, host)
                 if (line := test(scope, host, event))]
         if hits:
@@ -275,10 +250,9 @@ def _cross(test: Callable[[Scope, HostConfig, object], str | None], what: str) -
             uids = tuple(dict.fromkeys(u for _, e, _ in hits for u in e.uids))
             exposed = sum(int(e.ram_bytes_clear) + int(e.disk_bytes_clear)
                           for e in {e.event: e for _, e, _ in hits}.values())
-            yield ConfigMatch(tuple(dict.fromkeys(h.name for h, _, _ in hits)),
-                              f"{len(events)} migration event(s): {what}",
-                              tuple(f"{h.name} / {e.event} {e.src_h} -> {e.dst_h}: {line}" for h, e, line in hits),
-                              uids, events, exposed)
+            yield Match(uids, f"{len(events)} migration event(s): {what}",
+                        tuple(f"{h.name} / {e.event} {e.src_h} -> {e.dst_h}: {line}" for h, e, line in hits),
+                        events, exposed, hosts=tuple(dict.fromkeys(h.name for h, _, _ in hits)))
     return matches
 
 
@@ -325,8 +299,8 @@ def _ports_differ(scope: Scope, host: HostConfig, event) -> str | None:
 
 # ---------------------------------------------------------------- the table
 
-CONFIG_RULES: tuple[ConfigRule, ...] = (
-    ConfigRule("config-contradicted-by-traffic", "critical",
+CONFIG_RULES: tuple[Rule, ...] = (
+    Rule("config-contradicted-by-traffic", "critical",
                "The configuration claims encrypted migration; the capture shows it in clear", RISKS,
                ("Believe the wire: the running services do not use the files audited (not restarted, another "
                 "nova.conf, an old libvirt), or nova builds a plain URI (OSSN-0089).",
@@ -334,7 +308,7 @@ CONFIG_RULES: tuple[ConfigRule, ...] = (
                 "a migration, then capture again: `inspector analyze CAPTURE --config HOSTS --fail-on high`.",
                 NATIVE_TLS[0]),
                (GUIDE, "OSSN-0089", NATIVE_TLS_DOC), _cross(_claims_encrypted, "configured encrypted, seen in clear")),
-    ConfigRule("config-libvirtd-tcp-no-auth", "critical", "libvirtd listens on TCP without authentication",
+    Rule("config-libvirtd-tcp-no-auth", "critical", "libvirtd listens on TCP without authentication",
                (DOS, LEAK, TAMPER, INJECT),
                ("libvirtd.conf: `listen_tcp = 0` (and `systemctl disable --now libvirtd-tcp.socket`; with socket "
                 "activation the .socket unit decides), `listen_tls = 1` with x509 certificates.",
@@ -342,16 +316,16 @@ CONFIG_RULES: tuple[ConfigRule, ...] = (
                 "16509 reachable only from the compute hosts.", AUDIT_AGAIN),
                ("OSSN-0007", GUIDE), _per_host(_libvirtd_tcp_no_auth, "unauthenticated libvirtd TCP listener",
                                                _libvirt_hosts)),
-    ConfigRule("config-migration-in-clear", "high", "The configuration sends live migration in clear", RISKS,
+    Rule("config-migration-in-clear", "high", "The configuration sends live migration in clear", RISKS,
                NATIVE_TLS + (AUDIT_AGAIN,), (GUIDE, "OSSN-0089", NATIVE_TLS_DOC),
                _per_host(_in_clear, "migration not encrypted by configuration")),
-    ConfigRule("config-native-tls-plain-uri", "high",
+    Rule("config-native-tls-plain-uri", "high",
                "Native TLS is set but nova still connects over qemu+tcp:// (OSSN-0089)", (LEAK, TAMPER, INJECT),
                ("Set `[libvirt] live_migration_scheme = tls` next to `live_migration_with_native_tls = true` (and "
                 "remove a `live_migration_uri` that says qemu+tcp://) on every compute host.",
                 "Then `listen_tcp = 0` in libvirtd.conf so nothing can fall back to 16509.", AUDIT_AGAIN),
                ("OSSN-0089", NATIVE_TLS_DOC), _per_host(_ossn_0089, "native TLS with a plain TCP libvirt URI")),
-    ConfigRule("config-ssh-unrestricted", "high", "Passwordless SSH between compute hosts is not restricted",
+    Rule("config-ssh-unrestricted", "high", "Passwordless SSH between compute hosts is not restricted",
                (DOS, LEAK, TAMPER, INJECT),
                ("Give migrations a dedicated `nova_migration` user whose key line reads `restrict,from=\"<migration "
                 "network>\",command=\"/bin/nova-migration-wrapper\" ssh-ed25519 ...`, or in sshd_config "
@@ -360,61 +334,61 @@ CONFIG_RULES: tuple[ConfigRule, ...] = (
                 "Remove the `nova` user's unrestricted keys (and its unprotected private keys) from every "
                 "compute host.", AUDIT_AGAIN),
                (SSH_GUIDE,), _ssh_unrestricted),
-    ConfigRule("config-policy-allows-everyone", "high", "Any user may live-migrate instances (policy)",
+    Rule("config-policy-allows-everyone", "high", "Any user may live-migrate instances (policy)",
                (DOS,),
                ("policy.yaml: `\"os_compute_api:os-migrate-server:migrate_live\": \"rule:context_is_admin\"` (the "
                 "default), or `\"!\"` to disable live migration until it is encrypted.", AUDIT_AGAIN),
                (GUIDE, "nova policy os_compute_api:os-migrate-server:migrate_live"),
                _policy(lambda check: check in ("", "@"), "live migration allowed to every user")),
-    ConfigRule("config-tunnelled-but-direct", "high",
+    Rule("config-tunnelled-but-direct", "high",
                "Tunnelled migration is configured; the capture shows direct QEMU connections", RISKS,
                ("Either the tunnel is not in use (nova-compute not restarted, a manual `virsh migrate` without "
                 "--tunnelled) or another migration path exists: find the flows' source, then prefer native TLS.",
                 NATIVE_TLS[0]),
                (GUIDE, NATIVE_TLS_DOC), _cross(_tunnel_bypassed, "tunnelled configured, direct flows seen")),
-    ConfigRule("config-tls-not-forced", "medium", "Native TLS is not enforced by libvirt (migrate_tls_force = 0)",
+    Rule("config-tls-not-forced", "medium", "Native TLS is not enforced by libvirt (migrate_tls_force = 0)",
                (LEAK, TAMPER),
                ("qemu.conf: `migrate_tls_force = 1` so libvirt refuses any migration without TLS; restart "
                 "libvirtd.", AUDIT_AGAIN),
                ("libvirt qemu.conf migrate_tls_force", NATIVE_TLS_DOC), _per_host(_tls_not_forced, "TLS not forced")),
-    ConfigRule("config-tls-peer-not-verified", "medium", "TLS peers are not verified", (TAMPER, INJECT),
+    Rule("config-tls-peer-not-verified", "medium", "TLS peers are not verified", (TAMPER, INJECT),
                ("qemu.conf: `migrate_tls_x509_verify = 1` (or `default_tls_x509_verify = 1`) and client "
                 "certificates in /etc/pki/qemu; libvirtd.conf: remove `tls_no_verify_certificate = 1`.",
                 AUDIT_AGAIN),
                ("libvirt qemu.conf default_tls_x509_verify", NATIVE_TLS_DOC),
                _per_host(_peers_not_verified, "TLS without peer verification",
                          lambda s: [h for h in s.hosts if h.has_nova or h.libvirtd is not None])),
-    ConfigRule("config-ports-open", "medium", "Migration or libvirtd ports open beyond the migration network",
+    Rule("config-ports-open", "medium", "Migration or libvirtd ports open beyond the migration network",
                (DOS, LEAK, TAMPER, INJECT),
                ("Accept TCP 49152-49261 and 16509/16514 only from the migration network, drop the rest: nft "
                 "`ip saddr <migration network> tcp dport { 16514, 49152-49261 } accept` then "
                 "`tcp dport { 16509, 16514, 49152-49261 } drop`; iptables `-A INPUT -s <net> -p tcp -m multiport "
                 "--dports 16514,49152:49261 -j ACCEPT` then the same without -s and `-j DROP`.", AUDIT_AGAIN),
                (GUIDE,), _ports_open),
-    ConfigRule("config-hosts-disagree", "medium", "Compute hosts are configured differently for migration",
+    Rule("config-hosts-disagree", "medium", "Compute hosts are configured differently for migration",
                (LEAK, TAMPER),
                ("Apply one migration configuration to every compute host (the strongest: native TLS, scheme tls, "
                 "migrate_tls_force = 1) from the deployment tool, not by hand.", AUDIT_AGAIN),
                (GUIDE,), _disagree),
-    ConfigRule("config-ports-differ-from-traffic", "medium",
+    Rule("config-ports-differ-from-traffic", "medium",
                "Migration ports seen on the wire differ from qemu.conf's range", (DOS, LEAK),
                ("The running libvirt uses another qemu.conf (or an older default): align `migration_port_min/max` "
                 "with the firewall rules and restart libvirtd; analyse with the configured range "
                 "(`--migration-ports`).",),
                ("libvirt qemu.conf migration_port_min/max",),
                _cross(_ports_differ, "migration ports outside the configured range")),
-    ConfigRule("config-file-problem", "low", "Configuration files could not be read", (),
+    Rule("config-file-problem", "low", "Configuration files could not be read", (),
                ("Give the audit readable copies of the files named (sosreport, or `tar` of /etc/nova, /etc/libvirt, "
                 "/etc/ssh, the nova users' .ssh and `iptables-save`/`nft list ruleset` output).",),
                (), _problems),
-    ConfigRule("config-no-firewall-rules", "info", "No firewall rules to check", (),
+    Rule("config-no-firewall-rules", "info", "No firewall rules to check", (),
                ("Add `iptables-save > iptables-save` or `nft list ruleset > nft_list_ruleset` of each compute host "
                 "to its folder (a sosreport has them) to check the migration ports.",),
                (GUIDE,), _per_host(_no_firewall, "firewall not audited")),
-    ConfigRule("config-migration-disabled", "info", "Live migration is disabled by policy", (),
+    Rule("config-migration-disabled", "info", "Live migration is disabled by policy", (),
                ("Nothing to fix while migration stays disabled.",), (GUIDE,),
                _policy(lambda check: check == "!", "live migration disabled by policy")),
-    ConfigRule("config-migration-protected", "info", "The configuration protects live migration", (),
+    Rule("config-migration-protected", "info", "The configuration protects live migration", (),
                ("Nothing to fix in the files; confirm on the wire with `inspector analyze CAPTURE --config HOSTS`.",),
                (NATIVE_TLS_DOC,), _per_host(_protected, "migration encrypted by configuration")),
 )

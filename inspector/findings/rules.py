@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -47,6 +48,7 @@ class Match:
     evidence: tuple[str, ...]
     events: tuple[str, ...] = ()
     bytes_exposed: int = 0
+    hosts: tuple[str, ...] = ()  # what it names (config audit: host names); empty: its flows' host pairs
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Rule:
     risks: tuple[str, ...]
     remediation: tuple[str, ...]
     references: tuple[str, ...]
-    matches: Callable[[Facts], Iterable[Match]]
+    matches: Callable[[Any], Iterable[Match]]  # over Facts (an analysis) or a config Scope (inspector.config)
 
 
 # ---------------------------------------------------------------- matchers
