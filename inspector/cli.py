@@ -325,6 +325,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     handle = evidence = None
     failures: list[str] = []
     try:
+        reports.check([])  # before the capture: an hour of traffic must not end in a report that cannot be written
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         timeouts = replace(LIVE_TIMEOUTS, idle=idle_timeout, active=active_timeout)
         expression = bpf or capture_filter(watch)

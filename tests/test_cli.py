@@ -148,3 +148,15 @@ def test_summary_fits_the_terminal(width):
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
     assert "plaintext" in text and "encrypted" in text and "49152" in text
+
+
+@pytest.mark.parametrize("option, target", [("--json", "missing/out.json"), ("--html", "a-folder"),
+                                            ("--csv", "missing/flows.csv")])
+def test_an_output_that_cannot_be_written_fails_before_reading(tmp_path, option, target):
+    (tmp_path / "a-folder").mkdir()
+    out = tmp_path / target
+    result = subprocess.run([sys.executable, "-m", "inspector", "analyze", str(BASE), option, str(out), "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()] and str(out) in result.stderr
+    assert "cannot be written" in result.stderr or "is a folder" in result.stderr

@@ -392,3 +392,13 @@ def test_flows_events_and_findings_stream_as_flows_end(tmp_path: Path) -> None:
     assert sorted(f["closed_by"] for f in result["flows"]) == ["fin", "idle"]
     # the 3 MB burst fits the 64 MiB capture buffer (libpcap's default 2 MiB lost a third of it)
     assert not [a for a in result["anomalies"] if a["kind"] == "kernel-drops"]
+
+
+@needs_root
+def test_an_output_that_cannot_be_written_is_told_before_the_capture(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "report.json"
+    done = subprocess.run([sys.executable, "-m", "inspector", "live", "-i", "lo", "--duration", "30", "--json",
+                           str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be written" in lines[0] and "does not exist" in lines[0]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from inspector import text
 from inspector.errors import InspectorError
 
 EXPORT_FORMATS = ("csv", "parquet")  # of export.export_tables; here so --help need not load pandas
@@ -29,6 +30,25 @@ def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike])
     for path in inputs:
         if Path(path).resolve() == target:
             raise InspectorError(f"{out}: refusing to overwrite an input capture with a report")
+
+
+def check_writable(out: str | os.PathLike, *, folder: bool = False) -> None:
+    """Refuse an output that cannot be written: its folder missing or
+    read-only (for an export folder, the nearest one that exists: it is made
+    with its parents), or a folder where a file is wanted and the other way round."""
+    path = Path(out)
+    if path.exists() and path.is_dir() != folder:
+        raise InspectorError(f"{text.file_name(path)}: is {'not ' if folder else ''}a folder; "
+                             f"give {'a folder' if folder else 'a file name'} for this report")
+    where = path if folder and path.exists() else path.parent
+    while folder and not where.exists() and where != where.parent:  # an export folder is made with its parents
+        where = where.parent
+    if not where.is_dir():
+        raise InspectorError(f"{text.file_name(path)}: cannot be written: folder {text.file_name(where)} "
+                             "does not exist")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise InspectorError(f"{text.file_name(path)}: cannot be written: folder {text.file_name(where)} "
+                             "is read-only")
 
 
 def open_private(path: str | os.PathLike, mode: str = "wb") -> IO:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from inspector.analysis import Analysis
 from inspector.heap import give_back_free_memory
-from inspector.report.output import check_not_input, write_atomically
+from inspector.report.output import check_not_input, check_writable, write_atomically
 from inspector.schema import SCHEMAS
 from inspector.tables import empty_frame
 
@@ -33,15 +33,18 @@ class Reports:
         return [p for p in (self.json_path, self.html_path, self.markdown_path, self.csv_path) if p]
 
     def check(self, inputs: Iterable[Path]) -> None:
-        """Fail before reading anything if a report would overwrite an input."""
+        """Fail before reading anything (an hour of capture, a folder of
+        captures) if a report would overwrite an input or cannot be written."""
         inputs = list(inputs)
         for out in self.files():
             check_not_input(out, inputs)
+            check_writable(out)
         if self.export_dir:
             from inspector.report.export import TABLES
 
             for name in TABLES:
                 check_not_input(self.export_dir / f"{name}.{self.export_format}", inputs)
+            check_writable(self.export_dir, folder=True)
 
     @property
     def streamable(self) -> bool:
