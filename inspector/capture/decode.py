@@ -479,6 +479,22 @@ def _mpls(buf, i, end, fields, addrs, n):
     return _NO_INNER
 
 
+@njit(cache=True, inline="always")
+def _is_vlan(ethertype):
+    return ethertype == C.ETH_VLAN or ethertype == C.ETH_QINQ or ethertype == C.ETH_QINQ_OLD
+
+
+@njit(cache=True, inline="always")
+def _vlan_tag(buf, i, end, fields, n):
+    """An 802.1Q/802.1ad tag at ``i``: the first one's VLAN id kept; the EtherType after it (-1: cut)."""
+    if i + 4 > end:
+        fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        return _NO_INNER
+    if fields[F_VLAN, n] < 0:
+        fields[F_VLAN, n] = _be16(buf, i) & 0x0FFF
+    return i + 4, _be16(buf, i + 2)
+
+
 @njit(cache=True)
 def _pppoe(buf, i, end, fields, addrs, n):
     """A PPPoE session header (RFC 2516 s4) at ``i``, then PPP: what the PPP protocol carries."""
@@ -510,14 +526,10 @@ def _decode_encapsulated(buf, i, end, wire_end, ethertype, fields, addrs, n):
         if ethertype == C.ETH_IP_BY_VERSION:
             _decode_ip(buf, i, end, wire_end, fields, addrs, n)
             return
-        if ethertype == C.ETH_VLAN or ethertype == C.ETH_QINQ or ethertype == C.ETH_QINQ_OLD:
-            if i + 4 > end:
-                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        if _is_vlan(ethertype):
+            i, ethertype = _vlan_tag(buf, i, end, fields, n)
+            if ethertype < 0:
                 return
-            if fields[F_VLAN, n] < 0:
-                fields[F_VLAN, n] = _be16(buf, i) & 0x0FFF
-            ethertype = _be16(buf, i + 2)
-            i += 4
         elif ethertype <= C.ETH_MAX_LENGTH or ethertype == C.ETH_LLC:
             if i + 3 > end:
                 fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
@@ -548,14 +560,10 @@ def _decode_encapsulated(buf, i, end, wire_end, ethertype, fields, addrs, n):
 def _decode_ethertype(buf, i, end, wire_end, ethertype, fields, addrs, n):
     """Follow VLAN tags from an EtherType at ``i - 2`` to the IP header."""
     for _ in range(8):  # at most 8 stacked tags
-        if ethertype == C.ETH_VLAN or ethertype == C.ETH_QINQ or ethertype == C.ETH_QINQ_OLD:
-            if i + 4 > end:
-                fields[F_STATUS, n] = C.STATUS_HEADERS_CUT
+        if _is_vlan(ethertype):
+            i, ethertype = _vlan_tag(buf, i, end, fields, n)
+            if ethertype < 0:
                 return
-            if fields[F_VLAN, n] < 0:
-                fields[F_VLAN, n] = _be16(buf, i) & 0x0FFF
-            ethertype = _be16(buf, i + 2)
-            i += 4
         else:
             break
     if ethertype == C.ETH_IPV4:
