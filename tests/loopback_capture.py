@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,3 +47,14 @@ def loopback_capture(pcap: Path, capture_filter: str, settle: float = 0.3) -> It
         time.sleep(settle)  # let the last packets reach the file
     finally:
         stop_tcpdump(proc)
+
+
+@contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[int]:
+    """Serve ``server`` (bound to 127.0.0.1) from a thread while the block runs; yields its port."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,7 +22,7 @@ from inspector.capture import reader as reader_module
 from inspector.capture.reader import CaptureReader
 from inspector.meters import default_meters
 from inspector.pipeline import ClosedFlows, ClosedTables, Pipeline, Timeouts
-from tests.loopback_capture import loopback_capture
+from tests.loopback_capture import loopback_capture, serving
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 NEVER = Timeouts(idle=1e9, after_close=1e9)  # every flow ends with the capture
@@ -56,20 +56,14 @@ class _Api(http.server.BaseHTTPRequestHandler):
 def many_short_flows(tmp_path_factory) -> Path:
     """1,200 real HTTP connections on loopback, one after the other, over a few seconds."""
     pcap = tmp_path_factory.mktemp("expiry") / "many.pcap"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     sizes = np.random.default_rng(7).choice([40, 400, 4000, 40000, 200000], 1200, p=[0.3, 0.3, 0.25, 0.1, 0.05])
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)) as port:
         with loopback_capture(pcap, f"tcp port {port}"):
             for size in sizes.tolist():
                 client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 client.request("GET", f"/servers/{size}")
                 client.getresponse().read()
                 client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
     return pcap
 
 

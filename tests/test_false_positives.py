@@ -12,7 +12,6 @@ import random
 import socket
 import socketserver
 import struct
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 import inspector
 from inspector.protocols import detect
 from inspector.protocols.services import memcached_at_start, redis_client_at_start, redis_server_at_start
-from tests.loopback_capture import loopback_capture
+from tests.loopback_capture import loopback_capture, serving
 
 CLAIMERS = {"redis", "memcached"}
 
@@ -49,11 +48,8 @@ class _Irc(socketserver.BaseRequestHandler):
 
 
 def test_irc_exchange_is_not_redis(tmp_path):
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Irc)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
     pcap = tmp_path / "irc.pcap"
-    try:
+    with serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Irc)) as port:
         with loopback_capture(pcap, f"tcp port {port}"):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 reader = sock.makefile("rb")
@@ -65,9 +61,6 @@ def test_irc_exchange_is_not_redis(tmp_path):
                                      b"QUIT :bye\r\n")
                     if line.startswith(b"ERROR"):
                         break
-    finally:
-        server.shutdown()
-        server.server_close()
     result = inspector.analyze(pcap)
     assert not CLAIMERS & set(result.evidence["protocol"]), result.evidence[["protocol", "evidence"]]
     row = result.flows.iloc[0]

@@ -10,7 +10,6 @@ import http.server
 import os
 import random
 import re
-import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -35,7 +34,7 @@ from inspector.findings.secrets import (
     SecretScanner,
 )
 from inspector.flows import kernels as K
-from loopback_capture import start_tcpdump, stop_tcpdump
+from loopback_capture import serving, start_tcpdump, stop_tcpdump
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -133,18 +132,14 @@ def _post_secrets(port: int) -> int:
 def api_capture(tmp_path_factory) -> tuple[Path, int]:
     """A real capture of one API exchange that carries every kind of secret."""
     pcap = tmp_path_factory.mktemp("secrets") / "api.pcap"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    tcpdump = start_tcpdump(pcap, f"tcp port {port}")
-    try:
-        _wait_until_captured(pcap, port, "/capture-ready")
-        client_port = _post_secrets(port)
-        _wait_until_captured(pcap, port, "/capture-done")
-    finally:
-        stop_tcpdump(tcpdump)
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)) as port:
+        tcpdump = start_tcpdump(pcap, f"tcp port {port}")
+        try:
+            _wait_until_captured(pcap, port, "/capture-ready")
+            client_port = _post_secrets(port)
+            _wait_until_captured(pcap, port, "/capture-done")
+        finally:
+            stop_tcpdump(tcpdump)
     return pcap, client_port
 
 

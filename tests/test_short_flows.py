@@ -9,13 +9,12 @@ import shutil
 import socket
 import socketserver
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 import inspector
-from tests.loopback_capture import loopback_capture
+from tests.loopback_capture import loopback_capture, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,11 +31,8 @@ def _exchange(tmp_path: Path, greeting: bytes, client_lines: list[bytes], replie
                 if word == b"QUIT":
                     return
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
     pcap = tmp_path / "short.pcap"
-    try:
+    with serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as port:
         with loopback_capture(pcap, f"tcp port {port}"):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 reader = sock.makefile("rb")
@@ -44,9 +40,6 @@ def _exchange(tmp_path: Path, greeting: bytes, client_lines: list[bytes], replie
                 for line in client_lines:
                     sock.sendall(line)
                     reader.readline()
-    finally:
-        server.shutdown()
-        server.server_close()
     result = inspector.analyze(pcap)
     assert len(result.flows) == 1
     return result.flows.iloc[0]

@@ -12,10 +12,11 @@ import socket
 import socketserver
 import ssl
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.loopback_capture import serving
 
 Reply = tuple[bytes, bool, bool]
 """What a server says to one line: (reply, upgrade to TLS after it, close after it)."""
@@ -125,13 +126,8 @@ def line_server(protocol: Callable[[bytes, bool], Reply], ctx: ssl.SSLContext | 
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as port:
+        yield port
 
 
 def free_port() -> int:
@@ -226,9 +222,5 @@ def upgrade_server(upgrade: Callable[[socket.socket], None], ctx: ssl.SSLContext
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as port:
+        yield port
