@@ -336,10 +336,13 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     failures: list[str] = []
     try:
         reports.check([])  # before the capture: an hour of traffic must not end in a report that cannot be written
-        identity, as_whom = _identity(user, group, [lambda: reports.check([]), *_live_output_checks(jsonl_path, pcap_dir, spool_dir)])
+        identity, as_whom = _identity(user, group, [lambda: reports.check([]),
+                                                    *_live_output_checks(jsonl_path, pcap_dir, spool_dir)])
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         timeouts = replace(LIVE_TIMEOUTS, idle=idle_timeout, active=active_timeout)
         expression = bpf or capture_filter(watch)
+        if identity:
+            _load_report_modules(reports, watch, not no_secret_scan)
         handle = _open_jsonl(jsonl_path)
         hand_over(identity, jsonl_path)  # made by root: the user the sensor becomes appends to it
         jsonl = JsonLines(handle) if handle else None
@@ -439,6 +442,27 @@ def _identity(user: str | None, group: str | None,
         return None, ("packets are parsed as root (no --user, not run through sudo): give --user NAME to drop "
                       "privileges once the capture is open")
     return None, f"packets are parsed as uid {os.geteuid()}"
+
+
+def _load_report_modules(reports, watch: Watchlist, secrets: bool) -> None:
+    """Write the reports asked for of the warm-up capture into a private
+    temporary folder, and its summary to nowhere: the modules they import
+    (pandas' CSV writer, rich's tables ...) load now, while this process can
+    still read them (a Python under /root is closed to --user nobody)."""
+    import io
+    import tempfile
+
+    from rich.console import Console
+
+    from inspector.live import warm_up
+    from inspector.report import terminal
+
+    result = warm_up(watch, secrets)
+    with tempfile.TemporaryDirectory(prefix="inspector-reports-") as folder:
+        tmp = Path(folder)
+        replace(reports, **{name: tmp / name for name in ("json_path", "html_path", "markdown_path", "csv_path",
+                                                           "export_dir") if getattr(reports, name)}).write(result)
+    terminal.render(result, Console(file=io.StringIO()), show_all=True)
 
 
 def _live_output_checks(jsonl_path: Path | None, pcap_dir: Path | None,

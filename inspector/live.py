@@ -311,7 +311,7 @@ def _warm_up_capture() -> bytes:
     return pcap_header(1, SNAPLEN) + records
 
 
-def warm_up(watch: Watchlist, secrets: bool) -> None:
+def warm_up(watch: Watchlist, secrets: bool) -> Analysis:
     """Run the whole pipeline once on a tiny capture before tcpdump starts:
     numba compiles the kernels on first use (seconds with a cold cache),
     and the first flows to end load pyarrow (the spool), the JSON Lines
@@ -331,6 +331,7 @@ def warm_up(watch: Watchlist, secrets: bool) -> None:
         result = analyze_readers([reader], watch=watch, names=["warm-up"], meters=sensor_meters(secrets, lambda _alert: None),
                                  on_closed=closed, store=spool)
     lines.final(result)
+    return result
 
 
 def sensor_meters(secrets: bool, on_alert: Callable[[Alert], None],

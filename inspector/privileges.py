@@ -26,6 +26,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,19 @@ def drop(identity: Identity | None) -> None:
     if identity is None or os.geteuid() != 0:
         return
     death = reaper.parent_death_signal()
+    jit = sys.modules.get("inspector.jit")  # loaded: kernels may compile after the drop
+    if jit:
+        jit.load_before_drop()
     reaper.seal()  # the reaper, still root, takes no orders from an unprivileged sensor
+    _become(identity)
+    if death:
+        reaper.end_with_parent(death)
+    if jit:
+        jit.stop_caching_if_unwritable()
+
+
+def _become(identity: Identity) -> None:
+    """setgroups, setgid, setuid (in that order), then prove root is gone."""
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
@@ -108,8 +121,6 @@ def drop(identity: Identity | None) -> None:
         pass
     else:
         raise PrivilegeError(f"became {identity} but could get root back")
-    if death:
-        reaper.end_with_parent(death)
 
 
 def hand_over(identity: Identity | None, path: str | os.PathLike | None) -> None:
@@ -143,10 +154,14 @@ def as_user(identity: Identity | None, check: Callable[[], None]) -> None:
         status = 0
         try:
             os.close(read)
-            drop(identity)
+            _become(identity)
             check()
         except InspectorError as exc:
             os.write(write, f"{exc} (as user {identity.name}, who parses the packets: see --user)".encode())
+            status = 1
+        except OSError as exc:
+            os.write(write, f"{exc.filename}: cannot be written: {exc.strerror} (as user {identity.name}, who "
+                            "parses the packets: see --user)".encode())
             status = 1
         except BaseException as exc:  # noqa: BLE001 - told to the parent, which fails with it
             os.write(write, f"checking the outputs as user {identity.name}: {exc}".encode())
