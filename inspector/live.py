@@ -366,9 +366,9 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     ``inspector.live_workers.run_live_workers`` is the same on N processes."""
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen, buffer_mb)
     sensor.check()  # a wrong interface, privilege or filter is told at once, not after the warm-up
-    warm_up(watch, secrets)
-    store = SpooledTables(spool, resume=spool_resume)
+    store = SpooledTables(spool, resume=spool_resume)  # an earlier run's spool is refused before the warm-up
     try:
+        warm_up(watch, secrets)
         stats = run_sensor(sensor, watch=watch, store=store, duration=duration, on_alert=on_alert,
                            on_started=on_started, secrets=secrets, stats_interval=stats_interval, on_stats=on_stats,
                            evidence=evidence, timeouts=timeouts, on_closed=on_closed, identity=identity)

@@ -204,9 +204,9 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
     filters = [partitioned(expression, k, workers, link_header_bytes(tcpdump, ["-i", iface]))
                for k in range(workers)]
     check_filter(tcpdump, iface, filters[-1], snaplen)
-    warm_up(watch, secrets)
-    store = SpooledTables(spool, resume=spool_resume)
+    store = SpooledTables(spool, resume=spool_resume)  # an earlier run's spool is refused before the warm-up
     try:
+        warm_up(watch, secrets)
         result = _run(iface, filters, store, watch=watch, snaplen=snaplen, buffer_mb=buffer_mb, duration=duration,
                       on_alert=on_alert, on_started=on_started, on_stats=on_stats, on_failure=on_failure,
                       on_closed=on_closed, evidence=evidence, whole_flows=whole_flows,

@@ -148,7 +148,7 @@ class SpooledTables(ClosedTables):
                 if manifest.get("state") == "running":
                     self._write_manifest(path, {**manifest, "state": "interrupted"})
             flows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.earlier["flows"])
-            self.resumed = (f"{flows:,} ended flows of {earlier} in spool {folder} joined this run's reports "
+            self.resumed = (f"{earlier} in spool {folder}: its {flows:,} ended flow(s) joined this run's reports "
                             "(the flows it had open, and those that ended in its last seconds, are missing)")
             runs = sum(1 for p in self.folder.glob("run-*") if p.is_dir())
             self.folder = self.folder / f"run-{runs + 2}"

@@ -151,7 +151,9 @@ def test_restart_on_a_killed_runs_spool_is_refused_then_resumed(tmp_path: Path) 
     result = json.loads((tmp_path / "result.json").read_text())
     clients = {f["orig_p"] for f in result["flows"] if f["resp_p"] == sink.port}
     assert {first_client, second_client} <= clients
-    assert "spool-resumed" in json.dumps(result["inputs"])
+    resumed = [a for a in result["anomalies"] if a["kind"] == "spool-resumed"]
+    assert len(resumed) == 1 and resumed[0]["detail"].startswith("an interrupted run")
+    assert "its 1 ended flow(s) joined" in resumed[0]["detail"], resumed
     manifests = {p.relative_to(spool).as_posix(): json.loads(p.read_text())["state"] for p in spool.rglob("run.json")}
     assert manifests == {"run.json": "interrupted", "run-2/run.json": "complete"}
 
