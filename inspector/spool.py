@@ -42,7 +42,7 @@ from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.reaper import remove_on_death
 from inspector.pipeline import ClosedFlows, ClosedTables
-from inspector.report.output import open_private
+from inspector.report.output import open_private, write_beside
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
 
@@ -197,11 +197,13 @@ class SpooledTables(ClosedTables):
             if not parts:
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
+            table = with_json_text(typed(pd.concat(parts, ignore_index=True), SCHEMAS[name]))
+            # whole or not there: a run killed mid-write leaves no torn file for a resume to trip on
+            tmp = write_beside(path, lambda handle, table=table: table.to_parquet(handle, index=False), binary=True)
             try:
-                table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
-                with open_private(path, "xb") as handle:  # a new file: never another run's, never through a link
-                    with_json_text(table).to_parquet(handle, index=False)
+                os.rename(tmp, path)  # a new name in the run's own folder; a link planted there is replaced
             except OSError as exc:
+                tmp.unlink(missing_ok=True)
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files[name].append(path)
         self.parts = {name: [] for name in ClosedFlows.TABLES}
