@@ -87,7 +87,7 @@ def earlier_run(folder: Path) -> str:
     if not manifests and not any(folder.rglob("*.parquet")):
         return ""
     if not manifests:
-        return "an earlier run's tables (no run.json)"
+        return "an earlier run (no run.json)"
     running = [m for _, m in manifests if m.get("state") == "running"]
     live = [m for m in running if _running(m)]
     first = min((m.get("started", "") for _, m in manifests), default="")

@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (the CI runs the tests as root)")]
+import inspector
+from inspector.analysis import analyze_readers
+from inspector.capture.reader import CaptureReader
+from inspector.errors import InspectorError
+from inspector.spool import MANIFEST, SpooledTables
+
+live = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (the CI runs the tests as root)")
 
 STARTUP_SECONDS = 120  # the kernels compile before tcpdump starts: up to a minute on a fresh clone
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +87,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@live
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_leaves_no_tcpdump_and_no_spool(tmp_path: Path, workers: int) -> None:
     temp = tmp_path / "tmp"
@@ -129,6 +136,8 @@ def _killed_run(tmp_path: Path, spool: Path, sink: _Sink) -> int:
     return client
 
 
+@live
+@pytest.mark.slow
 def test_restart_on_a_killed_runs_spool_is_refused_then_resumed(tmp_path: Path) -> None:
     spool, sink = tmp_path / "spool", _Sink()
     first_client = _killed_run(tmp_path, spool, sink)
@@ -161,3 +170,40 @@ def test_restart_on_a_killed_runs_spool_is_refused_then_resumed(tmp_path: Path) 
                            str(spool)], capture_output=True, text=True, cwd=tmp_path, timeout=STARTUP_SECONDS,
                           check=False)
     assert done.returncode == 2 and "interrupted run" in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+def _spool_a_capture(spool: SpooledTables) -> int:
+    source = ROOT / "captures" / "qemu-plain.pcap.gz"
+    analyze_readers([CaptureReader(source)], watch=inspector.Watchlist(), names=[str(source)], store=spool)
+    return sum(len(t) for t in spool.tables()["flows"])
+
+
+def test_a_spool_folder_says_what_it_holds(tmp_path: Path) -> None:
+    """run.json: running, then complete; a running one whose process is gone is interrupted; one whose
+    process runs (this one) is refused even with resume."""
+    folder = tmp_path / "spool"
+    first = SpooledTables(folder, flush_flows=1)
+    assert json.loads((folder / MANIFEST).read_text())["state"] == "running"
+    with pytest.raises(InspectorError, match=r"a run still going \(pid \d+.*give an empty folder$"):
+        SpooledTables(folder, resume=True)
+    flows = _spool_a_capture(first)
+    assert flows and json.loads((folder / MANIFEST).read_text())["state"] == "complete"
+    with pytest.raises(InspectorError, match=f"--spool {folder}: holds the tables of a complete run .*--spool-resume"):
+        SpooledTables(folder)
+
+    resumed = SpooledTables(folder, resume=True)
+    assert resumed.folder == folder / "run-2" and f"its {flows} ended flow(s) joined" in resumed.resumed
+    assert _spool_a_capture(resumed) == 2 * flows  # the earlier run's and this one's
+    (folder / "run-2" / MANIFEST).write_text(json.dumps({"state": "running", "pid": 1, "pid_start": "0"}))
+    with pytest.raises(InspectorError, match="holds the tables of an interrupted run"):
+        SpooledTables(folder)
+    third = SpooledTables(folder, resume=True)
+    assert third.folder == folder / "run-3" and f"its {2 * flows} ended flow(s)" in third.resumed
+    assert json.loads((folder / "run-2" / MANIFEST).read_text())["state"] == "interrupted"
+
+
+def test_an_empty_spool_folder_is_a_fresh_run(tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    spool = SpooledTables(folder, resume=True)
+    assert spool.folder == folder and spool.resumed == ""
