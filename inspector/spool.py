@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 from inspector.errors import InspectorError
 from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
-from inspector.reaper import remove_on_death
 from inspector.pipeline import ClosedFlows, ClosedTables
+from inspector.reaper import remove_on_death
 from inspector.report.output import open_private, write_beside
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text

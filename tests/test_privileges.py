@@ -53,7 +53,8 @@ def _tcpdump_of(pid: int) -> int:
             text = stat.read_text()
         except OSError:
             continue
-        if text[text.index("(") + 1:text.rindex(")")] == "tcpdump" and int(text[text.rindex(")") + 2:].split()[1]) == pid:
+        name, ppid = text[text.index("(") + 1:text.rindex(")")], int(text[text.rindex(")") + 2:].split()[1])
+        if name == "tcpdump" and ppid == pid:
             return int(stat.parent.name)
     raise AssertionError(f"no tcpdump child of {pid}")
 
