@@ -47,21 +47,30 @@ def _status(pid: int, field: str) -> list[int]:
     return [int(n) for n in line.split()[1:]]
 
 
-def _tcpdump_of(pid: int) -> int:
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> command name of every process under ``pid`` (the reaper's ``python`` included)."""
+    parents: dict[int, tuple[int, str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
-        name, ppid = text[text.index("(") + 1:text.rindex(")")], int(text[text.rindex(")") + 2:].split()[1])
-        if name == "tcpdump" and ppid == pid:
-            return int(stat.parent.name)
-    raise AssertionError(f"no tcpdump child of {pid}")
+        parents[int(stat.parent.name)] = (int(text[text.rindex(")") + 2:].split()[1]),
+                                          text[text.index("(") + 1:text.rindex(")")])
+    found, todo = {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, name) in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = name
+                todo.append(child)
+    return found
 
 
 @needs_root
 @pytest.mark.slow
-def test_sensor_parses_as_nobody_and_still_captures(nobody_folder: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sensor_parses_as_nobody_and_still_captures(nobody_folder: Path, workers: int) -> None:
     nobody = _nobody()
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -77,7 +86,7 @@ def test_sensor_parses_as_nobody_and_still_captures(nobody_folder: Path) -> None
     proc = subprocess.Popen([sys.executable, "-m", "inspector", "live", "-i", "lo", "-q", "--user", "nobody",
                              "--filter", f"tcp port {port}", "--idle-timeout", "1", "--stats-interval", "1",
                              "--jsonl", "live.jsonl", "--json", "result.json", "--csv", "flows.csv",
-                             "--spool", "spool"],
+                             "--spool", "spool", "--workers", str(workers)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=nobody_folder)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
@@ -88,7 +97,12 @@ def test_sensor_parses_as_nobody_and_still_captures(nobody_folder: Path) -> None
     try:
         assert _status(proc.pid, "Uid:") == [nobody.pw_uid] * 4, "".join(lines)
         assert _status(proc.pid, "Gid:") == [nobody.pw_gid] * 4
-        assert _status(_tcpdump_of(proc.pid), "Uid:") == [nobody.pw_uid] * 4
+        tcpdumps = [pid for pid, name in _descendants(proc.pid).items() if name == "tcpdump"]
+        capture_processes = [pid for pid in _descendants(proc.pid)  # forked: the sensor's command line
+                             if b"inspector\0live" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(tcpdumps) == workers and len(capture_processes) == (workers if workers > 1 else 0)
+        for pid in tcpdumps + capture_processes:
+            assert _status(pid, "Uid:") == [nobody.pw_uid] * 4, pid
         with socket.create_connection(("127.0.0.1", port)) as client:
             client.sendall(b"GET / HTTP/1.1\r\nHost: parsed-as-nobody\r\n\r\n")
         deadline = time.monotonic() + 20
@@ -102,7 +116,7 @@ def test_sensor_parses_as_nobody_and_still_captures(nobody_folder: Path) -> None
     result = json.loads((nobody_folder / "result.json").read_text())
     assert any(f["resp_p"] == port for f in result["flows"])
     made = [nobody_folder / name for name in ("live.jsonl", "result.json", "flows.csv", "spool")]
-    made += list((nobody_folder / "spool").iterdir())
+    made += list((nobody_folder / "spool").rglob("*"))
     assert {(p.name, p.stat().st_uid) for p in made} == {(p.name, nobody.pw_uid) for p in made}
 
 
