@@ -431,6 +431,7 @@ def _identity(user: str | None, group: str | None,
     from inspector.privileges import as_user, resolve
 
     identity = resolve(user, group)
+
     def check_all() -> None:
         for check in checks:
             check()
@@ -439,8 +440,8 @@ def _identity(user: str | None, group: str | None,
     if identity is not None:
         return identity, f"packets are parsed as {identity}, tcpdump runs as {identity.name}"
     if os.geteuid() == 0:
-        return None, ("packets are parsed as root (no --user, not run through sudo): give --user NAME to drop "
-                      "privileges once the capture is open")
+        return None, "packets are parsed as root" + ("" if user else " (no --user, not run through sudo): give "
+                                                     "--user NAME to drop privileges once the capture is open")
     return None, f"packets are parsed as uid {os.geteuid()}"
 
 
