@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 from dataclasses import replace
+from collections.abc import Callable
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -26,6 +27,7 @@ from inspector.timeouts import DEFAULT_TIMEOUTS, LIVE_TIMEOUTS, Timeouts
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from inspector.privileges import Identity
     from inspector.watch import Watchlist
 
 # Modules that load numpy, pandas, numba or rich are imported inside the
@@ -281,7 +283,14 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
                    "it goes on as the same flow.")
 @click.option("--spool", "spool_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Keep the tables of ended flows here until the final reports (default: a temporary folder, "
-                   "removed at the end).")
+                   "removed at the end). A folder holding an earlier run's tables is refused, see --spool-resume.")
+@click.option("--spool-resume", is_flag=True,
+              help="The --spool folder holds an earlier run's tables (a killed run's): add its ended flows to this "
+                   "run's reports (the live input's anomalies then say so).")
+@click.option("--user", metavar="NAME",
+              help="Parse packets as this user once tcpdump has opened the capture (default: the user behind "
+                   "sudo; run as root without sudo, root, said in one line). Outputs must be writable by it.")
+@click.option("--group", metavar="NAME", help="With --user: parse packets as this group (default: the user's).")
 @click.option("--filter", "bpf", metavar="BPF", help="Capture filter (default: compiled from the watchlist).")
 @click.option("--snaplen", type=click.IntRange(64, SNAPLEN), default=SNAPLEN, show_default=True,
               help="Bytes captured of each packet.")
@@ -301,8 +310,8 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
 @_report_options
 @_watch_options
 @click.option("-q", "--quiet", is_flag=True, help="No terminal summary (alerts still go to stderr).")
-def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, snaplen, buffer_mb, stats_interval,
-                 workers, pcap_dir,
+def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_resume, user, group, bpf, snaplen,
+                 buffer_mb, stats_interval, workers, pcap_dir,
                  write_pcap_max_mb, write_pcap_total_mb, json_path, html_path, markdown_path, csv_path,
                  export_dir, export_format, show_payload, fail_on, show_all, limit, watch_config, migration_ports,
                  libvirtd_ports, ssh_ports, internal_nets, no_secret_scan, idle_timeout, quiet) -> None:
@@ -315,6 +324,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     """
     from inspector.alerts import MB, EvidencePcaps, rfc3339
     from inspector.live import capture_filter, run_live
+    from inspector.privileges import hand_over
     from inspector.report import terminal
     from inspector.report.writers import Reports
     from inspector.streaming import JsonLines, RecentHappenings
@@ -326,13 +336,19 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
     failures: list[str] = []
     try:
         reports.check([])  # before the capture: an hour of traffic must not end in a report that cannot be written
+        identity, as_whom = _identity(user, group, [lambda: reports.check([]),
+                                                    *_live_output_checks(jsonl_path, pcap_dir, spool_dir)])
         watch = _watchlist(watch_config, migration_ports, libvirtd_ports, ssh_ports, internal_nets)
         timeouts = replace(LIVE_TIMEOUTS, idle=idle_timeout, active=active_timeout)
         expression = bpf or capture_filter(watch)
+        if identity:
+            _load_report_modules(reports, watch, not no_secret_scan)
         handle = _open_jsonl(jsonl_path)
+        hand_over(identity, jsonl_path)  # made by root: the user the sensor becomes appends to it
         jsonl = JsonLines(handle) if handle else None
         evidence = EvidencePcaps(pcap_dir, max_file_bytes=int(write_pcap_max_mb * MB),
                                  max_total_bytes=int(write_pcap_total_mb * MB)) if pcap_dir else None
+        hand_over(identity, pcap_dir)
         lock = threading.Lock()  # stats come from a thread of their own
 
         def tell(lines: list[str], records: list[dict]) -> None:
@@ -357,9 +373,11 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
                    "duration": duration, "on_alert": lambda alert: tell([alert.line()], [alert.record()]),
                    "secrets": not no_secret_scan, "stats_interval": stats_interval,
                    "on_stats": lambda stats: tell([stats.line()], [stats.record()]), "evidence": evidence,
-                   "timeouts": timeouts, "on_closed": on_closed, "spool": spool_dir}
+                   "timeouts": timeouts, "on_closed": on_closed, "spool": spool_dir, "spool_resume": spool_resume,
+                   "identity": identity}
         if workers == 1:
             def on_started(sensor) -> None:
+                click.echo(f"inspector: {as_whom}", err=True)
                 click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
             result, sensor = run_live(iface, on_started=on_started, **options)
@@ -368,6 +386,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
             from inspector.live_workers import run_live_workers
 
             def on_workers_started(_filters: list[str]) -> None:
+                click.echo(f"inspector: {as_whom}", err=True)
                 click.echo(f"inspector: capturing on {iface} with {workers} processes, one hash partition of the "
                            f"flows each (filter: {expression}); stop with Ctrl-C", err=True)
 
@@ -403,6 +422,63 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, bpf, sn
         _fail(f"{len(failures)} of {workers} capture processes failed: " + "; ".join(failures),
               ExitStatus.INTERNAL_ERROR)
     _exit_for_findings(result.findings, fail_on)
+
+
+def _identity(user: str | None, group: str | None,
+              checks: list[Callable[[], None]]) -> tuple[Identity | None, str]:
+    """Who ``live`` parses packets as (``privileges.resolve``), its outputs
+    checked writable by that user, and the line that says so at the start."""
+    from inspector.privileges import as_user, resolve
+
+    identity = resolve(user, group)
+
+    def check_all() -> None:
+        for check in checks:
+            check()
+
+    as_user(identity, check_all)
+    if identity is not None:
+        return identity, f"packets are parsed as {identity}, tcpdump runs as {identity.name}"
+    if os.geteuid() == 0:
+        return None, "packets are parsed as root" + ("" if user else " (no --user, not run through sudo): give "
+                                                     "--user NAME to drop privileges once the capture is open")
+    return None, f"packets are parsed as uid {os.geteuid()}"
+
+
+def _load_report_modules(reports, watch: Watchlist, secrets: bool) -> None:
+    """Write the reports asked for of the warm-up capture into a private
+    temporary folder, and its summary to nowhere: the modules they import
+    (pandas' CSV writer, rich's tables ...) load now, while this process can
+    still read them (a Python under /root is closed to --user nobody)."""
+    import io
+    import tempfile
+
+    from rich.console import Console
+
+    from inspector.live import warm_up
+    from inspector.report import terminal
+
+    result = warm_up(watch, secrets)
+    with tempfile.TemporaryDirectory(prefix="inspector-reports-") as folder:
+        tmp = Path(folder)
+        replace(reports, **{name: tmp / name for name in ("json_path", "html_path", "markdown_path", "csv_path",
+                                                           "export_dir") if getattr(reports, name)}).write(result)
+    terminal.render(result, Console(file=io.StringIO()), show_all=True)
+
+
+def _live_output_checks(jsonl_path: Path | None, pcap_dir: Path | None,
+                        spool_dir: Path | None) -> list[Callable[[], None]]:
+    """Checks of the outputs ``live`` writes besides the reports."""
+    from inspector.privileges import check_file_writable
+    from inspector.report.output import check_writable
+
+    checks: list[Callable[[], None]] = []
+    if jsonl_path:
+        checks.append(lambda: check_file_writable(jsonl_path))
+    for folder in (pcap_dir, spool_dir):
+        if folder:
+            checks.append(lambda folder=folder: check_writable(folder, folder=True))
+    return checks
 
 
 def _per_process(counts: list[int | None]) -> str:

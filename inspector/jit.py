@@ -29,7 +29,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 import numba
 from numba.core import environment, event
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, NullCache
 from numba.core.runtime import rtsys
 
 
@@ -135,6 +135,8 @@ _rebuild_env = environment._rebuild_env
 
 CACHE_FOLDER = cache_folder()
 CACHING = _writable(CACHE_FOLDER)
+_CACHED_KERNELS: list = []  # for stop_caching_if_unwritable
+_QUIET = False  # a compile that is not the kernels' (load_before_drop): not told
 
 
 def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
@@ -146,8 +148,49 @@ def njit(cache: bool = False, **options) -> Callable[[Callable], Callable]:
         kernel = numba.njit(**options)(function)
         if cache and CACHING:
             kernel._cache = _LazyCache(kernel.py_func)  # what cache=True does, with our cache class
+            _CACHED_KERNELS.append(kernel)
         return kernel
     return decorate
+
+
+def load_before_drop() -> None:
+    """Before a change of user (``privileges.drop``): load every kernel
+    specialization in the cache, and the modules numba's compiler uses
+    (its target context's refresh, a tiny compile, not told as one), while
+    this process can still read them: a Python or cache under /root is
+    closed to ``nobody``, and a packet must not be what first needs one."""
+    from numba.core.registry import cpu_target
+
+    context = cpu_target.target_context
+    context.refresh()
+    codegen = context.codegen()
+    for kernel in _CACHED_KERNELS:
+        try:
+            index = kernel._cache._cache_file._load_index()
+        except (OSError, EOFError, ValueError):
+            continue
+        for key in index:
+            if key == kernel._cache._index_key(key[0], codegen):  # this code's, on this machine
+                kernel.compile(key[0])
+    global _QUIET
+    _QUIET = True
+    try:
+        numba.njit(_tiny)(0)
+    finally:
+        _QUIET = False
+
+
+def _tiny(n: int) -> int:
+    return n + 1
+
+
+def stop_caching_if_unwritable() -> None:
+    """After a change of user (``privileges.drop``): when the cache folder is
+    no longer this process's (``~root/.cache`` for ``--user nobody``), kernels
+    not loaded yet compile in memory; reading its index would fail."""
+    if CACHING and not _writable(CACHE_FOLDER):
+        for kernel in _CACHED_KERNELS:
+            kernel._cache = NullCache()
 
 
 class _LazyCache:
@@ -191,7 +234,7 @@ class _FirstCompile(event.Listener):
         self.tell: Callable[[str], None] | None = tell
 
     def on_start(self, _event: event.Event) -> None:
-        if self.tell:
+        if self.tell and not _QUIET:
             tell, self.tell = self.tell, None
             tell(compiling_notice())
 

@@ -47,6 +47,8 @@ from inspector.capture.writer import pcap_header
 from inspector.errors import InspectorError
 from inspector.meters import Meter, default_meters
 from inspector.pipeline import ClosedFlows, ClosedTables, Pipeline
+from inspector.privileges import Identity, drop, hand_over
+from inspector.reaper import kill_on_death
 from inspector.spool import SpooledTables
 from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
 from inspector.watch import Watchlist, port_ranges
@@ -184,6 +186,7 @@ class Sensor:
         self.exit_status: int | None = None  # tcpdump's, once closed
         self.stopped = False  # stop() was called: a capture that ended without it ended on its own
         self.reader: CaptureReader
+        self.user: str | None = None  # tcpdump -Z: the user the sensor drops to, so it can still signal tcpdump
 
     def check(self) -> str:
         """Fail with one line on what would stop tcpdump; returns its path."""
@@ -199,9 +202,12 @@ class Sensor:
         # Own process group: a Ctrl-C at the terminal reaches inspector, which stops tcpdump itself.
         self._proc = subprocess.Popen(
             [tcpdump, "-i", self.iface, "-s", str(self.snaplen), "-B", str(self.buffer_mb * 1024), "-U", "-n",
-             "-w", "-", "--", self.expression],  # '--': a filter is never read as an option (-Z root)
+             "-w", "-", *(["-Z", self.user] if self.user else []),
+             "--", self.expression],  # '--': a filter is never read as an option (-Z root)
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
             start_new_session=True)
+        # Not PR_SET_PDEATHSIG: tcpdump's change of user (-Z, or Debian's default 'tcpdump') clears it.
+        kill_on_death(self._proc.pid)  # a SIGKILLed sensor leaves no tcpdump behind
         try:
             fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:
@@ -305,7 +311,7 @@ def _warm_up_capture() -> bytes:
     return pcap_header(1, SNAPLEN) + records
 
 
-def warm_up(watch: Watchlist, secrets: bool) -> None:
+def warm_up(watch: Watchlist, secrets: bool) -> Analysis:
     """Run the whole pipeline once on a tiny capture before tcpdump starts:
     numba compiles the kernels on first use (seconds with a cold cache),
     and the first flows to end load pyarrow (the spool), the JSON Lines
@@ -325,6 +331,7 @@ def warm_up(watch: Watchlist, secrets: bool) -> None:
         result = analyze_readers([reader], watch=watch, names=["warm-up"], meters=sensor_meters(secrets, lambda _alert: None),
                                  on_closed=closed, store=spool)
     lines.final(result)
+    return result
 
 
 def sensor_meters(secrets: bool, on_alert: Callable[[Alert], None],
@@ -342,7 +349,8 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
              stats_interval: float | None = None, on_stats: Callable[[LiveStats], None] | None = None,
              evidence: EvidencePcaps | None = None, timeouts: Timeouts = LIVE_TIMEOUTS,
              on_closed: Callable[[ClosedFlows], None] | None = None,
-             spool: str | os.PathLike | None = None) -> tuple[Analysis, Sensor]:
+             spool: str | os.PathLike | None = None, spool_resume: bool = False,
+             identity: Identity | None = None) -> tuple[Analysis, Sensor]:
     """Capture on ``iface`` until ``duration`` seconds pass or SIGINT/SIGTERM,
     then finish every flow: the same ``Analysis`` as ``analyze`` of a file.
 
@@ -353,15 +361,19 @@ def run_live(iface: str, *, watch: Watchlist, expression: str | None = None, sna
     ``on_stats`` gets a ``LiveStats`` every ``stats_interval`` seconds (from
     a thread of its own); ``evidence`` keeps the packets of alerted flows
     (closed here, its ``written`` files then list what was written).
+    ``spool_resume`` adds the ended flows of an earlier run in ``spool``;
+    ``identity``: the user packets are parsed as (``privileges``).
     ``inspector.live_workers.run_live_workers`` is the same on N processes."""
     sensor = Sensor(iface, expression or capture_filter(watch), snaplen, buffer_mb)
     sensor.check()  # a wrong interface, privilege or filter is told at once, not after the warm-up
-    warm_up(watch, secrets)
-    store = SpooledTables(spool)
+    store = SpooledTables(spool, resume=spool_resume)  # an earlier run's spool is refused before the warm-up
     try:
+        warm_up(watch, secrets)
         stats = run_sensor(sensor, watch=watch, store=store, duration=duration, on_alert=on_alert,
                            on_started=on_started, secrets=secrets, stats_interval=stats_interval, on_stats=on_stats,
-                           evidence=evidence, timeouts=timeouts, on_closed=on_closed)
+                           evidence=evidence, timeouts=timeouts, on_closed=on_closed, identity=identity)
+        if store.resumed:
+            stats[0].anomaly("spool-resumed", store.resumed)
         return assemble(store.tables(), stats, watch), sensor
     finally:
         store.close()
@@ -372,13 +384,22 @@ def run_sensor(sensor: Sensor, *, watch: Watchlist, store: ClosedTables, duratio
                secrets: bool = True, stats_interval: float | None = None,
                on_stats: Callable[[LiveStats], None] | None = None, evidence: EvidencePcaps | None = None,
                timeouts: Timeouts = LIVE_TIMEOUTS,
-               on_closed: Callable[[ClosedFlows], None] | None = None) -> list[InputStats]:
+               on_closed: Callable[[ClosedFlows], None] | None = None,
+               identity: Identity | None = None) -> list[InputStats]:
     """Start ``sensor`` and run the pipeline over it until it stops
     (``duration``, SIGINT or SIGTERM); the ended flows' tables go to
     ``store``. Returns the input's counts (``assemble`` builds the reports
     from them and the store): ``run_live`` and each capture process of
-    ``run_live_workers`` share it."""
+    ``run_live_workers`` share it. Once tcpdump captures, and before a
+    packet is parsed, the process becomes ``identity``."""
+    sensor.user = identity.name if identity else None
     sensor.start()
+    try:
+        hand_over(identity, getattr(store, "folder", None))
+        drop(identity)  # tcpdump holds the capture open: from here on no packet is parsed as root
+    except BaseException:
+        sensor.close()
+        raise
     previous = {}
     ended = threading.Event()
 

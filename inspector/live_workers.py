@@ -22,7 +22,6 @@ dies, is told at once, stops the others, and is an anomaly of the input.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import queue
@@ -51,6 +50,8 @@ from inspector.live import (
 )
 from inspector.live_partition import link_header_bytes, partitioned
 from inspector.pipeline import ClosedFlows
+from inspector.privileges import Identity, drop, hand_over
+from inspector.reaper import end_with_parent
 from inspector.spool import SpooledTables
 from inspector.streaming import notable_flows
 from inspector.timeouts import LIVE_TIMEOUTS, Timeouts
@@ -58,7 +59,6 @@ from inspector.watch import Watchlist
 
 POLL = 0.2  # seconds between looks at the processes while the queue is quiet
 TICK = 1.0  # seconds: with nothing notable ended, a process still tells the parent's clock this often
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 FAILED = "capture-process-failed"  # schema.ANOMALY_KINDS
 
 
@@ -115,7 +115,7 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
     # kernel.sched_autogroup_enabled) a session's processes share one CPU share, so N processes of
     # one session got no more CPU on a busy machine than one. Ctrl-C reaches the parent, which stops them.
     os.setsid()
-    _end_with_parent()
+    end_with_parent()  # SIGTERM when the parent dies: a SIGKILLed sensor leaves no capture running behind it
     asked = threading.Event()  # a stop before run_sensor took the signals over
 
     def early_stop(_signum=None, _frame=None) -> None:
@@ -156,15 +156,6 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
         messages.join_thread()
 
 
-def _end_with_parent() -> None:
-    """SIGTERM this process when the parent dies (Linux prctl PR_SET_PDEATHSIG): a sensor killed
-    with SIGKILL leaves no capture running behind it."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent's SIGTERM at its own stop is all there is
-
-
 def _summed(rounds: list[LiveStats], interface_drops: int | None) -> LiveStats:
     drops = [s.kernel_drops for s in rounds]
     return LiveStats(rfc3339(), max(s.elapsed_s for s in rounds), sum(s.packets for s in rounds),
@@ -198,8 +189,8 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
                      stats_interval: float | None = None, on_stats: Callable[[LiveStats], None] | None = None,
                      on_failure: Callable[[str], None] | None = None, evidence: EvidencePcaps | None = None,
                      timeouts: Timeouts = LIVE_TIMEOUTS, on_closed: Callable[[ClosedFlows], None] | None = None,
-                     whole_flows: bool = True,
-                     spool: str | os.PathLike | None = None) -> tuple[Analysis, LiveTotals]:
+                     whole_flows: bool = True, spool: str | os.PathLike | None = None, spool_resume: bool = False,
+                     identity: Identity | None = None) -> tuple[Analysis, LiveTotals]:
     """``run_live`` on ``workers`` capture processes, each taking one hash
     partition of the packets; the same ``Analysis`` at the end.
 
@@ -213,14 +204,16 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
     filters = [partitioned(expression, k, workers, link_header_bytes(tcpdump, ["-i", iface]))
                for k in range(workers)]
     check_filter(tcpdump, iface, filters[-1], snaplen)
-    warm_up(watch, secrets)
-    store = SpooledTables(spool)
+    store = SpooledTables(spool, resume=spool_resume)  # an earlier run's spool is refused before the warm-up
     try:
-        return _run(iface, filters, store, watch=watch, snaplen=snaplen, buffer_mb=buffer_mb, duration=duration,
-                    on_alert=on_alert, on_started=on_started, on_stats=on_stats, on_failure=on_failure,
-                    on_closed=on_closed, evidence=evidence, whole_flows=whole_flows,
-                    run={"watch": watch, "secrets": secrets, "stats_interval": stats_interval,
-                         "timeouts": timeouts})
+        warm_up(watch, secrets)
+        result = _run(iface, filters, store, watch=watch, snaplen=snaplen, buffer_mb=buffer_mb, duration=duration,
+                      on_alert=on_alert, on_started=on_started, on_stats=on_stats, on_failure=on_failure,
+                      on_closed=on_closed, evidence=evidence, whole_flows=whole_flows,
+                      run={"watch": watch, "secrets": secrets, "stats_interval": stats_interval,
+                           "timeouts": timeouts, "identity": identity})
+        store.mark_complete()
+        return result
     finally:
         store.close()
 
@@ -272,6 +265,9 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
         if kind == "started":
             started.add(index)
             if started == set(range(len(filters))):
+                # every capture process dropped already; the parent, which reads what they send, follows
+                hand_over(run["identity"], store.folder)
+                drop(run["identity"])
                 if stopping.is_set():
                     stop()  # a stop that came while they started
                 elif timer:
@@ -331,12 +327,14 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
     if started != set(range(len(filters))) and failures:
         raise LiveError(failures[0])
     drops = interface_drops()
-    parts: dict[str, list] = {name: [] for name in ClosedFlows.TABLES}
+    parts = store.earlier_tables()  # a resumed run's, or none
     for index in sorted(ends):
         stores[index].files = ends[index].files
         for name, tables in stores[index].tables().items():
             parts[name] += tables
     stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures)
+    if store.resumed:
+        stats.anomaly("spool-resumed", store.resumed)
     kernel = [ends[k].kernel_drops if k in ends else None for k in range(len(filters))]
     packets = [ends[k].stats.packets if k in ends else None for k in range(len(filters))]
     totals = LiveTotals(None if None in kernel else sum(kernel), drops, kernel, packets,

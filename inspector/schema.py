@@ -102,6 +102,9 @@ ANOMALY_KINDS: dict[str, str] = {
     "capture-process-failed": "`inspector live --workers N` only: a capture process failed or its tcpdump ended "
                               "before the sensor was stopped (the detail says which and why); the sensor stopped "
                               "there, and that process's partition of the traffic is missing from then on",
+    "spool-resumed": "`inspector live --spool DIR --spool-resume` only: the ended flows of an earlier (killed or "
+                     "finished) run spooled in DIR joined this run's reports; the flows that run had open, and "
+                     "those that ended in its last seconds, are missing",
 }
 """Anomaly kinds (``anomalies.kind``) and what each means."""
 

@@ -8,13 +8,26 @@ flows open at once, not every flow it has seen.
 
 The secrets table carries the payload bytes around each match (passwords
 in clear), so the spool is private: its folder is 0700 and refused when
-other users can enter it, its files 0600.
+other users can enter it, its files 0600. A temporary spool is removed by
+``close``, or by the reaper (``inspector.reaper``) when the sensor is killed.
+
+A spool folder given (``--spool DIR``) outlives the run and says what it
+holds in ``run.json`` (``MANIFEST``): ``running`` (with the sensor's pid)
+until every ended flow is written, then ``complete``; a ``running`` one
+whose pid is gone is an ``interrupted`` run (SIGKILL, a crash, a power
+cut). Its ended flows are written at least every ``FLUSH_SECONDS``, so a
+killed run loses only the last ones. A later run on the same folder is
+refused (``SpoolInUse``), or, asked to resume, writes in a folder of its
+own under it (``run-N``) and reads the earlier run's tables back with its
+own (``earlier_tables``, ``resumed``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +41,68 @@ from inspector.errors import InspectorError
 from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
-from inspector.report.output import open_private
+from inspector.reaper import remove_on_death
+from inspector.report.output import open_private, write_beside
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
 
 FLUSH_FLOWS = 20_000
+FLUSH_SECONDS = 30.0  # a given spool folder: ended flows wait in memory at most this long (when more end)
+MANIFEST = "run.json"
+RESUME_OPTION = "--spool-resume"
+
+
+class SpoolInUse(InspectorError):
+    """A ``--spool`` folder that holds an earlier run's tables."""
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat), '' if unknown: with the
+    pid it names one process, never a later one given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _running(manifest: dict) -> bool:
+    pid = manifest.get("pid")
+    return isinstance(pid, int) and pid > 0 and _process_start(pid) == manifest.get("pid_start", "") != ""
+
+
+def _manifests(folder: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for path in sorted(folder.rglob(MANIFEST)):
+        try:
+            found.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            found.append((path, {}))
+    return found
+
+
+def earlier_run(folder: Path) -> str:
+    """What an existing spool folder holds, for a message: '' when no run's
+    tables, else e.g. 'an interrupted run (started 2026-12-04T21:00:00Z, pid 812)'."""
+    manifests = _manifests(folder)
+    if not manifests and not any(folder.rglob("*.parquet")):
+        return ""
+    if not manifests:
+        return "an earlier run (no run.json)"
+    running = [m for _, m in manifests if m.get("state") == "running"]
+    live = [m for m in running if _running(m)]
+    first = min((m.get("started", "") for _, m in manifests), default="")
+    if live:
+        return f"a run still going (pid {live[0]['pid']}, started {live[0].get('started', '?')})"
+    if running or any(m.get("state") == "interrupted" for _, m in manifests):
+        return f"an interrupted run (started {first or '?'})"
+    return f"a complete run (started {first or '?'}, ended {max(m.get('ended', '') for _, m in manifests) or '?'})"
 
 
 class SpooledTables(ClosedTables):
     """``ClosedTables`` that writes every ``flush_flows`` ended flows to
     ``folder`` (a private temporary folder by default, removed by ``close``;
-    a folder given is created 0700, or must be private already).
+    a folder given is created 0700, or must be private already, and is
+    refused when it holds an earlier run's tables unless ``resume``).
 
     Example::
 
@@ -46,10 +110,13 @@ class SpooledTables(ClosedTables):
             result = analyze_readers(readers, ..., store=spool)
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, flush_flows: int = FLUSH_FLOWS) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, flush_flows: int = FLUSH_FLOWS, *,
+                 resume: bool = False, flush_seconds: float | None = FLUSH_SECONDS) -> None:
         super().__init__()
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-") if folder is None else None
         self.folder = Path(self._temporary.name if self._temporary else folder)
+        if self._temporary:
+            remove_on_death(self.folder)
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             mode = self.folder.stat().st_mode
@@ -59,13 +126,68 @@ class SpooledTables(ClosedTables):
             raise InspectorError(f"--spool {folder}: other users can read this folder (mode {mode & 0o777:o}) and "
                                  f"the spool holds secrets found in clear; give a private one (chmod 700 {folder})")
         self.flush_flows = flush_flows
+        self.flush_seconds = None if self._temporary else flush_seconds  # a temporary spool dies with the run
+        self._flushed_at = time.monotonic() - (flush_seconds or 0)  # the first flows to end are written at once
         self.buffered = 0
         self.files: dict[str, list[Path]] = {name: [] for name in ClosedFlows.TABLES}
+        self.earlier: dict[str, list[Path]] = {name: [] for name in ClosedFlows.TABLES}
+        self.resumed = ""  # what was resumed, for the live input's anomaly
+        if not self._temporary:
+            self._take(folder, resume)
+
+    def _take(self, folder: str | os.PathLike, resume: bool) -> None:
+        """Start a run in the folder given: refuse or resume an earlier one's tables."""
+        earlier = earlier_run(self.folder)
+        if earlier and (not resume or earlier.startswith("a run still going")):
+            raise SpoolInUse(f"--spool {folder}: holds the tables of {earlier}; give an empty folder"
+                             + ("" if earlier.startswith("a run still going") else
+                                f", or {RESUME_OPTION} to add its ended flows to this run's reports"))
+        if earlier:
+            self.earlier = {name: sorted(self.folder.rglob(f"{name}-*.parquet")) for name in ClosedFlows.TABLES}
+            for path, manifest in _manifests(self.folder):
+                if manifest.get("state") == "running":
+                    self._write_manifest(path, {**manifest, "state": "interrupted"})
+            flows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.earlier["flows"])
+            self.resumed = (f"{earlier} in spool {folder}: its {flows:,} ended flow(s) joined this run's reports "
+                            "(the flows it had open, and those that ended in its last seconds, are missing)")
+            runs = sum(1 for p in self.folder.glob("run-*") if p.is_dir())
+            self.folder = self.folder / f"run-{runs + 2}"
+            try:
+                self.folder.mkdir(mode=0o700)
+            except OSError as exc:
+                raise InspectorError(f"--spool {self.folder}: {exc.strerror or exc}") from None
+        self._started = _now()
+        self._write_manifest(self.folder / MANIFEST, {"state": "running", "pid": os.getpid(),
+                                                      "pid_start": _process_start(os.getpid()),
+                                                      "started": self._started})
+
+    def mark_complete(self) -> None:
+        """Every ended flow of the run is written: a later start says so."""
+        if not self._temporary:
+            self._write_manifest(self.folder / MANIFEST, {"state": "complete", "pid": os.getpid(),
+                                                          "started": self._started, "ended": _now()})
+
+    @staticmethod
+    def _write_manifest(path: Path, manifest: dict) -> None:
+        try:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            with open_private(tmp, "x") as handle:
+                json.dump(manifest, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+
+    def earlier_tables(self) -> dict[str, list[pd.DataFrame]]:
+        """The resumed run's tables (empty lists when nothing was resumed)."""
+        return {name: [with_json_parsed(pd.read_parquet(p)) for p in paths] for name, paths in self.earlier.items()}
 
     def add(self, closed: ClosedFlows) -> None:
         super().add(closed)
         self.buffered += len(closed.flows)
-        if self.buffered >= self.flush_flows:
+        if self.buffered >= self.flush_flows or (
+                self.buffered and self.flush_seconds is not None
+                and time.monotonic() - self._flushed_at >= self.flush_seconds):
             self.flush()
 
     def flush(self) -> None:
@@ -75,19 +197,25 @@ class SpooledTables(ClosedTables):
             if not parts:
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
+            table = with_json_text(typed(pd.concat(parts, ignore_index=True), SCHEMAS[name]))
+            # whole or not there: a run killed mid-write leaves no torn file for a resume to trip on
+            tmp = write_beside(path, lambda handle, table=table: table.to_parquet(handle, index=False), binary=True)
             try:
-                table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
-                with open_private(path, "xb") as handle:  # a new file: never another run's, never through a link
-                    with_json_text(table).to_parquet(handle, index=False)
+                os.rename(tmp, path)  # a new name in the run's own folder; a link planted there is replaced
             except OSError as exc:
+                tmp.unlink(missing_ok=True)
                 raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
             self.files[name].append(path)
         self.parts = {name: [] for name in ClosedFlows.TABLES}
         self.buffered = 0
+        self._flushed_at = time.monotonic()
 
     def tables(self) -> dict[str, list[pd.DataFrame]]:
+        """The resumed run's tables and this run's (the run is then complete)."""
         self.flush()
-        return {name: [with_json_parsed(pd.read_parquet(p)) for p in paths] for name, paths in self.files.items()}
+        self.mark_complete()
+        return {name: [with_json_parsed(pd.read_parquet(p)) for p in self.earlier[name] + paths]
+                for name, paths in self.files.items()}
 
     def close(self) -> None:
         if self._temporary is not None:
@@ -98,6 +226,10 @@ class SpooledTables(ClosedTables):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class ReportSpool(ClosedTables):
@@ -127,7 +259,7 @@ class ReportSpool(ClosedTables):
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
         self.folder = Path(self._temporary.name)
         self.excerpts = excerpts  # the secrets' payload excerpts come back (only --show-payload shows them)
-        self.kept = SpooledTables(self.folder / "kept", flush_flows)
+        self.kept = SpooledTables(self.folder / "kept", flush_flows, flush_seconds=None)
         self.flush_flows = flush_flows
         self.flow_count = 0
         self.files: list[Path] = []

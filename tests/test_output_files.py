@@ -122,8 +122,8 @@ def test_a_failed_export_leaves_the_old_set(tmp_path):
 
 
 def test_spool_never_writes_through_a_link_nor_over_another_run(tmp_path):
-    """A user-given --spool folder: a planted link (or a killed run's file) at the next name stops the
-    spool with one line, and nothing is written through it."""
+    """A user-given --spool folder: a killed run's file (or a planted link) in it refuses the folder with one
+    line; a link planted at the next name during the run is replaced, never written through."""
     from inspector.capture.reader import CaptureReader
     from inspector.spool import SpooledTables
 
@@ -131,8 +131,12 @@ def test_spool_never_writes_through_a_link_nor_over_another_run(tmp_path):
     folder.mkdir(mode=0o700)
     victim = _victim(tmp_path)
     (folder / "flows-000000.parquet").symlink_to(victim)
-    with pytest.raises(InspectorError, match="flows-000000.parquet"):
-        with SpooledTables(folder, flush_flows=1) as spool:
-            inspector.analysis.analyze_readers([CaptureReader(SOURCE)], watch=inspector.Watchlist(),
-                                               names=[str(SOURCE)], store=spool)
+    with pytest.raises(InspectorError, match=f"--spool {folder}: holds the tables of an earlier run"):
+        SpooledTables(folder, flush_flows=1)
+    (folder / "flows-000000.parquet").unlink()
+    with SpooledTables(folder, flush_flows=1) as spool:
+        (folder / "flows-000000.parquet").symlink_to(victim)
+        inspector.analysis.analyze_readers([CaptureReader(SOURCE)], watch=inspector.Watchlist(),
+                                           names=[str(SOURCE)], store=spool)
     assert victim.read_bytes() == VICTIM_TEXT
+    assert not (folder / "flows-000000.parquet").is_symlink()
