@@ -20,8 +20,10 @@ import threading
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from inspector.report.json_report import json_schema
 from tests.netns import Namespace, available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(available()), reason=available() or "ok")]
@@ -94,7 +96,9 @@ class Live:
         return status, time.monotonic() - start
 
     def result(self) -> dict:
-        return json.loads((self.folder / "result.json").read_text())
+        document = json.loads((self.folder / "result.json").read_text())
+        jsonschema.validate(document, json_schema())  # null counts and the end are in the schema
+        return document
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in (self.folder / "live.jsonl").read_text().splitlines()]
