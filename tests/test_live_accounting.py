@@ -23,10 +23,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from inspector.capture.reader import InputStats
+from inspector.live_workers import _merged
 from inspector.report.json_report import json_schema
 from tests.netns import Namespace, available
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(available()), reason=available() or "ok")]
+in_namespace = pytest.mark.skipif(bool(available()), reason=available() or "ok")
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 300  # the sensor compiles its kernels before tcpdump starts; the machine may be busy
@@ -54,11 +56,12 @@ class Live:
 
     def __init__(self, ns: Namespace, folder: Path, *args: str) -> None:
         self.folder = folder
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = ns.popen([sys.executable, "-m", "inspector", "live", "-i", ns.recv, "-q", "--filter", FILTER,
-                              "--stats-interval", "0", "--json", "result.json", "--markdown", "report.md",
-                              "--html", "report.html", "--jsonl", "live.jsonl", *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=folder, env=env)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+        with open(folder / "summary.txt", "w") as summary:  # the terminal summary
+            self.proc = ns.popen([sys.executable, "-m", "inspector", "live", "-i", ns.recv, "--filter", FILTER,
+                                  "--stats-interval", "0", "--json", "result.json", "--markdown", "report.md",
+                                  "--html", "report.html", "--jsonl", "live.jsonl", *args],
+                                 stdout=summary, stderr=subprocess.PIPE, text=True, cwd=folder, env=env)
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -115,6 +118,7 @@ def _marked_incomplete(live: Live) -> None:
     """Every report says the capture is incomplete."""
     inputs = live.result()["inputs"]
     assert [row["end"] for row in inputs] == ["capture-failed"], inputs
+    assert "INCOMPLETE CAPTURE: live:recv0: tcpdump" in (live.folder / "summary.txt").read_text()
     assert "INCOMPLETE CAPTURE" in (live.folder / "report.md").read_text()
     assert "INCOMPLETE CAPTURE" in (live.folder / "report.html").read_text()
 
@@ -125,6 +129,8 @@ def ns():
         yield namespace
 
 
+@pytest.mark.slow
+@in_namespace
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_packet_is_accounted_for_when_stopped_mid_burst(ns: Namespace, tmp_path: Path, workers: int) -> None:
     burst = _burst(tmp_path / "burst.pcap", 20_000)
@@ -150,6 +156,8 @@ def test_every_packet_is_accounted_for_when_stopped_mid_burst(ns: Namespace, tmp
     assert f"stopped (stopped): {row['packets']:,} packets" in live.text
 
 
+@pytest.mark.slow
+@in_namespace
 def test_a_killed_tcpdump_is_a_failed_capture(ns: Namespace, tmp_path: Path) -> None:
     live = Live(ns, tmp_path, "--duration", "120")
     [tcpdump] = live.tcpdumps()
@@ -163,6 +171,8 @@ def test_a_killed_tcpdump_is_a_failed_capture(ns: Namespace, tmp_path: Path) -> 
     assert row["dropped_kernel"] is None and row["unread_at_stop"] is None  # unknown, not 0
 
 
+@pytest.mark.slow
+@in_namespace
 def test_a_frozen_tcpdump_is_told_and_sigterm_still_ends_the_sensor(ns: Namespace, tmp_path: Path) -> None:
     live = Live(ns, tmp_path)
     [tcpdump] = live.tcpdumps()
@@ -179,6 +189,8 @@ def test_a_frozen_tcpdump_is_told_and_sigterm_still_ends_the_sensor(ns: Namespac
     assert {"capture-stalled", "capture-failed"} <= kinds
 
 
+@pytest.mark.slow
+@in_namespace
 def test_a_deleted_interface_is_a_failed_capture_with_tcpdumps_error(ns: Namespace, tmp_path: Path) -> None:
     live = Live(ns, tmp_path, "--duration", "120")
     ns.delete_link(ns.recv)
@@ -187,3 +199,20 @@ def test_a_deleted_interface_is_a_failed_capture_with_tcpdumps_error(ns: Namespa
     assert re.search(r"inspector: tcpdump: .*interface", live.text), live.text  # tcpdump's own words
     _marked_incomplete(live)
     assert live.result()["inputs"][0]["dropped_interface"] is None  # rx_dropped went with the interface
+
+
+def test_processes_accounting_merges_and_unknown_stays_unknown() -> None:
+    def part(packets: int, kernel: int | None, unread: int | None, end: str = "stopped") -> InputStats:
+        return InputStats("live:eth1", "pcap", packets=packets, dropped_kernel=kernel, unread_at_stop=unread,
+                          end=end)
+
+    both = _merged("live:eth1", [part(40, 3, 1), part(55, 2, 0)], 7, [], "duration", 2)
+    assert (both.packets, both.dropped_kernel, both.dropped_interface, both.unread_at_stop, both.end) == \
+        (95, 5, 7, 1, "duration")
+    killed = _merged("live:eth1", [part(40, 3, 1), part(20, None, None, "capture-failed")], None,
+                     ["capture process 2 of 2: tcpdump ended"], "stopped", 2)
+    assert (killed.dropped_kernel, killed.dropped_interface, killed.unread_at_stop, killed.end) == \
+        (None, None, None, "capture-failed")
+    assert dict(killed.anomalies) == {"capture-process-failed": 1}  # the process's own capture-failed said once
+    missing = _merged("live:eth1", [part(40, 3, 1)], 0, ["capture process 2 of 2: exited"], "stopped", 2)
+    assert missing.dropped_kernel is None and missing.unread_at_stop is None  # a process gave no result
