@@ -414,7 +414,9 @@ class Sensor:
         """The input's counters and end, from tcpdump's final counters (unknown when it printed none)."""
         final = self.final
         self.kernel_drops = final.dropped_kernel if final else None
-        self.unread_at_stop = final.received - final.dropped_kernel - stats.packets if final else None
+        unread = final.received - final.dropped_kernel - stats.packets if final else None
+        # below 0 the counters disagree (libpcap's are 32-bit and wrap after 2^32 packets): unknown
+        self.unread_at_stop = unread if unread is not None and unread >= 0 else None
         said = "; ".join(self.errors)
         if self._killed:
             self.failure = (f"tcpdump did not end within {self.kill_after_s:g} s of SIGINT at the stop and was "
