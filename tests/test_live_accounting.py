@@ -152,7 +152,8 @@ def test_every_packet_is_accounted_for_when_stopped_mid_burst(ns: Namespace, tmp
     assert row["end"] == "stopped"
     accounted = row["packets"] + row["dropped_kernel"] + row["dropped_interface"] + row["unread_at_stop"]
     assert accounted == sent == actual, (row, sent, actual, live.text)
-    assert row["dropped_kernel"] > 0, row  # the rate was more than the sensor keeps up with
+    if workers == 1:  # more than one process keeps up with: two may not drop
+        assert row["dropped_kernel"] > 0, row
     assert f"stopped (stopped): {row['packets']:,} packets" in live.text
 
 
