@@ -185,6 +185,26 @@ _NAMES = {"captured": "captured", "received by filter": "received", "dropped by 
           "dropped by interface": "dropped_interface"}
 
 
+class Unwrapped:
+    """tcpdump prints its counters as 32-bit unsigned ints, which wrap after
+    2^32 packets (71 minutes at 1 M packets/s): each counter seen lower than
+    before has wrapped once more. Exact as long as tcpdump is asked (stats,
+    watchdog) at least once a wrap."""
+
+    WRAP = 1 << 32
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._wraps: dict[str, int] = {}
+
+    def __call__(self, found: dict[str, int]) -> dict[str, int]:
+        for name, raw in found.items():
+            if raw < self._last.get(name, 0):
+                self._wraps[name] = self._wraps.get(name, 0) + 1
+            self._last[name] = raw
+        return {name: raw + self._wraps.get(name, 0) * self.WRAP for name, raw in found.items()}
+
+
 def _counters(found: dict[str, int]) -> TcpdumpCounters | None:
     if not {"captured", "received", "dropped_kernel"} <= found.keys():
         return None
@@ -297,9 +317,10 @@ class Sensor:
         (one a line, after "N packets captured"), and anything else it says."""
         assert self._proc is not None and self._proc.stderr is not None
         final: dict[str, int] | None = None
+        unwrapped = Unwrapped()
         for raw in self._proc.stderr:
             line = raw.decode("utf-8", "replace").strip().removeprefix("tcpdump: ")
-            found = {_NAMES[name]: int(n) for n, name in _COUNTER.findall(line)}
+            found = unwrapped({_NAMES[name]: int(n) for n, name in _COUNTER.findall(line)})
             if "listening on" in line:
                 self._listening.set()
             elif len(found) >= 3:  # SIGUSR1: "N packets captured, N packets received by filter, ..."
@@ -415,7 +436,7 @@ class Sensor:
         final = self.final
         self.kernel_drops = final.dropped_kernel if final else None
         unread = final.received - final.dropped_kernel - stats.packets if final else None
-        # below 0 the counters disagree (libpcap's are 32-bit and wrap after 2^32 packets): unknown
+        # below 0 the counters disagree (a wrap of tcpdump's 32-bit counters not seen): unknown
         self.unread_at_stop = unread if unread is not None and unread >= 0 else None
         said = "; ".join(self.errors)
         if self._killed:

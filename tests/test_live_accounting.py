@@ -24,6 +24,7 @@ import jsonschema
 import pytest
 
 from inspector.capture.reader import InputStats
+from inspector.live import Unwrapped
 from inspector.live_workers import _merged
 from inspector.report.json_report import json_schema
 from tests.netns import Namespace, available
@@ -220,3 +221,11 @@ def test_processes_accounting_merges_and_unknown_stays_unknown() -> None:
     assert dict(killed.anomalies) == {"capture-process-failed": 1}  # the process's own capture-failed said once
     missing = _merged("live:eth1", [part(40, 3, 1)], 0, ["capture process 2 of 2: exited"], "stopped", 2)
     assert missing.dropped_kernel is None and missing.unread_at_stop is None  # a process gave no result
+
+
+def test_tcpdumps_32_bit_counters_are_unwrapped() -> None:
+    unwrapped = Unwrapped()
+    assert unwrapped({"captured": 4_294_967_000, "received": 4_294_967_290}) == \
+        {"captured": 4_294_967_000, "received": 4_294_967_290}
+    assert unwrapped({"captured": 4_294_967_295, "received": 10}) == {"captured": 4_294_967_295, "received": 2**32 + 10}
+    assert unwrapped({"captured": 5, "received": 20}) == {"captured": 2**32 + 5, "received": 2**32 + 20}
