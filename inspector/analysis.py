@@ -358,7 +358,8 @@ def _inputs_frame(stats: list[InputStats]) -> pd.DataFrame:
             "file": s.file, "format": s.format, "linktypes": ",".join(str(x) for x in sorted(s.linktypes)),
             "packets": s.packets, "captured_bytes": s.captured_bytes, "wire_bytes": s.wire_bytes,
             "truncated_packets": s.truncated_packets, "non_ip_packets": s.non_ip_packets,
-            "anomalies": sum(s.anomalies.values()),
+            "anomalies": sum(s.anomalies.values()), "dropped_kernel": s.dropped_kernel,
+            "dropped_interface": s.dropped_interface, "unread_at_stop": s.unread_at_stop, "end": s.end,
         }
         for s in stats
     ]

@@ -41,6 +41,7 @@ class ExitStatus(IntEnum):
     INTERNAL_ERROR = 1
     BAD_INPUT = 2  # unreadable capture, bad option or watchlist file
     FINDINGS = 3  # --fail-on: a finding at or above the given severity
+    CAPTURE_FAILED = 4  # live: tcpdump killed, frozen or its interface gone before the stop; reports incomplete
 
 
 def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
@@ -328,6 +329,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     from inspector.report import terminal
     from inspector.report.writers import Reports
     from inspector.streaming import JsonLines, RecentHappenings
+    from inspector.text import inert
 
     _tell_when_compiling()
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
@@ -374,14 +376,16 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
                    "secrets": not no_secret_scan, "stats_interval": stats_interval,
                    "on_stats": lambda stats: tell([stats.line()], [stats.record()]), "evidence": evidence,
                    "timeouts": timeouts, "on_closed": on_closed, "spool": spool_dir, "spool_resume": spool_resume,
-                   "identity": identity}
+                   "identity": identity,
+                   "on_stall": lambda line: tell([f"warning: {line}"],
+                                                 [{"type": "stall", "ts": rfc3339(), "message": line}])}
         if workers == 1:
             def on_started(sensor) -> None:
                 click.echo(f"inspector: {as_whom}", err=True)
                 click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
             result, sensor = run_live(iface, on_started=on_started, **options)
-            written = evidence.written if evidence else []
+            written, said = (evidence.written if evidence else []), sensor.errors
         else:
             from inspector.live_workers import run_live_workers
 
@@ -395,7 +399,7 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
 
             result, sensor = run_live_workers(iface, workers, on_started=on_workers_started, on_failure=on_failure,
                                               whole_flows=jsonl is not None, **options)
-            failures, written = sensor.failures, sensor.evidence
+            failures, written, said = sensor.failures, sensor.evidence, sensor.tcpdump_messages
         if jsonl:
             jsonl.final(result)
         reports.write(result)
@@ -404,13 +408,16 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     finally:
         if handle:
             handle.close()
-    drops = (f"kernel drops {sensor.kernel_drops if sensor.kernel_drops is not None else 'unknown'}"
+    for line in said:
+        click.echo(f"inspector: tcpdump: {inert(line)}", err=True)
+    live = result.inputs.iloc[0]
+    drops = (f"kernel drops {_known(sensor.kernel_drops)}"
              f"{_per_process(sensor.per_process_drops) if workers > 1 else ''}, "
-             f"interface drops {sensor.interface_drops if sensor.interface_drops is not None else 'unknown'}")
+             f"interface drops {_known(sensor.interface_drops)}, unread at stop {_known(live['unread_at_stop'])}")
     packets = f"{result.inputs['packets'].sum():,} packets"
     if workers > 1:
         packets += _per_process(sensor.per_process_packets)
-    click.echo(f"inspector: capture on {iface} stopped: {packets}; {drops}", err=True)
+    click.echo(f"inspector: capture on {iface} stopped ({live['end']}): {packets}; {drops}", err=True)
     for entry in written:
         capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
                   "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
@@ -419,8 +426,11 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     if not quiet:
         terminal.render(result, _console(), show_all=show_all, limit=limit)
     if failures:  # the reports were written, but a partition of the traffic is missing from them
-        _fail(f"{len(failures)} of {workers} capture processes failed: " + "; ".join(failures),
-              ExitStatus.INTERNAL_ERROR)
+        _fail(f"{len(failures)} of {workers} capture processes failed: " + "; ".join(failures) +
+              "; the reports are from an incomplete capture", ExitStatus.CAPTURE_FAILED)
+    if live["end"] == "capture-failed":
+        _fail(f"capture on {iface} failed: {sensor.failure}; the reports are from an incomplete capture",
+              ExitStatus.CAPTURE_FAILED)
     _exit_for_findings(result.findings, fail_on)
 
 
@@ -479,6 +489,13 @@ def _live_output_checks(jsonl_path: Path | None, pcap_dir: Path | None,
         if folder:
             checks.append(lambda folder=folder: check_writable(folder, folder=True))
     return checks
+
+
+def _known(count) -> str:
+    """A count, or 'unknown' (None, <NA>)."""
+    import pandas as pd
+
+    return "unknown" if count is None or pd.isna(count) else f"{int(count):,}"
 
 
 def _per_process(counts: list[int | None]) -> str:

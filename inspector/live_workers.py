@@ -70,8 +70,15 @@ class LiveTotals:
     interface_drops: int | None           # growth of rx_dropped over the run, read by the parent
     per_process_drops: list[int | None]   # each tcpdump's kernel drops
     per_process_packets: list[int | None]  # packets each process read (None: it gave no result)
+    unread_at_stop: int | None = None     # summed; None when a tcpdump did not tell its final counters
+    tcpdump_messages: list[str] = field(default_factory=list)  # what the tcpdumps said, "process K: ..."
     evidence: list[EvidenceFile] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+    @property
+    def failure(self) -> str:
+        """Why the capture failed, as ``Sensor.failure`` says it ('' when it did not)."""
+        return "; ".join(self.failures)
 
 
 @dataclass
@@ -81,15 +88,9 @@ class _End:
     stats: InputStats
     files: dict[str, list[Path]]
     kernel_drops: int | None
-    ended_early: str  # why tcpdump ended before the sensor was stopped, "" when it was stopped
+    ended_early: str  # why the capture failed (tcpdump ended before the stop, or froze), "" when it did not
     evidence: list[EvidenceFile]
-
-
-def _early(sensor: Sensor) -> str:
-    if sensor.stopped:
-        return ""
-    said = "; ".join(sensor.errors) or "no message"
-    return f"tcpdump ended before the sensor was stopped (exit status {sensor.exit_status}: {said})"
+    messages: list[str]  # what tcpdump said besides its counters
 
 
 def _for_parent(closed: ClosedFlows, whole: bool) -> ClosedFlows:
@@ -145,10 +146,11 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
         stats = run_sensor(sensor, store=store, evidence=evidence, on_started=on_started,
                            on_alert=lambda alert: messages.put(("alert", index, alert)),
                            on_stats=lambda stats: messages.put(("stats", index, stats)),
-                           on_closed=on_closed if tell_closed else None, **run)
+                           on_closed=on_closed if tell_closed else None,
+                           on_stall=lambda line: messages.put(("stall", index, line)), **run)
         store.flush()
-        messages.put(("done", index, _End(stats[0], store.files, sensor.kernel_drops, _early(sensor),
-                                          evidence.written if evidence else [])))
+        messages.put(("done", index, _End(stats[0], store.files, sensor.kernel_drops, sensor.failure,
+                                          evidence.written if evidence else [], sensor.errors)))
     except Exception as exc:  # noqa: BLE001 - any failure is told to the parent, which stops the sensor with it
         messages.put(("failed", index, str(exc) or type(exc).__name__))
     finally:
@@ -162,19 +164,34 @@ def _summed(rounds: list[LiveStats], interface_drops: int | None) -> LiveStats:
                      sum(s.flows for s in rounds), None if None in drops else sum(drops), interface_drops)
 
 
-def _merged(name: str, parts: list[InputStats], interface_drops: int | None, failures: list[str]) -> InputStats:
-    """One live input from the processes' (disjoint) packets; interface drops counted once."""
-    merged = InputStats(name, format=next((p.format for p in parts if p.format), ""))
+def _sum_known(counts: list[int | None]) -> int | None:
+    """The sum, unknown when one is unknown."""
+    return None if None in counts else sum(counts)  # type: ignore[arg-type]
+
+
+def _merged(name: str, parts: list[InputStats], interface_drops: int | None, failures: list[str],
+            reason: str, processes: int) -> InputStats:
+    """One live input from the processes' (disjoint) packets; interface drops counted once, kernel drops and
+    unread packets summed (unknown when a process's are, or it gave no result); a failed process fails the
+    capture (its ``capture-process-failed`` anomaly says why)."""
+    whole = len(parts) == processes
+    merged = InputStats(name, format=next((p.format for p in parts if p.format), ""),
+                        dropped_kernel=_sum_known([p.dropped_kernel for p in parts]) if whole else None,
+                        dropped_interface=interface_drops,
+                        unread_at_stop=_sum_known([p.unread_at_stop for p in parts]) if whole else None,
+                        end="capture-failed" if failures or any(p.end == "capture-failed" for p in parts)
+                        else reason)
     anomalies: Counter[str] = Counter()
     for part in parts:
         merged.linktypes |= part.linktypes
         for counter in ("packets", "captured_bytes", "wire_bytes", "truncated_packets", "non_ip_packets"):
             setattr(merged, counter, getattr(merged, counter) + getattr(part, counter))
-        anomalies.update({k: v for k, v in part.anomalies.items() if k != "interface-drops"})
+        anomalies.update({k: v for k, v in part.anomalies.items() if k not in ("interface-drops", "capture-failed")})
         for kind, detail in part.anomaly_details.items():
             merged.anomaly_details.setdefault(kind, detail)
     merged.anomalies = anomalies
     merged.anomaly_details.pop("interface-drops", None)
+    merged.anomaly_details.pop("capture-failed", None)  # told with the process's number as capture-process-failed
     if interface_drops:
         merged.anomaly("interface-drops", interface_drops_detail(name.removeprefix("live:")), interface_drops)
     for failure in failures:
@@ -189,7 +206,8 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
                      stats_interval: float | None = None, on_stats: Callable[[LiveStats], None] | None = None,
                      on_failure: Callable[[str], None] | None = None, evidence: EvidencePcaps | None = None,
                      timeouts: Timeouts = LIVE_TIMEOUTS, on_closed: Callable[[ClosedFlows], None] | None = None,
-                     whole_flows: bool = True, spool: str | os.PathLike | None = None, spool_resume: bool = False,
+                     whole_flows: bool = True, on_stall: Callable[[str], None] | None = None,
+                     spool: str | os.PathLike | None = None, spool_resume: bool = False,
                      identity: Identity | None = None) -> tuple[Analysis, LiveTotals]:
     """``run_live`` on ``workers`` capture processes, each taking one hash
     partition of the packets; the same ``Analysis`` at the end.
@@ -209,7 +227,7 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
         warm_up(watch, secrets)
         result = _run(iface, filters, store, watch=watch, snaplen=snaplen, buffer_mb=buffer_mb, duration=duration,
                       on_alert=on_alert, on_started=on_started, on_stats=on_stats, on_failure=on_failure,
-                      on_closed=on_closed, evidence=evidence, whole_flows=whole_flows,
+                      on_closed=on_closed, on_stall=on_stall, evidence=evidence, whole_flows=whole_flows,
                       run={"watch": watch, "secrets": secrets, "stats_interval": stats_interval,
                            "timeouts": timeouts, "identity": identity})
         store.mark_complete()
@@ -219,7 +237,8 @@ def run_live_workers(iface: str, workers: int, *, watch: Watchlist, expression: 
 
 
 def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchlist, snaplen: int, buffer_mb: int,
-         duration: float | None, on_alert, on_started, on_stats, on_failure, on_closed, evidence, whole_flows: bool,
+         duration: float | None, on_alert, on_started, on_stats, on_failure, on_closed, on_stall, evidence,
+         whole_flows: bool,
          run: dict) -> tuple[Analysis, LiveTotals]:
     context = multiprocessing.get_context("fork")  # the children keep the compiled kernels
     messages = context.Queue()
@@ -251,7 +270,13 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
     failed: set[int] = set()
     rounds: dict[int, dict[int, LiveStats]] = {}
     told_round = Counter()
-    timer = threading.Timer(duration, stop) if duration else None
+    reason = ["stopped"]  # or duration, when the timer stopped the sensor
+
+    def times_up() -> None:
+        reason[0] = "duration"
+        stop()
+
+    timer = threading.Timer(duration, times_up) if duration else None
 
     def fail(index: int, why: str) -> None:
         line = f"capture process {index + 1} of {len(filters)}: {why}"
@@ -279,6 +304,8 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
             on_alert(body)
         elif kind == "closed" and on_closed:
             on_closed(body)
+        elif kind == "stall" and on_stall:
+            on_stall(f"capture process {index + 1} of {len(filters)}: {body}")
         elif kind == "stats":
             number = told_round[index]
             told_round[index] += 1
@@ -332,13 +359,16 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
         stores[index].files = ends[index].files
         for name, tables in stores[index].tables().items():
             parts[name] += tables
-    stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures)
+    stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures, reason[0],
+                    len(filters))
     if store.resumed:
         stats.anomaly("spool-resumed", store.resumed)
     kernel = [ends[k].kernel_drops if k in ends else None for k in range(len(filters))]
     packets = [ends[k].stats.packets if k in ends else None for k in range(len(filters))]
-    totals = LiveTotals(None if None in kernel else sum(kernel), drops, kernel, packets,
-                        [e for k in sorted(ends) for e in ends[k].evidence], failures)
+    said = [f"process {k + 1}: {line}" for k in sorted(ends) for line in ends[k].messages]
+    totals = LiveTotals(stats.dropped_kernel, drops, kernel, packets, unread_at_stop=stats.unread_at_stop,
+                        tcpdump_messages=said, evidence=[e for k in sorted(ends) for e in ends[k].evidence],
+                        failures=failures)
     return assemble(parts, [stats], watch), totals
 
 

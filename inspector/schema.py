@@ -66,6 +66,11 @@ SECRET_KINDS = ("private-key", "password", "cloud-credential", "token", "basic-a
 ALERT_KINDS = ("cleartext-migration", "nbd-disk-in-clear", "credentials")
 """What a live alert says a flow exposed."""
 
+CAPTURE_ENDS = ("stopped", "duration", "capture-failed")
+"""How a live capture ended (``inputs.end``): SIGINT/SIGTERM, ``--duration``, or tcpdump ended, froze or lost
+its interface before the stop (the reports are then from an incomplete capture; the ``capture-failed``
+anomaly says why)."""
+
 CONFIG_KINDS = ("nova", "nova-policy", "libvirtd", "qemu", "sshd", "authorized-keys", "ssh-private-key", "firewall")
 """Kinds of configuration file ``inspector config-audit`` reads (``config_files.kind``), found by name."""
 
@@ -99,6 +104,14 @@ ANOMALY_KINDS: dict[str, str] = {
                     "(tcpdump's count); the analysis misses them",
     "interface-drops": "`inspector live` only: growth of the interface's `rx_dropped` during the run (dropped by "
                        "the NIC or driver, possibly other traffic)",
+    "capture-failed": "`inspector live` only: the capture ended before the sensor was stopped (tcpdump killed, "
+                      "its interface deleted, an error) or tcpdump had to be killed at the stop (frozen); the "
+                      "detail has tcpdump's exit and messages. The reports are from an incomplete capture",
+    "capture-stalled": "`inspector live` only: the capture delivered nothing and tcpdump did not answer a request "
+                       "for its counters within seconds while it was alive (frozen, e.g. SIGSTOP); counted once a "
+                       "stall",
+    "unread-at-stop": "`inspector live` only: packets the filter accepted that were still in the kernel capture "
+                      "buffer when tcpdump stopped (the drain at the stop is bounded); the analysis misses them",
     "capture-process-failed": "`inspector live --workers N` only: a capture process failed or its tcpdump ended "
                               "before the sensor was stopped (the detail says which and why); the sensor stopped "
                               "there, and that process's partition of the traffic is missing from then on",
@@ -257,6 +270,19 @@ INPUT_COLUMNS: Columns = {
     "truncated_packets": ("int64", "records captured shorter than on the wire (snaplen)"),
     "non_ip_packets": ("int64", "records that carry no IP packet"),
     "anomalies": ("int64", "anomalies counted in this file (see the anomalies table)"),
+    "dropped_kernel": ("Int64", "`live:IFACE` only: packets the filter accepted that the kernel capture buffer had "
+                                "no room for (tcpdump's final 'dropped by kernel'); <NA> when unknown (tcpdump "
+                                "killed or frozen) and for a file"),
+    "dropped_interface": ("Int64", "`live:IFACE` only: growth of the interface's rx_dropped over the run (dropped "
+                                   "by the NIC, driver or backlog before any capture saw them; possibly other "
+                                   "traffic); <NA> when unknown (the interface went away) and for a file"),
+    "unread_at_stop": ("Int64", "`live:IFACE` only: packets the filter accepted that were neither dropped nor "
+                                "analysed: still in the kernel buffer when tcpdump stopped (its 'received by "
+                                "filter' minus 'dropped by kernel' minus packets); <NA> when unknown and for a "
+                                "file. Packets that reached the interface and match the filter = packets + "
+                                "dropped_kernel + dropped_interface + unread_at_stop"),
+    "end": ("string", f"`live:IFACE` only: how the capture ended: {', '.join(CAPTURE_ENDS)} (see 'capture end' in "
+                      "the vocabularies); empty for a file"),
 }
 
 ANOMALY_COLUMNS: Columns = {
@@ -341,6 +367,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "protocol": PROTOCOLS, "proves": PROVES, "severity": SEVERITIES, "risk": RISKS, "protection": PROTECTIONS,
     "tunnel": TUNNELS[1:], "secret kind": SECRET_KINDS, "alert kind": ALERT_KINDS,
     "anomaly kind": tuple(ANOMALY_KINDS), "configuration file kind": CONFIG_KINDS,
+    "capture end": CAPTURE_ENDS,
 }
 """Every vocabulary by name, for the docs."""
 

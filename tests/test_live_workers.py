@@ -155,9 +155,9 @@ def test_a_capture_process_whose_tcpdump_dies_is_told(tmp_path: Path) -> None:
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "tcpdump"]
     assert len(tcpdumps) == 2
     os.kill(tcpdumps[0], signal.SIGKILL)
-    assert proc.wait(60) == 1, "".join(proc.lines)
+    assert proc.wait(60) == 4, "".join(proc.lines)  # cli.ExitStatus.CAPTURE_FAILED
     text = "".join(proc.lines)
-    assert "tcpdump ended before the sensor was stopped (exit status -9" in text
+    assert "tcpdump ended before the sensor was stopped (killed by SIGKILL" in text
     assert "1 of 2 capture processes failed" in text
     result = json.loads((tmp_path / "result.json").read_text())
     assert [a["kind"] for a in result["anomalies"]] == ["capture-process-failed"]

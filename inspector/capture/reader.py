@@ -59,6 +59,11 @@ class InputStats:
     non_ip_packets: int = 0
     anomalies: Counter[str] = field(default_factory=Counter)
     anomaly_details: dict[str, str] = field(default_factory=dict)
+    # a live capture's accounting (inspector.live.Sensor.close); None: unknown, or a file
+    dropped_kernel: int | None = None
+    dropped_interface: int | None = None
+    unread_at_stop: int | None = None
+    end: str = ""  # schema.CAPTURE_ENDS for a live capture
 
     def anomaly(self, kind: str, detail: str, count: int = 1) -> None:
         self.anomalies[kind] += count

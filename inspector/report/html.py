@@ -25,6 +25,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
+from inspector.report.incomplete import incomplete_captures, incomplete_text
 from inspector.capture.constants import LINKTYPE_NAMES
 from inspector.schema import CLEAR, SEVERITIES, VERDICTS
 from inspector.report import plots
@@ -206,6 +207,7 @@ pre { background: #f6f8fa; border: 1px solid #d0d7de; padding: 6px 8px; margin: 
 .badge.muted { background: #d0d7de; color: #57606a; }
 .verdict { font-size: 1.1em; font-weight: 600; }
 .note { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 6px 10px; }
+.incomplete { background: #ffebe9; border: 1px solid #c62828; border-radius: 6px; padding: 6px 10px; color: #7f1d1d; }
 .finding { border: 1px solid #d0d7de; border-left: 6px solid #8c959f; border-radius: 4px; padding: 10px 14px;
            margin: 12px 0; }
 .finding dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 6px 0; }
@@ -256,6 +258,8 @@ def _header(result: Analysis, title: str) -> Html:
               el("p", f"inspector {__version__}, generated {_when(pd.Timestamp.now(tz='UTC'))}",
                  class_="meta"),
               el("p", totals),
+              *(el("p", el("strong", incomplete_text(line)), class_="incomplete")
+                for line in incomplete_captures(result)),
               table(["file", "format", "link types", "packets", "bytes", "truncated", "anomalies"], rows,
                     numeric={3, 4, 5, 6}),
               _watchlist(result))

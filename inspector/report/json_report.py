@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from inspector.analysis import Analysis
 from inspector.report.payload import printable
-from inspector.schema import (ANOMALY_COLUMNS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
+from inspector.schema import (ANOMALY_COLUMNS, CAPTURE_ENDS, CATEGORIES, EVENT_COLUMNS, FINDING_COLUMNS, FLOW_COLUMNS, INPUT_COLUMNS,
                               LIST_COLUMNS, PROTECTIONS, RISKS, SECRET_COLUMNS, SECRET_COUNT_COLUMNS, SEVERITIES,
                               TUNNELS, Columns)
 from inspector.tables import json_bytes
@@ -361,7 +361,10 @@ def json_schema() -> dict[str, Any]:
                     "properties": {
                         "file": {"type": "string"}, "format": {"type": "string"},
                         "linktypes": {"type": "string", "description": "link types seen, comma-separated"},
-                        **{k: count for k in list(INPUT_COLUMNS)[3:]},
+                        **{k: count for k, (dtype, _doc) in INPUT_COLUMNS.items() if dtype == "int64"},
+                        **{k: {"type": ["integer", "null"], "minimum": 0}  # a live capture's, null: unknown
+                           for k, (dtype, _doc) in INPUT_COLUMNS.items() if dtype == "Int64"},
+                        "end": {"enum": ["", *CAPTURE_ENDS]},
                     },
                 },
             },

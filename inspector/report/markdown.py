@@ -15,6 +15,7 @@ from typing import IO
 import pandas as pd
 
 from inspector.analysis import Analysis
+from inspector.report.incomplete import incomplete_captures, incomplete_text
 from inspector.schema import SEVERITIES
 from inspector.report.payload import REDACTED, hexdump
 from inspector.report.secret_digest import distinct_secrets
@@ -52,6 +53,7 @@ def write_markdown(result: Analysis, handle: IO[str], *, show_payload: bool = Fa
            f"inspector {md(__version__)}: {len(inputs)} file(s) "
            f"({', '.join(md(f) for f in inputs['file'])}), {int(inputs['packets'].sum()):,} packets, "
            f"{len(result.flows):,} flows, {len(result.events)} migration event(s).", "",
+           *[f"> **{md(incomplete_text(line))}**\n" for line in incomplete_captures(result)],
            "## Summary", "",
            "Findings: " + (", ".join(f"**{counts[s]} {s}**" for s in SEVERITIES if counts.get(s, 0)) or "none") + ".",
            ""]

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.analysis import Analysis
+from inspector.report.incomplete import incomplete_captures, incomplete_text
 from inspector.schema import SEVERITIES, VERDICTS
 from inspector.text import inert
 from inspector.units import flow_endpoints, human_bytes
@@ -139,6 +140,8 @@ def render(analysis: Analysis, console: Console, *, show_all: bool = False, limi
             f"{len(analysis.flows):,} flows, {len(analysis.watched):,} watched",
         )
     )
+    for line in incomplete_captures(analysis):
+        console.print(Text(inert(incomplete_text(line)), style="bold red"))
     for row in analysis.anomalies.itertuples(index=False):
         console.print(Text(inert(f"  anomaly: {row.file}: {row.kind} x{row.count}: {row.detail}"), style="yellow"))
     truncated = int(inputs["truncated_packets"].sum())
