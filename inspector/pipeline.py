@@ -115,11 +115,14 @@ class Pipeline:
         return bool(self._roles[flow] != len(ROLES) - 1)
 
     def _on_create(self, fids: np.ndarray) -> None:
-        if self._roles.size < self.table.n_ids:
-            self._roles = np.resize(self._roles, max(self.table.n_ids, 2 * self._roles.size))
+        self._grow_roles()
         t = self.table
         self._roles[fids] = self.watch.role_codes(t.flow[fids, K.FL_A_PORT], t.flow[fids, K.FL_B_PORT],
                                                   t.flow_addr[fids], t.flow[fids, K.FL_IP_VERSION])
+
+    def _grow_roles(self) -> None:
+        if self._roles.size < self.table.n_ids:
+            self._roles = np.resize(self._roles, max(self.table.n_ids, 2 * self._roles.size))
 
     def _on_regions(self, regions: list[Region]) -> None:
         for meter in self.meters:
@@ -178,7 +181,9 @@ class Pipeline:
             if ended < 0:
                 break
             self._ended.append(ended)
-            table.restart(batch, flow_ids, dirs, stop, ended, input_index)
+            fid = table.restart(flow_ids, stop, ended, input_index)
+            self._grow_roles()
+            self._roles[fid] = self._roles[ended]  # the same endpoints and ports: the same watch role
             start = stop
         for meter in self.meters:
             meter.on_batch(batch, flow_ids, dirs)
