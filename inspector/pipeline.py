@@ -9,7 +9,10 @@ closed by FIN/RST a little while ago) are closed together, once at least
 flows, windows, evidence, secrets, byte histograms), handed to
 ``on_closed``, and their memory is reused. So the pipeline holds the flows
 open at once (and at most a batch of ended ones), not every flow seen; a
-long run with many short flows stays flat.
+long run with many short flows stays flat. With ``Timeouts.most`` (the
+sensor) a sweep between batches of packets closes at most that many, the
+rest after the next batch (or all once the pipe is empty), so a burst of
+ended flows never stops the reading of packets for long.
 
 Long flows are not cut: with ``Timeouts.active``, a flow open that long is
 reported as it is so far (``closed_by`` = ``open``) and again after each
@@ -115,11 +118,14 @@ class Pipeline:
         return bool(self._roles[flow] != len(ROLES) - 1)
 
     def _on_create(self, fids: np.ndarray) -> None:
-        if self._roles.size < self.table.n_ids:
-            self._roles = np.resize(self._roles, max(self.table.n_ids, 2 * self._roles.size))
+        self._grow_roles()
         t = self.table
         self._roles[fids] = self.watch.role_codes(t.flow[fids, K.FL_A_PORT], t.flow[fids, K.FL_B_PORT],
                                                   t.flow_addr[fids], t.flow[fids, K.FL_IP_VERSION])
+
+    def _grow_roles(self) -> None:
+        if self._roles.size < self.table.n_ids:
+            self._roles = np.resize(self._roles, max(self.table.n_ids, 2 * self._roles.size))
 
     def _on_regions(self, regions: list[Region]) -> None:
         for meter in self.meters:
@@ -178,7 +184,9 @@ class Pipeline:
             if ended < 0:
                 break
             self._ended.append(ended)
-            table.restart(batch, flow_ids, dirs, stop, ended, input_index)
+            fid = table.restart(flow_ids, stop, ended, input_index)
+            self._grow_roles()
+            self._roles[fid] = self._roles[ended]  # the same endpoints and ports: the same watch role
             start = stop
         for meter in self.meters:
             meter.on_batch(batch, flow_ids, dirs)
@@ -186,7 +194,9 @@ class Pipeline:
 
     def sweep(self, now: int | None = None) -> None:
         """Close the flows that ended by ``now`` (ns; default the latest packet
-        time), at most once per ``Timeouts.sweep``; report long open flows."""
+        time), at most once per ``Timeouts.sweep``; report long open flows.
+        A ``now`` is the wall clock of a live reader whose pipe was empty: no
+        packet waits, so ``Timeouts.most`` does not hold back ended flows."""
         if now is not None:
             self.now = max(self.now, now)
         if self.now < 0:
@@ -199,6 +209,9 @@ class Pipeline:
         t = self.timeouts
         due = self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))
         ended = np.concatenate([np.array(self._ended, dtype=np.int64), due])
+        if t.most and now is None and ended.size > t.most:  # the rest after the next batch: packets come first
+            ended = ended[: t.most]
+            self._next_sweep = self.now
         if ended.size and ended.size >= t.batch:
             self._close(ended, "idle")
         if t.active:
@@ -228,7 +241,8 @@ class Pipeline:
     def _close(self, fids: np.ndarray, reason: str | np.ndarray) -> None:
         """``reason``: how flows still open end (flows closed by FIN or RST say so)."""
         ended_before = np.isin(fids, self._ended)
-        self._ended = []
+        closing = set(fids.tolist())
+        self._ended = [fid for fid in self._ended if fid not in closing]  # the rest wait for the next sweep
         state = self.table.close(fids)
         closed = self._tables(fids, state, np.where(ended_before, "idle", reason), ended=True)
         ids = fids.tolist()

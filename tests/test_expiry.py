@@ -8,6 +8,7 @@ import http.client
 import http.server
 import os
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -223,3 +224,46 @@ def test_flows_that_end_mid_batch_are_classified_together(tmp_path):
     assert len(result.flows) == 150 and (result.flows["closed_by"] == "idle").sum() == 149
     assert len(parts) <= 2  # the first sweep (the batch's end: 1 h of capture clock never passes), then finish
     assert pipeline.table.flows_seen == 150
+
+
+@needs_root
+def test_a_reused_4_tuple_gives_a_flow_per_connection_closed_a_few_at_a_time(tmp_path, monkeypatch):
+    """300 real connections from one client port to one server port, each
+    reset by the client (SO_LINGER 0: no TIME_WAIT, the 4-tuple is free at
+    once), as an attacker who wants a flow ended inside the packet path for
+    every third packet sends them: one flow per connection with the
+    endpoints and watch role of the first, and with ``most`` the sweeps close
+    at most that many at once, yet the tables are those of one close at the end."""
+    pcap = tmp_path / "reuse.pcap"
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    client_port = _free_port()
+    with loopback_capture(pcap, f"tcp port {server.getsockname()[1]}"):
+        for i in range(300):
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            client.bind(("127.0.0.1", client_port))
+            client.connect(server.getsockname())
+            accepted, _peer = server.accept()
+            client.sendall(b"GET /servers/%d HTTP/1.1\r\nHost: api\r\nX-Auth-Token: gAAAAABl%s\r\n\r\n" % (i, b"x" * 80))
+            accepted.recv(4096)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            accepted.close()
+            time.sleep(0.002)  # tcpdump keeps up
+    server.close()
+    monkeypatch.setattr(reader_module, "CHUNK_BYTES", 16 * 1024)  # sweeps come between batches: many small ones
+    swept, pipeline, parts = _run(pcap, Timeouts(idle=1e9, after_close=1e9, sweep=0.001, most=16))
+    whole = inspector.analyze(pcap, timeouts=NEVER)
+    assert 250 < len(whole.flows) == pipeline.table.flows_seen <= 300  # each SYN after a RST: a new flow
+    assert whole.flows[["orig_h", "orig_p", "resp_h", "resp_p", "watch"]].drop_duplicates().shape[0] == 1
+    assert max(len(part.flows) for part in parts[:-1]) <= 16 and len(parts) > 5  # the last: at the end
+    assert pipeline.table.n_ids < 250  # ids were freed and reused as the flows were closed
+    _same(swept, whole)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

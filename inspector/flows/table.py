@@ -90,8 +90,9 @@ class FlowTable:
     ``on_regions`` receives the reassembled regions of flow directions (a
     head, then probes further in) completed by a batch or by flows' end, so
     region buffers live only while a region is being filled. ``on_create``
-    hears the ids of flows as they are created. Flow ids are reused once
-    ``close`` has handed a flow over.
+    hears the ids of flows as a batch creates them (not of a flow that
+    ``restart`` begins again on its ended predecessor's key). Flow ids are
+    reused once ``close`` has handed a flow over.
     """
 
     def __init__(self, on_regions: RegionHandler | None = None, initial_flows: int = 1024,
@@ -173,26 +174,39 @@ class FlowTable:
                 self.cov_free, self.ready, self.counters, idle, after_close,
             )
             self.hash_collisions += collisions
-            self._drain_heads()
-            if ended >= 0:
+            if ended >= 0:  # regions wait in ``ready`` for the next call: one drain per batch, not per reused tuple
                 return start, ended
+            self._drain_heads()
             if start < batch.n:
                 self._grow_work_space()
         return batch.n, -1
 
-    def restart(self, batch: PacketBatch, flow_ids: np.ndarray, dirs: np.ndarray, at: int, ended: int,
-                input_index: int = 0) -> None:
+    def restart(self, flow_ids: np.ndarray, at: int, ended: int, input_index: int = 0) -> int:
         """Flow ``ended`` ended before packet ``at``: its 5-tuple starts a new
         flow there (a new id; the batch's later packets of it are renumbered).
         The ended flow is no longer open, but keeps its id and state until
-        ``close``."""
+        ``close``. Returns the new id; ``on_create`` is not told (the new
+        flow's key, endpoints and ports are the ended one's, copied: a few
+        scalar steps, as an attacker reusing one 4-tuple may cause this for
+        every third packet)."""
         key = int(self.keys[ended])
         self.in_use[ended] = False
         fid = self._allocate()
         self.index[key] = fid
-        self._create(np.array([fid]), np.array([at]), dirs, batch, input_index, np.array([key], dtype=np.uint64))
+        self._grow_rows(self.n_ids)
+        self.flow[fid] = -1
+        self.flow[fid, _KEY_COLUMNS] = self.flow[ended, _KEY_COLUMNS]
+        self.flow[fid, K.FL_CLOSED] = 0
+        self.flow_addr[fid] = self.flow_addr[ended]
+        self.tunnel_addr[fid] = 0
+        self.slot[2 * fid : 2 * fid + 2] = _EMPTY_SLOT
+        self.input_index[fid] = input_index
+        self.keys[fid] = key
+        self.in_use[fid] = True
+        self.flows_seen += 1
         later = flow_ids[at:]
         later[later == ended] = fid
+        return fid
 
     def _allocate(self) -> int:
         if self.free_ids:
@@ -261,17 +275,7 @@ class FlowTable:
     def _create(self, fids: np.ndarray, first: np.ndarray, dirs: np.ndarray, batch: PacketBatch,
                 input_index: int, keys: np.ndarray) -> None:
         """Initialise flows from their first packets (rows ``first`` of the batch), oriented A < B."""
-        need = self.n_ids
-        self.flow = _grow(self.flow, need, -1)
-        self.flow_addr = _grow(self.flow_addr, need)
-        self.tunnel_addr = _grow(self.tunnel_addr, need)
-        self.input_index = _grow(self.input_index, need)
-        self.keys = _grow(self.keys, need)
-        self.in_use = _grow(self.in_use, need)
-        if 2 * need > self.slot.shape[0]:
-            grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[0]))
-            grown[: self.slot.shape[0]] = self.slot
-            self.slot = grown
+        self._grow_rows(self.n_ids)
         flipped = dirs[first] == 1
         f, a = batch.fields, batch.addrs
         src_hi, src_lo, dst_hi, dst_lo = (a[r, first] for r in range(4))
@@ -287,13 +291,26 @@ class FlowTable:
         self.flow[fids, K.FL_B_PORT] = np.where(flipped, sport, dport)
         self.flow[fids, K.FL_PROTO] = f[D.F_PROTO, first]
         self.flow[fids, K.FL_IP_VERSION] = f[D.F_IP_VERSION, first]
-        self.slot[np.concatenate([2 * fids, 2 * fids + 1])] = self._empty_slots(1)[0]  # reused ids start afresh
+        self.slot[np.concatenate([2 * fids, 2 * fids + 1])] = _EMPTY_SLOT  # reused ids start afresh
         self.input_index[fids] = input_index
         self.keys[fids] = keys
         self.in_use[fids] = True
         self.flows_seen += fids.size
         if self.on_create is not None:
             self.on_create(fids)
+
+    def _grow_rows(self, need: int) -> None:
+        """Room for flow ids below ``need`` in every per-flow array."""
+        self.flow = _grow(self.flow, need, -1)
+        self.flow_addr = _grow(self.flow_addr, need)
+        self.tunnel_addr = _grow(self.tunnel_addr, need)
+        self.input_index = _grow(self.input_index, need)
+        self.keys = _grow(self.keys, need)
+        self.in_use = _grow(self.in_use, need)
+        if 2 * need > self.slot.shape[0]:
+            grown = self._empty_slots(max(2 * need, 2 * self.slot.shape[0]))
+            grown[: self.slot.shape[0]] = self.slot
+            self.slot = grown
 
     def _grow_work_space(self) -> None:
         """Grow whichever pool ran short: histogram rows, region rows, bitmaps, windows."""
@@ -396,3 +413,7 @@ def _grow_pool(rows: np.ndarray, free: np.ndarray, counters: np.ndarray,
     free[:new] = np.arange(old + new - 1, old - 1, -1)
     counters[which] = new
     return grown, free
+
+
+_EMPTY_SLOT = FlowTable._empty_slots(1)[0]  # the state of a direction no packet has reached
+_KEY_COLUMNS = [K.FL_A_PORT, K.FL_B_PORT, K.FL_PROTO, K.FL_IP_VERSION]  # same key, same values
