@@ -9,12 +9,19 @@ flows open at once, not every flow it has seen.
 The secrets table carries the payload bytes around each match (passwords
 in clear), so the spool is private: its folder is 0700 and refused when
 other users can enter it, its files 0600.
+
+A spool folder on a full disk loses nothing: the file being written is
+removed, an ``OutputWarning`` names the folder, and the ended flows stay in
+memory from then on (memory grows with them, as without a spool). Dropping
+them would make the final reports silently incomplete; stopping would end
+the capture: the operator is told and chooses.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, OutputWarning
 from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.report.output import open_private
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
+from inspector.text import file_name
 
 FLUSH_FLOWS = 20_000
 
@@ -46,7 +54,8 @@ class SpooledTables(ClosedTables):
             result = analyze_readers(readers, ..., store=spool)
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, flush_flows: int = FLUSH_FLOWS) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, flush_flows: int = FLUSH_FLOWS, *,
+                 keep_when_full: bool = True) -> None:
         super().__init__()
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-") if folder is None else None
         self.folder = Path(self._temporary.name if self._temporary else folder)
@@ -61,18 +70,22 @@ class SpooledTables(ClosedTables):
         self.flush_flows = flush_flows
         self.buffered = 0
         self.files: dict[str, list[Path]] = {name: [] for name in ClosedFlows.TABLES}
+        self.full = False  # the folder's disk took no more: ended flows stay in memory
+        self.keep_when_full = keep_when_full  # else a full disk is an InspectorError
+        self._name = f"--spool {file_name(folder)}" if folder is not None else f"spool {file_name(self.folder)}"
 
     def add(self, closed: ClosedFlows) -> None:
         super().add(closed)
         self.buffered += len(closed.flows)
-        if self.buffered >= self.flush_flows:
+        if self.buffered >= self.flush_flows and not self.full:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered, one Parquet file per table."""
+        """Write what is buffered, one Parquet file per table (on a full disk:
+        what could not be written stays buffered, and so does all that follows)."""
         for name, parts in self.parts.items():
             parts = [p for p in parts if len(p)]
-            if not parts:
+            if not parts or self.full:
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
             try:
@@ -80,14 +93,26 @@ class SpooledTables(ClosedTables):
                 with open_private(path, "xb") as handle:  # a new file: never another run's, never through a link
                     with_json_text(table).to_parquet(handle, index=False)
             except OSError as exc:
-                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+                self._fill_up(path, exc)
+                continue
             self.files[name].append(path)
-        self.parts = {name: [] for name in ClosedFlows.TABLES}
-        self.buffered = 0
+            self.parts[name] = []
+        if not self.full:
+            self.buffered = 0
+
+    def _fill_up(self, path: Path, exc: OSError) -> None:
+        path.unlink(missing_ok=True)  # a torn Parquet file is no table
+        if not self.keep_when_full:
+            raise InspectorError(_full_temporary(path, exc)) from None
+        self.full = True
+        warnings.warn(f"{self._name}: {exc.strerror or exc}; the ended flows stay in memory from now on (none "
+                      f"lost; memory grows with them)", OutputWarning, stacklevel=3)
 
     def tables(self) -> dict[str, list[pd.DataFrame]]:
+        """Each table's parts: the spooled files, then what is still in memory."""
         self.flush()
-        return {name: [with_json_parsed(pd.read_parquet(p)) for p in paths] for name, paths in self.files.items()}
+        return {name: [with_json_parsed(pd.read_parquet(p)) for p in paths] + self.parts[name]
+                for name, paths in self.files.items()}
 
     def close(self) -> None:
         if self._temporary is not None:
@@ -127,7 +152,7 @@ class ReportSpool(ClosedTables):
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
         self.folder = Path(self._temporary.name)
         self.excerpts = excerpts  # the secrets' payload excerpts come back (only --show-payload shows them)
-        self.kept = SpooledTables(self.folder / "kept", flush_flows)
+        self.kept = SpooledTables(self.folder / "kept", flush_flows, keep_when_full=False)
         self.flush_flows = flush_flows
         self.flow_count = 0
         self.files: list[Path] = []
@@ -155,7 +180,8 @@ class ReportSpool(ClosedTables):
                 with open_private(path, "xb") as handle:
                     sort_flows(flows).to_parquet(handle, index=False, row_group_size=self.ROW_GROUP)
             except OSError as exc:
-                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+                path.unlink(missing_ok=True)
+                raise InspectorError(_full_temporary(path, exc)) from None
             self.files.append(path)
         self._pending, self._pending_rows = [], 0
 
@@ -215,6 +241,11 @@ class ReportSpool(ClosedTables):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _full_temporary(path: Path, exc: OSError) -> str:
+    return (f"spool {file_name(path)}: {exc.strerror or exc} (the flows wait in a temporary folder until the "
+            "reports are written; set TMPDIR to a folder with room)")
 
 
 class _RowReader:

@@ -71,6 +71,27 @@ def open_private(path: str | os.PathLike, mode: str = "wb") -> IO:
         raise
 
 
+def append_whole(descriptor: int, data: bytes) -> None:
+    """Append ``data`` to the file open at ``descriptor`` whole or not at all:
+    a write the disk cannot take (ENOSPC, EIO, a file size limit) cuts the
+    file back to its size before, then raises. A reader of a JSON Lines file
+    or a pcap never sees a torn line or record."""
+    before = os.fstat(descriptor).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(descriptor, view)
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+    except OSError:
+        try:
+            os.ftruncate(descriptor, before)
+        except OSError:
+            pass  # the error being raised says what matters; the torn tail cannot be helped
+        raise
+
+
 def private_temporary(target: Path) -> tuple[int, Path]:
     """An open, empty PRIVATE_MODE file beside ``target`` under a random name
     (created exclusively: nothing planted there is followed), to write and
