@@ -19,6 +19,7 @@ the capture: the operator is told and chooses.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import warnings
@@ -41,6 +42,7 @@ from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, wi
 from inspector.text import file_name
 
 FLUSH_FLOWS = 20_000
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # the disk takes no more (EFBIG: a size limit)
 
 
 class SpooledTables(ClosedTables):
@@ -88,9 +90,16 @@ class SpooledTables(ClosedTables):
             if not parts or self.full:
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
+            table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
             try:
-                table = typed(pd.concat(parts, ignore_index=True), SCHEMAS[name])
-                with open_private(path, "xb") as handle:  # a new file: never another run's, never through a link
+                handle = open_private(path, "xb")  # a new file: never another run's, never through a link
+            except OSError as exc:
+                if exc.errno not in _FULL:
+                    raise InspectorError(f"spool {file_name(path)}: {exc.strerror or exc}") from None
+                self._fill_up(None, exc)
+                continue
+            try:
+                with handle:
                     with_json_text(table).to_parquet(handle, index=False)
             except OSError as exc:
                 self._fill_up(path, exc)
@@ -100,10 +109,12 @@ class SpooledTables(ClosedTables):
         if not self.full:
             self.buffered = 0
 
-    def _fill_up(self, path: Path, exc: OSError) -> None:
-        path.unlink(missing_ok=True)  # a torn Parquet file is no table
+    def _fill_up(self, path: Path | None, exc: OSError) -> None:
+        """The disk took no more (``path``: the torn file this run made, removed)."""
+        if path is not None:
+            path.unlink(missing_ok=True)  # a torn Parquet file is no table
         if not self.keep_when_full:
-            raise InspectorError(_full_temporary(path, exc)) from None
+            raise InspectorError(_full_temporary(path or self.folder, exc)) from None
         self.full = True
         warnings.warn(f"{self._name}: {exc.strerror or exc}; the ended flows stay in memory from now on (none "
                       f"lost; memory grows with them)", OutputWarning, stacklevel=3)
@@ -180,7 +191,8 @@ class ReportSpool(ClosedTables):
                 with open_private(path, "xb") as handle:
                     sort_flows(flows).to_parquet(handle, index=False, row_group_size=self.ROW_GROUP)
             except OSError as exc:
-                path.unlink(missing_ok=True)
+                if not isinstance(exc, FileExistsError):  # the torn file is this run's
+                    path.unlink(missing_ok=True)
                 raise InspectorError(_full_temporary(path, exc)) from None
             self.files.append(path)
         self._pending, self._pending_rows = [], 0
