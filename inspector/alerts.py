@@ -152,6 +152,12 @@ def _file_part(endpoint: str) -> str:
     return re.sub(r"[^0-9A-Za-z.]", "-", host.strip("[]").replace(":", ".")) + f"-{port}"
 
 
+def _whole_records(ends: np.ndarray, written: int) -> int:
+    """The bytes of the whole records among the first ``written`` (records ending at ``ends``)."""
+    whole = int(np.searchsorted(ends, written, side="right"))
+    return int(ends[whole - 1]) if whole else 0
+
+
 class EvidencePcaps(Meter):
     """The packets of alerted flows, one pcap per flow in ``folder``.
 
@@ -239,11 +245,12 @@ class EvidencePcaps(Meter):
             entry.bytes += size
             self.total_bytes += size
         for flow, records in pending.items():
-            entry, data = self.files[flow], b"".join(records)
-            if not self._append(entry.path, data):  # not one of them is in the file
-                entry.packets -= len(records)
-                entry.bytes -= len(data)
-                self.total_bytes -= len(data)
+            entry, data, ends = self.files[flow], b"".join(records), np.cumsum([len(r) for r in records])
+            kept = self._append(entry.path, data, ends)
+            if kept < len(data):  # the disk is full: the records past ``kept`` are not in the file
+                entry.packets -= len(records) - int(np.searchsorted(ends, kept, side="right"))
+                entry.bytes -= len(data) - kept
+                self.total_bytes -= len(data) - kept
 
     MAX_SAME_NAME = 10_000  # flows of one kind on one 4-tuple in one folder
 
@@ -263,17 +270,18 @@ class EvidencePcaps(Meter):
                 return None
         raise InspectorError(f"--write-pcap {self.folder}: {self.MAX_SAME_NAME} files named {stem} already")
 
-    def _append(self, path: Path, data: bytes) -> bool:
-        """Append whole records (or the header); False when the disk took none of them."""
+    def _append(self, path: Path, data: bytes, ends: np.ndarray) -> int:
+        """Append whole records (or the header; ``ends``: where each ends in
+        ``data``); the bytes the disk took, up to the last whole record."""
         if self.failed:
-            return False
+            return 0
         try:
             with open_private(path, "ab") as handle:
-                append_whole(handle.fileno(), data)
+                append_whole(handle.fileno(), data, lambda n: _whole_records(ends, n))
         except OSError as exc:
             self._fail(path, exc)
-            return False
-        return True
+            return getattr(exc, "kept", 0)
+        return len(data)
 
     def _fail(self, path: Path, exc: OSError) -> None:
         """The disk took no more: every file stops at its last whole record, told once."""
@@ -285,7 +293,8 @@ class EvidencePcaps(Meter):
                       f"{file_name(self.folder)} (the capture and the alerts go on)", OutputWarning, stacklevel=3)
 
     def _start(self, entry: EvidenceFile) -> None:
-        if self._append(entry.path, W.pcap_header(*self._link)):
+        header = W.pcap_header(*self._link)
+        if self._append(entry.path, header, np.array([len(header)])):
             entry.started = True
             entry.bytes = W.FILE_HEADER_BYTES
             self.total_bytes += W.FILE_HEADER_BYTES

@@ -43,7 +43,7 @@ from inspector.events import BULK_BYTES
 from inspector.schema import CLEAR
 from inspector.pipeline import SECOND, ClosedFlows
 from inspector.report import json_report
-from inspector.report.output import append_whole, open_private
+from inspector.report.output import append_whole, open_private, whole_lines
 from inspector.text import file_name
 
 HORIZON = 300.0
@@ -55,9 +55,9 @@ _RECENT_TABLES = ("flows", "evidence", "secrets", "secret_counts")
 class JsonLines:
     """The ``--jsonl`` stream: one JSON object per line, each group of records
     written at once. Given a path (``JsonLines.open``), each group is one
-    ``os.write`` of whole lines, appended whole or not at all: when the disk
-    is full the file is cut back to its last whole line, an ``OutputWarning``
-    names it, and it takes no more records (the sensor goes on)."""
+    ``os.write`` of whole lines: when the disk is full the file is cut back
+    to its last whole line, an ``OutputWarning`` names it, and it takes no
+    more records (the sensor goes on)."""
 
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
@@ -84,7 +84,7 @@ class JsonLines:
             self.handle.write(data.decode())
             return
         try:
-            append_whole(self.handle.fileno(), data)
+            append_whole(self.handle.fileno(), data, whole_lines(data))
         except OSError as exc:
             self.failed = True
             warnings.warn(f"--jsonl {file_name(self.path)}: {exc.strerror or exc}; no more records go there",
