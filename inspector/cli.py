@@ -221,16 +221,20 @@ def _write_reports(write) -> list[str]:
 def _output_notices(on_failure):
     """Outputs written as the sensor runs that the disk stopped taking
     (``OutputWarning``: --jsonl, --write-pcap, the spool) go to ``on_failure``,
-    one line each."""
+    one line each; in a forked capture process (``live --workers``), whose
+    copy of the --jsonl writer is not the one the sensor writes, to stderr only."""
     from inspector.errors import OutputWarning
     from inspector.text import inert
 
+    owner = os.getpid()
     with warnings.catch_warnings():
         show_others = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, OutputWarning):
+            if issubclass(category, OutputWarning) and os.getpid() == owner:
                 on_failure(inert(str(message)))
+            elif issubclass(category, OutputWarning):
+                click.echo(f"inspector: error: {inert(str(message))}", err=True)
             else:
                 show_others(message, category, filename, lineno, file, line)
 

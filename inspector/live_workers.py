@@ -83,6 +83,7 @@ class _End:
     kernel_drops: int | None
     ended_early: str  # why tcpdump ended before the sensor was stopped, "" when it was stopped
     evidence: list[EvidenceFile]
+    unspooled: dict[str, list] = field(default_factory=dict)  # tables its full spool kept in memory
 
 
 def _early(sensor: Sensor) -> str:
@@ -148,7 +149,7 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
                            on_closed=on_closed if tell_closed else None, **run)
         store.flush()
         messages.put(("done", index, _End(stats[0], store.files, sensor.kernel_drops, _early(sensor),
-                                          evidence.written if evidence else [])))
+                                          evidence.written if evidence else [], store.parts if store.full else {})))
     except Exception as exc:  # noqa: BLE001 - any failure is told to the parent, which stops the sensor with it
         messages.put(("failed", index, str(exc) or type(exc).__name__))
     finally:
@@ -334,6 +335,8 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
     parts: dict[str, list] = {name: [] for name in ClosedFlows.TABLES}
     for index in sorted(ends):
         stores[index].files = ends[index].files
+        if ends[index].unspooled:  # its spool's disk was full (told by the process): the rest comes from memory
+            stores[index].parts, stores[index].full = ends[index].unspooled, True
         for name, tables in stores[index].tables().items():
             parts[name] += tables
     stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures)
