@@ -116,6 +116,9 @@ def test_library_export_into_a_full_folder_is_one_error(full_disk) -> None:
         message = str(raised.value)
         assert "\n" not in message and str(disk / "export") in message and NO_SPACE in message
         assert _only_filler(disk)
+    with pytest.raises(InspectorError, match=f"^{disk}/flow.pcap: cannot write: {NO_SPACE}$"):
+        result.to_pcap(result.flows["uid"][0], disk / "flow.pcap")
+    assert _only_filler(disk)
 
 
 def test_jsonl_stops_at_its_last_whole_line(full_disk) -> None:
@@ -185,7 +188,7 @@ def test_spool_on_a_full_disk_keeps_the_flows_in_memory(full_disk) -> None:
             result = analyze_readers([CaptureReader(SOURCE)], watch=watch, names=[str(SOURCE)], store=spool)
     told = [str(w.message) for w in caught if issubclass(w.category, OutputWarning)]
     assert told == [f"--spool {disk}/spool: {NO_SPACE}; the ended flows stay in memory from now on (none lost; "
-                    "memory grows with them)"]
+                    + "memory grows with them)"]
     assert sorted(result.flows["uid"]) == sorted(inspector.analyze(SOURCE).flows["uid"])
     assert not [p for p in (disk / "spool").iterdir() if p.stat().st_size == 0]  # no torn file left
 
@@ -252,4 +255,5 @@ def test_live_sensor_goes_on_when_its_outputs_fill_up(workers: int, tmp_path: Pa
     for path in kept:
         done = subprocess.run(["tcpdump", "-r", str(path)], capture_output=True, text=True, check=False)
         assert done.returncode == 0 and "truncated" not in done.stderr, done.stderr
-        assert sum(1 for _ in dpkt.pcap.Reader(open(path, "rb"))) == len(done.stdout.splitlines()) > 0
+        with open(path, "rb") as handle:
+            assert sum(1 for _ in dpkt.pcap.Reader(handle)) == len(done.stdout.splitlines()) > 0
