@@ -296,17 +296,21 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
             with _input_notices():
                 audit = audit.with_analysis(analyze(list(captures), watch=audit.watchlist()))
         from inspector.report import config_report, html
+        from inspector.report.writers import write_each
 
-        if json_path:
-            write_atomically(json_path, lambda h: config_report.write_config_json(audit, h))
-        if html_path:
-            write_atomically(html_path, lambda h: html.write_config_html(audit, h))
-        if markdown_path:
-            write_atomically(markdown_path, lambda h: config_report.write_config_markdown(audit, h))
+        lost = _write_reports(lambda: write_each([
+            ("--json", json_path, lambda path: write_atomically(
+                path, lambda h: config_report.write_config_json(audit, h))),
+            ("--html", html_path, lambda path: write_atomically(path, lambda h: html.write_config_html(audit, h))),
+            ("--markdown", markdown_path, lambda path: write_atomically(
+                path, lambda h: config_report.write_config_markdown(audit, h))),
+        ]))
     except InspectorError as exc:
         _fail(str(exc))
     if not quiet:
         config_report.render_config(audit, _console())
+    if lost:
+        sys.exit(ExitStatus.OUTPUT_LOST)
     _exit_for_findings(audit.findings, fail_on)
     if len(audit.config_problems):
         sys.exit(ExitStatus.BAD_INPUT)

@@ -257,3 +257,15 @@ def test_live_sensor_goes_on_when_its_outputs_fill_up(workers: int, tmp_path: Pa
         assert done.returncode == 0 and "truncated" not in done.stderr, done.stderr
         with open(path, "rb") as handle:
             assert sum(1 for _ in dpkt.pcap.Reader(handle)) == len(done.stdout.splitlines()) > 0
+
+
+def test_config_audit_writes_every_other_report(tmp_path: Path, full_disk) -> None:
+    disk = full_disk("full", room=0)
+    run = _cli("config-audit", str(ROOT / "tests" / "data" / "config" / "debian"), "-q", "--json",
+               str(disk / "audit.json"), "--html", str(tmp_path / "audit.html"), "--markdown",
+               str(tmp_path / "audit.md"), cwd=tmp_path)
+    assert run.returncode == OUTPUT_LOST, run.stderr
+    assert run.stderr.strip() == f"inspector: error: --json {disk}/audit.json: cannot write: {NO_SPACE}"
+    assert (tmp_path / "audit.html").read_text().rstrip().endswith("</html>")
+    assert (tmp_path / "audit.md").read_text().startswith("#")
+    assert _only_filler(disk)

@@ -76,7 +76,7 @@ class Reports:
             if header:  # no flow: the header alone, as the table would write it
                 export.csv_ready(summary.flows).to_csv(handle, index=False, quoting=csv.QUOTE_MINIMAL)
 
-        _each([
+        write_each([
             ("--json", self.json_path, lambda path: write_atomically(path, lambda h: json_report.write_json(
                 summary, h, show_payload=self.show_payload,
                 flows=(spool.flow_count, spool.flows_in_order(event_of))))),
@@ -101,7 +101,7 @@ class Reports:
 
             write_atomically(path, lambda h: markdown.write_markdown(result, h, show_payload=payload))
 
-        _each([
+        write_each([
             ("--json", self.json_path,
              lambda path: write_atomically(path, lambda h: json_report.write_json(result, h, show_payload=payload))),
             ("--html", self.html_path, write_html),
@@ -113,9 +113,9 @@ class Reports:
         ])
 
 
-def _each(outputs: list[tuple[str, Path | None, Callable[[Path], object]]]) -> None:
-    """Write each output given (option, path, writer); then one ``OutputError``
-    naming every one that failed, by option and file."""
+def write_each(outputs: list[tuple[str, Path | None, Callable[[Path], object]]]) -> None:
+    """Write each output given (option, path or None, writer); then one
+    ``OutputError`` naming every one that failed, by option and file."""
     failures = []
     for option, path, write in outputs:
         if path is None:
