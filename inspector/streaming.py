@@ -12,6 +12,9 @@ Record types (``{"type": ...}``), in the order they happen:
              per (source, destination, start), ``"final": false``
 ``finding``  a finding over those flows, told again only when it names a host
              pair not told for that rule before, ``"final": false``
+``error``    ``message``: an output that stopped (a full disk: ``--write-pcap``,
+             the spool, or this file, as long as it takes the line) or, with
+             ``--workers``, a capture process that failed
 
 When the sensor stops, every event and finding of the whole run follows
 with ``"final": true`` and the ids (``M1``, ``F1`` ...) of the reports;
