@@ -269,3 +269,32 @@ def test_config_audit_writes_every_other_report(tmp_path: Path, full_disk) -> No
     assert (tmp_path / "audit.html").read_text().rstrip().endswith("</html>")
     assert (tmp_path / "audit.md").read_text().startswith("#")
     assert _only_filler(disk)
+
+
+LIVE_REPORTS = {  # option -> (the name it writes, a check that it is whole) for a capture of no packet
+    "--json": ("result.json", lambda p: json.loads(p.read_text())["inputs"][0]["file"] == "live:lo"),
+    "--html": ("report.html", lambda p: p.read_text().rstrip().endswith("</html>")),
+    "--markdown": ("report.md", lambda p: "live:lo" in p.read_text()),
+    "--csv": ("flows.csv", lambda p: "uid" in pd.read_csv(p).columns),
+    "--export": ("export", lambda p: inspector.load(p).inputs["file"].tolist() == ["live:lo"]),
+}
+
+
+@pytest.mark.slow  # a real sensor on loopback
+@pytest.mark.parametrize("full", sorted(LIVE_REPORTS))
+def test_live_writes_every_other_report_when_one_disk_is_full(full: str, tmp_path: Path, full_disk) -> None:
+    from test_live import _free_port
+
+    disk = full_disk("full", room=0)
+    args = []
+    for option, (name, _whole) in LIVE_REPORTS.items():
+        args += [option, str((disk if option == full else tmp_path) / name)]
+    run = _cli("live", "-i", "lo", "-q", "--duration", "1", "--filter", f"tcp port {_free_port(40000, 41000)}",
+               *args, cwd=tmp_path)
+    assert run.returncode == OUTPUT_LOST, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"inspector: error: {full} {disk}/") and NO_SPACE in errors[0]
+    assert _only_filler(disk)
+    for option, (name, whole) in LIVE_REPORTS.items():
+        if option != full:
+            assert whole(tmp_path / name), option
