@@ -14,6 +14,7 @@ file per flow, each file and all of them together capped in size.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -23,12 +24,13 @@ import numpy as np
 
 from inspector.capture import writer as W
 from inspector.capture.reader import CaptureReader, PacketBatch
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, OutputWarning
 from inspector.flows import kernels as K
 from inspector.flows.frame import format_addresses
 from inspector.meters import Meter
 from inspector.protocols import CLEARTEXT, Detection
-from inspector.report.output import open_private
+from inspector.report.output import append_whole, open_private
+from inspector.text import file_name
 
 _MIGRATION_PROTOCOLS = ("qemu-migration", "qemu-multifd")
 _HTTP_CREDENTIALS = ("x_auth_token", "x_subject_token", "authorization", "password_in_body")
@@ -140,7 +142,7 @@ class EvidenceFile:
     path: Path
     packets: int = 0
     bytes: int = 0      # file size, headers included
-    capped: str = ""    # "file" or "total" once a cap stopped it
+    capped: str = ""    # "file" or "total" once a cap stopped it, "full" once its disk could take no more
     started: bool = field(default=False, repr=False)
 
 
@@ -148,6 +150,12 @@ def _file_part(endpoint: str) -> str:
     """``10.0.0.1:5000`` -> ``10.0.0.1-5000``, ``[fd00::1]:80`` -> ``fd00..1-80``."""
     host, _, port = endpoint.rpartition(":")
     return re.sub(r"[^0-9A-Za-z.]", "-", host.strip("[]").replace(":", ".")) + f"-{port}"
+
+
+def _whole_records(ends: np.ndarray, written: int) -> int:
+    """The bytes of the whole records among the first ``written`` (records ending at ``ends``)."""
+    whole = int(np.searchsorted(ends, written, side="right"))
+    return int(ends[whole - 1]) if whole else 0
 
 
 class EvidencePcaps(Meter):
@@ -162,6 +170,11 @@ class EvidencePcaps(Meter):
     that would take it past ``max_file_bytes``, every file stops once all
     of them reach ``max_total_bytes``. Files are nanosecond pcaps with the
     capture's link type and snaplen.
+
+    A write the disk cannot take (full, an I/O error) is cut back to the
+    file's last whole record; an ``OutputWarning`` names the file and every
+    file stops there (``capped == "full"``), while the capture and the
+    alerts go on. A file left without even its header is removed.
 
     Example::
 
@@ -181,14 +194,20 @@ class EvidencePcaps(Meter):
         self.total_bytes = 0
         self._open = np.empty(0, dtype=np.int64)  # flows whose files still take packets
         self._link = (1, 262144)
+        self.failed = False  # the disk could take no more: nothing more is written
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InspectorError(f"--write-pcap {folder}: {exc.strerror or exc}") from None
 
     def keep(self, flow: int, kind: str, orig: str, resp: str) -> str:
+        if self.failed:
+            return ""
         if flow not in self.files:
-            self.files[flow] = EvidenceFile(self._new_file(f"{kind}_{_file_part(orig)}_{_file_part(resp)}"))
+            path = self._new_file(f"{kind}_{_file_part(orig)}_{_file_part(resp)}")
+            if path is None:
+                return ""
+            self.files[flow] = EvidenceFile(path)
             if self.total_bytes < self.max_total_bytes:
                 self._open = np.append(self._open, flow)
             else:
@@ -226,14 +245,19 @@ class EvidencePcaps(Meter):
             entry.bytes += size
             self.total_bytes += size
         for flow, records in pending.items():
-            self._append(self.files[flow].path, b"".join(records))
+            entry, data, ends = self.files[flow], b"".join(records), np.cumsum([len(r) for r in records])
+            kept = self._append(entry.path, data, ends)
+            if kept < len(data):  # the disk is full: the records past ``kept`` are not in the file
+                entry.packets -= len(records) - int(np.searchsorted(ends, kept, side="right"))
+                entry.bytes -= len(data) - kept
+                self.total_bytes -= len(data) - kept
 
     MAX_SAME_NAME = 10_000  # flows of one kind on one 4-tuple in one folder
 
-    def _new_file(self, stem: str) -> Path:
+    def _new_file(self, stem: str) -> Path | None:
         """A file of this run's own: created empty and exclusively (never over an
         earlier flow's evidence on the same 4-tuple, nor through a planted link),
-        ``stem.pcap``, else ``stem_2.pcap`` ..."""
+        ``stem.pcap``, else ``stem_2.pcap`` ...; None when the disk can take no file."""
         for number in range(1, self.MAX_SAME_NAME + 1):
             path = self.folder / (f"{stem}.pcap" if number == 1 else f"{stem}_{number}.pcap")
             try:
@@ -242,22 +266,38 @@ class EvidencePcaps(Meter):
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise InspectorError(f"--write-pcap {path}: {exc.strerror or exc}") from None
+                self._fail(path, exc)
+                return None
         raise InspectorError(f"--write-pcap {self.folder}: {self.MAX_SAME_NAME} files named {stem} already")
 
-    @staticmethod
-    def _append(path: Path, data: bytes, mode: str = "ab") -> None:
+    def _append(self, path: Path, data: bytes, ends: np.ndarray) -> int:
+        """Append whole records (or the header; ``ends``: where each ends in
+        ``data``); the bytes the disk took, up to the last whole record."""
+        if self.failed:
+            return 0
         try:
-            with open_private(path, mode) as handle:
-                handle.write(data)
+            with open_private(path, "ab") as handle:
+                append_whole(handle.fileno(), data, lambda n: _whole_records(ends, n))
         except OSError as exc:
-            raise InspectorError(f"--write-pcap {path}: {exc.strerror or exc}") from None
+            self._fail(path, exc)
+            return getattr(exc, "kept", 0)
+        return len(data)
+
+    def _fail(self, path: Path, exc: OSError) -> None:
+        """The disk took no more: every file stops at its last whole record, told once."""
+        self.failed = True
+        for entry in self.files.values():
+            entry.capped = entry.capped or "full"
+        self._open = np.empty(0, dtype=np.int64)
+        warnings.warn(f"--write-pcap {file_name(path)}: {exc.strerror or exc}; no more packets are kept in "
+                      f"{file_name(self.folder)} (the capture and the alerts go on)", OutputWarning, stacklevel=3)
 
     def _start(self, entry: EvidenceFile) -> None:
-        self._append(entry.path, W.pcap_header(*self._link), "wb")
-        entry.started = True
-        entry.bytes = W.FILE_HEADER_BYTES
-        self.total_bytes += W.FILE_HEADER_BYTES
+        header = W.pcap_header(*self._link)
+        if self._append(entry.path, header, np.array([len(header)])):
+            entry.started = True
+            entry.bytes = W.FILE_HEADER_BYTES
+            self.total_bytes += W.FILE_HEADER_BYTES
 
     def _cap(self, flow: int, why: str) -> None:
         self.files[flow].capped = self.files[flow].capped or why
@@ -278,9 +318,12 @@ class EvidencePcaps(Meter):
         return self.ended + list(self.files.values())
 
     def _finish(self, entry: EvidenceFile) -> None:
-        """Every file named in an alert exists, a header alone if no packet came."""
+        """Every file named in an alert exists, a header alone if no packet came
+        (removed if a full disk left it empty: an empty file is no pcap)."""
         if not entry.started:
             self._start(entry)
+        if not entry.started:
+            entry.path.unlink(missing_ok=True)
 
     def close(self) -> list[EvidenceFile]:
         """Finish every file; the list of them."""

@@ -42,6 +42,7 @@ class ExitStatus(IntEnum):
     BAD_INPUT = 2  # unreadable capture, bad option or watchlist file
     FINDINGS = 3  # --fail-on: a finding at or above the given severity
     CAPTURE_FAILED = 4  # live: tcpdump killed, frozen or its interface gone before the stop; reports incomplete
+    OUTPUT_LOST = 5  # an output could not be written whole (a full disk); every other one was
 
 
 def _fail(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> None:
@@ -182,13 +183,13 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
                 result = analyze(paths, watch=watch, secrets=not no_secret_scan, timeouts=timeouts, store=spool,
                                  **engine)
                 _add_config(result, audit)
-                reports.write_streamed(result, spool)
+                lost = _write_reports(lambda: reports.write_streamed(result, spool))
         else:
             with progress_bar(enabled=not quiet) as on_progress, _input_notices():
                 result = analyze(paths, watch=watch, on_progress=on_progress, secrets=not no_secret_scan,
                                  timeouts=timeouts, **engine)
             _add_config(result, audit)
-            reports.write(result)
+            lost = _write_reports(lambda: reports.write(result))
     except InspectorError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -197,9 +198,52 @@ def analyze_command(paths, json_path, html_path, markdown_path, csv_path, export
         from inspector.report import terminal
 
         terminal.render(result, _console(), show_all=show_all, limit=limit)
+    if lost:
+        sys.exit(ExitStatus.OUTPUT_LOST)
     _exit_for_findings(result.findings, fail_on)
     if audit is not None and len(audit.config_problems):
         sys.exit(ExitStatus.BAD_INPUT)
+
+
+def _write_reports(write) -> list[str]:
+    """Run ``write`` (``Reports.write``...); each report it could not write is
+    one error line, and the lines are returned: the run ends with OUTPUT_LOST."""
+    from inspector.errors import OutputError
+    from inspector.text import inert
+
+    try:
+        write()
+    except OutputError as exc:
+        for line in exc.failures:
+            click.echo(f"inspector: error: {inert(line)}", err=True)
+        return exc.failures
+    return []
+
+
+@contextmanager
+def _output_notices(on_failure):
+    """Outputs written as the sensor runs that the disk stopped taking
+    (``OutputWarning``: --jsonl, --write-pcap, the spool) go to ``on_failure``,
+    one line each; in a forked capture process (``live --workers``), whose
+    copy of the --jsonl writer is not the one the sensor writes, to stderr only."""
+    from inspector.errors import OutputWarning
+    from inspector.text import inert
+
+    owner = os.getpid()
+    with warnings.catch_warnings():
+        show_others = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, OutputWarning) and os.getpid() == owner:
+                on_failure(inert(str(message)))
+            elif issubclass(category, OutputWarning):
+                click.echo(f"inspector: error: {inert(str(message))}", err=True)
+            else:
+                show_others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", OutputWarning)
+        yield
 
 
 def _config_audit(paths):
@@ -255,17 +299,21 @@ def config_audit_command(paths, captures, json_path, html_path, markdown_path, f
             with _input_notices():
                 audit = audit.with_analysis(analyze(list(captures), watch=audit.watchlist()))
         from inspector.report import config_report, html
+        from inspector.report.writers import write_each
 
-        if json_path:
-            write_atomically(json_path, lambda h: config_report.write_config_json(audit, h))
-        if html_path:
-            write_atomically(html_path, lambda h: html.write_config_html(audit, h))
-        if markdown_path:
-            write_atomically(markdown_path, lambda h: config_report.write_config_markdown(audit, h))
+        lost = _write_reports(lambda: write_each([
+            ("--json", json_path, lambda path: write_atomically(
+                path, lambda h: config_report.write_config_json(audit, h))),
+            ("--html", html_path, lambda path: write_atomically(path, lambda h: html.write_config_html(audit, h))),
+            ("--markdown", markdown_path, lambda path: write_atomically(
+                path, lambda h: config_report.write_config_markdown(audit, h))),
+        ]))
     except InspectorError as exc:
         _fail(str(exc))
     if not quiet:
         config_report.render_config(audit, _console())
+    if lost:
+        sys.exit(ExitStatus.OUTPUT_LOST)
     _exit_for_findings(audit.findings, fail_on)
     if len(audit.config_problems):
         sys.exit(ExitStatus.BAD_INPUT)
@@ -334,8 +382,9 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     _tell_when_compiling()
     reports = Reports(json_path=json_path, html_path=html_path, markdown_path=markdown_path, csv_path=csv_path,
                       export_dir=export_dir, export_format=export_format, show_payload=show_payload)
-    handle = evidence = None
+    jsonl = evidence = None
     failures: list[str] = []
+    lost: list[str] = []  # outputs the disk stopped taking (each told when it happened)
     try:
         reports.check([])  # before the capture: an hour of traffic must not end in a report that cannot be written
         identity, as_whom = _identity(user, group, [lambda: reports.check([]),
@@ -345,13 +394,12 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
         expression = bpf or capture_filter(watch)
         if identity:
             _load_report_modules(reports, watch, not no_secret_scan)
-        handle = _open_jsonl(jsonl_path)
+        jsonl = JsonLines.open(jsonl_path) if jsonl_path else None
         hand_over(identity, jsonl_path)  # made by root: the user the sensor becomes appends to it
-        jsonl = JsonLines(handle) if handle else None
         evidence = EvidencePcaps(pcap_dir, max_file_bytes=int(write_pcap_max_mb * MB),
                                  max_total_bytes=int(write_pcap_total_mb * MB)) if pcap_dir else None
         hand_over(identity, pcap_dir)
-        lock = threading.Lock()  # stats come from a thread of their own
+        lock = threading.RLock()  # stats come from a thread of their own; a full --jsonl tells while writing
 
         def tell(lines: list[str], records: list[dict]) -> None:
             with lock:
@@ -359,6 +407,10 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
                     click.echo(f"inspector: {line}", err=True)
                 if jsonl:
                     jsonl.write(records)
+
+        def on_output_lost(line: str) -> None:
+            lost.append(line)
+            tell([f"error: {line}"], [{"type": "error", "ts": rfc3339(), "message": line}])
 
         def on_happenings(records: list[dict]) -> None:
             tell([_happening_line(r) for r in records], records)
@@ -384,7 +436,8 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
                 click.echo(f"inspector: {as_whom}", err=True)
                 click.echo(f"inspector: capturing on {iface} (filter: {expression}); stop with Ctrl-C", err=True)
 
-            result, sensor = run_live(iface, on_started=on_started, **options)
+            with _output_notices(on_output_lost):
+                result, sensor = run_live(iface, on_started=on_started, **options)
             written, said = (evidence.written if evidence else []), sensor.errors
         else:
             from inspector.live_workers import run_live_workers
@@ -397,17 +450,20 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
             def on_failure(line: str) -> None:
                 tell([f"error: {line}; stopping"], [{"type": "error", "ts": rfc3339(), "message": line}])
 
-            result, sensor = run_live_workers(iface, workers, on_started=on_workers_started, on_failure=on_failure,
-                                              whole_flows=jsonl is not None, **options)
+            with _output_notices(on_output_lost):
+                result, sensor = run_live_workers(iface, workers, on_started=on_workers_started,
+                                                  on_failure=on_failure, whole_flows=jsonl is not None, **options)
             failures, written, said = sensor.failures, sensor.evidence, sensor.tcpdump_messages
+            lost += [f"--write-pcap {entry.path}" for entry in written if entry.capped == "full"][:1]
         if jsonl:
-            jsonl.final(result)
-        reports.write(result)
+            with _output_notices(on_output_lost):
+                jsonl.final(result)
+        lost += _write_reports(lambda: reports.write(result))
     except InspectorError as exc:
         _fail(str(exc))
     finally:
-        if handle:
-            handle.close()
+        if jsonl:
+            jsonl.close()
     for line in said:
         click.echo(f"inspector: tcpdump: {inert(line)}", err=True)
     live = result.inputs.iloc[0]
@@ -420,7 +476,9 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     click.echo(f"inspector: capture on {iface} stopped ({live['end']}): {packets}; {drops}", err=True)
     for entry in written:
         capped = {"file": f", stopped at --write-pcap-max-mb {write_pcap_max_mb:g}",
-                  "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}"}.get(entry.capped, "")
+                  "total": f", stopped at --write-pcap-total-mb {write_pcap_total_mb:g}",
+                  "full": ", stopped: its disk was full" if entry.started else ", removed: no room for its header",
+                  }.get(entry.capped, "")
         click.echo(f"inspector: evidence {entry.path}: {entry.packets:,} packets, {entry.bytes:,} bytes{capped}",
                    err=True)
     if not quiet:
@@ -431,6 +489,8 @@ def live_command(iface, duration, jsonl_path, active_timeout, spool_dir, spool_r
     if live["end"] == "capture-failed":
         _fail(f"capture on {iface} failed: {sensor.failure}; the reports are from an incomplete capture",
               ExitStatus.CAPTURE_FAILED)
+    if lost:  # told as each happened; every other output is complete
+        sys.exit(ExitStatus.OUTPUT_LOST)
     _exit_for_findings(result.findings, fail_on)
 
 
@@ -501,17 +561,6 @@ def _known(count) -> str:
 def _per_process(counts: list[int | None]) -> str:
     """`` (40 + 55 by process)``: what each capture process of ``live --workers`` counted."""
     return " (" + " + ".join("unknown" if n is None else f"{n:,}" for n in counts) + " by process)"
-
-
-def _open_jsonl(path: Path | None):
-    if path is None:
-        return None
-    try:
-        from inspector.report.output import open_private
-
-        return open_private(path, "a")  # closed by live_command
-    except OSError as exc:
-        raise InspectorError(f"--jsonl {path}: {exc.strerror or exc}") from None
 
 
 def _happening_line(record: dict) -> str:

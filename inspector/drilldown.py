@@ -32,8 +32,9 @@ from inspector.capture import decode as D
 from inspector.capture.inputs import Input
 from inspector.capture.reader import PacketBatch
 from inspector.capture.writer import RECORD_HEADER, pcap_header
-from inspector.errors import CaptureError, ConfigError
+from inspector.errors import CaptureError, ConfigError, InspectorError
 from inspector.report.output import open_private
+from inspector.text import file_name
 
 Record = tuple[int, int, int, bytes]
 """One packet read back: (timestamp ns, length on the wire, link type, frame as captured)."""
@@ -137,6 +138,9 @@ def write_pcap(records: Iterator[Record], path: str | os.PathLike) -> int:
                 out.write(RECORD_HEADER.pack(ts // 1_000_000_000, ts % 1_000_000_000, len(frame), wire))
                 out.write(frame)
                 count += 1
+    except OSError as exc:  # a full disk: one line naming the file, none of it left
+        path.unlink(missing_ok=True)
+        raise InspectorError(f"{file_name(path)}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -30,3 +30,21 @@ class ConfigError(InspectorError):
 
 class InputWarning(UserWarning):
     """Inputs were given oddly but could be read (a file named twice is read once)."""
+
+
+class OutputWarning(UserWarning):
+    """An output the run writes as it goes (``--jsonl``, ``--write-pcap``, the
+    spool) could take no more (a full disk): it stopped whole, the run goes on.
+    The message names the output and what is lost; the CLI shows it as one line."""
+
+
+class OutputError(InspectorError):
+    """Some reports could not be written (a full disk, an I/O error); every
+    other one was. ``failures``: one line each, naming the output."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(failures))
+
+    def __reduce__(self):
+        return OutputError, (self.failures,)

@@ -91,6 +91,7 @@ class _End:
     ended_early: str  # why the capture failed (tcpdump ended before the stop, or froze), "" when it did not
     evidence: list[EvidenceFile]
     messages: list[str]  # what tcpdump said besides its counters
+    unspooled: dict[str, list] = field(default_factory=dict)  # tables its full spool kept in memory
 
 
 def _for_parent(closed: ClosedFlows, whole: bool) -> ClosedFlows:
@@ -150,7 +151,8 @@ def _capture_process(index: int, count: int, messages, sensor: Sensor, store: Sp
                            on_stall=lambda line: messages.put(("stall", index, line)), **run)
         store.flush()
         messages.put(("done", index, _End(stats[0], store.files, sensor.kernel_drops, sensor.failure,
-                                          evidence.written if evidence else [], sensor.errors)))
+                                          evidence.written if evidence else [], sensor.errors,
+                                          store.parts if store.full else {})))
     except Exception as exc:  # noqa: BLE001 - any failure is told to the parent, which stops the sensor with it
         messages.put(("failed", index, str(exc) or type(exc).__name__))
     finally:
@@ -357,6 +359,8 @@ def _run(iface: str, filters: list[str], store: SpooledTables, *, watch: Watchli
     parts = store.earlier_tables()  # a resumed run's, or none
     for index in sorted(ends):
         stores[index].files = ends[index].files
+        if ends[index].unspooled:  # its spool's disk was full (told by the process): the rest comes from memory
+            stores[index].parts, stores[index].full = ends[index].unspooled, True
         for name, tables in stores[index].tables().items():
             parts[name] += tables
     stats = _merged(f"live:{iface}", [ends[k].stats for k in sorted(ends)], drops, failures, reason[0],

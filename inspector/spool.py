@@ -20,14 +20,22 @@ killed run loses only the last ones. A later run on the same folder is
 refused (``SpoolInUse``), or, asked to resume, writes in a folder of its
 own under it (``run-N``) and reads the earlier run's tables back with its
 own (``earlier_tables``, ``resumed``).
+
+A spool folder on a full disk loses nothing: the file being written is
+removed, an ``OutputWarning`` names the folder, and the ended flows stay in
+memory from then on (memory grows with them, as without a spool). Dropping
+them would make the final reports silently incomplete; stopping would end
+the capture: the operator is told and chooses.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,18 +45,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, OutputWarning
 from inspector.events import BULK_BYTES, migration_pairs
 from inspector.heap import give_back_free_memory
 from inspector.pipeline import ClosedFlows, ClosedTables
 from inspector.reaper import remove_on_death
-from inspector.report.output import open_private, write_beside
+from inspector.report.output import open_private, private_temporary
 from inspector.schema import CLEAR, SCHEMAS
 from inspector.tables import FLOW_ORDER, sort_flows, typed, with_json_parsed, with_json_text
+from inspector.text import file_name
 
 FLUSH_FLOWS = 20_000
 FLUSH_SECONDS = 30.0  # a given spool folder: ended flows wait in memory at most this long (when more end)
 MANIFEST = "run.json"
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # the disk takes no more (EFBIG: a size limit)
 RESUME_OPTION = "--spool-resume"
 
 
@@ -111,7 +121,8 @@ class SpooledTables(ClosedTables):
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, flush_flows: int = FLUSH_FLOWS, *,
-                 resume: bool = False, flush_seconds: float | None = FLUSH_SECONDS) -> None:
+                 resume: bool = False, flush_seconds: float | None = FLUSH_SECONDS,
+                 keep_when_full: bool = True) -> None:
         super().__init__()
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-") if folder is None else None
         self.folder = Path(self._temporary.name if self._temporary else folder)
@@ -132,6 +143,9 @@ class SpooledTables(ClosedTables):
         self.files: dict[str, list[Path]] = {name: [] for name in ClosedFlows.TABLES}
         self.earlier: dict[str, list[Path]] = {name: [] for name in ClosedFlows.TABLES}
         self.resumed = ""  # what was resumed, for the live input's anomaly
+        self.full = False  # the folder's disk took no more: ended flows stay in memory
+        self.keep_when_full = keep_when_full  # else a full disk is an InspectorError
+        self._name = f"--spool {file_name(folder)}" if folder is not None else f"spool {file_name(self.folder)}"
         if not self._temporary:
             self._take(folder, resume)
 
@@ -162,21 +176,27 @@ class SpooledTables(ClosedTables):
                                                       "started": self._started})
 
     def mark_complete(self) -> None:
-        """Every ended flow of the run is written: a later start says so."""
-        if not self._temporary:
+        """Every ended flow of the run is written: a later start says so (on a
+        full disk it cannot: a later start sees an interrupted run)."""
+        if self._temporary or self.full:
+            return
+        try:
             self._write_manifest(self.folder / MANIFEST, {"state": "complete", "pid": os.getpid(),
                                                           "started": self._started, "ended": _now()})
+        except InspectorError as exc:  # the tables are whole; only the mark is missing
+            warnings.warn(f"{exc}; a later run on it will see an interrupted run", OutputWarning, stacklevel=2)
 
     @staticmethod
     def _write_manifest(path: Path, manifest: dict) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.unlink(missing_ok=True)
             with open_private(tmp, "x") as handle:
                 json.dump(manifest, handle)
             os.replace(tmp, path)
         except OSError as exc:
-            raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+            tmp.unlink(missing_ok=True)
+            raise InspectorError(f"spool {file_name(path)}: {exc.strerror or exc}") from None
 
     def earlier_tables(self) -> dict[str, list[pd.DataFrame]]:
         """The resumed run's tables (empty lists when nothing was resumed)."""
@@ -185,36 +205,51 @@ class SpooledTables(ClosedTables):
     def add(self, closed: ClosedFlows) -> None:
         super().add(closed)
         self.buffered += len(closed.flows)
-        if self.buffered >= self.flush_flows or (
+        if not self.full and (self.buffered >= self.flush_flows or (
                 self.buffered and self.flush_seconds is not None
-                and time.monotonic() - self._flushed_at >= self.flush_seconds):
+                and time.monotonic() - self._flushed_at >= self.flush_seconds)):
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered, one Parquet file per table."""
+        """Write what is buffered, one Parquet file per table (on a full disk:
+        what could not be written stays buffered, and so does all that follows)."""
         for name, parts in self.parts.items():
             parts = [p for p in parts if len(p)]
-            if not parts:
+            if not parts or self.full:
                 continue
             path = self.folder / f"{name}-{len(self.files[name]):06d}.parquet"
             table = with_json_text(typed(pd.concat(parts, ignore_index=True), SCHEMAS[name]))
             # whole or not there: a run killed mid-write leaves no torn file for a resume to trip on
-            tmp = write_beside(path, lambda handle, table=table: table.to_parquet(handle, index=False), binary=True)
+            descriptor, tmp = private_temporary(path)
             try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    table.to_parquet(handle, index=False)
                 os.rename(tmp, path)  # a new name in the run's own folder; a link planted there is replaced
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+                if exc.errno not in _FULL:
+                    raise InspectorError(f"spool {file_name(path)}: {exc.strerror or exc}") from None
+                self._fill_up(exc)
+                continue
             self.files[name].append(path)
-        self.parts = {name: [] for name in ClosedFlows.TABLES}
-        self.buffered = 0
+            self.parts[name] = []
+        if not self.full:
+            self.buffered = 0
         self._flushed_at = time.monotonic()
+
+    def _fill_up(self, exc: OSError) -> None:
+        """The disk took no more (the file being written is already removed)."""
+        if not self.keep_when_full:
+            raise InspectorError(_full_temporary(self.folder, exc)) from None
+        self.full = True
+        warnings.warn(f"{self._name}: {exc.strerror or exc}; the ended flows stay in memory from now on (none "
+                      f"lost; memory grows with them)", OutputWarning, stacklevel=3)
 
     def tables(self) -> dict[str, list[pd.DataFrame]]:
         """The resumed run's tables and this run's (the run is then complete)."""
         self.flush()
         self.mark_complete()
-        return {name: [with_json_parsed(pd.read_parquet(p)) for p in self.earlier[name] + paths]
+        return {name: [with_json_parsed(pd.read_parquet(p)) for p in self.earlier[name] + paths] + self.parts[name]
                 for name, paths in self.files.items()}
 
     def close(self) -> None:
@@ -259,7 +294,7 @@ class ReportSpool(ClosedTables):
         self._temporary = tempfile.TemporaryDirectory(prefix="inspector-spool-")
         self.folder = Path(self._temporary.name)
         self.excerpts = excerpts  # the secrets' payload excerpts come back (only --show-payload shows them)
-        self.kept = SpooledTables(self.folder / "kept", flush_flows, flush_seconds=None)
+        self.kept = SpooledTables(self.folder / "kept", flush_flows, flush_seconds=None, keep_when_full=False)
         self.flush_flows = flush_flows
         self.flow_count = 0
         self.files: list[Path] = []
@@ -287,7 +322,9 @@ class ReportSpool(ClosedTables):
                 with open_private(path, "xb") as handle:
                     sort_flows(flows).to_parquet(handle, index=False, row_group_size=self.ROW_GROUP)
             except OSError as exc:
-                raise InspectorError(f"spool {path}: {exc.strerror or exc}") from None
+                if not isinstance(exc, FileExistsError):  # the torn file is this run's
+                    path.unlink(missing_ok=True)
+                raise InspectorError(_full_temporary(path, exc)) from None
             self.files.append(path)
         self._pending, self._pending_rows = [], 0
 
@@ -391,3 +428,8 @@ _PAIR_COLUMNS = {name: SCHEMAS["flows"][name]
 def _concat(parts: list[pd.DataFrame], columns) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     return typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), columns)
+
+
+def _full_temporary(path: Path, exc: OSError) -> str:
+    return (f"spool {file_name(path)}: {exc.strerror or exc} (the flows wait in a temporary folder until the "
+            "reports are written; set TMPDIR to a folder with room)")

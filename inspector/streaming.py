@@ -12,6 +12,9 @@ Record types (``{"type": ...}``), in the order they happen:
              per (source, destination, start), ``"final": false``
 ``finding``  a finding over those flows, told again only when it names a host
              pair not told for that rule before, ``"final": false``
+``error``    ``message``: an output that stopped (a full disk: ``--write-pcap``,
+             the spool, or this file, as long as it takes the line) or, with
+             ``--workers``, a capture process that failed
 
 When the sensor stops, every event and finding of the whole run follows
 with ``"final": true`` and the ids (``M1``, ``F1`` ...) of the reports;
@@ -28,17 +31,23 @@ long the sensor runs.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
 from inspector.analysis import Analysis, assemble
+from inspector.errors import InspectorError, OutputWarning
 from inspector.events import BULK_BYTES
 from inspector.schema import CLEAR
 from inspector.pipeline import SECOND, ClosedFlows
 from inspector.report import json_report
+from inspector.report.output import append_whole, open_private, whole_lines
+from inspector.text import file_name
 
 HORIZON = 300.0
 MAX_FLOWS = 5_000
@@ -47,22 +56,51 @@ _RECENT_TABLES = ("flows", "evidence", "secrets", "secret_counts")
 
 
 class JsonLines:
-    """The ``--jsonl`` file: one JSON object per line, flushed per record group."""
+    """The ``--jsonl`` stream: one JSON object per line, each group of records
+    written at once. Given a path (``JsonLines.open``), each group is one
+    ``os.write`` of whole lines: when the disk is full the file is cut back
+    to its last whole line, an ``OutputWarning`` names it, and it takes no
+    more records (the sensor goes on)."""
 
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
+        self.path: Path | None = None
+        self.failed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> JsonLines:
+        """Append to ``path`` (created 0600, never through a link)."""
+        try:
+            lines = cls(open_private(path, "a"))
+        except OSError as exc:
+            raise InspectorError(f"--jsonl {file_name(path)}: {exc.strerror or exc}") from None
+        lines.path = Path(path)
+        return lines
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            self.handle.write(json.dumps(record, default=str) + "\n")
-        self.handle.flush()
+        self._put("".join(json.dumps(record, default=str) + "\n" for record in records).encode())
+
+    def _put(self, data: bytes) -> None:
+        if self.failed or not data:
+            return
+        if self.path is None:  # in memory (the warm-up, tests)
+            self.handle.write(data.decode())
+            return
+        try:
+            append_whole(self.handle.fileno(), data, whole_lines(data))
+        except OSError as exc:
+            self.failed = True
+            warnings.warn(f"--jsonl {file_name(self.path)}: {exc.strerror or exc}; no more records go there",
+                          OutputWarning, stacklevel=2)
+
+    def close(self) -> None:
+        self.handle.close()
 
     def flows(self, closed: ClosedFlows) -> None:
         """One ``flow`` record per flow that ended (or is reported open)."""
         flows = closed.flows.assign(event="")
         for lines in json_report.flow_chunks(flows, closed.evidence):
-            self.handle.write(b"".join(b'{"type":"flow",' + line[1:] + b"\n" for line in lines).decode())
-        self.handle.flush()
+            self._put(b"".join(b'{"type":"flow",' + line[1:] + b"\n" for line in lines))
 
     def final(self, result: Analysis) -> None:
         """Every event and finding of the run, with the reports' ids."""

@@ -117,7 +117,7 @@ def test_a_failed_export_leaves_the_old_set(tmp_path):
     biggest = max(len(data) for data in before.values())
     other = ROOT / "captures" / "qemu-plain-mtu1500.pcap.gz"  # a different analysis: every table changes
     run = _cli("analyze", "-q", str(other), "--export", str(out), limit_bytes=biggest // 2)
-    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "cannot write" in run.stderr, run.stderr
+    assert run.returncode == 5 and run.stderr.count("\n") == 1 and "cannot write" in run.stderr, run.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries left, nothing replaced
 
 

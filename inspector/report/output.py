@@ -71,6 +71,43 @@ def open_private(path: str | os.PathLike, mode: str = "wb") -> IO:
         raise
 
 
+class CutShort(OSError):
+    """A write the disk took only part of (ENOSPC, EIO, a file size limit):
+    ``kept`` bytes of it remain, up to the last whole line or record."""
+
+    def __init__(self, cause: OSError, kept: int) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.kept = kept
+
+
+def append_whole(descriptor: int, data: bytes, whole: Callable[[int], int]) -> None:
+    """Append ``data`` to the file open at ``descriptor`` in whole lines or
+    records: ``whole(n)`` says how many of the first ``n`` bytes make whole
+    ones. A write the disk takes only part of is cut back to that many bytes
+    (a reader of a JSON Lines file or a pcap never sees a torn line or
+    record) and raises ``CutShort``."""
+    before = os.fstat(descriptor).st_size
+    view, written = memoryview(data), 0
+    try:
+        while written < len(data):
+            count = os.write(descriptor, view[written:])
+            if not count:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += count
+    except OSError as exc:
+        kept = whole(written)
+        try:
+            os.ftruncate(descriptor, before + kept)
+        except OSError:
+            pass  # the error raised says what matters; the torn tail cannot be helped
+        raise CutShort(exc, kept) from None
+
+
+def whole_lines(data: bytes) -> Callable[[int], int]:
+    """For ``append_whole``: the bytes of the whole lines among the first ``n``."""
+    return lambda n: data.rfind(b"\n", 0, n) + 1
+
+
 def private_temporary(target: Path) -> tuple[int, Path]:
     """An open, empty PRIVATE_MODE file beside ``target`` under a random name
     (created exclusively: nothing planted there is followed), to write and
