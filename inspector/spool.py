@@ -160,7 +160,7 @@ class SpooledTables(ClosedTables):
             self.earlier = {name: sorted(self.folder.rglob(f"{name}-*.parquet")) for name in ClosedFlows.TABLES}
             for path, manifest in _manifests(self.folder):
                 if manifest.get("state") == "running":
-                    self._write_manifest(path, {**manifest, "state": "interrupted"})
+                    self._mark(path, {**manifest, "state": "interrupted"})
             flows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.earlier["flows"])
             self.resumed = (f"{earlier} in spool {folder}: its {flows:,} ended flow(s) joined this run's reports "
                             "(the flows it had open, and those that ended in its last seconds, are missing)")
@@ -171,20 +171,25 @@ class SpooledTables(ClosedTables):
             except OSError as exc:
                 raise InspectorError(f"--spool {self.folder}: {exc.strerror or exc}") from None
         self._started = _now()
-        self._write_manifest(self.folder / MANIFEST, {"state": "running", "pid": os.getpid(),
-                                                      "pid_start": _process_start(os.getpid()),
-                                                      "started": self._started})
+        self._mark(self.folder / MANIFEST, {"state": "running", "pid": os.getpid(),
+                                            "pid_start": _process_start(os.getpid()), "started": self._started})
+
+    def _mark(self, path: Path, manifest: dict) -> None:
+        """Write a run's manifest; a full disk makes the spool keep flows in memory (``_fill_up``)."""
+        try:
+            self._write_manifest(path, manifest)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise InspectorError(f"spool {file_name(path)}: {exc.strerror or exc}") from None
+            self._fill_up(exc)
 
     def mark_complete(self) -> None:
         """Every ended flow of the run is written: a later start says so (on a
         full disk it cannot: a later start sees an interrupted run)."""
         if self._temporary or self.full:
             return
-        try:
-            self._write_manifest(self.folder / MANIFEST, {"state": "complete", "pid": os.getpid(),
-                                                          "started": self._started, "ended": _now()})
-        except InspectorError as exc:  # the tables are whole; only the mark is missing
-            warnings.warn(f"{exc}; a later run on it will see an interrupted run", OutputWarning, stacklevel=2)
+        self._mark(self.folder / MANIFEST, {"state": "complete", "pid": os.getpid(), "started": self._started,
+                                            "ended": _now()})
 
     @staticmethod
     def _write_manifest(path: Path, manifest: dict) -> None:
@@ -194,9 +199,9 @@ class SpooledTables(ClosedTables):
             with open_private(tmp, "x") as handle:
                 json.dump(manifest, handle)
             os.replace(tmp, path)
-        except OSError as exc:
+        except OSError:
             tmp.unlink(missing_ok=True)
-            raise InspectorError(f"spool {file_name(path)}: {exc.strerror or exc}") from None
+            raise
 
     def earlier_tables(self) -> dict[str, list[pd.DataFrame]]:
         """The resumed run's tables (empty lists when nothing was resumed)."""
