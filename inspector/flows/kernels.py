@@ -196,6 +196,12 @@ def is_sampled_window(w):
     return w % (np.int64(1) << level) == 0
 
 
+@njit(cache=True, inline="always")
+def _chi2(squares, n):
+    """Chi-square against uniform bytes of ``n`` bytes whose counts squared sum to ``squares``."""
+    return squares * (256.0 / n) - n
+
+
 @njit(cache=True)
 def _finish_block(s, slot, hist):
     """Label the block of slot ``s`` being filled and count its bytes if plain.
@@ -206,13 +212,13 @@ def _finish_block(s, slot, hist):
     n = slot[s, SL_WIN_N] - slot[s, SL_BLOCK_BASE]
     if row < 0 or n <= 0:
         return
-    expected = n / 256.0
-    chi2 = 0.0
+    h = hist[row]
+    squares = 0
     for b in range(256):
-        c = np.int64(hist[row, b]) - np.int64(hist[row, 256 + b])
-        hist[row, 256 + b] = hist[row, b]
-        chi2 += (c - expected) * (c - expected) / expected
-    if randomness.label(n, chi2) == randomness.PLAIN:
+        c = np.int64(h[b]) - np.int64(h[256 + b])
+        squares += c * c
+    h[256:] = h[:256]
+    if randomness.label(n, _chi2(squares, n)) == randomness.PLAIN:
         slot[s, SL_BLOCK_PLAIN] += n
     slot[s, SL_BLOCK_BASE] = slot[s, SL_WIN_N]
 
@@ -249,10 +255,12 @@ def _finish_window(s, slot, hist, windows, n_windows):
         windows[k, WR_CHI2] = chi2
         windows[k, WR_PRINTABLE] = printable / n
         k += 1
-    else:
+    else:  # only the label: the same chi-square, summed in integers
+        squares = 0
         for b in range(256):
-            c = hist[row, b]
-            chi2 += (c - expected) * (c - expected) / expected
+            c = np.int64(hist[row, b])
+            squares += c * c
+        chi2 = _chi2(squares, n)
     if w > 0:
         slot[s, SL_BODY_RANDOM + randomness.label(n, chi2)] += n
     hist[row, :] = 0
@@ -298,8 +306,9 @@ def _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows
             if w > 0 and pos // BLOCK_BYTES > slot[s, SL_CUR_BLOCK]:
                 _finish_block(s, slot, hist)
                 slot[s, SL_CUR_BLOCK] = pos // BLOCK_BYTES
+            h = hist[row]
             for k in range(off + j, off + j + take):
-                hist[row, buf[k]] += 1
+                h[buf[k]] += 1
             slot[s, SL_WIN_N] += take
             slot[s, SL_COVERED] += take
         pos += take
