@@ -146,7 +146,7 @@ FLOW_COLUMNS: Columns = {
     "resp_analysed_bytes": ("int64", "same for the responder"),
     "orig_windows": ("int64", "number of sampled windows (8 KiB head, then 64 KiB windows) of the originator"),
     "resp_windows": ("int64", "same for the responder"),
-    "orig_covered_bytes": ("int64", "originator payload bytes the verdict's statistics covered: captured bytes that went through a window, every window labelled (random, compressed, plain), sampled or not; less than orig_captured_bytes only by bytes retransmitted or arriving after their window finished"),
+    "orig_covered_bytes": ("int64", "originator payload bytes the verdict's statistics covered: captured bytes that went through a window, every window labelled (random, compressed, plain), sampled or not; like orig_captured_bytes it counts a retransmitted byte again while its window is open, and it leaves out bytes that arrive after their window finished"),
     "resp_covered_bytes": ("int64", "same for the responder"),
     "orig_captured_bytes": ("int64", "originator payload bytes present in the capture (less than orig_bytes when a snaplen cut packets)"),
     "resp_captured_bytes": ("int64", "same for the responder"),

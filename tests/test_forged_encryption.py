@@ -228,6 +228,11 @@ def test_a_header_in_front_of_random_bytes_proves_nothing(layouts):
     assert "framing at the start only" in flow["reason"] and "look encrypted" in flow["reason"]
 
 
+def _covers_the_stream(flow, sent: int) -> bool:
+    """Every byte sent went through a window (a retransmission may count again, as in captured bytes)."""
+    return sent <= flow["orig_covered_bytes"] <= flow["orig_captured_bytes"]
+
+
 def test_cleartext_in_windows_the_table_does_not_sample_is_plaintext(layouts):
     result = layouts["text-in-unsampled-windows"]
     flow = result.flows.iloc[0]
@@ -235,14 +240,15 @@ def test_cleartext_in_windows_the_table_does_not_sample_is_plaintext(layouts):
     assert "structured cleartext" in flow["reason"]
     sampled = set(result.windows.loc[result.windows["direction"] == "orig", "window"])
     assert not sampled & set(range(UNSAMPLED_RUN, UNSAMPLED_RUN + PLAIN_BYTES // K.WINDOW_BYTES))
-    assert flow["orig_covered_bytes"] == flow["orig_captured_bytes"] > flow["orig_analysed_bytes"]
+    assert _covers_the_stream(flow, _window_start(UNSAMPLED_RUN) + PLAIN_BYTES + (2 << 20))
+    assert flow["orig_covered_bytes"] > flow["orig_analysed_bytes"]
 
 
 def test_cleartext_diluted_in_pieces_among_random_bytes_is_plaintext(layouts):
     flow = layouts["diluted"].flows.iloc[0]
     assert flow["verdict"] == "plaintext" and flow["orig_verdict"] == "plaintext", flow["reason"]
     assert "cleartext diluted in random bytes" in flow["reason"]
-    assert flow["orig_covered_bytes"] == flow["orig_captured_bytes"] >= 24 << 20
+    assert _covers_the_stream(flow, 24 << 20)
 
 
 def test_the_diluted_pieces_sit_where_the_table_does_not_look():
@@ -253,4 +259,4 @@ def test_the_diluted_pieces_sit_where_the_table_does_not_look():
 def test_random_bytes_alone_stay_encrypted(layouts):
     flow = layouts["random"].flows.iloc[0]
     assert flow["verdict"] == "encrypted" and flow["orig_verdict"] == "encrypted", flow["reason"]
-    assert flow["orig_covered_bytes"] == 8 << 20
+    assert _covers_the_stream(flow, 8 << 20)
