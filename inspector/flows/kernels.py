@@ -116,9 +116,10 @@ DENSE_WINDOWS = 16
 # Windows after the head are also labelled in blocks of BLOCK_BYTES: a
 # cleartext piece of 2.4 KiB or more makes a block plain wherever it sits,
 # while in a 64 KiB window of random bytes it only looks compressed.
-# Cost of covering every byte: ~0.34 ns per byte counted (eight per 64-bit
-# load, _count_bytes) plus ~5 % for the blocks; a direction of 100 MB costs
-# ~40 ms more than when only the sample was counted.
+# Cost of covering every byte: ~0.34 ns per byte counted from cache (eight
+# per 64-bit load, _count_bytes), ~0.6 ns measured on a bulk capture with
+# the blocks and memory traffic: a 100 MB direction costs ~60 ms more than
+# when only the sample was counted.
 BLOCK_BYTES = 4096
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
