@@ -257,7 +257,7 @@ class Pipeline:
         The flows table is built once from ready columns: a close costs a
         fixed ~10 ms plus its flows (the sensor closes every second)."""
         columns, orig_slot, resp_slot = flow_columns(state, self.watch.service_ports, self.names, self.capture)
-        verdicts, windows = classify_columns(columns["uid"], orig_slot, resp_slot, state.windows)
+        verdicts, windows = classify_columns(columns["uid"], orig_slot, resp_slot, state.windows, state.slot)
         closed = state.flow[:, K.FL_CLOSED] if ended else np.zeros(len(fids))  # an interim report: 'open'
         names, by_reason = np.asarray(reason), np.zeros(np.shape(reason), dtype=np.int8)
         for code, name in enumerate(CLOSED_BY):  # per name, not per flow

@@ -7,7 +7,10 @@ here (Python sockets, and OpenSSL through Python's ssl module with the
 NULL-SHA256 suite), recorded by tcpdump, and must come out plaintext with
 the critical finding and the secrets they carry. Layouts meant to slip
 past the statistics (cleartext after megabytes of random bytes) are
-plaintext, and a QEMU header in front of random bytes proves nothing.
+plaintext, and a QEMU header in front of random bytes proves nothing. The
+statistics cover every captured byte: cleartext in windows the windows
+table does not sample, or cut in 4 KiB pieces among megabytes of random
+bytes, is plaintext, and the flow says how many bytes were covered.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 import pytest
 
 import inspector
+from inspector.flows import kernels as K
+from inspector.classify.verdicts import PLAIN_BYTES
 from loopback_capture import loopback_capture
 
 PASSWORDS = b"migrate_uri=qemu+tcp://compute-2 password=hunter2-migration-secret\n" * 2000
@@ -160,13 +165,49 @@ def test_real_tls_stays_encrypted():
     assert set(result.flows["verdict"].astype(str)) == {"encrypted"}
 
 
+def _window(offset: int) -> int:
+    """The statistics window holding stream offset ``offset``."""
+    return 0 if offset < K.HEAD_BYTES else 1 + (offset - K.HEAD_BYTES) // K.WINDOW_BYTES
+
+
+def _window_start(window: int) -> int:
+    return K.HEAD_BYTES + (window - 1) * K.WINDOW_BYTES
+
+
+def _unsampled(offset: int, length: int) -> bool:
+    """True when no window holding these bytes is a row of the windows table."""
+    return not any(K.is_sampled_window(w) for w in range(_window(offset), _window(offset + length - 1) + 1))
+
+
+UNSAMPLED_RUN = 65  # windows 65-71 lie between the sampled 64 and 72: 448 KiB no windows-table row shows
+PIECE = (PASSWORDS * 2)[:4096]
+
+
+def _diluted_stream(noise: bytes) -> tuple[bytes, list[int]]:
+    """``noise`` with a 4 KiB piece of cleartext every MiB, each at an offset no
+    4 KiB block starts at, in a window the windows table does not sample."""
+    stream, offsets = bytearray(noise), []
+    for mib in range(1, len(noise) >> 20):
+        at = (mib << 20) + 300_001
+        while not _unsampled(at, len(PIECE)):
+            at += K.WINDOW_BYTES
+        stream[at: at + len(PIECE)] = PIECE
+        offsets.append(at)
+    return bytes(stream), offsets
+
+
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory) -> dict[str, inspector.Analysis]:
     """Streams laid out by an adversary, sent over loopback to a migration port."""
     folder = tmp_path_factory.mktemp("layouts")
-    noise = random.Random(7).randbytes(2 << 20)
-    streams = {"random-then-text": noise + (PASSWORDS * 20)[: 2 << 20],
-               "header-then-random": b"QEVM\x00\x00\x00\x03" + noise[: 2 << 20]}
+    noise = random.Random(7).randbytes(24 << 20)
+    hidden = _window_start(UNSAMPLED_RUN)
+    assert _unsampled(hidden, PLAIN_BYTES)
+    streams = {"random-then-text": noise[: 2 << 20] + (PASSWORDS * 20)[: 2 << 20],
+               "header-then-random": b"QEVM\x00\x00\x00\x03" + noise[: 2 << 20],
+               "text-in-unsampled-windows": noise[:hidden] + (PASSWORDS * 4)[:PLAIN_BYTES] + noise[: 2 << 20],
+               "diluted": _diluted_stream(noise)[0],
+               "random": noise[: 8 << 20]}
     out = {}
     for name, stream in streams.items():
         port = _free_port()
@@ -185,3 +226,37 @@ def test_a_header_in_front_of_random_bytes_proves_nothing(layouts):
     flow = layouts["header-then-random"].flows.iloc[0]
     assert flow["verdict"] == "unknown"
     assert "framing at the start only" in flow["reason"] and "look encrypted" in flow["reason"]
+
+
+def _covers_the_stream(flow, sent: int) -> bool:
+    """Every byte sent went through a window (a retransmission may count again, as in captured bytes)."""
+    return sent <= flow["orig_covered_bytes"] <= flow["orig_captured_bytes"]
+
+
+def test_cleartext_in_windows_the_table_does_not_sample_is_plaintext(layouts):
+    result = layouts["text-in-unsampled-windows"]
+    flow = result.flows.iloc[0]
+    assert flow["verdict"] == "plaintext" and flow["orig_verdict"] == "plaintext", flow["reason"]
+    assert "structured cleartext" in flow["reason"]
+    sampled = set(result.windows.loc[result.windows["direction"] == "orig", "window"])
+    assert not sampled & set(range(UNSAMPLED_RUN, UNSAMPLED_RUN + PLAIN_BYTES // K.WINDOW_BYTES))
+    assert _covers_the_stream(flow, _window_start(UNSAMPLED_RUN) + PLAIN_BYTES + (2 << 20))
+    assert flow["orig_covered_bytes"] > flow["orig_analysed_bytes"]
+
+
+def test_cleartext_diluted_in_pieces_among_random_bytes_is_plaintext(layouts):
+    flow = layouts["diluted"].flows.iloc[0]
+    assert flow["verdict"] == "plaintext" and flow["orig_verdict"] == "plaintext", flow["reason"]
+    assert "cleartext diluted in random bytes" in flow["reason"]
+    assert _covers_the_stream(flow, 24 << 20)
+
+
+def test_the_diluted_pieces_sit_where_the_table_does_not_look():
+    _, offsets = _diluted_stream(bytes(24 << 20))
+    assert len(offsets) == 23 and all(_unsampled(at, len(PIECE)) and at % 4096 for at in offsets)
+
+
+def test_random_bytes_alone_stay_encrypted(layouts):
+    flow = layouts["random"].flows.iloc[0]
+    assert flow["verdict"] == "encrypted" and flow["orig_verdict"] == "encrypted", flow["reason"]
+    assert _covers_the_stream(flow, 8 << 20)

@@ -16,16 +16,17 @@ __all__ = ["classify_columns"]
 _ROLES = pd.CategoricalDtype(["orig", "resp"])
 _VERDICTS = pd.CategoricalDtype(VERDICTS)
 _LABELS = pd.CategoricalDtype(WINDOW_LABELS)
-_ROLE_COLUMNS = ("entropy", "chi2", "printable", "analysed_bytes", "windows")
+_ROLE_COLUMNS = ("entropy", "chi2", "printable", "analysed_bytes", "windows", "covered_bytes")
 
 
 def classify_columns(uids: np.ndarray, orig_slot: np.ndarray, resp_slot: np.ndarray,
-                     windows: np.ndarray) -> tuple[dict[str, object], pd.DataFrame]:
+                     windows: np.ndarray, slot_state: np.ndarray) -> tuple[dict[str, object], pd.DataFrame]:
     """The verdict and statistics columns of the flows named by ``uids``, as
     ready arrays (the flows table is built from them at once: every pandas
-    step costs on each close), and the windows table."""
+    step costs on each close), and the windows table. ``windows`` and
+    ``slot_state`` are those of ``FlowState``."""
     labelled = window_columns(windows)
-    stat = statistics_columns(labelled, 2 * len(uids))
+    stat = statistics_columns(labelled, slot_state)
     direction = direction_verdict_columns(stat)
     orig, resp = ({name: v[slot] for name, v in direction.items()} for slot in (orig_slot, resp_slot))
     orig_stats, resp_stats = ({name: v[slot] for name, v in stat.items()} for slot in (orig_slot, resp_slot))

@@ -1,43 +1,30 @@
 """Randomness statistics per flow direction, aggregated from byte windows.
 
 Each direction's payload is histogrammed in windows (``flows.kernels``: an
-8 KiB head, then 64 KiB windows, sampled logarithmically past 1 MiB). Every
-window is labelled on its own, then a direction is summarised by
-byte-weighted shares of those labels, so a few odd windows (a handshake, a
-page of random guest memory) cannot swing the verdict.
-
-Window labels
--------------
-``random``      chi-square consistent with uniform bytes: z = (chi2 - 255) /
-                sqrt(510) below ``Z_RANDOM``. Under uniform bytes chi2 has
-                mean 255 and variance 510 (1 - 1/n) for any sample size n, so
-                the test is valid on small windows too.
-``compressed``  not random, but the bias per byte is small: the collision
-                entropy estimate H2 = 8 - log2(1 + (chi2 - 255) / n) is at
-                least ``H2_COMPRESSED``. zlib/zstd data scores H2 ~7.93-7.99.
-``plain``       not random and strongly biased: text, code, headers, zeros.
+8 KiB head, then 64 KiB windows). Every window is labelled as it finishes
+(``flows.randomness``: random, compressed or plain), and so is every 4 KiB
+block after the head; a direction is summarised by byte-weighted shares of
+those labels over its whole captured stream, so a few odd windows (a
+handshake, a page of random guest memory) cannot swing the verdict, and a
+sender cannot place cleartext where the statistics do not look. Only the
+windows sampled logarithmically past 1 MiB are rows of the windows table;
+the medians (entropy, chi2) and the printable share are over those.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from inspector.jit import njit
-
 from inspector.flows import kernels as K
+from inspector.flows import randomness
+from inspector.jit import njit
 from inspector.schema import WINDOW_LABELS
-
-Z_RANDOM = 5.0  # one-sided z on chi2(255); ciphertext windows sit at ~0 +- 1
-H2_COMPRESSED = 7.0  # collision entropy bound between compressed and plain
 
 
 def window_columns(windows: np.ndarray) -> dict[str, np.ndarray]:
     """One entry per finished window: its statistics and label (codes into ``WINDOW_LABELS``)."""
     n = windows[:, K.WR_BYTES]
     chi2 = windows[:, K.WR_CHI2]
-    z = (chi2 - 255.0) / np.sqrt(510.0)
-    excess = np.maximum(chi2 - 255.0, 0.0) / np.maximum(n, 1.0)
-    h2 = 8.0 - np.log2(1.0 + excess)
     return {
         "slot": windows[:, K.WR_SLOT].astype(np.int64),
         "window": windows[:, K.WR_INDEX].astype(np.int64),
@@ -45,22 +32,20 @@ def window_columns(windows: np.ndarray) -> dict[str, np.ndarray]:
         "entropy": windows[:, K.WR_ENTROPY],
         "chi2": chi2,
         "printable": windows[:, K.WR_PRINTABLE],
-        "label": np.where(z < Z_RANDOM, 0, np.where(h2 >= H2_COMPRESSED, 1, 2)).astype(np.int8),
+        "label": randomness.labels(n, chi2),
     }
 
 
 @njit(cache=True)
-def _sums(slot, window, nbytes, printable, label, n_slots):
+def _sums(slot, window, nbytes, printable, n_slots):
     """Per slot: analysed bytes, windows, printable bytes (Kahan-summed in row
-    order, as pandas' groupby sum does), head bytes and the head's first row,
-    and body bytes per window label."""
+    order, as pandas' groupby sum does), head bytes and the head's first row."""
     analysed = np.zeros(n_slots, dtype=np.int64)
     count = np.zeros(n_slots, dtype=np.int64)
     printable_sum = np.zeros(n_slots)
     compensation = np.zeros(n_slots)
     head_bytes = np.zeros(n_slots, dtype=np.int64)
     head_row = np.full(n_slots, -1, dtype=np.int64)
-    body = np.zeros((n_slots, 3), dtype=np.int64)
     for i in range(slot.size):
         s = slot[i]
         analysed[s] += nbytes[i]
@@ -73,9 +58,7 @@ def _sums(slot, window, nbytes, printable, label, n_slots):
             head_bytes[s] += nbytes[i]
             if head_row[s] < 0:
                 head_row[s] = i
-        elif window[i] > 0:
-            body[s, label[i]] += nbytes[i]
-    return analysed, count, printable_sum, head_bytes, head_row, body
+    return analysed, count, printable_sum, head_bytes, head_row
 
 
 def _medians(slot: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -91,22 +74,27 @@ def _medians(slot: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndar
     return out
 
 
-def statistics_columns(windows: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarray]:
-    """Summarise windows (``window_columns``) per direction (slot = 2 * flow + direction).
+def statistics_columns(windows: dict[str, np.ndarray], slot_state: np.ndarray) -> dict[str, np.ndarray]:
+    """Summarise each direction (slot = 2 * flow + direction) from its sampled
+    windows (``window_columns``) and the counters of all its windows
+    (``slot_state``: rows of ``FlowState.slot``).
 
     Columns: ``analysed_bytes``, ``windows``, ``entropy`` and ``chi2`` (medians
-    over windows), ``printable`` (byte-weighted), ``head_*`` (window 0;
+    over sampled windows), ``printable`` (byte-weighted), ``head_*`` (window 0;
     ``head_label``: a code into ``WINDOW_LABELS``, -1 without a head),
-    ``body_bytes`` and ``body_{random,compressed,plain}`` (bytes per label in
-    windows after the head). Arrays from one compiled pass: no groupby and
-    no DataFrame, so a sweep of a few flows costs little.
+    ``covered_bytes`` (captured bytes in any window), ``body_bytes`` and
+    ``body_{random,compressed,plain}`` (bytes per label in every window after
+    the head) and ``block_plain`` (bytes of plain 4 KiB blocks after the
+    head). Arrays from one compiled pass: no groupby and no DataFrame, so a
+    sweep of a few flows costs little.
     """
+    n_slots = len(slot_state)
     slot = windows["slot"].astype(np.int64, copy=False)
     nbytes = windows["bytes"].astype(np.int64, copy=False)
     label = windows["label"].astype(np.int64)
-    analysed, count, printable_sum, head_bytes, head_row, body = _sums(
+    analysed, count, printable_sum, head_bytes, head_row = _sums(
         slot, windows["window"].astype(np.int64, copy=False), nbytes,
-        windows["printable"].astype(np.float64, copy=False), label, n_slots)
+        windows["printable"].astype(np.float64, copy=False), n_slots)
     entropy = windows["entropy"].astype(np.float64, copy=False)
     chi2 = windows["chi2"].astype(np.float64, copy=False)
     has_head = head_row >= 0
@@ -123,7 +111,9 @@ def statistics_columns(windows: dict[str, np.ndarray], n_slots: int) -> dict[str
         "head_entropy": np.where(has_head, entropy[head] if entropy.size else np.nan, np.nan),
         "head_chi2": np.where(has_head, chi2[head] if chi2.size else np.nan, np.nan),
         "head_label": np.where(has_head, label[head] if label.size else -1, -1).astype(np.int8),
-        **{"body_" + name: body[:, k] for k, name in enumerate(WINDOW_LABELS)},
+        "covered_bytes": slot_state[:, K.SL_COVERED],
+        **{"body_" + name: slot_state[:, K.SL_BODY_RANDOM + k] for k, name in enumerate(WINDOW_LABELS)},
+        "block_plain": slot_state[:, K.SL_BLOCK_PLAIN],
     }
     out["body_bytes"] = out["body_random"] + out["body_compressed"] + out["body_plain"]
     return out

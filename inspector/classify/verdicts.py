@@ -1,6 +1,8 @@
 """Verdicts from randomness statistics: per direction, then per flow.
 
-Direction rules, first match wins (N = payload bytes analysed):
+Direction rules, first match wins (N = payload bytes analysed; "body":
+every window after the 8 KiB head, each labelled as it finished, so the
+rules see the whole captured stream, not only the sampled windows):
 
 1. N < ``MIN_BYTES``: ``unknown``.
 2. At least 97 % printable bytes: ``plaintext`` (text: HTTP, JSON, config).
@@ -12,8 +14,21 @@ Direction rules, first match wins (N = payload bytes analysed):
    ``plain`` windows holding >= 20 % of the body mean ``plaintext``; other
    non-random windows holding >= 10 % mean ``compressed`` (compressed
    streams keep some framing in clear: multifd headers score as ``plain``
-   in ~4 % of a zstd channel); else ``encrypted``, more confident the more
-   bytes were seen (compressed data shows its bias within ~16 KiB).
+   in ~4 % of a zstd channel); plain windows of ``PLAIN_BYTES`` or more
+   mean ``plaintext`` whatever their share. Then cleartext diluted in
+   random bytes: ``DILUTED_PLAIN_BYTES`` in plain 4 KiB blocks mean
+   ``plaintext``. A block among random bytes is plain once it holds
+   ~1.2 KiB of text (~320 B of zeros), so cleartext pieces of 2.4 KiB or
+   more make one plain wherever they sit: 4 KiB of text every 1 MiB is
+   caught by the 16th piece (a 16 MiB stream). Else ``encrypted``, more
+   confident the more bytes were seen (compressed data shows its bias
+   within ~16 KiB). Out of reach: cleartext spread thinner than ~1.2 KiB
+   per 4 KiB block and ~1 KiB per 64 KiB window (under ~1.6 % of the
+   stream), which leaves every block unplain and the windows random; from
+   ~1 KiB per window on, windows fail the random test and such a stream is
+   ``compressed``, not ``encrypted``. (Measured with
+   ``flows.randomness.label`` on text, JSON and zeros placed at random in
+   random bytes.)
 4. Only the head: the handshakes of TLS and SSH look like cleartext binary
    (~5.9-6.8 bits/byte), so only a very low-entropy head is called
    ``plaintext``. A head of uniform bytes (TLS 1.3 encrypts its handshake
@@ -37,7 +52,8 @@ from inspector.units import human_bytes
 
 PLAINTEXT, COMPRESSED, ENCRYPTED, UNKNOWN = range(4)  # codes into VERDICTS
 # What a direction's verdict rests on: picks the reason text.
-BASES = ("little", "text", "plain", "compressed", "encrypted", "head_plain", "head_encrypted", "head_unknown")
+BASES = ("little", "text", "plain", "compressed", "diluted", "encrypted", "head_plain", "head_encrypted",
+         "head_unknown")
 
 MIN_BYTES = 16
 TEXT_PRINTABLE = 0.97
@@ -46,6 +62,9 @@ PLAIN_SHARE = 0.20
 PLAIN_BYTES = 4 * 65536  # cleartext windows this large make a direction plaintext whatever their share:
                          # a sender cannot hide megabytes of cleartext among more megabytes of random bytes
 NONRANDOM_SHARE = 0.10
+DILUTED_PLAIN_BYTES = 16 * 4096  # plain 4 KiB blocks in a random body: 16 such blocks are 16 pieces of
+                                 # cleartext. Ciphertext never makes one (chi2 >= n + 255 on 4096 uniform
+                                 # bytes); an SSH re-key's KEXINIT may make one block, once per re-key.
 HEAD_PLAIN_ENTROPY = 4.0
 HEAD_PLAIN_MIN_BYTES = 2048
 HEAD_RANDOM_MIN_BYTES = 2048
@@ -69,13 +88,14 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.n
     judged_body = ~too_little & ~text & (body >= MIN_BODY_BYTES)
     body_plain = judged_body & ((plain_share >= PLAIN_SHARE) | (np.asarray(stats["body_plain"]) >= PLAIN_BYTES))
     body_compressed = judged_body & ~body_plain & (nonrandom_share >= NONRANDOM_SHARE)
-    body_encrypted = judged_body & ~body_plain & ~body_compressed
+    diluted = judged_body & ~body_plain & ~body_compressed & (np.asarray(stats["block_plain"]) >= DILUTED_PLAIN_BYTES)
+    body_encrypted = judged_body & ~body_plain & ~body_compressed & ~diluted
     head_only = ~too_little & ~text & ~judged_body
     head_plain = head_only & (head_entropy < HEAD_PLAIN_ENTROPY) & (n >= HEAD_PLAIN_MIN_BYTES)
     head_encrypted = head_only & head_random & (n >= HEAD_RANDOM_MIN_BYTES)
 
     verdict = np.select(  # codes into VERDICTS
-        [text | body_plain | head_plain, body_compressed, body_encrypted | head_encrypted],
+        [text | body_plain | diluted | head_plain, body_compressed, body_encrypted | head_encrypted],
         [PLAINTEXT, COMPRESSED, ENCRYPTED],
         UNKNOWN,
     ).astype(np.int8)
@@ -85,6 +105,7 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.n
             body_plain,
             head_plain,
             body_compressed,
+            diluted,
             body_encrypted,
             head_encrypted,
         ],
@@ -93,6 +114,7 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.n
             np.minimum(0.99, 0.7 + plain_share),
             np.full(n.shape, 0.7),
             0.5 + 0.49 * np.minimum(1.0, nonrandom_share / 0.5) * np.minimum(1.0, body / 65536),
+            np.full(n.shape, 0.9),  # the blocks are cleartext beyond doubt; how much of the stream is unknown
             # A window of zlib data looks uniform about half the time (chi2
             # 242-510 measured on multifd+zlib): k random windows leave a
             # compressed stream a chance of about 0.5**k.
@@ -103,9 +125,9 @@ def direction_verdict_columns(stats: Mapping[str, np.ndarray]) -> dict[str, np.n
     )
     confidence = np.round(np.minimum(confidence, 0.99), 2)
     basis = np.select(  # codes into BASES
-        [too_little, text, body_plain, body_compressed, body_encrypted, head_plain, head_encrypted],
-        list(range(7)),
-        7,
+        [too_little, text, body_plain, body_compressed, diluted, body_encrypted, head_plain, head_encrypted],
+        list(range(8)),
+        8,
     ).astype(np.int8)
     return {"verdict": verdict, "confidence": confidence, "basis": basis}
 
@@ -118,6 +140,9 @@ _REASONS = {
     "compressed": lambda s: (f"high entropy (median {s.entropy:.3f} bits/byte) but not uniform (median "
                              f"chi2 {s.chi2:.0f}) in {(s.body_compressed + s.body_plain) / s.body_bytes:.0%} "
                              f"of {human_bytes(s.body_bytes)}: compressed, not encrypted"),
+    "diluted": lambda s: (f"cleartext diluted in random bytes: {human_bytes(s.block_plain)} in plain 4 KiB blocks "
+                          f"among {human_bytes(s.body_bytes)} after the head (windows {s.body_random / s.body_bytes:.0%} "
+                          "uniform)"),
     "encrypted": lambda s: (f"uniform bytes in {s.body_random / s.body_bytes:.0%} of {human_bytes(s.body_bytes)} "
                             f"(median chi2 {s.chi2:.0f}, {s.entropy:.3f} bits/byte, {s.windows} windows)"),
     "head_plain": lambda s: (f"low-entropy stream head ({s.head_entropy:.2f} bits/byte over "
@@ -131,7 +156,7 @@ _REASONS = {
 
 
 _ReasonRow = namedtuple("_ReasonRow", "analysed_bytes printable body_bytes body_plain body_compressed "
-                        "body_random entropy chi2 windows head_entropy head_chi2")
+                        "body_random block_plain entropy chi2 windows head_entropy head_chi2")
 
 
 def direction_reasons(columns: dict[str, np.ndarray], basis: np.ndarray) -> list[str]:

@@ -2,8 +2,9 @@
 
 State lives in a few 2-D arrays owned by ``FlowTable`` (rows named below);
 these kernels only index into them, so per-packet work is a handful of
-array writes plus one histogram increment per payload byte that falls in a
-sampled window.
+array writes plus one histogram increment per captured payload byte: every
+window is histogrammed and labelled, so no part of a stream escapes the
+statistics, while only sampled windows become rows of the windows table.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from inspector.capture import constants as C
 from inspector.capture import decode as D
+from inspector.flows import randomness
 from inspector.jit import njit
 
 # Columns of FlowTable.flow (int64, one row per flow)
@@ -54,7 +56,15 @@ SL_REG_INDEX = 17  # 0: the head, k >= 1: the probe at PROBE_FIRST << (k - 1)
 SL_REG_START = 18  # stream offset of the region's first byte
 SL_REG_CAP = 19  # bytes the region's row holds: SMALL_REGION_BYTES (small pool) or REGION_BYTES
 SL_REG_COV = 20  # row of the coverage bitmap pool, -1 until the region has a hole
-N_SLOT_COLS = 21
+SL_CUR_BLOCK = 21  # index (stream offset // BLOCK_BYTES) of the body block being filled, -1 none
+SL_BLOCK_BASE = 22  # captured bytes of the current window before that block
+SL_COVERED = 23  # captured bytes histogrammed: every window, the head included
+SL_BODY_RANDOM = 24  # captured bytes of finished windows after the head labelled random (every window)
+SL_BODY_COMPRESSED = 25  # ... labelled compressed
+SL_BODY_PLAIN = 26  # ... labelled plain
+SL_BLOCK_PLAIN = 27  # captured bytes of blocks after the head labelled plain
+N_SLOT_COLS = 28
+BODY_LABEL_COLS = (SL_BODY_RANDOM, SL_BODY_COMPRESSED, SL_BODY_PLAIN)  # in randomness label order
 
 # Columns of FlowTable.ready (int64): regions handed over, one row each
 RD_SLOT, RD_ROW, RD_START, RD_LEN, RD_INDEX, RD_KEPT_END, RD_CAP, RD_COV = range(8)
@@ -98,10 +108,19 @@ REGION_BYTES = 16384
 SMALL_REGION_BYTES = 2048
 PROBE_FIRST = 1 << 20
 MAX_PROBES = 12
-# Every window of the first DENSE_WINDOWS (1 MiB) is analysed, then 8 per
-# doubling of the stream (stride 2, 4, 8, ...): cost and state grow with the
-# logarithm of a direction's size, not its length.
+# Every window of the first DENSE_WINDOWS (1 MiB) becomes a row of the
+# windows table, then 8 per doubling of the stream (stride 2, 4, 8, ...): the
+# table grows with the logarithm of a direction's size, not its length. The
+# other windows are labelled as they finish and summed per label in the slot.
 DENSE_WINDOWS = 16
+# Windows after the head are also labelled in blocks of BLOCK_BYTES: a
+# cleartext piece of 2.4 KiB or more makes a block plain wherever it sits,
+# while in a 64 KiB window of random bytes it only looks compressed.
+# Cost of covering every byte: ~0.34 ns per byte counted from cache (eight
+# per 64-bit load, _count_bytes), ~0.6 ns measured on a bulk capture with
+# the blocks and memory traffic: a 100 MB direction costs ~60 ms more than
+# when only the sample was counted.
+BLOCK_BYTES = 4096
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -181,35 +200,78 @@ def is_sampled_window(w):
     return w % (np.int64(1) << level) == 0
 
 
+@njit(cache=True, inline="always")
+def _chi2(squares, n):
+    """Chi-square against uniform bytes of ``n`` bytes whose counts squared sum to ``squares``."""
+    return squares * (256.0 / n) - n
+
+
+@njit(cache=True)
+def _finish_block(s, slot, hist):
+    """Label the block of slot ``s`` being filled and count its bytes if plain.
+
+    Its counts are the window's minus those when the block started, which
+    the second half of the histogram row keeps."""
+    row = slot[s, SL_ROW]
+    n = slot[s, SL_WIN_N] - slot[s, SL_BLOCK_BASE]
+    if row < 0 or n <= 0:
+        return
+    h = hist[row]
+    squares = 0
+    for b in range(256):
+        c = np.int64(h[b]) - np.int64(h[256 + b])
+        squares += c * c
+    h[256:] = h[:256]
+    if randomness.label(n, _chi2(squares, n)) == randomness.PLAIN:
+        slot[s, SL_BLOCK_PLAIN] += n
+    slot[s, SL_BLOCK_BASE] = slot[s, SL_WIN_N]
+
+
 @njit(cache=True)
 def _finish_window(s, slot, hist, windows, n_windows):
-    """Turn the histogram of slot ``s``'s current window into one result row."""
+    """Label the window of slot ``s`` being filled and count its bytes under
+    its label (after the head); a sampled window also becomes a result row."""
     n = slot[s, SL_WIN_N]
     row = slot[s, SL_ROW]
     if n == 0 or row < 0:
         return n_windows
+    w = slot[s, SL_CUR_WIN]
+    if w > 0:
+        _finish_block(s, slot, hist)
     expected = n / 256.0
-    entropy = 0.0
     chi2 = 0.0
-    printable = 0
-    for b in range(256):
-        c = hist[row, b]
-        if c:
-            p = c / n
-            entropy -= p * np.log2(p)
-            if (32 <= b < 127) or b == 9 or b == 10 or b == 13:
-                printable += c
-            hist[row, b] = 0
-        chi2 += (c - expected) * (c - expected) / expected
     k = n_windows
-    windows[k, WR_SLOT] = s
-    windows[k, WR_INDEX] = slot[s, SL_CUR_WIN]
-    windows[k, WR_BYTES] = n
-    windows[k, WR_ENTROPY] = entropy
-    windows[k, WR_CHI2] = chi2
-    windows[k, WR_PRINTABLE] = printable / n
+    if is_sampled_window(w):
+        entropy = 0.0
+        printable = 0
+        for b in range(256):
+            c = hist[row, b]
+            if c:
+                p = c / n
+                entropy -= p * np.log2(p)
+                if (32 <= b < 127) or b == 9 or b == 10 or b == 13:
+                    printable += c
+            chi2 += (c - expected) * (c - expected) / expected
+        windows[k, WR_SLOT] = s
+        windows[k, WR_INDEX] = w
+        windows[k, WR_BYTES] = n
+        windows[k, WR_ENTROPY] = entropy
+        windows[k, WR_CHI2] = chi2
+        windows[k, WR_PRINTABLE] = printable / n
+        k += 1
+    else:  # only the label: the same chi-square, summed in integers
+        squares = 0
+        for b in range(256):
+            c = np.int64(hist[row, b])
+            squares += c * c
+        chi2 = _chi2(squares, n)
+    if w > 0:
+        slot[s, SL_BODY_RANDOM + randomness.label(n, chi2)] += n
+    hist[row, :] = 0
     slot[s, SL_WIN_N] = 0
-    return k + 1
+    slot[s, SL_BLOCK_BASE] = 0
+    slot[s, SL_CUR_BLOCK] = -1
+    return k
 
 
 @njit(cache=True)
@@ -222,30 +284,56 @@ def _release(s, slot, free_rows, n_free):
     return n_free
 
 
+@njit(cache=True, inline="always")
+def _count_bytes(h, buf, start, end):
+    """Add the byte values of ``buf[start:end]`` to the counts ``h``: eight at a
+    time from one 64-bit load (~30 % faster than a load per byte; the order
+    within a word does not matter to the counts)."""
+    n8 = (end - start) // 8
+    words = buf[start: start + 8 * n8].view(np.uint64)
+    for k in range(n8):
+        v = words[k]
+        h[v & 0xFF] += 1
+        h[(v >> 8) & 0xFF] += 1
+        h[(v >> 16) & 0xFF] += 1
+        h[(v >> 24) & 0xFF] += 1
+        h[(v >> 32) & 0xFF] += 1
+        h[(v >> 40) & 0xFF] += 1
+        h[(v >> 48) & 0xFF] += 1
+        h[v >> 56] += 1
+    for k in range(start + 8 * n8, end):
+        h[buf[k]] += 1
+
+
 @njit(cache=True)
 def _add_payload(s, pos, buf, off, cap, slot, hist, free_rows, counters, windows):
-    """Histogram captured payload at stream offset ``pos`` into the sampled
-    windows of slot ``s``. Bytes of windows already finished (retransmissions,
-    late segments) are not counted again."""
+    """Histogram captured payload at stream offset ``pos`` into the windows
+    (and body blocks) of slot ``s``. Bytes of windows already finished
+    (retransmissions, late segments) are not counted again."""
     j = 0
     while j < cap:
         if pos < HEAD_BYTES:
             w = 0
+            end = HEAD_BYTES
         else:
             w = 1 + (pos - HEAD_BYTES) // WINDOW_BYTES
-        take = min(cap - j, HEAD_BYTES + w * WINDOW_BYTES - pos)
+            end = (pos // BLOCK_BYTES + 1) * BLOCK_BYTES  # windows after the head are whole blocks
+        take = min(cap - j, end - pos)
         if w > slot[s, SL_CUR_WIN]:
             counters[CT_WINDOWS] = _finish_window(s, slot, hist, windows, counters[CT_WINDOWS])
             slot[s, SL_CUR_WIN] = w
-        if w == slot[s, SL_CUR_WIN] and is_sampled_window(w):
+        if w == slot[s, SL_CUR_WIN]:
             row = slot[s, SL_ROW]
             if row < 0:
                 counters[CT_FREE_HIST] -= 1
                 row = free_rows[counters[CT_FREE_HIST]]
                 slot[s, SL_ROW] = row
-            for k in range(off + j, off + j + take):
-                hist[row, buf[k]] += 1
+            if w > 0 and pos // BLOCK_BYTES > slot[s, SL_CUR_BLOCK]:
+                _finish_block(s, slot, hist)
+                slot[s, SL_CUR_BLOCK] = pos // BLOCK_BYTES
+            _count_bytes(hist[row], buf, off + j, off + j + take)
             slot[s, SL_WIN_N] += take
+            slot[s, SL_COVERED] += take
         pos += take
         j += take
 

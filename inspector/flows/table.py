@@ -112,7 +112,8 @@ class FlowTable:
         self.slot = self._empty_slots(2 * initial_flows)
         self.counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
         # pools of rows, each with a stack of free rows (see _grow_pool)
-        self.hist, self.free_rows = _new_pool(initial_rows, 256, np.uint32, self.counters, K.CT_FREE_HIST)
+        # a window's byte counts, then the counts when its current block started
+        self.hist, self.free_rows = _new_pool(initial_rows, 512, np.uint32, self.counters, K.CT_FREE_HIST)
         self.heads, self.head_free = _new_pool(initial_rows // 4, K.REGION_BYTES, np.uint8, self.counters,
                                                K.CT_FREE_HEADS)
         self.small_heads, self.small_free = _new_pool(initial_rows, K.SMALL_REGION_BYTES, np.uint8, self.counters,
@@ -135,6 +136,7 @@ class FlowTable:
         slot[:, K.SL_BASE_SEQ] = -1
         slot[:, K.SL_REG_ROW] = -1
         slot[:, K.SL_REG_COV] = -1
+        slot[:, K.SL_CUR_BLOCK] = -1
         return slot
 
     def add(self, batch: PacketBatch, input_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
