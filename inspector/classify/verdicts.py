@@ -64,7 +64,7 @@ PLAIN_BYTES = 4 * 65536  # cleartext windows this large make a direction plainte
 NONRANDOM_SHARE = 0.10
 DILUTED_PLAIN_BYTES = 16 * 4096  # plain 4 KiB blocks in a random body: 16 such blocks are 16 pieces of
                                  # cleartext. Ciphertext never makes one (chi2 >= n + 255 on 4096 uniform
-                                 # bytes); an SSH re-key's KEXINIT may make one block, once per re-key.
+                                 # bytes); nor do SSH re-keys, sent under the keys in force (RFC 4253 9).
 HEAD_PLAIN_ENTROPY = 4.0
 HEAD_PLAIN_MIN_BYTES = 2048
 HEAD_RANDOM_MIN_BYTES = 2048
