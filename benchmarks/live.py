@@ -62,7 +62,10 @@ REPO = BENCH.parent
 DATA = BENCH / ".data" / "live"
 
 sys.path.insert(0, str(BENCH))
+sys.path.insert(1, str(REPO))
 from run import ensure_capture  # noqa: E402 - the sibling harness generates and caches every capture
+
+from tests import netns  # noqa: E402 - the namespace the live tests use
 FILTER = "tcp"          # the generated traffic is all TCP; both tools use the same BPF filter
 SNAPLEN = 262144        # inspector live's default; tcpdump gets the same
 SEND, RECV = "vb0", "vb1"
@@ -105,41 +108,11 @@ def human(n: float | None) -> str:
 
 # ---------------------------------------------------------------- namespace
 
-class Namespace:
-    """``ip netns add inspbench-PID`` with a veth pair inside; removed on close."""
+class Namespace(netns.Namespace):
+    """``ip netns add inspbench-PID-N`` with the veth pair vb0 -> vb1 inside (``tests/netns.py``); removed on close."""
 
     def __init__(self) -> None:
-        self.name = f"inspbench-{os.getpid()}"
-
-    def _ip(self, *args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-    def __enter__(self) -> Namespace:
-        self._ip("netns", "add", self.name)
-        try:
-            ns = ("-n", self.name)
-            for key in ("all", "default"):  # no IPv6 neighbour/router chatter in the capture
-                self.run(["sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"], check=False,
-                         capture_output=True)
-            self._ip(*ns, "link", "add", SEND, "type", "veth", "peer", "name", RECV)
-            for dev in (SEND, RECV):
-                self._ip(*ns, "link", "set", dev, "mtu", "1500", "up")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def cmd(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *argv]
-
-    def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run(self.cmd(argv), **kwargs)
-
-    def close(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)  # the veth pair goes with it
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().__init__("inspbench", SEND, RECV)
 
 
 # ---------------------------------------------------------------- measuring

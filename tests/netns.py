@@ -35,10 +35,10 @@ def available() -> str:
 class Namespace:
     """``ip netns add NAME`` with a veth pair ``send``/``recv`` inside; removed on close."""
 
-    def __init__(self, prefix: str = "insptest") -> None:
+    def __init__(self, prefix: str = "insptest", send: str = "send0", recv: str = "recv0") -> None:
         self.name = f"{prefix}-{os.getpid()}-{next(_COUNT)}"
-        self.send = "send0"
-        self.recv = "recv0"
+        self.send = send
+        self.recv = recv
 
     def _ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
