@@ -221,29 +221,40 @@ def _write_reports(write) -> list[str]:
 
 
 @contextmanager
+def _warnings_to(category: type[Warning], tell: Callable[[str], None]):
+    """Warnings of ``category`` (the library's notes) go to ``tell``, sanitised, one line each."""
+    from inspector.text import inert
+
+    with warnings.catch_warnings():
+        show_others = warnings.showwarning
+
+        def show(message, category_, filename, lineno, file=None, line=None):
+            if issubclass(category_, category):
+                tell(inert(str(message)))
+            else:
+                show_others(message, category_, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", category)
+        yield
+
+
 def _output_notices(on_failure):
     """Outputs written as the sensor runs that the disk stopped taking
     (``OutputWarning``: --jsonl, --write-pcap, the spool) go to ``on_failure``,
     one line each; in a forked capture process (``live --workers``), whose
     copy of the --jsonl writer is not the one the sensor writes, to stderr only."""
     from inspector.errors import OutputWarning
-    from inspector.text import inert
 
     owner = os.getpid()
-    with warnings.catch_warnings():
-        show_others = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, OutputWarning) and os.getpid() == owner:
-                on_failure(inert(str(message)))
-            elif issubclass(category, OutputWarning):
-                click.echo(f"inspector: error: {inert(str(message))}", err=True)
-            else:
-                show_others(message, category, filename, lineno, file, line)
+    def tell(line: str) -> None:
+        if os.getpid() == owner:
+            on_failure(line)
+        else:
+            click.echo(f"inspector: error: {line}", err=True)
 
-        warnings.showwarning = show
-        warnings.simplefilter("always", OutputWarning)
-        yield
+    return _warnings_to(OutputWarning, tell)
 
 
 def _config_audit(paths):
@@ -585,24 +596,11 @@ def _imports_without_gc():
         gc.enable()
 
 
-@contextmanager
 def _input_notices():
     """The library's notes on its inputs (a file named twice is read once) as one line each on stderr."""
     from inspector.errors import InputWarning
-    from inspector.text import inert
 
-    with warnings.catch_warnings():
-        show_others = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, InputWarning):
-                click.echo(f"inspector: {inert(str(message))}", err=True)
-            else:
-                show_others(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        warnings.simplefilter("always", InputWarning)
-        yield
+    return _warnings_to(InputWarning, lambda line: click.echo(f"inspector: {line}", err=True))
 
 
 def _tell_when_compiling() -> None:
