@@ -10,9 +10,9 @@ flows, windows, evidence, secrets, byte histograms), handed to
 ``on_closed``, and their memory is reused. So the pipeline holds the flows
 open at once (and at most a batch of ended ones), not every flow seen; a
 long run with many short flows stays flat. With ``Timeouts.most`` (the
-sensor) a sweep between batches of packets closes at most that many, the
-rest after the next batch (or all once the pipe is empty), so a burst of
-ended flows never stops the reading of packets for long.
+sensor) a sweep between reads of the pipe closes at most that many, the
+rest after the next read, so a burst of ended flows never stops the
+reading of packets for long.
 
 Long flows are not cut: with ``Timeouts.active``, a flow open that long is
 reported as it is so far (``closed_by`` = ``open``) and again after each
@@ -195,8 +195,10 @@ class Pipeline:
     def sweep(self, now: int | None = None) -> None:
         """Close the flows that ended by ``now`` (ns; default the latest packet
         time), at most once per ``Timeouts.sweep``; report long open flows.
-        A ``now`` is the wall clock of a live reader whose pipe was empty: no
-        packet waits, so ``Timeouts.most`` does not hold back ended flows."""
+        A ``now`` is the wall clock of a live reader whose pipe was empty.
+        ``Timeouts.most`` holds back the rest of the ended flows until the
+        next batch or the next empty read, so the pipe is looked at between
+        closes even when a burst of flows ended at once."""
         if now is not None:
             self.now = max(self.now, now)
         if self.now < 0:
@@ -209,7 +211,7 @@ class Pipeline:
         t = self.timeouts
         due = self.table.due(self.now, int(t.idle * SECOND), int(t.after_close * SECOND))
         ended = np.concatenate([np.array(self._ended, dtype=np.int64), due])
-        if t.most and now is None and ended.size > t.most:  # the rest after the next batch: packets come first
+        if t.most and ended.size > t.most:  # the rest after the next read of the pipe: packets come first
             ended = ended[: t.most]
             self._next_sweep = self.now
         if ended.size and ended.size >= t.batch:

@@ -21,7 +21,7 @@ class Timeouts:
     sweep: float = 30.0        # look for ended flows this often
     batch: int = 1             # ... and close them once at least this many ended (each close costs ~10 ms of
                                # table building whatever its size; flows that wait still end exactly as they would)
-    most: int | None = None    # close at most this many at once, the rest right after the next batch of packets:
+    most: int | None = None    # close at most this many at once, the rest right after the next read of the pipe:
                                # packets are read between closes (the sensor: ~0.4 ms a flow, 20,000 flows ended
                                # at once stopped its reading for 8 s)
 
