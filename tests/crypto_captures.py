@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +66,23 @@ def namespaces(tag: str) -> Iterator[tuple[str, str]]:
         for ns in (a, b):
             subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@contextmanager
+def daemons() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Yields ``start(argv, env=None)``: the programs it starts (output discarded) are terminated at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        started.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 @contextmanager
@@ -132,35 +149,27 @@ def wireguard_capture(tmp: Path) -> Path:
         private = run("wg", "genkey").stdout.strip()
         keys[side] = (private, run("wg", "pubkey", input=private).stdout.strip())
     pcap = tmp / "wireguard.pcap"
-    with namespaces("wg") as (a, b):
-        daemons = []
-        try:
-            for ns, side, other, inner, outer in ((a, "a", "b", "10.232.0.1", "10.231.0.2"),
-                                                  (b, "b", "a", "10.232.0.2", "10.231.0.1")):
-                device = f"wg{side}{os.getpid() % 10000}"  # its UAPI socket in /var/run/wireguard is not per namespace
-                key_file = tmp / f"wg-{side}.key"
-                key_file.write_text(keys[side][0] + "\n")
-                daemons.append(subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", device],
-                                                env={**os.environ, "LOG_LEVEL": "error",
-                                                     "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"},
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                for _ in range(50):
-                    if subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "show", device],
-                                      capture_output=True).returncode == 0:
-                        break
-                    time.sleep(0.1)
-                else:
-                    pytest.skip(f"wireguard-go made no {device} device (no /dev/net/tun?)")
-                run("wg", "set", device, "private-key", str(key_file), "listen-port", "51820", "peer",
-                    keys[other][1], "allowed-ips", "10.232.0.0/24", "endpoint", f"{outer}:51820", ns=ns)
-                run("ip", "addr", "add", f"{inner}/24", "dev", device, ns=ns)
-                run("ip", "link", "set", device, "up", ns=ns)
-            with tcpdump(pcap, "veth0", ns=a):
-                send_stream(a, b, "10.232.0.2")
-        finally:
-            for daemon in daemons:
-                daemon.terminate()
-                daemon.wait(timeout=10)
+    with namespaces("wg") as (a, b), daemons() as start:
+        for ns, side, other, inner, outer in ((a, "a", "b", "10.232.0.1", "10.231.0.2"),
+                                              (b, "b", "a", "10.232.0.2", "10.231.0.1")):
+            device = f"wg{side}{os.getpid() % 10000}"  # its UAPI socket in /var/run/wireguard is not per namespace
+            key_file = tmp / f"wg-{side}.key"
+            key_file.write_text(keys[side][0] + "\n")
+            start(["ip", "netns", "exec", ns, "wireguard-go", "-f", device],
+                  env={**os.environ, "LOG_LEVEL": "error", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"})
+            for _ in range(50):
+                if subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "show", device],
+                                  capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.skip(f"wireguard-go made no {device} device (no /dev/net/tun?)")
+            run("wg", "set", device, "private-key", str(key_file), "listen-port", "51820", "peer",
+                keys[other][1], "allowed-ips", "10.232.0.0/24", "endpoint", f"{outer}:51820", ns=ns)
+            run("ip", "addr", "add", f"{inner}/24", "dev", device, ns=ns)
+            run("ip", "link", "set", device, "up", ns=ns)
+        with tcpdump(pcap, "veth0", ns=a):
+            send_stream(a, b, "10.232.0.2")
     return pcap
 
 
@@ -352,37 +361,29 @@ def ipsec_capture(tmp: Path) -> Path:
     if not plugin.exists():
         pytest.skip("strongSwan's kernel-libipsec plugin is missing (libcharon-extra-plugins)")
     pcap = tmp / "ipsec.pcap"
-    with namespaces("sw") as (a, b):
-        daemons = []
-        try:
-            sides = ((a, "a", "b", "10.231.0.1", "10.231.0.2", "10.233.0.1", "10.233.0.2"),
-                     (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.233.0.2", "10.233.0.1"))
-            for ns, me, other, outer, peer, inner, peer_inner in sides:
-                run("ip", "addr", "add", f"{inner}/32", "dev", "lo", ns=ns)
-                vici = tmp / f"charon-{me}.vici"
-                vici.unlink(missing_ok=True)
-                conf = tmp / f"strongswan-{me}.conf"
-                conf.write_text(_STRONGSWAN_CONF.format(vici=vici))
-                (tmp / f"swanctl-{me}.conf").write_text(_SWANCTL_CONF.format(**locals()))
-                # a private /run per daemon: charon's pid file is not per namespace
-                daemons.append(subprocess.Popen(
-                    ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", f"mount -t tmpfs none /run && exec {CHARON}"],
-                    env={**os.environ, "STRONGSWAN_CONF": str(conf)}, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL))
-                for _ in range(50):
-                    if vici.exists():
-                        break
-                    time.sleep(0.1)
-                else:
-                    pytest.skip("charon did not start (no vici socket)")
-                run("swanctl", "--load-all", "--uri", f"unix://{vici}", "--file", str(tmp / f"swanctl-{me}.conf"))
-            with tcpdump(pcap, "veth0", ns=a):
-                run("swanctl", "--initiate", "--child", "net", "--uri", f"unix://{tmp / 'charon-a.vici'}")
-                send_stream(a, b, "10.233.0.2", payload=PAYLOAD[:200_000])
-        finally:
-            for daemon in daemons:
-                daemon.terminate()
-                daemon.wait(timeout=10)
+    with namespaces("sw") as (a, b), daemons() as start:
+        sides = ((a, "a", "b", "10.231.0.1", "10.231.0.2", "10.233.0.1", "10.233.0.2"),
+                 (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.233.0.2", "10.233.0.1"))
+        for ns, me, other, outer, peer, inner, peer_inner in sides:
+            run("ip", "addr", "add", f"{inner}/32", "dev", "lo", ns=ns)
+            vici = tmp / f"charon-{me}.vici"
+            vici.unlink(missing_ok=True)
+            conf = tmp / f"strongswan-{me}.conf"
+            conf.write_text(_STRONGSWAN_CONF.format(vici=vici))
+            (tmp / f"swanctl-{me}.conf").write_text(_SWANCTL_CONF.format(**locals()))
+            # a private /run per daemon: charon's pid file is not per namespace
+            start(["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", f"mount -t tmpfs none /run && exec {CHARON}"],
+                  env={**os.environ, "STRONGSWAN_CONF": str(conf)})
+            for _ in range(50):
+                if vici.exists():
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.skip("charon did not start (no vici socket)")
+            run("swanctl", "--load-all", "--uri", f"unix://{vici}", "--file", str(tmp / f"swanctl-{me}.conf"))
+        with tcpdump(pcap, "veth0", ns=a):
+            run("swanctl", "--initiate", "--child", "net", "--uri", f"unix://{tmp / 'charon-a.vici'}")
+            send_stream(a, b, "10.233.0.2", payload=PAYLOAD[:200_000])
     return pcap
 
 
@@ -401,34 +402,27 @@ def openvpn_capture(tmp: Path, proto: str = "udp") -> Path:
         fingerprints[side] = run("openssl", "x509", "-in", str(tmp / f"ovpn-{side}.crt"), "-noout", "-fingerprint",
                                  "-sha256").stdout.strip().split("=", 1)[1]
     pcap = tmp / f"openvpn-{proto}.pcap"
-    with namespaces("ov") as (a, b):
-        daemons = []
-        try:
-            with tcpdump(pcap, "veth0", ns=a):
-                for ns, me, other, outer, peer, inner, peer_inner, role in (
-                        (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.234.0.2", "10.234.0.1", "server"),
-                        (a, "a", "b", "10.231.0.1", "10.231.0.2", "10.234.0.1", "10.234.0.2", "client")):
-                    transport = proto if proto == "udp" else f"tcp-{role}"
-                    daemons.append(subprocess.Popen(
-                        ["ip", "netns", "exec", ns, "openvpn", "--dev", "tun", "--proto", transport,
-                         "--local", outer, "--remote", peer, "--ifconfig", inner, peer_inner,
-                         f"--tls-{role}", "--cert", str(tmp / f"ovpn-{me}.crt"), "--key", str(tmp / f"ovpn-{me}.key"),
-                         "--peer-fingerprint", fingerprints[other], "--verb", "0"]
-                        + (["--dh", "none"] if role == "server" else []),
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                    time.sleep(0.5)
-                for _ in range(100):
-                    routes = subprocess.run(["ip", "netns", "exec", a, "ip", "route", "get", "10.234.0.2"],
-                                            capture_output=True, text=True).stdout
-                    if "tun" in routes:
-                        break
-                    time.sleep(0.1)
-                else:
-                    pytest.skip("openvpn made no tun device")
-                time.sleep(2)   # the TLS handshake of the control channel
-                send_stream(a, b, "10.234.0.2", payload=PAYLOAD[:200_000])
-        finally:
-            for daemon in daemons:
-                daemon.terminate()
-                daemon.wait(timeout=10)
+    with namespaces("ov") as (a, b), daemons() as start:
+        with tcpdump(pcap, "veth0", ns=a):
+            for ns, me, other, outer, peer, inner, peer_inner, role in (
+                    (b, "b", "a", "10.231.0.2", "10.231.0.1", "10.234.0.2", "10.234.0.1", "server"),
+                    (a, "a", "b", "10.231.0.1", "10.231.0.2", "10.234.0.1", "10.234.0.2", "client")):
+                transport = proto if proto == "udp" else f"tcp-{role}"
+                start(
+                    ["ip", "netns", "exec", ns, "openvpn", "--dev", "tun", "--proto", transport,
+                     "--local", outer, "--remote", peer, "--ifconfig", inner, peer_inner,
+                     f"--tls-{role}", "--cert", str(tmp / f"ovpn-{me}.crt"), "--key", str(tmp / f"ovpn-{me}.key"),
+                     "--peer-fingerprint", fingerprints[other], "--verb", "0"]
+                    + (["--dh", "none"] if role == "server" else []))
+                time.sleep(0.5)
+            for _ in range(100):
+                routes = subprocess.run(["ip", "netns", "exec", a, "ip", "route", "get", "10.234.0.2"],
+                                        capture_output=True, text=True).stdout
+                if "tun" in routes:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.skip("openvpn made no tun device")
+            time.sleep(2)   # the TLS handshake of the control channel
+            send_stream(a, b, "10.234.0.2", payload=PAYLOAD[:200_000])
     return pcap
