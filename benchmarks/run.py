@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -173,6 +175,25 @@ def _tree_rss(proc) -> tuple[int, int]:
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
+def wait_sampling(pid: int, every: float, sample: Callable[[], bool]) -> tuple[int, resource.struct_rusage, float]:
+    """Wait for child ``pid`` (wait4: its exit status and the CPU time of its
+    tree) while a thread calls ``sample()`` every ``every`` seconds until it
+    returns False; returns (wait status, rusage, time.perf_counter() at its end)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every) and sample():
+            pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    _, status, usage = os.wait4(pid, 0)
+    ended = time.perf_counter()
+    stop.set()
+    thread.join()
+    return status, usage, ended
+
+
 def run_measured(cmd, timeout: float, mem_limit: int | None, env=None, cwd=None,
                  discard_stdout: bool = False, interval: float = 0.05) -> dict:
     """Run cmd in its own session; returns wall/cpu time, exact peak RSS of
@@ -202,7 +223,12 @@ def run_measured(cmd, timeout: float, mem_limit: int | None, env=None, cwd=None,
     except OSError as exc:
         return {"status": "error", "error": f"cannot start: {exc}", "cmd": cmd}
     state = {"peak": 0, "peak_anon": 0, "killed": None}
-    stop = threading.Event()
+    proc = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(p.pid)
+        except psutil.Error:
+            proc = None
 
     def kill(reason):
         state["killed"] = reason
@@ -211,31 +237,21 @@ def run_measured(cmd, timeout: float, mem_limit: int | None, env=None, cwd=None,
         except ProcessLookupError:
             pass
 
-    def monitor():
-        proc = None
-        if psutil is not None:
-            try:
-                proc = psutil.Process(p.pid)
-            except psutil.Error:
-                proc = None
-        while not stop.wait(interval):
-            if time.perf_counter() - t0 > timeout:
-                kill("timeout")
-                return
-            if proc is not None:
-                rss, anon = _tree_rss(proc)
-                state["peak"] = max(state["peak"], rss)
-                state["peak_anon"] = max(state["peak_anon"], anon)
-                if mem_limit and rss > mem_limit:
-                    kill("memory")
-                    return
+    def monitor() -> bool:
+        if time.perf_counter() - t0 > timeout:
+            kill("timeout")
+            return False
+        if proc is not None:
+            rss, anon = _tree_rss(proc)
+            state["peak"] = max(state["peak"], rss)
+            state["peak_anon"] = max(state["peak_anon"], anon)
+            if mem_limit and rss > mem_limit:
+                kill("memory")
+                return False
+        return True
 
-    th = threading.Thread(target=monitor, daemon=True)
-    th.start()
-    _, wstatus, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
+    wstatus, ru, ended = wait_sampling(p.pid, interval, monitor)
+    wall = ended - t0
     p.returncode = os.waitstatus_to_exitcode(wstatus)
     # kill leftovers of the session (e.g. orphaned helpers), if any
     try:

@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -45,7 +44,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from run import CAPTURES_FULL, GNU_TIME, ensure_capture, warm_cache
+from run import CAPTURES_FULL, GNU_TIME, ensure_capture, wait_sampling, warm_cache
 
 TARGET_RATIO = 1.6
 TARGET_RSS_MB = 500
@@ -137,37 +136,31 @@ def _sampled(command: list[str], errors: BinaryIO) -> tuple[int, resource.struct
     rusage, pid -> largest RSS, [pid of the inspector process], wall seconds)."""
     peaks: dict[int, int] = {}  # pid -> largest RSS sampled
     analyser: list[int] = []  # the pid of the inspector process (the workers' parent)
-    stop = threading.Event()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=environment(), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=errors, stdin=subprocess.DEVNULL)
+    try:
+        root = psutil.Process(process.pid)
+    except psutil.Error:  # ended already
+        root = None
 
-    def sample() -> None:
+    def sample() -> bool:
         try:
-            root = psutil.Process(process.pid)
-        except psutil.Error:  # ended already
-            return
-        while not stop.wait(SAMPLE_EVERY):
+            tree = root.children(recursive=True) + ([] if GNU_TIME else [root])
+        except psutil.Error:
+            return False
+        for one in tree:
             try:
-                tree = root.children(recursive=True) + ([] if GNU_TIME else [root])
+                rss = one.memory_info().rss
+                if not analyser and (one.pid == root.pid or one.ppid() == root.pid):
+                    analyser.append(one.pid)
             except psutil.Error:
-                return
-            for one in tree:
-                try:
-                    rss = one.memory_info().rss
-                    if not analyser and (one.pid == root.pid or one.ppid() == root.pid):
-                        analyser.append(one.pid)
-                except psutil.Error:
-                    continue
-                peaks[one.pid] = max(rss, peaks.get(one.pid, 0))
+                continue
+            peaks[one.pid] = max(rss, peaks.get(one.pid, 0))
+        return True
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    stop.set()
-    sampler.join()
-    return status, usage, peaks, analyser, wall
+    status, usage, ended = wait_sampling(process.pid, SAMPLE_EVERY, sample if root else lambda: False)
+    return status, usage, peaks, analyser, ended - started
 
 
 # --------------------------------------------------------------------------
