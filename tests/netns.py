@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -78,3 +79,17 @@ class Namespace:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def udp_burst(path: Path, packets: int, port: int = 5001) -> Path:
+    """A pcap of ``packets`` 1,042-byte UDP frames to ``port`` from 1,000 source ports (flows for every partition)."""
+    records = []
+    for i in range(packets):
+        payload = struct.pack("!I", i) + bytes(996)
+        udp = struct.pack("!HHHH", 40000 + i % 1000, port, 8 + len(payload), 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([10, 99, 0, 1]), bytes([10, 99, 0, 2]))
+        frame = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + udp + payload
+        records.append(struct.pack("<IIII", 1, i, len(frame), len(frame)) + frame)
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
+    return path

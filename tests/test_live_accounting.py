@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from inspector.capture.reader import InputStats
 from inspector.live import Unwrapped
 from inspector.live_workers import _merged
 from inspector.report.json_report import json_schema
-from tests.netns import Namespace, available
+from tests.netns import Namespace, available, udp_burst
 
 in_namespace = pytest.mark.skipif(bool(available()), reason=available() or "ok")
 
@@ -36,20 +35,6 @@ STARTUP_SECONDS = 300  # the sensor compiles its kernels before tcpdump starts; 
 PORT = 5001
 FILTER = f"udp dst port {PORT}"
 CAPTURE_FAILED = 4  # cli.ExitStatus.CAPTURE_FAILED
-
-
-def _burst(path: Path, packets: int) -> Path:
-    """A pcap of ``packets`` 1,042-byte UDP frames to PORT from 1,000 source ports (flows for every partition)."""
-    records = []
-    for i in range(packets):
-        payload = struct.pack("!I", i) + bytes(996)
-        udp = struct.pack("!HHHH", 40000 + i % 1000, PORT, 8 + len(payload), 0)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), i & 0xFFFF, 0, 64, 17, 0,
-                         bytes([10, 99, 0, 1]), bytes([10, 99, 0, 2]))
-        frame = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + udp + payload
-        records.append(struct.pack("<IIII", 1, i, len(frame), len(frame)) + frame)
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
-    return path
 
 
 class Live:
@@ -134,7 +119,7 @@ def ns():
 @in_namespace
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_packet_is_accounted_for_when_stopped_mid_burst(ns: Namespace, tmp_path: Path, workers: int) -> None:
-    burst = _burst(tmp_path / "burst.pcap", 20_000)
+    burst = udp_burst(tmp_path / "burst.pcap", 20_000)
     live = Live(ns, tmp_path, "--buffer-mb", "1", "--workers", str(workers))
     rx_before = ns.counter(ns.recv, "rx_packets")
     # far faster than the sensor decodes: the 1 MiB buffer overflows; tcpreplay is stopped mid-burst,
